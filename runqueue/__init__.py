@@ -1,0 +1,50 @@
+"""runqueue: a durable, fleet-safe run queue for agent platforms, built on Celery and SQL."""
+
+from runqueue.app import create_app
+from runqueue.errors import (
+    ConflictError,
+    DatabaseUnavailableError,
+    InvalidPayloadError,
+    InvalidRunIdError,
+    RunCancelledError,
+    RunNotFoundError,
+    RunQueueError,
+    UnknownAssistantError,
+    UnsupportedStrategyError,
+)
+from runqueue.execution import RunContext, RunTask, assistant
+from runqueue.records import (
+    AbortAction,
+    DisconnectMode,
+    MultitaskStrategy,
+    RunEvent,
+    RunRecord,
+    RunStatus,
+)
+from runqueue.registry import RunManager, SyncRunManager
+from runqueue.settings import Settings
+
+__all__ = [
+    "AbortAction",
+    "ConflictError",
+    "DatabaseUnavailableError",
+    "DisconnectMode",
+    "InvalidPayloadError",
+    "InvalidRunIdError",
+    "MultitaskStrategy",
+    "RunCancelledError",
+    "RunContext",
+    "RunEvent",
+    "RunManager",
+    "RunNotFoundError",
+    "RunQueueError",
+    "RunRecord",
+    "RunStatus",
+    "RunTask",
+    "Settings",
+    "SyncRunManager",
+    "UnknownAssistantError",
+    "UnsupportedStrategyError",
+    "assistant",
+    "create_app",
+]

@@ -1,0 +1,3 @@
+from runqueue.cli import main
+
+main()

@@ -1,0 +1,92 @@
+"""The Celery application factory: one place that sets how runqueue uses Celery."""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+
+from celery import Celery
+
+from runqueue.errors import SettingsError
+from runqueue.settings import Settings
+from runqueue.store import RunStore
+
+
+@dataclass(frozen=True)
+class Runtime:
+    """What signal handlers and tasks need from their app: settings and the store."""
+
+    settings: Settings
+    store: RunStore
+
+
+def create_app(
+    settings: Settings | None = None,
+    *,
+    name: str = "runqueue",
+    include: list[str] | tuple[str, ...] = (),
+) -> Celery:
+    """A Celery app configured for runqueue: JSON only, late acks, events on."""
+    settings = settings or Settings.from_env()
+    app = Celery(name, broker=settings.broker_url, include=list(include))
+    app.conf.update(
+        task_serializer="json",
+        result_serializer="json",
+        accept_content=["json"],
+        event_serializer="json",
+        result_accept_content=["json"],
+        result_backend=None,  # results live in the runs table
+        task_ignore_result=True,
+        task_default_queue=settings.queue,
+        task_acks_late=True,
+        task_reject_on_worker_lost=False,
+        worker_prefetch_multiplier=1,
+        worker_send_task_events=True,  # Flower sees every run
+        task_send_sent_event=True,
+        worker_hijack_root_logger=False,
+        broker_connection_retry_on_startup=True,
+        broker_connection_timeout=4,
+        enable_utc=True,
+    )
+    if settings.is_embedded_broker:
+        _configure_filesystem_broker(app, settings)
+    else:
+        app.conf.broker_transport_options = {"visibility_timeout": 3600}
+    app.runqueue = Runtime(settings=settings, store=RunStore(settings.database_url))
+    import runqueue.signals  # noqa: F401  (connects the status writers)
+
+    return app
+
+
+def _configure_filesystem_broker(app: Celery, settings: Settings) -> None:
+    # revoke(terminate=True) only works on filesystem:// with late acks and a prefetch of
+    # one; a control folder gives the broadcast (fanout) that revoke needs.
+    for folder in (settings.broker_dir, settings.control_dir):
+        folder.mkdir(parents=True, exist_ok=True)
+    app.conf.broker_transport_options = {
+        "data_folder_in": str(settings.broker_dir),
+        "data_folder_out": str(settings.broker_dir),
+        "control_folder": str(settings.control_dir),
+        "polling_interval": settings.filesystem_polling_interval,
+    }
+
+
+def runtime_of(app: Celery) -> Runtime:
+    runtime = getattr(app, "runqueue", None)
+    if runtime is None:
+        raise SettingsError("this Celery app was not made by runqueue.create_app()")
+    return runtime
+
+
+def load_app(path: str) -> Celery:
+    """Import 'package.module:attribute' (or 'package.module', attribute 'app')."""
+    module_name, _, attribute = path.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise SettingsError(f"cannot import the Celery app {path!r}: {exc}") from None
+    app = getattr(module, attribute or "app", None)
+    if not isinstance(app, Celery):
+        raise SettingsError(f"{path!r} is not a Celery app")
+    app.loader.import_default_modules()
+    return app

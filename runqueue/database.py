@@ -1,0 +1,103 @@
+"""Engines, one per process (created after fork), and the migrations that build the schema."""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from pathlib import Path
+
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
+
+from runqueue.errors import SettingsError
+from runqueue.settings import Settings, redact_url
+
+logger = logging.getLogger(__name__)
+
+MIGRATIONS_DIR = Path(__file__).parent / "migrations"
+
+_engines: dict[tuple[int, str], Engine] = {}
+_engines_lock = threading.Lock()
+
+
+def get_engine(database_url: str) -> Engine:
+    """The engine for this URL in this process; a forked child builds its own."""
+    key = (os.getpid(), database_url)
+    engine = _engines.get(key)
+    if engine is None:
+        with _engines_lock:
+            engine = _engines.get(key)
+            if engine is None:
+                engine = _engines[key] = _create_engine(database_url)
+    return engine
+
+
+def dispose_engines() -> None:
+    """Forget this process's engines (their pools close)."""
+    with _engines_lock:
+        for (pid, _), engine in list(_engines.items()):
+            if pid == os.getpid():
+                engine.dispose()
+        _engines.clear()
+
+
+def _create_engine(database_url: str) -> Engine:
+    try:
+        url = make_url(database_url)
+    except ArgumentError:
+        raise SettingsError(f"invalid database URL: {redact_url(database_url)}") from None
+    if url.get_backend_name() == "sqlite":
+        return _create_sqlite_engine(database_url)
+    if url.get_backend_name() == "postgresql" and url.drivername == "postgresql":
+        url = url.set(drivername="postgresql+psycopg")
+    return create_engine(
+        url,
+        pool_pre_ping=True,
+        pool_size=5,
+        max_overflow=10,
+        connect_args={"connect_timeout": 5} if url.get_backend_name() == "postgresql" else {},
+    )
+
+
+def _create_sqlite_engine(database_url: str) -> Engine:
+    path = make_url(database_url).database
+    if path and path != ":memory:":
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+    engine = create_engine(database_url, connect_args={"timeout": 30})
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection, _record):  # noqa: ANN001
+        # Let SQLAlchemy, not pysqlite, decide when transactions begin (see below).
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(connection):  # noqa: ANN001
+        # Every transaction takes the write lock up front: the SQLite equivalent of
+        # locking the thread row, so two processes deciding a strategy serialize.
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+    return engine
+
+
+def alembic_config(settings: Settings):  # noqa: ANN201 - alembic is imported lazily
+    from alembic.config import Config
+
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    config.attributes["database_url"] = settings.database_url
+    return config
+
+
+def migrate(settings: Settings, revision: str = "head") -> None:
+    """Bring the schema to `revision`; the only way runqueue creates tables."""
+    from alembic import command
+
+    logger.info("migrating %s to %s", redact_url(settings.database_url), revision)
+    command.upgrade(alembic_config(settings), revision)

@@ -1,0 +1,84 @@
+"""Publishing runs to Celery, revoking them, and re-publishing what never left.
+
+The run row is always committed before its message is published, so a crash between the
+two leaves a queued run that the relay publishes again; claims are guarded, so a run
+published twice still executes once.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+
+from celery import Celery
+
+from runqueue.app import runtime_of
+from runqueue.records import RunRecord
+from runqueue.store import Effects
+
+logger = logging.getLogger(__name__)
+
+# A down broker must not hang create(): fail fast, the relay publishes later.
+PUBLISH_RETRY_POLICY = {
+    "max_retries": 1,
+    "interval_start": 0,
+    "interval_step": 0.2,
+    "interval_max": 0.2,
+}
+
+
+def publish(app: Celery, run: RunRecord) -> bool:
+    """Send the run's task message (task id = run id). False if the broker refused."""
+    runtime = runtime_of(app)
+    try:
+        app.send_task(
+            run.assistant_id,
+            args=[run.thread_id],
+            kwargs=run.kwargs,
+            task_id=run.run_id,
+            queue=runtime.settings.queue,
+            retry=True,
+            retry_policy=PUBLISH_RETRY_POLICY,
+            headers={"runqueue_thread_id": run.thread_id},
+        )
+    except Exception as exc:  # kombu raises many types for a broker that is down
+        logger.warning(
+            "publish failed, the relay will retry: %s",
+            exc,
+            extra={"run_id": run.run_id, "thread_id": run.thread_id},
+        )
+        try:
+            runtime.store.mark_unpublished(run.run_id)
+        except Exception:  # the row keeps its old dispatch time; the relay still finds it
+            logger.exception("could not mark run %s unpublished", run.run_id)
+        return False
+    return True
+
+
+def revoke(app: Celery, run_ids: Iterable[str]) -> None:
+    """Ask every worker to terminate these runs. Losing this broadcast is safe: the run's own
+    process also reads the cancel from the database at each heartbeat."""
+    run_ids = list(run_ids)
+    if not run_ids:
+        return
+    try:
+        app.control.revoke(run_ids, terminate=True, signal="SIGTERM")
+    except Exception as exc:
+        logger.warning("revoke broadcast failed for %s: %s", run_ids, exc)
+
+
+def apply_effects(app: Celery, effects: Effects) -> None:
+    """Carry out, after commit, what a transaction decided: terminations, then publishes."""
+    revoke(app, effects.terminate)
+    for run in effects.publish:
+        publish(app, run)
+
+
+def relay(app: Celery, limit: int = 500) -> int:
+    """Publish queued runs that never reached the broker, or were lost there. Returns count."""
+    runtime = runtime_of(app)
+    runs = runtime.store.runs_to_publish(runtime.settings.republish_after, limit=limit)
+    published = sum(publish(app, run) for run in runs)
+    if runs:
+        logger.info("relay published %d of %d waiting runs", published, len(runs))
+    return published

@@ -1,0 +1,237 @@
+"""The Celery task base for assistants: claim the run, give it a context, stop it on cancel.
+
+An assistant is a Celery task whose body takes a RunContext first:
+
+    @assistant(app)
+    def chat(context, prompt): ...
+
+The claim (pending -> running) happens here, in the task's __call__, not in a task_prerun
+handler: only the task itself can decide to skip its body (a duplicate delivery, a run
+cancelled while no worker listened, a run that must wait behind its thread).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from billiard.process import current_process
+from celery import Celery, Task
+from celery.exceptions import Ignore
+
+from runqueue.app import runtime_of
+from runqueue.errors import RunCancelledError
+from runqueue.queries import RunQueries
+from runqueue.store import RunStore
+
+logger = logging.getLogger(__name__)
+
+CANCEL_POLL_SECONDS = 0.25  # how often context.cancelled() may ask the database
+
+
+class RunTerminatedError(RunCancelledError):
+    """The run's worker process received SIGTERM."""
+
+
+@dataclass
+class Execution:
+    """The run this process is executing now (a prefork child executes one at a time)."""
+
+    run_id: str
+    thread_id: str
+    token: str
+    abort_seen: threading.Event = field(default_factory=threading.Event)
+    terminating: bool = False
+
+
+_executions: dict[str, Execution] = {}  # run_id -> execution, in this process
+
+
+@dataclass
+class _ChildState:
+    """Where this prefork child is, for the SIGTERM handler."""
+
+    in_task: bool = False  # from __call__ until task_postrun: defer exiting
+    in_body: Execution | None = None  # the run whose assistant code runs now
+    terminate: bool = False  # SIGTERM arrived: exit once the run's status is written
+
+
+_child = _ChildState()
+
+
+@dataclass
+class RunContext:
+    """What an assistant gets: its run, the thread's latest state, checkpoints, cancellation."""
+
+    run_id: str
+    thread_id: str
+    assistant_id: str
+    attempt: int
+    values: Any  # the thread's latest checkpoint values, or None
+    _store: RunStore
+    _execution: Execution
+    _last_poll: float = 0.0
+
+    def checkpoint(self, values: Any) -> None:
+        """Save thread state. Raises RunCancelledError if the run was cancelled meanwhile."""
+        if not self._store.save_checkpoint(self.run_id, self._execution.token, values):
+            raise RunCancelledError(f"run {self.run_id} no longer owns its thread")
+        self.values = values
+
+    def cancelled(self) -> bool:
+        """True once someone cancelled this run; the cooperative check for any pool."""
+        if self._execution.abort_seen.is_set():
+            return True
+        now = time.monotonic()
+        if now - self._last_poll >= CANCEL_POLL_SECONDS:
+            self._last_poll = now
+            if self._store.abort_action(self.run_id) is not None:
+                self._execution.abort_seen.set()
+        return self._execution.abort_seen.is_set()
+
+    def raise_if_cancelled(self) -> None:
+        """Stop here, through the assistant's finally blocks, if the run was cancelled."""
+        if self.cancelled():
+            raise RunCancelledError(f"run {self.run_id} was cancelled")
+
+
+class RunTask(Task):
+    """Base class of every assistant task."""
+
+    typing = False  # the message carries (thread_id, **kwargs); the body takes a context
+    throws = (RunCancelledError,)  # an expected end: logged without a traceback
+
+    def __call__(self, thread_id: str, **kwargs: Any) -> Any:
+        runtime = runtime_of(self.app)
+        settings = runtime.settings
+        run_id = self.request.id
+        token = str(uuid.uuid4())
+        log = {"run_id": run_id, "thread_id": thread_id}
+        install_sigterm_handler()
+        _child.in_task = True
+        claim = runtime.store.claim_run(
+            run_id, self.request.hostname or "", token, settings.lease_seconds
+        )
+        if not claim.claimed:
+            logger.info("run %s not started: %s", run_id, claim.reason, extra=log)
+            raise Ignore()
+        execution = Execution(run_id=run_id, thread_id=thread_id, token=token)
+        context = RunContext(
+            run_id=run_id,
+            thread_id=thread_id,
+            assistant_id=self.name,
+            attempt=claim.run.attempt,
+            values=RunQueries(runtime.store).latest_values(thread_id),
+            _store=runtime.store,
+            _execution=execution,
+        )
+        heartbeat = Heartbeat(
+            runtime.store, execution, settings.heartbeat_interval, settings.lease_seconds
+        )
+        _executions[run_id] = execution
+        heartbeat.start()
+        try:
+            _child.in_body = execution
+            if _child.terminate:
+                raise RunTerminatedError()
+            return self.run(context, **kwargs)
+        except RunCancelledError:
+            # However the cancel arrived (SIGTERM, a refused checkpoint, the cooperative
+            # check), the process that ran a cancelled run stops, with whatever it started.
+            if _in_prefork_child():
+                _child.terminate = True
+            raise
+        finally:
+            _child.in_body = None
+            heartbeat.stop()
+            _executions.pop(run_id, None)
+
+
+def token_of(run_id: str) -> str | None:
+    """The claim token if this process executes the run (prefork child), else None."""
+    execution = _executions.get(run_id)
+    return execution.token if execution else None
+
+
+class Heartbeat(threading.Thread):
+    """Renews the run's lease and notices a cancel even when the revoke broadcast was lost."""
+
+    def __init__(self, store: RunStore, execution: Execution, interval: float, lease: float):
+        super().__init__(name=f"runqueue-heartbeat-{execution.run_id}", daemon=True)
+        self.store, self.execution = store, execution
+        self.interval, self.lease = interval, lease
+        self._stopped = threading.Event()
+
+    def stop(self) -> None:
+        self._stopped.set()
+
+    def run(self) -> None:
+        while not self._stopped.wait(self.interval):
+            try:
+                ours, abort = self.store.renew_lease(
+                    self.execution.run_id, self.execution.token, self.lease
+                )
+            except Exception as exc:  # a database blip: try again next beat
+                logger.warning("lease renewal failed for run %s: %s", self.execution.run_id, exc)
+                continue
+            if abort is not None or not ours:
+                self.execution.abort_seen.set()
+                if _in_prefork_child() and not self._stopped.is_set():
+                    os.kill(os.getpid(), signal.SIGTERM)
+                return
+
+
+def _in_prefork_child() -> bool:
+    return current_process().name != "MainProcess"
+
+
+def install_sigterm_handler() -> None:
+    """In a prefork child, SIGTERM (revoke terminate=True) unwinds the run's finally blocks
+    as RunTerminatedError, then the child exits once its final status is written.
+
+    Installed at the first run, not in worker_process_init: billiard replaces the SIGTERM
+    handler with its own (an immediate exit) after the process initializer has run."""
+    if _in_prefork_child() and signal.getsignal(signal.SIGTERM) is not _on_sigterm:
+        signal.signal(signal.SIGTERM, _on_sigterm)
+
+
+def _on_sigterm(signum: int, _frame: Any) -> None:
+    if not _child.in_task:
+        # Between runs: die now, as the default handler would.
+        _exit_by_sigterm()
+    _child.terminate = True
+    execution = _child.in_body
+    if execution is not None and not execution.terminating:
+        execution.terminating = True
+        raise RunTerminatedError()
+    # Claiming or writing the final status: finish that, then exit (exit_if_terminated).
+
+
+def task_finished() -> None:
+    """Called from task_postrun: a child told to terminate really stops now."""
+    _child.in_task = False
+    if _child.terminate:
+        _exit_by_sigterm()
+
+
+def _exit_by_sigterm() -> None:
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    os.kill(os.getpid(), signal.SIGTERM)
+
+
+def assistant(
+    app: Celery, name: str | None = None, **task_options: Any
+) -> Callable[[Callable[..., Any]], RunTask]:
+    """Register a function as an assistant: a Celery task named `name` taking a RunContext."""
+
+    def register(function: Callable[..., Any]) -> RunTask:
+        return app.task(base=RunTask, name=name or function.__name__, **task_options)(function)
+
+    return register

@@ -1,0 +1,100 @@
+"""Background duties of the fleet: relay unpublished runs, reap runs whose worker died.
+
+Every worker runs this loop in its main process; a row in maintenance_locks, taken with a
+guarded UPDATE and an expiry, makes sure one worker at a time does the work. `runqueue
+reap` runs one pass for cron or Kubernetes.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from datetime import timedelta
+
+from celery import Celery
+from sqlalchemy import insert, or_, select, update
+from sqlalchemy.exc import IntegrityError
+
+from runqueue.app import runtime_of
+from runqueue.dispatch import apply_effects, relay
+from runqueue.models import MaintenanceLock
+from runqueue.records import RunStatus
+from runqueue.store import RunStore, utcnow
+
+logger = logging.getLogger(__name__)
+
+LOCK_NAME = "maintenance"
+
+
+def reap(app: Celery) -> int:
+    """Mark running runs whose lease expired as error ("worker lost"); frees their threads."""
+    store = runtime_of(app).store
+    reaped = 0
+    for run_id, token in store.expired_leases():
+        changed, effects = store.finish_run(
+            run_id, RunStatus.error, token=token, error="worker lost: lease expired"
+        )
+        apply_effects(app, effects)
+        if changed:
+            reaped += 1
+            logger.warning(
+                "reaped run %s: its worker stopped renewing the lease",
+                run_id,
+                extra={"run_id": run_id},
+            )
+    return reaped
+
+
+def run_once(app: Celery) -> tuple[int, int]:
+    """One maintenance pass: (runs relayed, runs reaped)."""
+    return relay(app), reap(app)
+
+
+def acquire(store: RunStore, holder: str, seconds: float) -> bool:
+    """Take or renew the maintenance lock for `seconds`; False if another live holder has it."""
+    now = utcnow()
+    with store.transaction() as conn:
+        exists = conn.execute(
+            select(MaintenanceLock.name).where(MaintenanceLock.name == LOCK_NAME)
+        ).first()
+        if exists is None:
+            try:
+                with conn.begin_nested():
+                    conn.execute(
+                        insert(MaintenanceLock).values(
+                            name=LOCK_NAME,
+                            holder=holder,
+                            expires_at=now + timedelta(seconds=seconds),
+                        )
+                    )
+                return True
+            except IntegrityError:
+                pass
+        taken = conn.execute(
+            update(MaintenanceLock)
+            .where(
+                MaintenanceLock.name == LOCK_NAME,
+                or_(MaintenanceLock.holder == holder, MaintenanceLock.expires_at < now),
+            )
+            .values(holder=holder, expires_at=now + timedelta(seconds=seconds))
+        ).rowcount
+    return taken == 1
+
+
+class MaintenanceLoop(threading.Thread):
+    """The loop a worker's main process runs while it lives."""
+
+    def __init__(self, app: Celery, holder: str):
+        super().__init__(name="runqueue-maintenance", daemon=True)
+        self.app, self.holder = app, holder
+        self.interval = runtime_of(app).settings.maintenance_interval
+        self.stopped = threading.Event()
+
+    def run(self) -> None:
+        store = runtime_of(self.app).store
+        while not self.stopped.wait(self.interval):
+            try:
+                if acquire(store, self.holder, self.interval * 3):
+                    run_once(self.app)
+            except Exception as exc:  # the database or broker is down: try next time
+                logger.warning("maintenance pass failed: %s", exc)

@@ -1,0 +1,141 @@
+"""The tables. Their constraints carry the invariants; Alembic creates them."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    text,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+JSONType = JSON().with_variant(JSONB(), "postgresql")
+# SQLite only autoincrements an INTEGER PRIMARY KEY.
+AutoId = BigInteger().with_variant(Integer(), "sqlite")
+Timestamp = DateTime(timezone=True)
+
+ONE_RUNNING_PER_THREAD = "status = 'running'"
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class Thread(Base):
+    __tablename__ = "threads"
+
+    thread_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    user_id: Mapped[str | None] = mapped_column(String(128))
+    metadata_: Mapped[dict[str, Any]] = mapped_column("metadata", JSONType, default=dict)
+    created_at: Mapped[datetime] = mapped_column(Timestamp)
+    updated_at: Mapped[datetime] = mapped_column(Timestamp)
+
+
+class Run(Base):
+    __tablename__ = "runs"
+
+    run_id: Mapped[str] = mapped_column(String(36), primary_key=True)  # = Celery task id
+    thread_id: Mapped[str] = mapped_column(ForeignKey("threads.thread_id"))
+    assistant_id: Mapped[str] = mapped_column(String(200))
+    user_id: Mapped[str | None] = mapped_column(String(128))
+    status: Mapped[str] = mapped_column(String(16))
+    multitask_strategy: Mapped[str | None] = mapped_column(String(16))
+    on_disconnect: Mapped[str] = mapped_column(String(16))
+    metadata_: Mapped[dict[str, Any]] = mapped_column("metadata", JSONType)
+    kwargs: Mapped[dict[str, Any]] = mapped_column(JSONType)
+    result: Mapped[Any] = mapped_column(JSONType, nullable=True)
+    error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(Timestamp)
+    updated_at: Mapped[datetime] = mapped_column(Timestamp)
+    started_at: Mapped[datetime | None] = mapped_column(Timestamp)
+    ended_at: Mapped[datetime | None] = mapped_column(Timestamp)
+    worker: Mapped[str | None] = mapped_column(String(255))
+    follow_up_to_run_id: Mapped[str | None] = mapped_column(String(36))
+    abort_action: Mapped[str | None] = mapped_column(String(16))  # set by cancel
+    cancel_requested_at: Mapped[datetime | None] = mapped_column(Timestamp)
+    dispatch_state: Mapped[str] = mapped_column(String(16))  # held | queued
+    dispatched_at: Mapped[datetime | None] = mapped_column(Timestamp)  # NULL: publish failed
+    claim_token: Mapped[str | None] = mapped_column(String(36))  # the executing attempt
+    attempt: Mapped[int] = mapped_column(Integer, default=0)
+    lease_expires_at: Mapped[datetime | None] = mapped_column(Timestamp)
+
+    __table_args__ = (
+        # The invariant: at most one running run per thread, on every backend.
+        Index(
+            "runs_one_running_per_thread",
+            "thread_id",
+            unique=True,
+            postgresql_where=text(ONE_RUNNING_PER_THREAD),
+            sqlite_where=text(ONE_RUNNING_PER_THREAD),
+        ),
+        Index("runs_thread_created", "thread_id", "created_at", "run_id"),
+        Index(
+            "runs_inflight",
+            "thread_id",
+            "status",
+            postgresql_where=text("status IN ('pending', 'running')"),
+            sqlite_where=text("status IN ('pending', 'running')"),
+        ),
+        Index(
+            "runs_outbox",
+            "dispatched_at",
+            postgresql_where=text("status = 'pending' AND dispatch_state = 'queued'"),
+            sqlite_where=text("status = 'pending' AND dispatch_state = 'queued'"),
+        ),
+        Index(
+            "runs_leases",
+            "lease_expires_at",
+            postgresql_where=text("status = 'running'"),
+            sqlite_where=text("status = 'running'"),
+        ),
+        Index("runs_status_created", "status", "created_at"),
+    )
+
+
+class RunEventRow(Base):
+    __tablename__ = "run_events"
+
+    event_id: Mapped[int] = mapped_column(AutoId, primary_key=True, autoincrement=True)
+    run_id: Mapped[str] = mapped_column(ForeignKey("runs.run_id", ondelete="CASCADE"))
+    thread_id: Mapped[str] = mapped_column(String(128))
+    status: Mapped[str] = mapped_column(String(16))
+    at: Mapped[datetime] = mapped_column(Timestamp)
+    worker: Mapped[str | None] = mapped_column(String(255))
+    detail: Mapped[str | None] = mapped_column(Text)
+
+    __table_args__ = (Index("run_events_run", "run_id", "event_id"),)
+
+
+class CheckpointRow(Base):
+    __tablename__ = "checkpoints"
+
+    checkpoint_id: Mapped[int] = mapped_column(AutoId, primary_key=True, autoincrement=True)
+    thread_id: Mapped[str] = mapped_column(ForeignKey("threads.thread_id", ondelete="CASCADE"))
+    run_id: Mapped[str] = mapped_column(ForeignKey("runs.run_id", ondelete="CASCADE"))
+    values: Mapped[Any] = mapped_column(JSONType)
+    created_at: Mapped[datetime] = mapped_column(Timestamp)
+
+    __table_args__ = (
+        Index("checkpoints_thread", "thread_id", "checkpoint_id"),
+        Index("checkpoints_run", "run_id"),
+    )
+
+
+class MaintenanceLock(Base):
+    """One row per background duty; a worker holds it to be the only one doing it."""
+
+    __tablename__ = "maintenance_locks"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    holder: Mapped[str | None] = mapped_column(String(255))
+    expires_at: Mapped[datetime | None] = mapped_column(Timestamp)

@@ -1,0 +1,135 @@
+"""Read-only queries: runs, threads, history and checkpoints."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import delete, func, select
+
+from runqueue.models import CheckpointRow, Run, RunEventRow, Thread
+from runqueue.records import Checkpoint, RunEvent, RunRecord, RunStatus, ThreadRecord
+from runqueue.rows import (
+    CHECKPOINT_COLUMNS,
+    EVENT_COLUMNS,
+    RUN_COLUMNS,
+    THREAD_COLUMNS,
+    checkpoint,
+    run_event,
+    run_record,
+    thread_record,
+)
+from runqueue.store import INFLIGHT, RunStore
+
+
+class RunQueries:
+    """What callers read; never writes, except deleting a finished run on request."""
+
+    def __init__(self, store: RunStore):
+        self.store = store
+
+    def get(self, run_id: str, user_id: str | None = None) -> RunRecord | None:
+        query = select(*RUN_COLUMNS).where(Run.run_id == run_id)
+        if user_id is not None:
+            query = query.where(Run.user_id == user_id)
+        with self.store.transaction() as conn:
+            row = conn.execute(query).first()
+        return None if row is None else run_record(row)
+
+    def list_by_thread(
+        self,
+        thread_id: str,
+        *,
+        user_id: str | None = None,
+        status: RunStatus | None = None,
+        limit: int = 100,
+        offset: int = 0,
+    ) -> list[RunRecord]:
+        """Newest first; run ids (time-ordered) break timestamp ties, so the order is stable."""
+        query = select(*RUN_COLUMNS).where(Run.thread_id == thread_id)
+        if user_id is not None:
+            query = query.where(Run.user_id == user_id)
+        if status is not None:
+            query = query.where(Run.status == status.value)
+        query = query.order_by(Run.created_at.desc(), Run.run_id.desc()).limit(limit).offset(offset)
+        with self.store.transaction() as conn:
+            return [run_record(row) for row in conn.execute(query)]
+
+    def list_runs(
+        self,
+        *,
+        thread_id: str | None = None,
+        status: RunStatus | None = None,
+        limit: int = 100,
+    ) -> list[RunRecord]:
+        query = select(*RUN_COLUMNS)
+        if thread_id is not None:
+            query = query.where(Run.thread_id == thread_id)
+        if status is not None:
+            query = query.where(Run.status == status.value)
+        query = query.order_by(Run.created_at.desc(), Run.run_id.desc()).limit(limit)
+        with self.store.transaction() as conn:
+            return [run_record(row) for row in conn.execute(query)]
+
+    def has_inflight(self, thread_id: str) -> bool:
+        query = (
+            select(Run.run_id).where(Run.thread_id == thread_id, Run.status.in_(INFLIGHT)).limit(1)
+        )
+        with self.store.transaction() as conn:
+            return conn.execute(query).first() is not None
+
+    def events(self, run_id: str) -> list[RunEvent]:
+        query = (
+            select(*EVENT_COLUMNS)
+            .where(RunEventRow.run_id == run_id)
+            .order_by(RunEventRow.event_id)
+        )
+        with self.store.transaction() as conn:
+            return [run_event(row) for row in conn.execute(query)]
+
+    def threads(self, limit: int = 100) -> list[tuple[ThreadRecord, dict[str, int]]]:
+        """Threads, newest first, with how many runs each has in every status."""
+        with self.store.transaction() as conn:
+            threads = [
+                thread_record(row)
+                for row in conn.execute(
+                    select(*THREAD_COLUMNS).order_by(Thread.updated_at.desc()).limit(limit)
+                )
+            ]
+            counts: dict[str, dict[str, int]] = {t.thread_id: {} for t in threads}
+            if threads:
+                rows = conn.execute(
+                    select(Run.thread_id, Run.status, func.count())
+                    .where(Run.thread_id.in_(list(counts)))
+                    .group_by(Run.thread_id, Run.status)
+                )
+                for thread_id, status, count in rows:
+                    counts[thread_id][status] = count
+        return [(t, counts[t.thread_id]) for t in threads]
+
+    def checkpoints(self, thread_id: str) -> list[Checkpoint]:
+        query = (
+            select(*CHECKPOINT_COLUMNS)
+            .where(CheckpointRow.thread_id == thread_id)
+            .order_by(CheckpointRow.checkpoint_id)
+        )
+        with self.store.transaction() as conn:
+            return [checkpoint(row) for row in conn.execute(query)]
+
+    def latest_values(self, thread_id: str) -> Any:
+        """The values of the thread's newest checkpoint, or None."""
+        query = (
+            select(CheckpointRow.values)
+            .where(CheckpointRow.thread_id == thread_id)
+            .order_by(CheckpointRow.checkpoint_id.desc())
+            .limit(1)
+        )
+        with self.store.transaction() as conn:
+            return conn.execute(query).scalar()
+
+    def delete_finished(self, run_id: str) -> bool:
+        """Delete a run that reached a final status, with its events and checkpoints."""
+        with self.store.transaction() as conn:
+            deleted = conn.execute(
+                delete(Run).where(Run.run_id == run_id, Run.status.not_in(INFLIGHT))
+            ).rowcount
+        return deleted == 1

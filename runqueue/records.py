@@ -1,0 +1,112 @@
+"""The public data types: run statuses, strategies and the run record."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+
+class RunStatus(enum.StrEnum):
+    pending = "pending"  # recorded, waiting to start
+    running = "running"  # claimed by a worker process
+    success = "success"  # the assistant returned
+    error = "error"  # the assistant raised, or its worker was lost
+    timeout = "timeout"  # a time limit stopped it
+    interrupted = "interrupted"  # cancelled by a user or by a newer run
+
+    @property
+    def is_final(self) -> bool:
+        return self in FINAL_STATUSES
+
+
+FINAL_STATUSES = frozenset(
+    {RunStatus.success, RunStatus.error, RunStatus.timeout, RunStatus.interrupted}
+)
+INFLIGHT_STATUSES = frozenset({RunStatus.pending, RunStatus.running})
+
+
+class MultitaskStrategy(enum.StrEnum):
+    reject = "reject"  # refuse a new run while the thread has one in flight
+    interrupt = "interrupt"  # cancel the runs in flight, keep their checkpoints
+    rollback = "rollback"  # cancel the runs in flight and delete their checkpoints
+    enqueue = "enqueue"  # wait behind the runs in flight, first in first out
+
+
+class DisconnectMode(enum.StrEnum):
+    cancel = "cancel"  # the run is cancelled when its client goes away
+    continue_ = "continue"  # the run goes on without its client
+
+
+class AbortAction(enum.StrEnum):
+    interrupt = "interrupt"  # stop; checkpoints stay
+    rollback = "rollback"  # stop; checkpoints of the run are deleted
+
+
+class DispatchState(enum.StrEnum):
+    held = "held"  # waits behind another run of its thread; not in the broker
+    queued = "queued"  # should be in the broker; published again if never claimed
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """One run as the database holds it."""
+
+    run_id: str
+    thread_id: str
+    assistant_id: str
+    status: RunStatus
+    multitask_strategy: MultitaskStrategy | None
+    on_disconnect: DisconnectMode
+    metadata: dict[str, Any]
+    kwargs: dict[str, Any]
+    result: Any
+    error: str | None
+    created_at: datetime
+    updated_at: datetime
+    started_at: datetime | None
+    ended_at: datetime | None
+    worker: str | None
+    follow_up_to_run_id: str | None
+    user_id: str | None
+    abort_action: AbortAction | None
+    attempt: int
+
+    @property
+    def is_final(self) -> bool:
+        return self.status.is_final
+
+
+@dataclass(frozen=True)
+class RunEvent:
+    """One status transition of a run."""
+
+    run_id: str
+    thread_id: str
+    status: RunStatus
+    at: datetime
+    worker: str | None
+    detail: str | None
+
+
+@dataclass(frozen=True)
+class ThreadRecord:
+    """A thread: the key that orders its runs."""
+
+    thread_id: str
+    user_id: str | None
+    metadata: dict[str, Any]
+    created_at: datetime
+    updated_at: datetime
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """Thread state a run saved."""
+
+    checkpoint_id: int
+    thread_id: str
+    run_id: str
+    values: Any
+    created_at: datetime

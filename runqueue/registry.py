@@ -1,0 +1,315 @@
+"""RunManager: the registry's public API, the same surface as the in-memory registry it replaces.
+
+SyncRunManager holds the one implementation; RunManager's async methods run it in a worker
+thread so a database round trip never blocks the event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Any
+
+from celery import Celery
+
+from runqueue import validation
+from runqueue.app import load_app, runtime_of
+from runqueue.dispatch import apply_effects
+from runqueue.errors import InvalidStatusError, RunNotFoundError, UnknownAssistantError
+from runqueue.execution import RunTask
+from runqueue.queries import RunQueries
+from runqueue.records import (
+    AbortAction,
+    Checkpoint,
+    DisconnectMode,
+    MultitaskStrategy,
+    RunEvent,
+    RunRecord,
+    RunStatus,
+    ThreadRecord,
+)
+from runqueue.settings import Settings
+from runqueue.store import INFLIGHT, NewRun
+
+logger = logging.getLogger(__name__)
+
+
+class SyncRunManager:
+    """The registry for scripts and Celery code; every method is one or two transactions."""
+
+    def __init__(self, app: Celery | None = None, settings: Settings | None = None):
+        if app is None:
+            settings = settings or Settings.from_env()
+            app = load_app(settings.app)
+        self.app = app
+        runtime = runtime_of(app)
+        self.settings = runtime.settings
+        self.store = runtime.store
+        self.queries = RunQueries(runtime.store)
+
+    # -- creating ---------------------------------------------------------------------------
+
+    def create(
+        self,
+        thread_id: str,
+        assistant_id: str | None = None,
+        *,
+        on_disconnect: DisconnectMode | str = DisconnectMode.continue_,
+        metadata: dict[str, Any] | None = None,
+        kwargs: dict[str, Any] | None = None,
+        multitask_strategy: MultitaskStrategy | str = MultitaskStrategy.reject,
+        follow_up_to_run_id: str | None = None,
+        user_id: str | None = None,
+    ) -> RunRecord:
+        """Record and enqueue a run without applying the strategy; it still waits for any
+        run of its thread that is executing."""
+        return self._create(
+            thread_id,
+            assistant_id,
+            on_disconnect,
+            metadata,
+            kwargs,
+            multitask_strategy,
+            follow_up_to_run_id,
+            user_id,
+            check_strategy=False,
+        )
+
+    def create_or_reject(
+        self,
+        thread_id: str,
+        assistant_id: str | None = None,
+        *,
+        on_disconnect: DisconnectMode | str = DisconnectMode.continue_,
+        metadata: dict[str, Any] | None = None,
+        kwargs: dict[str, Any] | None = None,
+        multitask_strategy: MultitaskStrategy | str = MultitaskStrategy.reject,
+        follow_up_to_run_id: str | None = None,
+        user_id: str | None = None,
+    ) -> RunRecord:
+        """Apply the thread's multitask strategy atomically, then record and enqueue the run."""
+        return self._create(
+            thread_id,
+            assistant_id,
+            on_disconnect,
+            metadata,
+            kwargs,
+            multitask_strategy,
+            follow_up_to_run_id,
+            user_id,
+            check_strategy=True,
+        )
+
+    def _create(
+        self,
+        thread_id: str,
+        assistant_id: str | None,
+        on_disconnect: DisconnectMode | str,
+        metadata: dict[str, Any] | None,
+        kwargs: dict[str, Any] | None,
+        multitask_strategy: MultitaskStrategy | str,
+        follow_up_to_run_id: str | None,
+        user_id: str | None,
+        *,
+        check_strategy: bool,
+    ) -> RunRecord:
+        limit = self.settings.max_payload_bytes
+        new = NewRun(
+            run_id=validation.new_run_id(),
+            thread_id=validation.thread_id(thread_id),
+            assistant_id=self._assistant(assistant_id),
+            user_id=validation.user_id(user_id),
+            multitask_strategy=validation.strategy(multitask_strategy),
+            on_disconnect=validation.disconnect_mode(on_disconnect).value,
+            metadata=validation.json_object("metadata", metadata, limit),
+            kwargs=validation.json_object("kwargs", kwargs, limit),
+            follow_up_to_run_id=(
+                validation.run_id(follow_up_to_run_id) if follow_up_to_run_id else None
+            ),
+        )
+        run, effects = self.store.create_run(new, check_strategy=check_strategy)
+        apply_effects(self.app, effects)
+        return run
+
+    def _assistant(self, assistant_id: str | None) -> str:
+        name = assistant_id or self.settings.default_assistant
+        if not name:
+            raise UnknownAssistantError("no assistant_id given and no default assistant is set")
+        task = self.app.tasks.get(name)
+        if not isinstance(task, RunTask):
+            known = ", ".join(self.assistants()) or "none"
+            raise UnknownAssistantError(f"unknown assistant {name!r} (registered: {known})")
+        return name
+
+    def assistants(self) -> list[str]:
+        """Names of the registered assistants."""
+        return sorted(name for name, task in self.app.tasks.items() if isinstance(task, RunTask))
+
+    # -- reading ------------------------------------------------------------------------------
+
+    def get(self, run_id: str, *, user_id: str | None = None) -> RunRecord | None:
+        return self.queries.get(validation.run_id(run_id), validation.user_id(user_id))
+
+    def list_by_thread(
+        self,
+        thread_id: str,
+        *,
+        user_id: str | None = None,
+        status: RunStatus | str | None = None,
+        limit: int = 100,
+        offset: int = 0,
+    ) -> list[RunRecord]:
+        """The thread's runs, newest first."""
+        return self.queries.list_by_thread(
+            validation.thread_id(thread_id),
+            user_id=validation.user_id(user_id),
+            status=validation.status(status) if status is not None else None,
+            limit=limit,
+            offset=offset,
+        )
+
+    def list_runs(
+        self,
+        *,
+        thread_id: str | None = None,
+        status: RunStatus | str | None = None,
+        limit: int = 100,
+    ) -> list[RunRecord]:
+        return self.queries.list_runs(
+            thread_id=validation.thread_id(thread_id) if thread_id is not None else None,
+            status=validation.status(status) if status is not None else None,
+            limit=limit,
+        )
+
+    def has_inflight(self, thread_id: str) -> bool:
+        """True if the thread has a pending or running run."""
+        return self.queries.has_inflight(validation.thread_id(thread_id))
+
+    def events(self, run_id: str) -> list[RunEvent]:
+        """The run's status transitions, oldest first."""
+        return self.queries.events(validation.run_id(run_id))
+
+    def checkpoints(self, thread_id: str) -> list[Checkpoint]:
+        return self.queries.checkpoints(validation.thread_id(thread_id))
+
+    def threads(self, limit: int = 100) -> list[tuple[ThreadRecord, dict[str, int]]]:
+        return self.queries.threads(limit)
+
+    def join(self, run_id: str, *, timeout: float = 60.0, poll: float = 0.05) -> RunRecord:
+        """Wait until the run reaches a final status; TimeoutError if it does not in time."""
+        deadline = time.monotonic() + timeout
+        while True:
+            run = self.get(run_id)
+            if run is None:
+                raise RunNotFoundError(f"no run {run_id}")
+            if run.is_final:
+                return run
+            if time.monotonic() >= deadline:
+                raise TimeoutError(f"run {run_id} still {run.status.value} after {timeout}s")
+            time.sleep(poll)
+
+    # -- changing -----------------------------------------------------------------------------
+
+    def set_status(self, run_id: str, status: RunStatus | str, *, error: str | None = None) -> bool:
+        """Move a pending or running run to a final status; False if it already was final."""
+        status = validation.status(status)
+        if not status.is_final:
+            raise InvalidStatusError(
+                f"set_status takes a final status; {status.value!r} is written by the worker"
+            )
+        changed, effects = self.store.finish_run(
+            validation.run_id(run_id),
+            status,
+            error=error,
+            detail="set_status",
+            from_statuses=INFLIGHT,
+        )
+        apply_effects(self.app, effects)
+        return changed
+
+    def cancel(
+        self,
+        run_id: str,
+        *,
+        action: AbortAction | str = AbortAction.interrupt,
+        user_id: str | None = None,
+    ) -> bool:
+        """Cancel a pending or running run; True only if it was pending or running.
+
+        A pending run is interrupted at once and never executes. A running run's process is
+        terminated (SIGTERM, so its finally blocks run); it reads `interrupted` once stopped.
+        """
+        cancelled, effects = self.store.cancel_run(
+            validation.run_id(run_id), validation.abort_action(action), validation.user_id(user_id)
+        )
+        apply_effects(self.app, effects)
+        return cancelled
+
+    def cleanup(self, run_id: str, *, delay: float = 0.0) -> bool:
+        """Delete a finished run's record (with its events and checkpoints) after `delay` s."""
+        run_id = validation.run_id(run_id)
+        if delay > 0:
+            time.sleep(delay)
+        return self.queries.delete_finished(run_id)
+
+
+class RunManager:
+    """The async registry: swap it in for the in-memory one; same names, same meaning."""
+
+    def __init__(self, app: Celery | None = None, settings: Settings | None = None):
+        self.sync = SyncRunManager(app, settings)
+
+    async def create(
+        self, thread_id: str, assistant_id: str | None = None, **options: Any
+    ) -> RunRecord:
+        return await asyncio.to_thread(self.sync.create, thread_id, assistant_id, **options)
+
+    async def create_or_reject(
+        self, thread_id: str, assistant_id: str | None = None, **options: Any
+    ) -> RunRecord:
+        return await asyncio.to_thread(
+            self.sync.create_or_reject, thread_id, assistant_id, **options
+        )
+
+    async def get(self, run_id: str, *, user_id: str | None = None) -> RunRecord | None:
+        return await asyncio.to_thread(self.sync.get, run_id, user_id=user_id)
+
+    async def list_by_thread(self, thread_id: str, **options: Any) -> list[RunRecord]:
+        return await asyncio.to_thread(self.sync.list_by_thread, thread_id, **options)
+
+    async def set_status(
+        self, run_id: str, status: RunStatus | str, *, error: str | None = None
+    ) -> bool:
+        return await asyncio.to_thread(self.sync.set_status, run_id, status, error=error)
+
+    async def cancel(
+        self,
+        run_id: str,
+        *,
+        action: AbortAction | str = AbortAction.interrupt,
+        user_id: str | None = None,
+    ) -> bool:
+        return await asyncio.to_thread(self.sync.cancel, run_id, action=action, user_id=user_id)
+
+    async def has_inflight(self, thread_id: str) -> bool:
+        return await asyncio.to_thread(self.sync.has_inflight, thread_id)
+
+    async def events(self, run_id: str) -> list[RunEvent]:
+        return await asyncio.to_thread(self.sync.events, run_id)
+
+    async def join(self, run_id: str, *, timeout: float = 60.0) -> RunRecord:
+        """Wait for the final status without holding a thread while waiting."""
+        deadline = time.monotonic() + timeout
+        while True:
+            run = await self.get(run_id)
+            if run is not None and run.is_final:
+                return run
+            if time.monotonic() >= deadline:
+                return await asyncio.to_thread(self.sync.join, run_id, timeout=0)
+            await asyncio.sleep(0.05)
+
+    async def cleanup(self, run_id: str, *, delay: float = 0.0) -> bool:
+        if delay > 0:
+            await asyncio.sleep(delay)
+        return await asyncio.to_thread(self.sync.cleanup, run_id)

@@ -1,0 +1,117 @@
+"""One typed settings object, read from RUNQUEUE_* environment variables.
+
+With nothing set, runqueue runs embedded: a SQLite file and kombu's filesystem broker
+under one data directory, so no server is needed.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+from runqueue.errors import SettingsError
+
+ENV_PREFIX = "RUNQUEUE_"
+
+
+def _default_data_dir() -> Path:
+    return Path(os.environ.get("XDG_DATA_HOME", Path.home() / ".local" / "share")) / "runqueue"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything runqueue needs to find its database, broker and assistants."""
+
+    data_dir: Path = field(default_factory=_default_data_dir)
+    database_url: str = ""  # empty: sqlite file under data_dir
+    broker_url: str = ""  # empty: filesystem broker under data_dir
+    app: str = "workers.app:app"  # the Celery app that registers the assistants
+    queue: str = "runqueue"  # the Celery queue runs are published to
+    default_assistant: str = ""  # used when create() gets no assistant_id
+    max_payload_bytes: int = 1024 * 1024  # kwargs/metadata size limit
+    heartbeat_interval: float = 10.0  # seconds between lease renewals of a running run
+    lease_seconds: float = 30.0  # a running run whose lease is older is reaped
+    republish_after: float = 30.0  # a queued run not claimed for this long is published again
+    maintenance_interval: float = 2.0  # how often a worker relays/reaps
+    filesystem_polling_interval: float = 0.1  # seconds, filesystem broker only
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "data_dir", Path(self.data_dir).expanduser())
+        if not self.database_url:
+            url = f"sqlite:///{self.data_dir / 'runqueue.sqlite3'}"
+            object.__setattr__(self, "database_url", url)
+        if not self.broker_url:
+            object.__setattr__(self, "broker_url", "filesystem://")
+        if self.lease_seconds <= self.heartbeat_interval:
+            raise SettingsError("lease_seconds must be longer than heartbeat_interval")
+        if self.max_payload_bytes <= 0:
+            raise SettingsError("max_payload_bytes must be positive")
+
+    @classmethod
+    def from_env(cls, environ: dict[str, str] | None = None, **overrides: object) -> Settings:
+        """Read RUNQUEUE_* variables; keyword overrides win (None means 'not given')."""
+        environ = os.environ if environ is None else environ
+        values: dict[str, object] = {}
+        for name, kind in _FIELD_TYPES.items():
+            raw = environ.get(ENV_PREFIX + name.upper())
+            if raw is None or raw == "":
+                continue
+            try:
+                values[name] = kind(raw)
+            except ValueError as exc:
+                raise SettingsError(f"{ENV_PREFIX}{name.upper()}: {exc}") from None
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        unknown = set(values) - set(_FIELD_TYPES)
+        if unknown:
+            raise SettingsError(f"unknown settings: {', '.join(sorted(unknown))}")
+        return cls(**values)  # type: ignore[arg-type]
+
+    def with_overrides(self, **overrides: object) -> Settings:
+        return replace(self, **{k: v for k, v in overrides.items() if v is not None})
+
+    @property
+    def is_embedded_broker(self) -> bool:
+        return self.broker_url.startswith("filesystem://")
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+    @property
+    def broker_dir(self) -> Path:
+        return self.data_dir / "broker"
+
+    @property
+    def control_dir(self) -> Path:
+        return self.data_dir / "broker-control"
+
+
+_FIELD_TYPES: dict[str, type] = {
+    "data_dir": Path,
+    "database_url": str,
+    "broker_url": str,
+    "app": str,
+    "queue": str,
+    "default_assistant": str,
+    "max_payload_bytes": int,
+    "heartbeat_interval": float,
+    "lease_seconds": float,
+    "republish_after": float,
+    "maintenance_interval": float,
+    "filesystem_polling_interval": float,
+}
+
+
+def redact_url(url: str) -> str:
+    """The URL with its password replaced, fit for logs and error messages."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "<unparseable url>"
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.rsplit("@", 1)[1]
+    user = parts.username or ""
+    return urlunsplit(parts._replace(netloc=f"{user}:***@{netloc}"))

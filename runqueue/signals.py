@@ -1,0 +1,126 @@
+"""Celery task signals -> final statuses in SQL.
+
+Signals fire in different processes: task_success, task_postrun and most task_failure calls
+in the pool child that ran the body; task_revoked and the failures of a lost or time-limited
+child (WorkerLostError, TimeLimitExceeded) in the worker's main process. Every write is a
+guarded UPDATE (store.finish_run), so whichever signal arrives late or twice changes nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+from billiard.exceptions import Terminated, WorkerLostError
+from celery import signals
+from celery.exceptions import SoftTimeLimitExceeded, TimeLimitExceeded
+
+from runqueue import execution
+from runqueue.app import runtime_of
+from runqueue.dispatch import apply_effects
+from runqueue.errors import RunCancelledError
+from runqueue.records import RunStatus
+from runqueue.store import PENDING
+
+logger = logging.getLogger(__name__)
+
+
+def _is_run_task(task: Any) -> bool:
+    return isinstance(task, execution.RunTask)
+
+
+def _finish(task: Any, run_id: str, status: RunStatus, **fields: Any) -> bool:
+    """Write a final status through the store, then publish the run it released."""
+    store = runtime_of(task.app).store
+    changed, effects = store.finish_run(run_id, status, **fields)
+    apply_effects(task.app, effects)
+    if changed:
+        logger.info("run %s -> %s", run_id, status.value, extra={"run_id": run_id})
+    return changed
+
+
+@signals.task_success.connect
+def _on_task_success(sender: Any = None, result: Any = None, **_: Any) -> None:
+    if not _is_run_task(sender):
+        return
+    run_id = sender.request.id
+    fields: dict[str, Any] = dict(token=execution.token_of(run_id), worker=sender.request.hostname)
+    try:
+        json.dumps(result, allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        _finish(sender, run_id, RunStatus.error, error=f"result is not JSON: {exc}", **fields)
+        return
+    _finish(sender, run_id, RunStatus.success, result=result, **fields)
+
+
+@signals.task_failure.connect
+def _on_task_failure(
+    sender: Any = None, task_id: str | None = None, exception: BaseException | None = None, **_: Any
+) -> None:
+    if not _is_run_task(sender) or task_id is None:
+        return
+    store = runtime_of(sender.app).store
+    fields: dict[str, Any] = dict(token=execution.token_of(task_id))
+    if isinstance(exception, RunCancelledError | Terminated):
+        action = store.abort_action(task_id)
+        if action is None:
+            # SIGTERM that no cancel asked for (a worker shutting down): the main process's
+            # WorkerLostError, or the lease reaper, records how the run ended.
+            return
+        _finish(sender, task_id, RunStatus.interrupted, detail=f"cancelled ({action})", **fields)
+    elif isinstance(exception, SoftTimeLimitExceeded | TimeLimitExceeded):
+        _finish(sender, task_id, RunStatus.timeout, error=_describe(exception), **fields)
+    elif isinstance(exception, WorkerLostError):
+        _finish(sender, task_id, RunStatus.error, error=f"worker lost: {exception}", **fields)
+    else:
+        _finish(sender, task_id, RunStatus.error, error=_describe(exception), **fields)
+
+
+@signals.task_revoked.connect
+def _on_task_revoked(
+    sender: Any = None, request: Any = None, terminated: bool = False, **_: Any
+) -> None:
+    if not _is_run_task(sender) or request is None:
+        return
+    if terminated:
+        # The child is being stopped; it writes `interrupted` itself once its finally blocks
+        # ran, so the thread's next run cannot start while this one still executes.
+        return
+    # Revoked before it started (the cancel reached the worker first): never executes.
+    _finish(sender, request.id, RunStatus.interrupted, detail="revoked", from_statuses=(PENDING,))
+
+
+@signals.task_postrun.connect
+def _on_task_postrun(sender: Any = None, **_: Any) -> None:
+    if _is_run_task(sender):
+        execution.task_finished()
+
+
+def _describe(exception: BaseException | None) -> str:
+    if exception is None:
+        return "unknown error"
+    text = str(exception)
+    return f"{type(exception).__name__}: {text}" if text else type(exception).__name__
+
+
+@signals.worker_ready.connect
+def _on_worker_ready(sender: Any = None, **_: Any) -> None:
+    """Start relaying and reaping in this worker's main process."""
+    from runqueue.maintenance import MaintenanceLoop
+
+    app = sender.app
+    if getattr(app, "runqueue", None) is None:
+        return
+    loop = MaintenanceLoop(app, holder=sender.hostname)
+    loop.start()
+    app.runqueue_maintenance = loop
+
+
+@signals.worker_shutting_down.connect
+def _on_worker_shutting_down(**_: Any) -> None:
+    from celery import current_app
+
+    loop = getattr(current_app, "runqueue_maintenance", None)
+    if loop is not None:
+        loop.stopped.set()

@@ -1,0 +1,104 @@
+"""Checking what callers give before anything is written: ids, strategies, JSON payloads."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import time
+import uuid
+from typing import Any
+
+from runqueue.errors import (
+    InvalidPayloadError,
+    InvalidRunIdError,
+    InvalidStatusError,
+    UnsupportedStrategyError,
+)
+from runqueue.records import AbortAction, DisconnectMode, MultitaskStrategy, RunStatus
+
+THREAD_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@/-]{0,127}$")
+UUID_PATTERN = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+
+
+def new_run_id() -> str:
+    """A UUIDv7: time-ordered, so ids break ties between equal timestamps in creation order."""
+    millis = time.time_ns() // 1_000_000
+    value = (millis & ((1 << 48) - 1)) << 80
+    value |= 0x7 << 76  # version 7
+    value |= int.from_bytes(os.urandom(10), "big") & ((1 << 76) - 1)
+    value = (value & ~(0x3 << 62)) | (0x2 << 62)  # RFC 4122 variant
+    return str(uuid.UUID(int=value))
+
+
+def run_id(value: Any) -> str:
+    if not isinstance(value, str) or not UUID_PATTERN.match(value.lower()):
+        raise InvalidRunIdError(f"invalid run id: {value!r} (expected a UUID)")
+    return value.lower()
+
+
+def thread_id(value: Any) -> str:
+    if not isinstance(value, str) or not THREAD_ID_PATTERN.match(value):
+        raise InvalidRunIdError(
+            f"invalid thread id: {value!r} (1-128 characters: letters, digits, . _ : @ / -)"
+        )
+    return value
+
+
+def user_id(value: Any) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str) or not 0 < len(value) <= 128:
+        raise InvalidRunIdError(f"invalid user id: {value!r}")
+    return value
+
+
+def strategy(value: Any) -> MultitaskStrategy:
+    try:
+        return MultitaskStrategy(value)
+    except ValueError:
+        choices = ", ".join(s.value for s in MultitaskStrategy)
+        raise UnsupportedStrategyError(
+            f"unsupported multitask strategy {value!r} (choose one of: {choices})"
+        ) from None
+
+
+def disconnect_mode(value: Any) -> DisconnectMode:
+    try:
+        return DisconnectMode(value)
+    except ValueError:
+        raise InvalidPayloadError(f"invalid on_disconnect {value!r} (cancel or continue)") from None
+
+
+def abort_action(value: Any) -> AbortAction:
+    try:
+        return AbortAction(value)
+    except ValueError:
+        raise InvalidPayloadError(
+            f"invalid cancel action {value!r} (interrupt or rollback)"
+        ) from None
+
+
+def status(value: Any) -> RunStatus:
+    try:
+        return RunStatus(value)
+    except ValueError:
+        choices = ", ".join(s.value for s in RunStatus)
+        raise InvalidStatusError(f"unknown run status {value!r} (one of: {choices})") from None
+
+
+def json_object(name: str, value: Any, max_bytes: int) -> dict[str, Any]:
+    """A JSON object that round-trips exactly (no NaN/Infinity, no objects) within the limit."""
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise InvalidPayloadError(f"{name} must be a JSON object, got {type(value).__name__}")
+    try:
+        text = json.dumps(value, allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise InvalidPayloadError(f"{name} is not JSON-serializable: {exc}") from None
+    if len(text.encode()) > max_bytes:
+        raise InvalidPayloadError(f"{name} is {len(text.encode())} bytes; the limit is {max_bytes}")
+    if "\x00" in text or "\\u0000" in text:
+        raise InvalidPayloadError(f"{name} contains a NUL character, which databases refuse")
+    return json.loads(text)

@@ -1,0 +1,1 @@
+"""The deployable worker application: `celery -A workers.app worker` or `runqueue worker`."""

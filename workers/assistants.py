@@ -1,0 +1,77 @@
+"""Example assistants. Each proves what it did through its own side effects: checkpoints in
+the database and, when given a `journal` path, one JSON line per step in that file."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+from runqueue import RunContext, assistant
+from workers.app import app
+
+
+def _journal(path: str | None, context: RunContext, event: str, **fields: Any) -> None:
+    """Append one line (run, pid, event, time) so tests can see what really executed."""
+    if not path:
+        return
+    line = {
+        "run_id": context.run_id,
+        "thread_id": context.thread_id,
+        "pid": os.getpid(),
+        "event": event,
+        "time": time.time(),
+        **fields,
+    }
+    with Path(path).open("a") as handle:
+        handle.write(json.dumps(line) + "\n")
+        handle.flush()
+        os.fsync(handle.fileno())
+
+
+@assistant(app, name="echo")
+def echo(context: RunContext, journal: str | None = None, **kwargs: Any) -> dict[str, Any]:
+    """Returns its kwargs, and counts how many runs of the thread came before."""
+    _journal(journal, context, "start")
+    previous = (context.values or {}).get("turns", 0)
+    context.checkpoint({"turns": previous + 1, "last": kwargs})
+    _journal(journal, context, "end")
+    return {"echo": kwargs, "turn": previous + 1}
+
+
+@assistant(app, name="steps")
+def steps(
+    context: RunContext,
+    steps: int = 5,
+    delay: float = 0.2,
+    journal: str | None = None,
+    cooperative: bool = False,
+) -> dict[str, Any]:
+    """A long run: one checkpoint per step, appended to the thread's list of steps."""
+    _journal(journal, context, "start")
+    done = list((context.values or {}).get("steps", []))
+    try:
+        for step in range(steps):
+            if cooperative:
+                context.raise_if_cancelled()
+            time.sleep(delay)
+            done.append(f"{context.run_id}:{step}")
+            context.checkpoint({"steps": done})
+            _journal(journal, context, "step", step=step)
+    finally:
+        _journal(journal, context, "end")
+    return {"steps": steps}
+
+
+@assistant(app, name="fail")
+def fail(context: RunContext, message: str = "assistant failed") -> None:
+    """Always raises, to show how errors are recorded."""
+    raise RuntimeError(message)
+
+
+@assistant(app, name="noop")
+def noop(context: RunContext, **kwargs: Any) -> None:
+    """Does nothing: the cost of runqueue itself, for benchmarks."""
+    return None
