@@ -1,5 +1,7 @@
 """The fleet's Celery app, configured from RUNQUEUE_* variables."""
 
 from runqueue import create_app
+from workers.assistants import register
 
-app = create_app(name="workers", include=["workers.assistants"])
+app = create_app(name="workers")
+register(app)

@@ -9,8 +9,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+from celery import Celery
+
 from runqueue import RunContext, assistant
-from workers.app import app
 
 
 def _journal(path: str | None, context: RunContext, event: str, **fields: Any) -> None:
@@ -31,7 +32,6 @@ def _journal(path: str | None, context: RunContext, event: str, **fields: Any) -
         os.fsync(handle.fileno())
 
 
-@assistant(app, name="echo")
 def echo(context: RunContext, journal: str | None = None, **kwargs: Any) -> dict[str, Any]:
     """Returns its kwargs, and counts how many runs of the thread came before."""
     _journal(journal, context, "start")
@@ -41,7 +41,6 @@ def echo(context: RunContext, journal: str | None = None, **kwargs: Any) -> dict
     return {"echo": kwargs, "turn": previous + 1}
 
 
-@assistant(app, name="steps")
 def steps(
     context: RunContext,
     steps: int = 5,
@@ -65,13 +64,20 @@ def steps(
     return {"steps": steps}
 
 
-@assistant(app, name="fail")
 def fail(context: RunContext, message: str = "assistant failed") -> None:
     """Always raises, to show how errors are recorded."""
     raise RuntimeError(message)
 
 
-@assistant(app, name="noop")
 def noop(context: RunContext, **kwargs: Any) -> None:
     """Does nothing: the cost of runqueue itself, for benchmarks."""
     return None
+
+
+ASSISTANTS = {"echo": echo, "steps": steps, "fail": fail, "noop": noop}
+
+
+def register(app: Celery) -> None:
+    """Register every example assistant on `app`."""
+    for name, function in ASSISTANTS.items():
+        assistant(app, name=name)(function)

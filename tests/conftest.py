@@ -1,0 +1,80 @@
+"""Fixtures on the real services. A missing service fails the run; it is never skipped."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.support import (
+    REDIS_HOST,
+    REDIS_PORT,
+    Backend,
+    WorkerProcess,
+    make_backend,
+    service_reachable,
+)
+
+BACKENDS = ["embedded", "postgres_redis"]
+
+
+def require_services() -> None:
+    missing = [
+        name
+        for name, port in (("PostgreSQL", 5432), ("Redis", REDIS_PORT))
+        if not service_reachable(REDIS_HOST, port)
+    ]
+    if missing:
+        pytest.fail(
+            f"{', '.join(missing)} not reachable on 127.0.0.1 (CI={os.environ.get('CI')}); "
+            "start the services as the README says",
+            pytrace=False,
+        )
+
+
+@pytest.fixture(scope="module", params=BACKENDS)
+def backend(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Backend]:
+    """A fresh database and broker for this module, on each backend in turn."""
+    if request.param != "embedded":
+        require_services()
+    backend = make_backend(request.param, tmp_path_factory.mktemp(request.param))
+    yield backend
+    backend.close()
+
+
+@pytest.fixture(scope="module")
+def worker(backend: Backend, tmp_path_factory: pytest.TempPathFactory) -> Iterator[WorkerProcess]:
+    """A prefork worker on the module's backend."""
+    log = Path(tmp_path_factory.mktemp("worker")) / "worker.log"
+    process = WorkerProcess(backend.settings, log).start()
+    yield process
+    process.stop()
+
+
+@pytest.fixture
+def start_worker(backend: Backend, tmp_path: Path) -> Iterator:
+    """Start extra workers inside a test; all are stopped afterwards."""
+    started: list[WorkerProcess] = []
+
+    def start(**options) -> WorkerProcess:
+        process = WorkerProcess(backend.settings, tmp_path / f"worker{len(started)}.log", **options)
+        started.append(process)
+        return process.start()
+
+    yield start
+    for process in started:
+        process.stop()
+
+
+@pytest.fixture(scope="module")
+def manager(backend: Backend):
+    return backend.manager()
+
+
+@pytest.fixture
+def journal(tmp_path: Path) -> Path:
+    return tmp_path / "journal.jsonl"
