@@ -34,7 +34,7 @@ def _journal(path: str | None, context: RunContext, event: str, **fields: Any) -
 
 def echo(context: RunContext, journal: str | None = None, **kwargs: Any) -> dict[str, Any]:
     """Returns its kwargs, and counts how many runs of the thread came before."""
-    _journal(journal, context, "start")
+    _journal(journal, context, "start", values=context.values)
     previous = (context.values or {}).get("turns", 0)
     context.checkpoint({"turns": previous + 1, "last": kwargs})
     _journal(journal, context, "end")
@@ -49,7 +49,7 @@ def steps(
     cooperative: bool = False,
 ) -> dict[str, Any]:
     """A long run: one checkpoint per step, appended to the thread's list of steps."""
-    _journal(journal, context, "start")
+    _journal(journal, context, "start", values=context.values)
     done = list((context.values or {}).get("steps", []))
     try:
         for step in range(steps):
