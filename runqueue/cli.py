@@ -1,4 +1,4 @@
-"""The `runqueue` command: worker, migrate, submit and the read-only views."""
+"""The `runqueue` command: demo, worker, migrate, submit, cancel and the read-only views."""
 
 from __future__ import annotations
 
@@ -8,11 +8,13 @@ import logging
 import os
 import sys
 from collections.abc import Callable
-from typing import Any
+from pathlib import Path
+from typing import Any, NoReturn
 
 import click
+from rich.console import Console
 
-from runqueue.errors import RunQueueError
+from runqueue.errors import BrokerUnavailableError, RunQueueError
 from runqueue.settings import Settings
 
 
@@ -55,10 +57,51 @@ def clean_errors(command: Callable[..., Any]) -> Callable[..., Any]:
         try:
             return command(*args, **kwargs)
         except RunQueueError as exc:
-            click.echo(f"error: {exc}", err=True)
-            sys.exit(1)
+            fail(str(exc))
+        except TimeoutError as exc:
+            fail(str(exc) or "timed out")
 
     return wrapper
+
+
+def fail(message: str, code: int = 1) -> NoReturn:
+    """One line on stderr, then exit non-zero."""
+    click.echo(f"error: {message.splitlines()[0] if message else 'failed'}", err=True)
+    sys.exit(code)
+
+
+def console() -> Console:
+    """Rich output on stdout; wide when piped, so run ids are never cut."""
+    if sys.stdout.isatty():
+        return Console()
+    return Console(width=220, no_color=True, highlight=False)
+
+
+def check_broker(app, timeout: float = 3.0) -> None:  # noqa: ANN001
+    """Fail fast if the broker is down. create() would still record the run and let the
+    relay publish it later; a person at a terminal wants to know now."""
+    from runqueue.settings import redact_url
+
+    url = app.runqueue.settings.broker_url
+    try:
+        with app.connection_for_write() as connection:
+            connection.ensure_connection(
+                max_retries=1,
+                interval_start=0,
+                interval_step=0.2,
+                interval_max=0.2,
+                timeout=timeout,
+            )
+    except Exception as exc:  # kombu, redis and amqp raise many types for a down broker
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise BrokerUnavailableError(f"broker unavailable ({redact_url(url)}): {first}") from None
+
+
+class _NoHostnameFilter(logging.Filter):
+    """kombu warns that filesystem:// has no hostname, on every connection: noise."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "No hostname was supplied" not in record.getMessage()
 
 
 @click.group()
@@ -71,6 +114,7 @@ def clean_errors(command: Callable[..., Any]) -> Callable[..., Any]:
 def main(ctx: click.Context, database_url, broker_url, data_dir, app_path, queue) -> None:  # noqa: ANN001
     """runqueue: durable, fleet-safe runs for agent platforms, on Celery and SQL."""
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger("kombu.connection").addFilter(_NoHostnameFilter())
     ctx.obj = CliState(
         dict(
             database_url=database_url,
@@ -148,13 +192,17 @@ def submit(
     timeout: float,
 ) -> None:
     """Create a run of ASSISTANT on a thread, applying the strategy."""
+    from runqueue import validation
     from runqueue.errors import InvalidPayloadError
 
     try:
         kwargs = json.loads(kwargs_json)
     except json.JSONDecodeError as exc:
         raise InvalidPayloadError(f"--kwargs is not JSON: {exc}") from None
+    validation.strategy(strategy)
+    validation.thread_id(thread_id)
     manager = state.manager()
+    check_broker(manager.app)
     run = manager.create_or_reject(thread_id, assistant, kwargs=kwargs, multitask_strategy=strategy)
     if wait:
         run = manager.join(run.run_id, timeout=timeout)
@@ -171,6 +219,138 @@ def submit(
     )
     if wait and run.status.value != "success":
         sys.exit(2)
+
+
+@main.command()
+@click.option("--thread", "thread_id", default=None, help="Only this thread's runs.")
+@click.option("--status", default=None, help="Only runs in this status.")
+@click.option("--limit", type=int, default=50, show_default=True)
+@click.pass_obj
+@clean_errors
+def runs(state: CliState, thread_id: str | None, status: str | None, limit: int) -> None:
+    """List runs, newest first."""
+    from runqueue.tables import runs_table
+
+    records = state.manager().list_runs(thread_id=thread_id, status=status, limit=limit)
+    console().print(runs_table(records, title=f"{len(records)} runs"))
+
+
+@main.command()
+@click.argument("run_id")
+@click.pass_obj
+@clean_errors
+def show(state: CliState, run_id: str) -> None:
+    """Show a run and its transition history."""
+    from runqueue.tables import events_table, run_table
+
+    manager = state.manager()
+    run = manager.get(run_id)
+    if run is None:
+        fail(f"no run {run_id}")
+    out = console()
+    out.print(run_table(run))
+    out.print(events_table(manager.events(run.run_id)))
+
+
+@main.command()
+@click.argument("run_id")
+@click.option(
+    "--action",
+    default="interrupt",
+    show_default=True,
+    help="interrupt (keep its checkpoints) or rollback (delete them).",
+)
+@click.pass_obj
+@clean_errors
+def cancel(state: CliState, run_id: str, action: str) -> None:
+    """Cancel a pending or running run."""
+    from runqueue import validation
+
+    validation.abort_action(action)
+    manager = state.manager()
+    run = manager.get(run_id)
+    if run is None:
+        fail(f"no run {run_id}")
+    if run.status.value == "running":
+        check_broker(manager.app)  # the revoke must reach the worker
+    if not manager.cancel(run.run_id, action=action):
+        current = manager.get(run.run_id)
+        fail(f"run {run.run_id} is already {current.status.value if current else 'gone'}")
+    current = manager.get(run.run_id)
+    click.echo(f"cancelled run {run.run_id} ({action}); status now {current.status.value}")
+
+
+@main.command()
+@click.option("--limit", type=int, default=50, show_default=True)
+@click.pass_obj
+@clean_errors
+def threads(state: CliState, limit: int) -> None:
+    """List threads with their run counts by status."""
+    from runqueue.tables import threads_table
+
+    console().print(threads_table(state.manager().threads(limit)))
+
+
+@main.command()
+@click.option("--database-url", default=None, help="Run the demo on this database.")
+@click.option("--broker-url", default=None, help="Run the demo on this broker.")
+@click.option("--concurrency", "-c", type=int, default=4, show_default=True)
+@click.option("--keep", is_flag=True, help="Keep the temporary data directory.")
+@click.pass_obj
+@clean_errors
+def demo(
+    state: CliState,
+    database_url: str | None,
+    broker_url: str | None,
+    concurrency: int,
+    keep: bool,
+) -> None:
+    """Start a worker, exercise every strategy and a cancel, and check each guarantee.
+
+    Embedded by default (SQLite and a filesystem broker in a fresh temporary directory);
+    --database-url and --broker-url run the same demo on PostgreSQL and Redis."""
+    import shutil
+    import tempfile
+    import uuid
+
+    from runqueue.demo import run_demo
+
+    overrides = state.overrides
+    if database_url:
+        overrides["database_url"] = database_url
+    if broker_url:
+        overrides["broker_url"] = broker_url
+    temporary = overrides.get("data_dir") is None
+    if temporary:
+        overrides["data_dir"] = tempfile.mkdtemp(prefix="runqueue-demo-")
+    if overrides.get("queue") is None:
+        overrides["queue"] = f"runqueue-demo-{uuid.uuid4().hex[:8]}"
+    data_dir = Path(overrides["data_dir"])
+    passed = False
+    try:
+        app = state.app()
+        if not app.runqueue.settings.is_embedded_broker:
+            check_broker(app)
+        passed = run_demo(app, concurrency=concurrency, console=console())
+    finally:
+        if temporary and passed and not keep:
+            shutil.rmtree(data_dir, ignore_errors=True)
+        elif temporary:
+            click.echo(f"demo data kept in {data_dir}", err=True)
+    if not passed:
+        sys.exit(1)
+
+
+@main.command()
+@click.pass_obj
+@clean_errors
+def reap(state: CliState) -> None:
+    """One maintenance pass: publish runs that never left, reap runs whose worker died
+    (for cron or a Kubernetes CronJob; workers also do this themselves)."""
+    from runqueue.maintenance import run_once
+
+    relayed, reaped = run_once(state.app())
+    click.echo(json.dumps({"relayed": relayed, "reaped": reaped}))
 
 
 if __name__ == "__main__":  # pragma: no cover

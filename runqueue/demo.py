@@ -1,0 +1,514 @@
+"""`runqueue demo`: a real worker fleet of one, every strategy and a cancel, checked live.
+
+The demo starts a real prefork worker (`python -m runqueue worker`) on the configured
+backend, submits runs on five threads, and proves each guarantee from what the assistants
+themselves wrote (journal lines with their pid, checkpoints), not from the status column
+alone. It prints one `PASS name: ...` or `FAIL name: ...` line per guarantee.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from celery import Celery
+from rich.console import Console, Group
+from rich.live import Live
+from rich.text import Text
+
+from runqueue.app import runtime_of
+from runqueue.database import migrate
+from runqueue.errors import ConflictError, RunQueueError
+from runqueue.records import AbortAction, RunRecord, RunStatus
+from runqueue.registry import SyncRunManager
+from runqueue.settings import Settings, redact_url
+from runqueue.tables import runs_table
+
+GUARANTEES = ("reject", "interrupt", "rollback", "enqueue", "cancel")
+REQUIRED_ASSISTANTS = ("echo", "steps", "noop")
+LONG_RUN = {"steps": 200, "delay": 0.1}  # 20 s unless interrupted; the demo never waits it out
+REJECT_ATTEMPTS = 3
+ENQUEUED_RUNS = 4
+
+
+class DemoError(RunQueueError):
+    """The demo could not complete."""
+
+
+@dataclass(frozen=True)
+class Check:
+    """One guarantee and whether the demo saw it hold."""
+
+    name: str
+    passed: bool
+    detail: str
+
+    def line(self) -> str:
+        return f"{'PASS' if self.passed else 'FAIL'} {self.name}: {self.detail}"
+
+
+def worker_env(settings: Settings) -> dict[str, str]:
+    """The environment that makes a child process see exactly these settings."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RUNQUEUE_")}
+    env.update(
+        RUNQUEUE_DATA_DIR=str(settings.data_dir),
+        RUNQUEUE_DATABASE_URL=settings.database_url,
+        RUNQUEUE_BROKER_URL=settings.broker_url,
+        RUNQUEUE_APP=settings.app,
+        RUNQUEUE_QUEUE=settings.queue,
+    )
+    return env
+
+
+class DemoWorker:
+    """A `runqueue worker` subprocess in its own session, stopped by its pid, always."""
+
+    def __init__(self, settings: Settings, concurrency: int):
+        self.settings, self.concurrency = settings, concurrency
+        self.log_path = settings.data_dir / "demo-worker.log"
+        self.process: subprocess.Popen[bytes] | None = None
+        self.pid: int | None = None
+
+    def start(self, timeout: float = 30.0) -> None:
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        with self.log_path.open("wb") as log:
+            self.process = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "runqueue",
+                    "worker",
+                    f"--concurrency={self.concurrency}",
+                    f"--hostname=demo-{uuid.uuid4().hex[:6]}@%h",
+                    "--loglevel=INFO",
+                ],
+                env=worker_env(self.settings),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
+        self.pid = self.process.pid
+        deadline = time.monotonic() + timeout
+        while " ready." not in self.log():
+            self.check_alive()
+            if time.monotonic() > deadline:
+                raise DemoError(f"the worker was not ready in {timeout:.0f}s; see {self.log_path}")
+            time.sleep(0.05)
+
+    def check_alive(self) -> None:
+        if self.process is not None and self.process.poll() is not None:
+            raise DemoError(
+                f"the worker exited with code {self.process.returncode}; see {self.log_path}"
+            )
+
+    def log(self) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")
+        except OSError:
+            return ""
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Warm shutdown (SIGTERM to its process group), then SIGKILL if it lingers."""
+        if self.process is None:
+            return
+        pid = self.process.pid
+        with contextlib.suppress(ProcessLookupError):
+            if self.process.poll() is None:
+                os.killpg(pid, signal.SIGTERM)
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    self.process.wait(timeout)
+            os.killpg(pid, signal.SIGKILL)
+        self.process.wait()
+        self.process = None
+
+
+def pid_alive(pid: int) -> bool:
+    """True while the process exists and is not a zombie."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        return state not in ("Z", "X")
+    except FileNotFoundError:
+        return False
+    except OSError:
+        pass
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def plural(count: int, noun: str) -> str:
+    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
+
+
+def read_journal(path: Path) -> list[dict[str, Any]]:
+    if not path.exists():
+        return []
+    lines = []
+    for line in path.read_text().splitlines():
+        with contextlib.suppress(json.JSONDecodeError):
+            lines.append(json.loads(line))
+    return lines
+
+
+@dataclass
+class Scenario:
+    """The runs the demo created, by role, and what it observed along the way."""
+
+    suffix: str
+    journal_dir: Path
+    runs: dict[str, str] = field(default_factory=dict)  # role -> run_id
+    notes: dict[str, str] = field(default_factory=dict)  # run_id -> label in the live table
+    rejected: list[str] = field(default_factory=list)  # ConflictError messages
+    observed: dict[str, Any] = field(default_factory=dict)
+
+    def thread(self, guarantee: str) -> str:
+        return f"demo-{self.suffix}-{guarantee}"
+
+    def journal(self, guarantee: str) -> Path:
+        return self.journal_dir / f"{guarantee}.jsonl"
+
+
+class Demo:
+    """Drives the scenario on one manager and one worker, refreshing the live table."""
+
+    def __init__(self, manager: SyncRunManager, worker: DemoWorker, live: Live | None):
+        self.manager, self.worker, self.live = manager, worker, live
+        settings = manager.settings
+        self.scenario = Scenario(uuid.uuid4().hex[:6], settings.data_dir / "journals")
+        self.scenario.journal_dir.mkdir(parents=True, exist_ok=True)
+        self.phase = "starting"
+        self._last_render = 0.0
+
+    # -- driving ------------------------------------------------------------------------
+
+    def submit(
+        self, role: str, guarantee: str, assistant: str, strategy: str, note: str, **kwargs: Any
+    ) -> RunRecord:
+        s = self.scenario
+        if assistant == "steps" or assistant == "echo":
+            kwargs.setdefault("journal", str(s.journal(guarantee)))
+        run = self.manager.create_or_reject(
+            s.thread(guarantee), assistant, kwargs=kwargs, multitask_strategy=strategy
+        )
+        s.runs[role] = run.run_id
+        s.notes[run.run_id] = note
+        self.render(force=True)
+        return run
+
+    def wait_for(self, what: str, predicate: Callable[[], Any], timeout: float = 20.0) -> Any:
+        self.phase = what
+        deadline = time.monotonic() + timeout
+        while True:
+            value = predicate()
+            if value:
+                return value
+            self.worker.check_alive()
+            if time.monotonic() > deadline:
+                raise DemoError(f"timed out after {timeout:.0f}s waiting for: {what}")
+            self.render()
+            time.sleep(0.05)
+
+    def steps_done(self, guarantee: str, role: str) -> list[dict[str, Any]]:
+        run_id = self.scenario.runs[role]
+        return [
+            line
+            for line in read_journal(self.scenario.journal(guarantee))
+            if line["run_id"] == run_id and line["event"] == "step"
+        ]
+
+    def final(self, role: str) -> bool:
+        run = self.manager.get(self.scenario.runs[role])
+        return run is not None and run.is_final
+
+    def play(self) -> None:
+        """Every strategy and one cancel, on five threads at once."""
+        s = self.scenario
+        # reject: while a run is active, every competing create_or_reject is refused.
+        self.submit("reject.accepted", "reject", "steps", "reject", "accepted", steps=4, delay=0.1)
+        for _ in range(REJECT_ATTEMPTS):
+            try:
+                self.manager.create_or_reject(
+                    s.thread("reject"), "echo", multitask_strategy="reject"
+                )
+            except ConflictError as exc:
+                s.rejected.append(str(exc))
+        s.notes[s.runs["reject.accepted"]] = f"accepted; {len(s.rejected)} competitors rejected"
+        # interrupt / cancel: long runs that a later step stops midway.
+        self.submit(
+            "interrupt.old", "interrupt", "steps", "interrupt", "to be interrupted", **LONG_RUN
+        )
+        self.submit("cancel.target", "cancel", "steps", "interrupt", "to be cancelled", **LONG_RUN)
+        # rollback: a first run writes the state the rollback must come back to.
+        self.submit("rollback.base", "rollback", "echo", "rollback", "writes the base state")
+        # enqueue: FIFO, one at a time.
+        for index in range(ENQUEUED_RUNS):
+            self.submit(
+                f"enqueue.{index}", "enqueue", "steps", "enqueue", f"queued #{index + 1}",
+                steps=2, delay=0.05,
+            )  # fmt: skip
+
+        self.wait_for("the rollback thread's base state", lambda: self.final("rollback.base"))
+        s.observed["checkpoints_before"] = self.thread_state("rollback")
+        self.submit(
+            "rollback.old", "rollback", "steps", "rollback", "to be rolled back", **LONG_RUN
+        )
+
+        self.wait_for(
+            "the long run to start", lambda: self.steps_done("interrupt", "interrupt.old")
+        )
+        self.submit("interrupt.new", "interrupt", "echo", "interrupt", "interrupts the old run")
+
+        self.wait_for(
+            "the run to cancel to start", lambda: self.steps_done("cancel", "cancel.target")
+        )
+        cancelled = self.manager.cancel(s.runs["cancel.target"], action=AbortAction.interrupt)
+        s.observed["cancel_returned"] = cancelled
+        s.observed["cancel_at"] = time.time()
+        s.notes[s.runs["cancel.target"]] = "cancelled while running"
+
+        self.wait_for(
+            "the run to roll back to write a checkpoint",
+            lambda: any(c.run_id == s.runs["rollback.old"] for c in self.checkpoints("rollback")),
+        )
+        s.observed["rolled_back_checkpoints"] = sum(
+            c.run_id == s.runs["rollback.old"] for c in self.checkpoints("rollback")
+        )
+        self.submit("rollback.new", "rollback", "noop", "rollback", "rolls the old run back")
+
+        self.wait_for("every run to finish", lambda: all(self.final(role) for role in s.runs))
+        for guarantee, role in (("interrupt", "interrupt.old"), ("cancel", "cancel.target")):
+            pid = self.pid_of(guarantee, role)
+            if pid is not None:
+                with contextlib.suppress(DemoError):
+                    self.wait_for(f"pid {pid} to exit", lambda pid=pid: not pid_alive(pid), 5.0)
+        self.phase = "done"
+        self.render(force=True)
+
+    # -- observing -----------------------------------------------------------------------
+
+    def checkpoints(self, guarantee: str) -> list[Any]:
+        return self.manager.checkpoints(self.scenario.thread(guarantee))
+
+    def thread_state(self, guarantee: str) -> list[tuple[str, Any]]:
+        return [(c.run_id, c.values) for c in self.checkpoints(guarantee)]
+
+    def pid_of(self, guarantee: str, role: str) -> int | None:
+        """The pool process that executed the run, as the assistant itself recorded."""
+        run_id = self.scenario.runs.get(role)
+        for line in read_journal(self.scenario.journal(guarantee)):
+            if line["run_id"] == run_id and line["event"] == "start":
+                return int(line["pid"])
+        return None
+
+    def runs(self) -> list[RunRecord]:
+        records = []
+        for guarantee in GUARANTEES:
+            records.extend(reversed(self.manager.list_by_thread(self.scenario.thread(guarantee))))
+        return records
+
+    def render(self, *, force: bool = False) -> None:
+        if self.live is None:
+            return
+        now = time.monotonic()
+        if not force and now - self._last_render < 0.2:
+            return
+        self._last_render = now
+        table = runs_table(self.runs(), title="runqueue demo", labels=self.scenario.notes)
+        self.live.update(Group(table, Text(f"now: {self.phase}", style="dim")), refresh=True)
+
+    # -- judging -------------------------------------------------------------------------
+
+    def checks(self) -> list[Check]:
+        judges = {
+            "reject": self.check_reject,
+            "interrupt": self.check_interrupt,
+            "rollback": self.check_rollback,
+            "enqueue": self.check_enqueue,
+            "cancel": self.check_cancel,
+        }
+        results = []
+        for name, judge in judges.items():
+            try:
+                results.append(judge())
+            except (KeyError, RunQueueError, AssertionError) as exc:
+                results.append(Check(name, False, f"not observed ({type(exc).__name__}: {exc})"))
+        return results
+
+    def run(self, role: str) -> RunRecord:
+        run = self.manager.get(self.scenario.runs[role])
+        assert run is not None, f"run {role} is missing"
+        return run
+
+    def check_reject(self) -> Check:
+        s = self.scenario
+        accepted = self.run("reject.accepted")
+        on_thread = self.manager.list_by_thread(s.thread("reject"))
+        passed = (
+            len(s.rejected) == REJECT_ATTEMPTS
+            and len(on_thread) == 1
+            and accepted.status is RunStatus.success
+        )
+        return Check(
+            "reject",
+            passed,
+            f"rejected={len(s.rejected)}/{REJECT_ATTEMPTS} competing runs refused with "
+            f"ConflictError while run {accepted.run_id} was active; the thread holds "
+            f"{len(on_thread)} run, which ended {accepted.status.value}",
+        )
+
+    def check_interrupt(self) -> Check:
+        old, new = self.run("interrupt.old"), self.run("interrupt.new")
+        lines = read_journal(self.scenario.journal("interrupt"))
+        old_times = [line["time"] for line in lines if line["run_id"] == old.run_id]
+        new_times = [line["time"] for line in lines if line["run_id"] == new.run_id]
+        kept = sum(c.run_id == old.run_id for c in self.checkpoints("interrupt"))
+        pid = self.pid_of("interrupt", "interrupt.old")
+        stopped = pid is not None and not pid_alive(pid)
+        gap = min(new_times) - max(old_times) if old_times and new_times else float("nan")
+        passed = (
+            old.status is RunStatus.interrupted
+            and new.status is RunStatus.success
+            and kept > 0
+            and stopped
+            and gap >= 0
+        )
+        return Check(
+            "interrupt",
+            passed,
+            f"interrupted=1 run {old.run_id} ({old.status.value}, pid {pid} "
+            f"{'stopped' if stopped else 'STILL ALIVE'}, {plural(kept, 'checkpoint')} kept); "
+            f"the new run started {gap:.2f}s after it stopped, no overlap",
+        )
+
+    def check_rollback(self) -> Check:
+        s = self.scenario
+        old, new = self.run("rollback.old"), self.run("rollback.new")
+        before = s.observed["checkpoints_before"]
+        after = self.thread_state("rollback")
+        written = s.observed.get("rolled_back_checkpoints", 0)
+        passed = (
+            after == before
+            and written > 0
+            and old.status is RunStatus.interrupted
+            and old.abort_action is AbortAction.rollback
+            and new.status is RunStatus.success
+        )
+        return Check(
+            "rollback",
+            passed,
+            f"state_equal={after == before}: run {old.run_id} "
+            f"wrote {plural(written, 'checkpoint')}, "
+            f"was rolled back ({old.status.value}, abort action "
+            f"{old.abort_action.value if old.abort_action else '-'}); the thread's checkpoints "
+            f"after ({len(after)}) equal those before ({len(before)})",
+        )
+
+    def check_enqueue(self) -> Check:
+        s = self.scenario
+        created = [s.runs[f"enqueue.{index}"] for index in range(ENQUEUED_RUNS)]
+        statuses = [self.manager.get(run_id).status for run_id in created]
+        lines = read_journal(s.journal("enqueue"))
+        started = [line["run_id"] for line in lines if line["event"] == "start"]
+        intervals = []
+        for run_id in created:
+            times = [line["time"] for line in lines if line["run_id"] == run_id]
+            if times:
+                intervals.append((min(times), max(times)))
+        one_at_a_time = len(intervals) == len(created) and all(
+            earlier[1] <= later[0] for earlier, later in zip(intervals, intervals[1:], strict=False)
+        )
+        fifo = started == created
+        passed = fifo and one_at_a_time and all(st is RunStatus.success for st in statuses)
+        return Check(
+            "enqueue",
+            passed,
+            f"fifo={fifo}: {len(created)} runs on one thread executed in creation order "
+            f"({'one at a time' if one_at_a_time else 'OVERLAPPING'}); statuses "
+            f"{', '.join(st.value for st in statuses)}",
+        )
+
+    def check_cancel(self) -> Check:
+        s = self.scenario
+        run = self.run("cancel.target")
+        pid = self.pid_of("cancel", "cancel.target")
+        stopped = pid is not None and not pid_alive(pid)
+        steps = self.steps_done("cancel", "cancel.target")
+        late = [line for line in steps if line["time"] > (run.ended_at.timestamp() + 0.05)]
+        passed = (
+            s.observed.get("cancel_returned") is True
+            and run.status is RunStatus.interrupted
+            and stopped
+            and not late
+        )
+        return Check(
+            "cancel",
+            passed,
+            f"process_stopped={stopped}: run {run.run_id} cancelled after "
+            f"{plural(len(steps), 'step')} ({run.status.value}); its pool process pid {pid} is "
+            f"{'gone' if stopped else 'STILL ALIVE'}, {len(late)} steps after it ended",
+        )
+
+
+def run_demo(app: Celery, *, concurrency: int = 4, console: Console | None = None) -> bool:
+    """Migrate, start a worker, play the scenario, print the summary. True if all held."""
+    console = console or Console()
+    settings = runtime_of(app).settings
+    manager = SyncRunManager(app)
+    missing = [name for name in REQUIRED_ASSISTANTS if name not in manager.assistants()]
+    if missing:
+        raise DemoError(
+            f"the app {settings.app} lacks the example assistants {', '.join(missing)}; "
+            "run the demo with the default app, workers.app:app"
+        )
+    started = time.monotonic()
+    console.print(
+        f"runqueue demo: database {redact_url(settings.database_url)}, "
+        f"broker {redact_url(settings.broker_url)}, data in {settings.data_dir}",
+        highlight=False,
+    )
+    migrate(settings)
+    worker = DemoWorker(settings, concurrency)
+    checks: list[Check] = []
+    failure: str | None = None
+    try:
+        worker.start()
+        console.print(f"worker pid {worker.pid} ready ({concurrency} pool processes)")
+        with Live(console=console, auto_refresh=False, transient=False) as live:
+            demo = Demo(manager, worker, live)
+            try:
+                demo.play()
+            except RunQueueError as exc:
+                failure = str(exc)
+                demo.render(force=True)
+            checks = demo.checks()
+    finally:
+        worker.stop()
+    elapsed = time.monotonic() - started
+    lines = ["", "summary"]
+    if failure:
+        lines.append(f"FAIL demo: {failure}")
+    lines.extend(check.line() for check in checks)
+    held = sum(check.passed for check in checks)
+    everything = failure is None and held == len(GUARANTEES)
+    lines.append(
+        f"{'PASS' if everything else 'FAIL'} all: {held} of {len(GUARANTEES)} guarantees held "
+        f"in {elapsed:.1f}s; worker pid {worker.pid} stopped"
+    )
+    # Plain lines, not Rich: a summary that scripts grep must never be wrapped or styled.
+    print("\n".join(lines), file=console.file, flush=True)
+    return everything
