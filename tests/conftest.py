@@ -78,3 +78,13 @@ def manager(backend: Backend):
 @pytest.fixture
 def journal(tmp_path: Path) -> Path:
     return tmp_path / "journal.jsonl"
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark tests by folder, so `-m "not integration and not faults"` runs the fast ones."""
+    for item in items:
+        parts = Path(str(item.fspath)).parts
+        if "integration" in parts:
+            item.add_marker(pytest.mark.integration)
+        elif "faults" in parts:
+            item.add_marker(pytest.mark.faults)

@@ -1,0 +1,60 @@
+"""Settings from the environment: embedded defaults, overrides, errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from runqueue import Settings
+from runqueue.errors import SettingsError
+from runqueue.settings import redact_url
+
+
+def test_nothing_set_means_embedded_sqlite_and_filesystem_broker(tmp_path):
+    settings = Settings.from_env({"RUNQUEUE_DATA_DIR": str(tmp_path)})
+    assert settings.database_url == f"sqlite:///{tmp_path / 'runqueue.sqlite3'}"
+    assert settings.broker_url == "filesystem://"
+    assert settings.is_sqlite and settings.is_embedded_broker
+
+
+def test_environment_is_typed_and_overrides_win():
+    settings = Settings.from_env(
+        {
+            "RUNQUEUE_DATABASE_URL": "postgresql+psycopg://db/runs",
+            "RUNQUEUE_BROKER_URL": "redis://cache:6379/0",
+            "RUNQUEUE_LEASE_SECONDS": "45",
+            "RUNQUEUE_MAX_PAYLOAD_BYTES": "2048",
+        },
+        queue="fleet",
+    )
+    assert settings.lease_seconds == 45.0 and settings.max_payload_bytes == 2048
+    assert settings.queue == "fleet"
+    assert not settings.is_sqlite and not settings.is_embedded_broker
+    assert isinstance(settings.data_dir, Path)
+
+
+@pytest.mark.parametrize(
+    "environ",
+    [
+        {"RUNQUEUE_LEASE_SECONDS": "soon"},
+        {"RUNQUEUE_LEASE_SECONDS": "5", "RUNQUEUE_HEARTBEAT_INTERVAL": "10"},
+        {"RUNQUEUE_MAX_PAYLOAD_BYTES": "0"},
+    ],
+)
+def test_bad_settings_are_a_clear_error(environ):
+    with pytest.raises(SettingsError):
+        Settings.from_env(environ)
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("postgresql://user:s3cret@db:5432/x", "postgresql://user:***@db:5432/x"),
+        ("redis://:s3cret@cache:6379/0", "redis://:***@cache:6379/0"),
+        ("sqlite:////tmp/x.sqlite3", "sqlite:////tmp/x.sqlite3"),
+    ],
+)
+def test_redact_url_hides_passwords(url, shown):
+    assert redact_url(url) == shown
+    assert "s3cret" not in redact_url(url)
