@@ -51,7 +51,9 @@ def create_app(
     if settings.is_embedded_broker:
         _configure_filesystem_broker(app, settings)
     else:
-        app.conf.broker_transport_options = {"visibility_timeout": 3600}
+        app.conf.broker_transport_options = {
+            "visibility_timeout": settings.broker_visibility_timeout
+        }
     app.runqueue = Runtime(settings=settings, store=RunStore(settings.database_url))
     import runqueue.signals  # noqa: F401  (connects the status writers)
 

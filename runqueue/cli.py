@@ -353,5 +353,16 @@ def reap(state: CliState) -> None:
     click.echo(json.dumps({"relayed": relayed, "reaped": reaped}))
 
 
+@main.command()
+@click.pass_obj
+@clean_errors
+def reap(state: CliState) -> None:
+    """One maintenance pass: publish runs that never left, reap runs whose worker died
+    (for cron or a Kubernetes CronJob; workers also do this themselves)."""
+    from runqueue.maintenance import run_once
+
+    relayed, reaped = run_once(state.app())
+    click.echo(json.dumps({"relayed": relayed, "reaped": reaped}))
+
 if __name__ == "__main__":  # pragma: no cover
     main()

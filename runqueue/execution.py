@@ -20,6 +20,7 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any
 
 from billiard.process import current_process
@@ -27,9 +28,11 @@ from celery import Celery, Task
 from celery.exceptions import Ignore
 
 from runqueue.app import runtime_of
-from runqueue.errors import RunCancelledError
+from runqueue.durability import persist
+from runqueue.errors import DatabaseUnavailableError, RunCancelledError
 from runqueue.queries import RunQueries
-from runqueue.store import RunStore
+from runqueue.retries import NO_RETRY, RetryPolicy
+from runqueue.store import RunStore, utcnow
 
 logger = logging.getLogger(__name__)
 
@@ -78,10 +81,17 @@ class RunContext:
     _store: RunStore
     _execution: Execution
     _last_poll: float = 0.0
+    _write_timeout: float = 120.0  # Settings.status_write_timeout
 
     def checkpoint(self, values: Any) -> None:
         """Save thread state. Raises RunCancelledError if the run was cancelled meanwhile."""
-        if not self._store.save_checkpoint(self.run_id, self._execution.token, values):
+        saved = persist(
+            lambda: self._store.save_checkpoint(self.run_id, self._execution.token, values),
+            total_seconds=self._write_timeout,
+            what=f"checkpoint of run {self.run_id}",
+            extra={"run_id": self.run_id, "thread_id": self.thread_id},
+        )
+        if not saved:
             raise RunCancelledError(f"run {self.run_id} no longer owns its thread")
         self.values = values
 
@@ -92,8 +102,11 @@ class RunContext:
         now = time.monotonic()
         if now - self._last_poll >= CANCEL_POLL_SECONDS:
             self._last_poll = now
-            if self._store.abort_action(self.run_id) is not None:
-                self._execution.abort_seen.set()
+            try:
+                if self._store.abort_action(self.run_id) is not None:
+                    self._execution.abort_seen.set()
+            except DatabaseUnavailableError:
+                pass  # a database blip is not a cancel; the next poll asks again
         return self._execution.abort_seen.is_set()
 
     def raise_if_cancelled(self) -> None:
@@ -107,6 +120,7 @@ class RunTask(Task):
 
     typing = False  # the message carries (thread_id, **kwargs); the body takes a context
     throws = (RunCancelledError,)  # an expected end: logged without a traceback
+    run_retry: RetryPolicy | None = None  # per assistant: @assistant(app, run_retry=...)
 
     def __call__(self, thread_id: str, **kwargs: Any) -> Any:
         runtime = runtime_of(self.app)
@@ -116,8 +130,13 @@ class RunTask(Task):
         log = {"run_id": run_id, "thread_id": thread_id}
         install_sigterm_handler()
         _child.in_task = True
-        claim = runtime.store.claim_run(
-            run_id, self.request.hostname or "", token, settings.lease_seconds
+        claim = persist(
+            lambda: runtime.store.claim_run(
+                run_id, self.request.hostname or "", token, settings.lease_seconds
+            ),
+            total_seconds=settings.status_write_timeout,
+            what=f"claim of run {run_id}",
+            extra=log,
         )
         if not claim.claimed:
             logger.info("run %s not started: %s", run_id, claim.reason, extra=log)
@@ -131,6 +150,7 @@ class RunTask(Task):
             values=RunQueries(runtime.store).latest_values(thread_id),
             _store=runtime.store,
             _execution=execution,
+            _write_timeout=settings.status_write_timeout,
         )
         heartbeat = Heartbeat(
             runtime.store, execution, settings.heartbeat_interval, settings.lease_seconds
@@ -148,10 +168,55 @@ class RunTask(Task):
             if _in_prefork_child():
                 _child.terminate = True
             raise
+        except Exception as error:
+            policy = self.run_retry or NO_RETRY
+            if not policy.allows(claim.run.attempt, error):
+                raise
+            # Stop renewing first: a renewal that finds the run pending must not read as a
+            # cancel (the heartbeat would SIGTERM this child).
+            heartbeat.stop()
+            raise self._retry_later(execution, claim.run.attempt, policy, error) from error
         finally:
             _child.in_body = None
             heartbeat.stop()
             _executions.pop(run_id, None)
+
+    def _retry_later(
+        self, execution: Execution, attempt: int, policy: RetryPolicy, error: Exception
+    ) -> BaseException:
+        """Put the run back to pending (guarded by the claim token), then let Celery's own
+        retry publish it again after the backoff."""
+        runtime = runtime_of(self.app)
+        run_id = execution.run_id
+        countdown = policy.delay(attempt)
+        text = f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
+        detail = f"attempt {attempt}/{policy.max_attempts} failed, retry in {countdown:g}s: {text}"
+        requeued = persist(
+            lambda: runtime.store.requeue_run(
+                run_id,
+                execution.token,
+                publish_at=utcnow() + timedelta(seconds=countdown),
+                detail=detail,
+                worker=self.request.hostname,
+            ),
+            total_seconds=runtime.settings.status_write_timeout,
+            what=f"re-queueing run {run_id}",
+            extra={"run_id": run_id, "thread_id": execution.thread_id},
+        )
+        if not requeued:
+            # Cancelled while this attempt failed: the cancel wins, no further attempt.
+            if _in_prefork_child():
+                _child.terminate = True
+            return RunCancelledError(f"run {run_id} was cancelled")
+        logger.info(
+            "run %s: %s",
+            run_id,
+            detail,
+            extra={"run_id": run_id, "thread_id": execution.thread_id},
+        )
+        # Raises celery.exceptions.Retry (or Reject if the broker is down: the relay then
+        # publishes the pending run once its backoff has passed).
+        return self.retry(exc=error, countdown=countdown, max_retries=policy.max_attempts)
 
 
 def token_of(run_id: str) -> str | None:

@@ -18,6 +18,7 @@ from sqlalchemy.exc import IntegrityError
 from runqueue.app import runtime_of
 from runqueue.dispatch import apply_effects, relay
 from runqueue.models import MaintenanceLock
+from runqueue.queries import RunQueries
 from runqueue.records import RunStatus
 from runqueue.store import RunStore, utcnow
 
@@ -27,10 +28,14 @@ LOCK_NAME = "maintenance"
 
 
 def reap(app: Celery) -> int:
-    """Mark running runs whose lease expired as error ("worker lost"); frees their threads."""
+    """Mark running runs whose lease expired as error ("worker lost"), or re-queue them when
+    their assistant's retry policy allows; either way their threads are freed."""
     store = runtime_of(app).store
     reaped = 0
     for run_id, token in store.expired_leases():
+        if _requeue_lost(app, run_id, token):
+            reaped += 1
+            continue
         changed, effects = store.finish_run(
             run_id, RunStatus.error, token=token, error="worker lost: lease expired"
         )
@@ -43,6 +48,25 @@ def reap(app: Celery) -> int:
                 extra={"run_id": run_id},
             )
     return reaped
+
+
+def _requeue_lost(app: Celery, run_id: str, token: str) -> bool:
+    """Give a lost run another attempt if its policy allows; the relay publishes it."""
+    store = runtime_of(app).store
+    run = RunQueries(store).get(run_id)
+    task = app.tasks.get(run.assistant_id) if run is not None else None
+    policy = getattr(task, "run_retry", None)
+    if run is None or policy is None or not policy.allows(run.attempt):
+        return False
+    detail = f"attempt {run.attempt}/{policy.max_attempts} lost its worker (lease expired), retry"
+    if not store.requeue_run(run_id, token, publish_at=None, detail=detail):
+        return False
+    logger.warning(
+        "re-queued run %s: its worker stopped renewing the lease",
+        run_id,
+        extra={"run_id": run_id, "thread_id": run.thread_id},
+    )
+    return True
 
 
 def run_once(app: Celery) -> tuple[int, int]:

@@ -36,6 +36,8 @@ class Settings:
     republish_after: float = 30.0  # a queued run not claimed for this long is published again
     maintenance_interval: float = 2.0  # how often a worker relays/reaps
     filesystem_polling_interval: float = 0.1  # seconds, filesystem broker only
+    status_write_timeout: float = 120.0  # a worker retries a status write this long (backoff)
+    broker_visibility_timeout: float = 3600.0  # redis: an unacked run is redelivered after this
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "data_dir", Path(self.data_dir).expanduser())
@@ -101,6 +103,8 @@ _FIELD_TYPES: dict[str, type] = {
     "republish_after": float,
     "maintenance_interval": float,
     "filesystem_polling_interval": float,
+    "status_write_timeout": float,
+    "broker_visibility_timeout": float,
 }
 
 

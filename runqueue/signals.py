@@ -19,6 +19,7 @@ from celery.exceptions import SoftTimeLimitExceeded, TimeLimitExceeded
 from runqueue import execution
 from runqueue.app import runtime_of
 from runqueue.dispatch import apply_effects
+from runqueue.durability import persist
 from runqueue.errors import RunCancelledError
 from runqueue.records import RunStatus
 from runqueue.store import PENDING
@@ -31,9 +32,15 @@ def _is_run_task(task: Any) -> bool:
 
 
 def _finish(task: Any, run_id: str, status: RunStatus, **fields: Any) -> bool:
-    """Write a final status through the store, then publish the run it released."""
-    store = runtime_of(task.app).store
-    changed, effects = store.finish_run(run_id, status, **fields)
+    """Write a final status through the store, then publish the run it released. A database
+    outage is waited out with backoff (Settings.status_write_timeout), never dropped."""
+    runtime = runtime_of(task.app)
+    changed, effects = persist(
+        lambda: runtime.store.finish_run(run_id, status, **fields),
+        total_seconds=runtime.settings.status_write_timeout,
+        what=f"status {status.value} of run {run_id}",
+        extra={"run_id": run_id},
+    )
     apply_effects(task.app, effects)
     if changed:
         logger.info("run %s -> %s", run_id, status.value, extra={"run_id": run_id})
@@ -60,10 +67,15 @@ def _on_task_failure(
 ) -> None:
     if not _is_run_task(sender) or task_id is None:
         return
-    store = runtime_of(sender.app).store
+    runtime = runtime_of(sender.app)
     fields: dict[str, Any] = dict(token=execution.token_of(task_id))
     if isinstance(exception, RunCancelledError | Terminated):
-        action = store.abort_action(task_id)
+        action = persist(
+            lambda: runtime.store.abort_action(task_id),
+            total_seconds=runtime.settings.status_write_timeout,
+            what=f"reading the cancel of run {task_id}",
+            extra={"run_id": task_id},
+        )
         if action is None:
             # SIGTERM that no cancel asked for (a worker shutting down): the main process's
             # WorkerLostError, or the lease reaper, records how the run ended.

@@ -417,6 +417,44 @@ class RunStore:
             return False, None
         return True, row.abort_action
 
+    def requeue_run(
+        self,
+        run_id: str,
+        token: str,
+        *,
+        publish_at: datetime | None,
+        detail: str,
+        worker: str | None = None,
+    ) -> bool:
+        """running -> pending (queued) for another attempt, only by the attempt that holds the
+        claim and only if nobody cancelled it. `publish_at` None: the relay sends it now; else
+        the caller publishes it (Celery retry) and the relay waits until then."""
+        now = utcnow()
+        with self.transaction() as conn:
+            row = conn.execute(
+                update(Run)
+                .where(
+                    Run.run_id == run_id,
+                    Run.status == RUNNING,
+                    Run.claim_token == token,
+                    Run.abort_action.is_(None),
+                )
+                .values(
+                    status=PENDING,
+                    dispatch_state=QUEUED,
+                    dispatched_at=publish_at,
+                    claim_token=None,
+                    lease_expires_at=None,
+                    updated_at=now,
+                )
+                .returning(Run.thread_id)
+            ).first()
+            if row is None:
+                return False
+            # The thread stays busy (a queued pending run), so its held runs keep waiting.
+            self._record_event(conn, run_id, row.thread_id, RunStatus.pending, now, worker, detail)
+        return True
+
     def abort_action(self, run_id: str) -> str | None:
         """The cancel a user asked for, read from the database (broadcasts can be lost)."""
         with self.transaction() as conn:
