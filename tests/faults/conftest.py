@@ -1,0 +1,80 @@
+"""Fixtures of the fault suite: private services that tests may stop, and fresh backends."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from tests.conftest import require_services
+from tests.faults import faultkit
+from tests.support import POSTGRES_ADMIN_URL, REDIS_HOST, REDIS_PORT, Backend
+
+
+@pytest.fixture
+def report(capsys: pytest.CaptureFixture[str]) -> Callable[..., str]:
+    """Print a FIGURE line past pytest's capture, so every run (and CI) shows it."""
+
+    def report(scenario: str, **fields: object) -> str:
+        with capsys.disabled():
+            return faultkit.figure(scenario, **fields)
+
+    return report
+
+
+@pytest.fixture
+def private_redis(tmp_path: Path) -> Iterator[faultkit.PrivateRedis]:
+    redis = faultkit.PrivateRedis(tmp_path / "redis.log").start()
+    yield redis
+    redis.stop()
+
+
+@pytest.fixture(scope="session")
+def private_postgres() -> Iterator[faultkit.PrivatePostgres]:
+    postgres = faultkit.PrivatePostgres().start()
+    yield postgres
+    postgres.destroy()
+
+
+@pytest.fixture
+def shared_database() -> Iterator[str]:
+    """A fresh database on the shared PostgreSQL (never restarted by these tests)."""
+    require_services()
+    name = f"runqueue_fault_{faultkit.uuid.uuid4().hex[:10]}"
+    with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    yield f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
+    from runqueue.database import dispose_engines
+
+    dispose_engines()
+    with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def shared_broker_url() -> str:
+    """A database number of the shared Redis; queues are unique per backend anyway."""
+    return f"redis://{REDIS_HOST}:{REDIS_PORT}/{faultkit.uuid.uuid4().int % 16}"
+
+
+@pytest.fixture
+def shared_backend(tmp_path: Path, shared_database: str, shared_broker_url: str) -> Backend:
+    """Shared PostgreSQL (fresh database) + shared Redis (fresh queue), short leases."""
+    return faultkit.fault_backend(tmp_path, shared_database, shared_broker_url)
+
+
+@pytest.fixture
+def workers(tmp_path: Path) -> Iterator[Callable[..., list]]:
+    """Start workers inside a test; every one is stopped by pid afterwards."""
+    started: list = []
+
+    def start(settings, count: int = 1, **options) -> list:  # noqa: ANN001
+        new = faultkit.start_workers(settings, tmp_path, count, **options)
+        started.extend(new)
+        return new
+
+    yield start
+    for worker in started:
+        worker.stop()

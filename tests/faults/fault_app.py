@@ -1,0 +1,50 @@
+"""The worker app of the fault tests: the example assistants plus ones with a retry policy and
+time limits (`RUNQUEUE_APP=tests.faults.fault_app:app`)."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from celery import Celery
+
+from runqueue import RunContext, assistant, create_app
+from runqueue.retries import RetryPolicy
+from workers.assistants import _journal, register, steps
+
+
+def flaky(
+    context: RunContext, fail_attempts: int = 1, journal: str | None = None
+) -> dict[str, Any]:
+    """Fails its first `fail_attempts` attempts, then succeeds."""
+    _journal(journal, context, "start", attempt=context.attempt)
+    if context.attempt <= fail_attempts:
+        _journal(journal, context, "end", attempt=context.attempt)
+        raise RuntimeError(f"flaky attempt {context.attempt}")
+    _journal(journal, context, "end", attempt=context.attempt)
+    return {"attempt": context.attempt}
+
+
+def sleepy(context: RunContext, seconds: float = 5.0, journal: str | None = None) -> None:
+    """Sleeps in one call, never checking for cancellation (for the time limits)."""
+    _journal(journal, context, "start")
+    try:
+        time.sleep(seconds)
+    finally:
+        _journal(journal, context, "end")
+
+
+FLAKY_POLICY = RetryPolicy(max_attempts=3, backoff=0.5)
+
+
+def register_fault_assistants(app: Celery) -> None:
+    register(app)
+    assistant(app, name="flaky", run_retry=FLAKY_POLICY)(flaky)
+    # `steps` whose attempt is re-queued once if its worker dies (the reaper's retry).
+    assistant(app, name="steps_retried", run_retry=RetryPolicy(max_attempts=2, backoff=0))(steps)
+    assistant(app, name="soft_limited", soft_time_limit=1)(sleepy)
+    assistant(app, name="hard_limited", time_limit=1)(sleepy)
+
+
+app = create_app(name="fault-workers")
+register_fault_assistants(app)
