@@ -1,0 +1,63 @@
+"""How big each scenario is, in full and in quick mode."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+SCENARIOS = ("throughput", "create", "cancel", "contention", "scale", "writes", "memory")
+
+
+@dataclass(frozen=True)
+class Plan:
+    quick: bool
+    repetitions: int  # of every timed figure; the table shows their median
+    throughput_seconds: float  # each throughput repetition lasts at least this long
+    latency_samples: int  # create -> start samples per repetition
+    cancel_samples: int  # cancels per repetition
+    contention_creators: int  # concurrent creators on one thread
+    contention_processes: int  # the creators are spread over this many processes
+    contention_decisions: int  # decisions per creator
+    scale_small: int  # rows in `runs` for the small history
+    scale_large: int  # rows in `runs` for the large history
+    scale_samples: int  # create and list_by_thread calls per history size
+    writes_runs: int  # runs whose statements are counted
+    memory_small: int  # runs before the first memory reading
+    memory_large: int  # runs before the second
+
+    @classmethod
+    def full(cls) -> Plan:
+        return cls(
+            quick=False,
+            repetitions=3,
+            throughput_seconds=5.0,
+            latency_samples=60,
+            cancel_samples=8,
+            contention_creators=50,
+            contention_processes=10,
+            contention_decisions=8,
+            scale_small=1_000,
+            scale_large=1_000_000,
+            scale_samples=50,
+            writes_runs=50,
+            memory_small=1_000,
+            memory_large=20_000,
+        )
+
+    @classmethod
+    def quick_plan(cls) -> Plan:
+        return cls(
+            quick=True,
+            repetitions=2,
+            throughput_seconds=0.5,
+            latency_samples=8,
+            cancel_samples=2,
+            contention_creators=50,
+            contention_processes=5,
+            contention_decisions=2,
+            scale_small=1_000,
+            scale_large=10_000,
+            scale_samples=10,
+            writes_runs=5,
+            memory_small=50,
+            memory_large=200,
+        )
