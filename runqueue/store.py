@@ -114,10 +114,26 @@ class RunStore:
         else:
             stmt = sqlite_insert(Thread).values(**values).on_conflict_do_nothing()
         conn.execute(stmt)
+        self._lock_existing_thread(conn, thread_id)
+
+    def _lock_existing_thread(self, conn: Connection, thread_id: str) -> None:
+        # On SQLite the transaction's BEGIN IMMEDIATE already holds the database write lock.
         if conn.dialect.name == "postgresql":
             conn.execute(
                 select(Thread.thread_id).where(Thread.thread_id == thread_id).with_for_update()
             )
+
+    def _lock_thread_of(
+        self, conn: Connection, run_id: str, user_id: str | None = None
+    ) -> str | None:
+        """Lock the thread a run belongs to (a run never changes thread); None: no such run."""
+        query = select(Run.thread_id).where(Run.run_id == run_id)
+        if user_id is not None:
+            query = query.where(Run.user_id == user_id)
+        thread_id = conn.execute(query).scalar()
+        if thread_id is not None:
+            self._lock_existing_thread(conn, thread_id)
+        return thread_id
 
     # -- creating runs --------------------------------------------------------------------
 
@@ -190,11 +206,10 @@ class RunStore:
     ) -> tuple[bool, Effects]:
         """Cancel a pending or running run; False if it was already final (or not found)."""
         effects = Effects()
-        thread_id = self._thread_of(run_id, user_id)
-        if thread_id is None:
-            return False, effects
         with self.transaction() as conn:
-            self.lock_thread(conn, thread_id, None)
+            thread_id = self._lock_thread_of(conn, run_id, user_id)
+            if thread_id is None:
+                return False, effects
             now = utcnow()
             cancelled = self._request_cancel(conn, run_id, action, now, effects)
             if cancelled:
@@ -300,12 +315,10 @@ class RunStore:
 
     def _hold(self, run_id: str) -> bool:
         """Park a queued run behind the thread's running run; False if nothing runs now."""
-        thread_id = self._thread_of(run_id)
-        if thread_id is None:
-            return False
         other = aliased(Run)
         with self.transaction() as conn:
-            self.lock_thread(conn, thread_id, None)
+            if self._lock_thread_of(conn, run_id) is None:
+                return False
             held = conn.execute(
                 update(Run)
                 .where(
@@ -333,11 +346,10 @@ class RunStore:
         """Write a final status, guarded, and release the thread's next run in the same
         transaction. False when the run was already final (a late or duplicate signal)."""
         effects = Effects()
-        thread_id = self._thread_of(run_id)
-        if thread_id is None:
-            return False, effects
         with self.transaction() as conn:
-            self.lock_thread(conn, thread_id, None)
+            thread_id = self._lock_thread_of(conn, run_id)
+            if thread_id is None:
+                return False, effects
             now = utcnow()
             guard = [Run.run_id == run_id, Run.status.in_(from_statuses)]
             if token is not None:
@@ -509,13 +521,6 @@ class RunStore:
         return [(row.run_id, row.claim_token) for row in rows]
 
     # -- helpers --------------------------------------------------------------------------
-
-    def _thread_of(self, run_id: str, user_id: str | None = None) -> str | None:
-        query = select(Run.thread_id).where(Run.run_id == run_id)
-        if user_id is not None:
-            query = query.where(Run.user_id == user_id)
-        with self.transaction() as conn:
-            return conn.execute(query).scalar()
 
     def _fetch(self, conn: Connection, run_id: str) -> Any:
         row = conn.execute(select(*RUN_COLUMNS).where(Run.run_id == run_id)).first()
