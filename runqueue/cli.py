@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import logging
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -62,6 +63,24 @@ def clean_errors(command: Callable[..., Any]) -> Callable[..., Any]:
             fail(str(exc) or "timed out")
 
     return wrapper
+
+
+@contextlib.contextmanager
+def database_errors(settings: Settings) -> Iterator[None]:
+    """Alembic talks to the database without the store: name its connection errors too."""
+    from sqlalchemy.exc import InterfaceError, OperationalError
+
+    from runqueue.errors import DatabaseUnavailableError
+    from runqueue.settings import redact_url
+
+    try:
+        yield
+    except (OperationalError, InterfaceError) as exc:
+        first = str(exc.orig or exc).strip().splitlines()
+        raise DatabaseUnavailableError(
+            f"database unavailable ({redact_url(settings.database_url)}): "
+            f"{first[0] if first else type(exc).__name__}"
+        ) from None
 
 
 def fail(message: str, code: int = 1) -> NoReturn:
@@ -134,7 +153,8 @@ def migrate(state: CliState) -> None:
     from runqueue.database import migrate as run_migrations
     from runqueue.settings import redact_url
 
-    run_migrations(state.settings)
+    with database_errors(state.settings):
+        run_migrations(state.settings)
     click.echo(f"database at {redact_url(state.settings.database_url)} is up to date")
 
 
@@ -326,43 +346,21 @@ def demo(
     if overrides.get("queue") is None:
         overrides["queue"] = f"runqueue-demo-{uuid.uuid4().hex[:8]}"
     data_dir = Path(overrides["data_dir"])
-    passed = False
     try:
         app = state.app()
         if not app.runqueue.settings.is_embedded_broker:
             check_broker(app)
         passed = run_demo(app, concurrency=concurrency, console=console())
-    finally:
-        if temporary and passed and not keep:
+    except BaseException:
+        if temporary and not keep:
             shutil.rmtree(data_dir, ignore_errors=True)
-        elif temporary:
-            click.echo(f"demo data kept in {data_dir}", err=True)
+        raise
     if not passed:
+        click.echo(f"demo data and worker log kept in {data_dir}")
         sys.exit(1)
+    if temporary and not keep:
+        shutil.rmtree(data_dir, ignore_errors=True)
 
-
-@main.command()
-@click.pass_obj
-@clean_errors
-def reap(state: CliState) -> None:
-    """One maintenance pass: publish runs that never left, reap runs whose worker died
-    (for cron or a Kubernetes CronJob; workers also do this themselves)."""
-    from runqueue.maintenance import run_once
-
-    relayed, reaped = run_once(state.app())
-    click.echo(json.dumps({"relayed": relayed, "reaped": reaped}))
-
-
-@main.command()
-@click.pass_obj
-@clean_errors
-def reap(state: CliState) -> None:
-    """One maintenance pass: publish runs that never left, reap runs whose worker died
-    (for cron or a Kubernetes CronJob; workers also do this themselves)."""
-    from runqueue.maintenance import run_once
-
-    relayed, reaped = run_once(state.app())
-    click.echo(json.dumps({"relayed": relayed, "reaped": reaped}))
 
 if __name__ == "__main__":  # pragma: no cover
     main()

@@ -27,6 +27,7 @@ from rich.live import Live
 from rich.text import Text
 
 from runqueue.app import runtime_of
+from runqueue.cli import database_errors
 from runqueue.database import migrate
 from runqueue.errors import ConflictError, RunQueueError
 from runqueue.records import AbortAction, RunRecord, RunStatus
@@ -481,7 +482,8 @@ def run_demo(app: Celery, *, concurrency: int = 4, console: Console | None = Non
         f"broker {redact_url(settings.broker_url)}, data in {settings.data_dir}",
         highlight=False,
     )
-    migrate(settings)
+    with database_errors(settings):
+        migrate(settings)
     worker = DemoWorker(settings, concurrency)
     checks: list[Check] = []
     failure: str | None = None
