@@ -362,5 +362,17 @@ def demo(
         shutil.rmtree(data_dir, ignore_errors=True)
 
 
+@main.command()
+@click.pass_obj
+@clean_errors
+def reap(state: CliState) -> None:
+    """One maintenance pass: publish runs that never left, reap runs whose worker died
+    (for cron or a Kubernetes CronJob; workers also do this themselves)."""
+    from runqueue.maintenance import run_once
+
+    relayed, reaped = run_once(state.app())
+    click.echo(json.dumps({"relayed": relayed, "reaped": reaped}))
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()
