@@ -7,7 +7,7 @@ from click.testing import CliRunner
 
 from runqueue.cli import main
 
-COMMANDS = ("demo", "worker", "migrate", "submit", "runs", "show", "cancel", "threads")
+COMMANDS = ("demo", "worker", "migrate", "submit", "runs", "show", "cancel", "threads", "reap")
 
 
 @pytest.fixture
