@@ -27,6 +27,16 @@ POSTGRES_ADMIN_URL = os.environ.get(
 )
 REDIS_HOST, REDIS_PORT = "127.0.0.1", 6379
 
+# The commands docker-compose.yml runs; tests start the very same ones as real processes.
+MIGRATE_COMMAND = ["runqueue", "migrate"]
+WORKER_COMMAND = ["runqueue", "worker"]
+FLOWER_COMMAND = ["celery", "-A", "workers.app", "flower"]
+
+
+def as_process(command: list[str]) -> list[str]:
+    """Run a console-script command with this interpreter (the same entry point)."""
+    return [sys.executable, "-m", command[0], *command[1:]]
+
 
 def service_reachable(host: str, port: int) -> bool:
     try:
@@ -70,7 +80,7 @@ class Backend:
     def migrate(self) -> None:
         """Build the schema with the same command docker-compose's migrate service runs."""
         subprocess.run(
-            [sys.executable, "-m", "runqueue", "migrate"],
+            as_process(MIGRATE_COMMAND),
             env=settings_env(self.settings),
             check=True,
             capture_output=True,
@@ -171,10 +181,7 @@ class WorkerProcess:
         self._offset = self.log_path.stat().st_size
         self.process = subprocess.Popen(
             [
-                sys.executable,
-                "-m",
-                "runqueue",
-                "worker",
+                *as_process(WORKER_COMMAND),
                 f"--concurrency={self.concurrency}",
                 f"--pool={self.pool}",
                 f"--hostname={hostname}",

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import socket
 import subprocess
-import sys
 import urllib.request
 import uuid
 from collections.abc import Iterator
@@ -14,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from runqueue import RunStatus
-from tests.support import REPO_ROOT, settings_env, wait_until
+from tests.support import FLOWER_COMMAND, REPO_ROOT, as_process, settings_env, wait_until
 
 
 def free_port() -> int:
@@ -31,16 +30,7 @@ def flower(backend, tmp_path: Path) -> Iterator[str]:
     env["FLOWER_UNAUTHENTICATED_API"] = "1"
     log = (tmp_path / "flower.log").open("wb")
     process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "celery",
-            "-A",
-            "workers.app",
-            "flower",
-            f"--port={port}",
-            "--address=127.0.0.1",
-        ],
+        [*as_process(FLOWER_COMMAND), f"--port={port}", "--address=127.0.0.1"],
         env=env,
         cwd=REPO_ROOT,
         stdout=log,
