@@ -51,8 +51,12 @@ def create_app(
     if settings.is_embedded_broker:
         _configure_filesystem_broker(app, settings)
     else:
+        # kombu looks for unacked messages to put back every interval x throttle seconds
+        # (100 s by default): look every 10 s, or sooner for a short visibility timeout.
         app.conf.broker_transport_options = {
-            "visibility_timeout": settings.broker_visibility_timeout
+            "visibility_timeout": settings.broker_visibility_timeout,
+            "unacked_restore_interval": min(10.0, settings.broker_visibility_timeout),
+            "unacked_restore_throttle": 1,
         }
     app.runqueue = Runtime(settings=settings, store=RunStore(settings.database_url))
     import runqueue.signals  # noqa: F401  (connects the status writers)
