@@ -1,0 +1,165 @@
+"""The bad-input table, one test per row: each gets a typed error and the database is
+unchanged (row counts of runs, threads, run_events and checkpoints)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import psycopg
+import pytest
+from sqlalchemy import text
+
+from runqueue.errors import (
+    InvalidPayloadError,
+    InvalidRunIdError,
+    RunQueueError,
+    UnknownAssistantError,
+    UnsupportedStrategyError,
+)
+from tests.conftest import require_services
+from tests.faults import faultkit
+from tests.support import POSTGRES_ADMIN_URL, REDIS_HOST, REDIS_PORT
+
+TABLES = ("runs", "threads", "run_events", "checkpoints")
+SMALL_LIMIT = 1024  # a configured max_payload_bytes, far below the 1 MiB default
+SQL = "x'); DROP TABLE runs; --"
+QUOTES = 'it\'s "quoted" `back` \\ ; --'
+
+
+@pytest.fixture(scope="module")
+def manager(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    require_services()
+    name = f"runqueue_fault_{faultkit.uuid.uuid4().hex[:10]}"
+    with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    backend = faultkit.fault_backend(
+        tmp_path_factory.mktemp("bad-input"),
+        f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}",
+        f"redis://{REDIS_HOST}:{REDIS_PORT}/0",
+    )
+    manager = faultkit.manager_for(backend.settings)
+    manager.create_or_reject("existing-thread", "echo")  # something to leave untouched
+    yield manager
+    from runqueue.database import dispose_engines
+
+    dispose_engines()
+    with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def row_counts(manager: Any) -> dict[str, int]:
+    with manager.store.transaction() as conn:
+        return {t: conn.execute(text(f"SELECT count(*) FROM {t}")).scalar() for t in TABLES}
+
+
+def small_limit(manager: Any) -> Any:
+    return faultkit.manager_for(manager.settings.with_overrides(max_payload_bytes=SMALL_LIMIT))
+
+
+ROWS: dict[str, tuple[type[RunQueueError], Callable[[Any], Any]]] = {
+    "unknown-strategy": (
+        UnsupportedStrategyError,
+        lambda m: m.create_or_reject("t1", "echo", multitask_strategy="merge"),
+    ),
+    "strategy-with-sql": (
+        UnsupportedStrategyError,
+        lambda m: m.create_or_reject("t1", "echo", multitask_strategy=SQL),
+    ),
+    "unknown-assistant": (UnknownAssistantError, lambda m: m.create_or_reject("t1", "nope")),
+    "assistant-with-sql": (UnknownAssistantError, lambda m: m.create_or_reject("t1", SQL)),
+    "no-assistant-no-default": (UnknownAssistantError, lambda m: m.create_or_reject("t1")),
+    "kwargs-not-json": (
+        InvalidPayloadError,
+        lambda m: m.create_or_reject("t1", "echo", kwargs={"when": object()}),
+    ),
+    "kwargs-not-an-object": (
+        InvalidPayloadError,
+        lambda m: m.create_or_reject("t1", "echo", kwargs=["a", "list"]),
+    ),
+    "metadata-not-json": (
+        InvalidPayloadError,
+        lambda m: m.create_or_reject("t1", "echo", metadata={"set": {1, 2}}),
+    ),
+    "metadata-bytes": (
+        InvalidPayloadError,
+        lambda m: m.create_or_reject("t1", "echo", metadata={"raw": b"\x00\x01"}),
+    ),
+    "kwargs-over-configured-limit": (
+        InvalidPayloadError,
+        lambda m: small_limit(m).create_or_reject("t1", "echo", kwargs={"x": "a" * SMALL_LIMIT}),
+    ),
+    "metadata-over-configured-limit": (
+        InvalidPayloadError,
+        lambda m: small_limit(m).create_or_reject("t1", "echo", metadata={"x": "a" * SMALL_LIMIT}),
+    ),
+    "kwargs-over-default-1mib": (
+        InvalidPayloadError,
+        lambda m: m.create_or_reject("t1", "echo", kwargs={"x": "a" * (1024 * 1024)}),
+    ),
+    "kwargs-nan": (
+        InvalidPayloadError,
+        lambda m: m.create_or_reject("t1", "echo", kwargs={"x": math.nan}),
+    ),
+    "kwargs-infinity": (
+        InvalidPayloadError,
+        lambda m: m.create_or_reject("t1", "echo", kwargs={"x": math.inf}),
+    ),
+    "metadata-negative-infinity": (
+        InvalidPayloadError,
+        lambda m: m.create_or_reject("t1", "echo", metadata={"nested": [1, -math.inf]}),
+    ),
+    "kwargs-nul-character": (
+        InvalidPayloadError,
+        lambda m: m.create_or_reject("t1", "echo", kwargs={"x": "a\x00b"}),
+    ),
+    "on-disconnect-unknown": (
+        InvalidPayloadError,
+        lambda m: m.create_or_reject("t1", "echo", on_disconnect="explode"),
+    ),
+    "thread-id-empty": (InvalidRunIdError, lambda m: m.create_or_reject("", "echo")),
+    "thread-id-spaces": (InvalidRunIdError, lambda m: m.create_or_reject("a thread", "echo")),
+    "thread-id-too-long": (InvalidRunIdError, lambda m: m.create_or_reject("t" * 129, "echo")),
+    "thread-id-not-a-string": (InvalidRunIdError, lambda m: m.create_or_reject(42, "echo")),
+    "thread-id-none": (InvalidRunIdError, lambda m: m.create_or_reject(None, "echo")),
+    "thread-id-sql": (InvalidRunIdError, lambda m: m.create_or_reject(SQL, "echo")),
+    "thread-id-quotes": (InvalidRunIdError, lambda m: m.create_or_reject(QUOTES, "echo")),
+    "thread-id-path": (InvalidRunIdError, lambda m: m.create_or_reject("../../etc", "echo")),
+    "follow-up-run-id-malformed": (
+        InvalidRunIdError,
+        lambda m: m.create_or_reject("t1", "echo", follow_up_to_run_id="not-a-uuid"),
+    ),
+    "get-run-id-sql": (InvalidRunIdError, lambda m: m.get(SQL)),
+    "cancel-run-id-sql": (InvalidRunIdError, lambda m: m.cancel("1 OR 1=1")),
+    "cancel-action-unknown": (
+        InvalidPayloadError,
+        lambda m: m.cancel("0193f0c2-1d2e-7a3b-8c4d-5e6f708192a3", action="explode"),
+    ),
+    "set-status-run-id-quotes": (InvalidRunIdError, lambda m: m.set_status(QUOTES, "success")),
+    "user-id-too-long": (
+        InvalidRunIdError,
+        lambda m: m.create_or_reject("t1", "echo", user_id="u" * 129),
+    ),
+}
+
+
+@pytest.mark.parametrize("row", list(ROWS))
+def test_bad_input_is_a_typed_error_and_changes_nothing(row: str, manager: Any) -> None:
+    error, call = ROWS[row]
+    before = row_counts(manager)
+    with pytest.raises(error) as raised:
+        call(manager)
+    assert str(raised.value)  # a sentence a person can read
+    assert row_counts(manager) == before
+
+
+def test_quotes_and_sql_inside_payloads_are_stored_verbatim(manager: Any) -> None:
+    """Not bad input: JSON values are data, bound as parameters, never spliced into SQL."""
+    before = row_counts(manager)
+    payload = {"prompt": SQL, "quotes": QUOTES, "unicode": "\u00e9\u2603\U0001f600"}
+    run = manager.create_or_reject("t-payload", "echo", kwargs=payload, metadata=payload)
+    stored = manager.get(run.run_id)
+    assert stored.kwargs == payload and stored.metadata == payload
+    after = row_counts(manager)
+    assert after["runs"] == before["runs"] + 1 and after["threads"] == before["threads"] + 1
