@@ -43,6 +43,20 @@ def dispose_engines() -> None:
         _engines.clear()
 
 
+def _forget_inherited_engines() -> None:
+    # A forked child must never use, or close, the connections its parent holds: closing
+    # them would end the parent's sessions. Drop the pools without closing them, and take a
+    # fresh lock (another thread of the parent may have held it at the fork).
+    global _engines_lock
+    _engines_lock = threading.Lock()
+    for engine in _engines.values():
+        engine.dispose(close=False)
+    _engines.clear()
+
+
+os.register_at_fork(after_in_child=_forget_inherited_engines)
+
+
 def _create_engine(database_url: str) -> Engine:
     try:
         url = make_url(database_url)
