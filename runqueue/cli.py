@@ -133,6 +133,9 @@ class _NoHostnameFilter(logging.Filter):
 def main(ctx: click.Context, database_url, broker_url, data_dir, app_path, queue) -> None:  # noqa: ANN001
     """runqueue: durable, fleet-safe runs for agent platforms, on Celery and SQL."""
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    if os.getcwd() not in sys.path:
+        # As `celery -A`: `runqueue --app chat:app` finds chat.py in the current directory.
+        sys.path.insert(0, os.getcwd())
     logging.getLogger("kombu.connection").addFilter(_NoHostnameFilter())
     ctx.obj = CliState(
         dict(
