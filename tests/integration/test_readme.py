@@ -1,0 +1,162 @@
+"""The README's commands and example, run exactly as a newcomer would run them.
+
+The demo command runs in a fresh virtual environment built from a clean copy of the repo
+(the files git tracks or would track; no .venv, no .git, no build artefacts). pip installs
+from PyPI through its normal cache.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from runqueue import Settings
+from tests.support import REPO_ROOT, WorkerProcess
+
+pytestmark = pytest.mark.integration
+
+README = REPO_ROOT / "README.md"
+GUARANTEES = ("reject", "interrupt", "rollback", "enqueue", "cancel")
+
+
+def block_after(marker: str, language: str) -> str:
+    """The fenced code block that follows an HTML comment marker in the README."""
+    text = README.read_text()
+    match = re.search(
+        rf"<!-- {re.escape(marker)} -->\s*```{language}\n(.*?)\n```", text, flags=re.S
+    )
+    assert match, f"README has no ```{language} block after <!-- {marker} -->"
+    return match.group(1)
+
+
+def clean_copy(destination: Path) -> Path:
+    """The repository's own files, as a fresh clone would have them."""
+    try:
+        listed = subprocess.run(
+            ["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"],
+            cwd=REPO_ROOT,
+            capture_output=True,
+            check=True,
+        ).stdout.decode()
+        files = [name for name in listed.split("\0") if name]
+    except (OSError, subprocess.CalledProcessError):
+        files = [
+            str(path.relative_to(REPO_ROOT))
+            for path in REPO_ROOT.rglob("*")
+            if path.is_file()
+            and not {".git", ".venv", "__pycache__"} & set(path.relative_to(REPO_ROOT).parts)
+        ]
+    for name in files:
+        source = REPO_ROOT / name
+        if source.is_file():  # a tracked file deleted in the working tree is skipped
+            target = destination / name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, target)
+    return destination
+
+
+def clean_env(**extra: str) -> dict[str, str]:
+    """The environment of a newcomer's shell: no runqueue settings, no active virtualenv."""
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith(("RUNQUEUE_", "PYTEST_"))
+        and key not in ("VIRTUAL_ENV", "PYTHONPATH", "PYTHONHOME")
+    }
+    if "VIRTUAL_ENV" in os.environ:  # drop the test venv's bin from PATH
+        venv_bin = str(Path(os.environ["VIRTUAL_ENV"]) / "bin")
+        env["PATH"] = os.pathsep.join(
+            part for part in env.get("PATH", "").split(os.pathsep) if part != venv_bin
+        )
+    env.update(extra)
+    return env
+
+
+def test_readme_test_command_is_the_ci_command():
+    ci_lines = [
+        line
+        for line in (REPO_ROOT / ".ci" / "run").read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    ]
+    assert block_after("test-command", "sh") == ci_lines[-1]
+
+
+@pytest.mark.timeout(900)
+def test_readme_demo_command_in_a_fresh_virtualenv(tmp_path):
+    command = block_after("demo-command", "sh")
+    assert "runqueue demo" in command and "\n" not in command
+    checkout = clean_copy(tmp_path / "runqueue")
+    assert not (checkout / ".venv").exists() and not (checkout / ".git").exists()
+
+    started = time.monotonic()
+    result = subprocess.run(
+        ["bash", "-c", command],
+        cwd=checkout,
+        env=clean_env(HOME=os.environ.get("HOME", str(tmp_path))),
+        capture_output=True,
+        text=True,
+        timeout=840,
+    )
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output[-6000:]
+    for guarantee in GUARANTEES:
+        assert re.search(rf"^PASS {guarantee}: ", result.stdout, re.M), result.stdout[-4000:]
+    assert re.search(r"^PASS all: 5 of 5 guarantees held in ([\d.]+)s", result.stdout, re.M)
+    assert not re.search(r"^FAIL ", result.stdout, re.M)
+    assert "Traceback" not in output
+    # The demo itself (not pip) finishes in under 30 s.
+    demo_seconds = float(re.search(r"guarantees held in ([\d.]+)s", result.stdout).group(1))
+    assert demo_seconds < 30, f"demo took {demo_seconds}s"
+    print(f"README demo command: {time.monotonic() - started:.0f}s, demo {demo_seconds:.1f}s")
+
+
+def test_readme_python_example_runs(tmp_path):
+    """The README's chat.py, with the worker and commands the README gives."""
+    source = block_after("example: chat.py", "python")
+    assert len(source.splitlines()) <= 30
+    (tmp_path / "chat.py").write_text(source)
+    settings = Settings(data_dir=tmp_path / "data", queue=f"readme-{tmp_path.name}")
+    env = clean_env(
+        RUNQUEUE_DATA_DIR=str(settings.data_dir),
+        RUNQUEUE_QUEUE=settings.queue,
+        PYTHONPATH=str(REPO_ROOT),
+    )
+    migrated = subprocess.run(
+        [sys.executable, "-m", "runqueue", "migrate"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert migrated.returncode == 0, migrated.stderr
+    worker = WorkerProcess(
+        settings,
+        tmp_path / "worker.log",
+        concurrency=1,
+        extra_env={"RUNQUEUE_APP": "chat:app", "PYTHONPATH": f"{tmp_path}{os.pathsep}{REPO_ROOT}"},
+    )
+    worker.start()
+    try:
+        result = subprocess.run(
+            [sys.executable, "chat.py"],
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+    finally:
+        worker.stop()
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == [
+        "success {'reply': \"you said 'hello'\", 'turn': 1}",
+        "success {'reply': \"you said 'again'\", 'turn': 2}",
+    ]
