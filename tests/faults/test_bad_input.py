@@ -163,3 +163,17 @@ def test_quotes_and_sql_inside_payloads_are_stored_verbatim(manager: Any) -> Non
     assert stored.kwargs == payload and stored.metadata == payload
     after = row_counts(manager)
     assert after["runs"] == before["runs"] + 1 and after["threads"] == before["threads"] + 1
+
+
+def test_bad_input_table_figure(manager: Any, report: Callable[..., str]) -> None:
+    """Every row once more, in one pass, for the figure line of docs/reliability.md."""
+    before = row_counts(manager)
+    typed = 0
+    for error, call in ROWS.values():
+        try:
+            call(manager)
+        except error:
+            typed += 1
+    changed = sum(abs(row_counts(manager)[t] - before[t]) for t in TABLES)
+    report("bad-input", rows=len(ROWS), typed_errors=typed, rows_changed=changed)
+    assert typed == len(ROWS) and changed == 0

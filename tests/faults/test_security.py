@@ -26,7 +26,7 @@ class _Gadget:
         return (os.mkdir, (self.marker,))
 
 
-def test_pickle_message_is_refused_and_never_executes(shared_backend, workers, tmp_path):
+def test_pickle_message_is_refused_and_never_executes(shared_backend, workers, report, tmp_path):
     settings = shared_backend.settings
     manager = faultkit.manager_for(settings)
     journal = tmp_path / "journal.jsonl"
@@ -49,6 +49,13 @@ def test_pickle_message_is_refused_and_never_executes(shared_backend, workers, t
     assert manager.join(probe.run_id, timeout=30).status is RunStatus.success
 
     log = worker.log()
+    report(
+        "pickle-message",
+        runs=1,
+        executed=faultkit.starts(read_journal(journal))[task_id],
+        unpickled=int(marker.exists()),
+        refused=int("ContentDisallowed" in log),
+    )
     assert "ContentDisallowed" in log
     assert not marker.exists()  # never unpickled
     assert task_id not in faultkit.starts(read_journal(journal))
