@@ -103,8 +103,11 @@ def _check(bench: Bench, strategy: str, thread_id: str, outcomes: list) -> dict[
     manager = bench.manager()
     accepted = [run_id for kind, run_id, _ in outcomes if kind == "accepted"]
     errors = [detail for kind, detail, _ in outcomes if kind == "error"]
+    # Active: pending or running and not being cancelled (an interrupted run keeps reading
+    # `running` until its process has stopped; that is what keeps its successor waiting).
     inflight_after_race = sum(
-        run.status.value in ("pending", "running") for run in _runs(bench, thread_id)
+        run.status.value in ("pending", "running") and run.abort_action is None
+        for run in _runs(bench, thread_id)
     )
     problems = [f"error: {error}" for error in errors[:3]]
     if strategy == "reject":

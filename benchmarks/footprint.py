@@ -29,8 +29,8 @@ def per_run(counts: dict[str, int], runs: int) -> dict[str, float]:
 
 
 def writes(bench: Bench, plan: Plan, sql_dir: Path) -> dict[str, Any]:
-    """Needs a worker started with RUNQUEUE_BENCH_SQL_DIR=sql_dir."""
-    manager = bench.manager()
+    """Needs a worker on bench.counted_settings started with RUNQUEUE_BENCH_SQL_DIR=sql_dir."""
+    manager = make_manager(bench.counted_settings)
     runs = plan.writes_runs
     prefix = f"writes-{uuid.uuid4().hex[:8]}"
     manager.create(f"{prefix}-warmup", "noop")
@@ -54,6 +54,7 @@ def writes(bench: Bench, plan: Plan, sql_dir: Path) -> dict[str, Any]:
     )
     worker = difference(read_worker_counts(sql_dir), worker_before)
     worker.pop("tasks", None)
+    bench.purge(manager.app, bench.counted_settings.queue)
     return {"runs": total, "creator": creator, "worker": per_run(worker, total)}
 
 
@@ -100,17 +101,17 @@ def _receive(receiver: Any, readings: dict[int, dict[str, int]]) -> None:
 
 def memory(bench: Bench, plan: Plan, worker: WorkerProcess) -> dict[str, Any]:
     """Needs a worker that was fresh when the writes scenario began."""
-    marks = [plan.memory_small, plan.memory_large]
+    marks = list(plan.memory_runs(bench.name))
     context = multiprocessing.get_context("spawn")
     receiver, sender = context.Pipe(duplex=False)
     base = bench.final_count()
-    creator = context.Process(target=_create_runs, args=(bench.settings, marks, sender))
+    creator = context.Process(target=_create_runs, args=(bench.counted_settings, marks, sender))
     creator.start()
     sender.close()
     worker_readings: dict[int, dict[str, int]] = {}
     creator_readings: dict[int, dict[str, int]] = {}
     peak_total = 0
-    deadline = time.monotonic() + 60 + plan.memory_large / 5
+    deadline = time.monotonic() + 60 + marks[1] / 5
     try:
         while len(worker_readings) < len(marks):
             if time.monotonic() > deadline:

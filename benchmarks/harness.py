@@ -5,6 +5,7 @@ stopped by pid."""
 from __future__ import annotations
 
 import contextlib
+import threading
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -47,6 +48,7 @@ class Bench:
     workers: list[WorkerProcess] = field(default_factory=list)
     _raw_app: Celery | None = None
     _manager: SyncRunManager | None = None
+    _stoppers: list[threading.Thread] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.workdir.mkdir(parents=True, exist_ok=True)
@@ -59,6 +61,12 @@ class Bench:
     @property
     def raw_settings(self) -> Settings:
         return self.settings.with_overrides(queue=self.settings.queue + "-raw")
+
+    @property
+    def counted_settings(self) -> Settings:
+        """A queue of its own for the SQL-counting worker, so no other worker (one still
+        shutting down) takes its runs."""
+        return self.settings.with_overrides(queue=self.settings.queue + "-counted")
 
     def manager(self) -> SyncRunManager:
         if self._manager is None:
@@ -75,13 +83,17 @@ class Bench:
         return self.workdir / f"{label}-{uuid.uuid4().hex[:8]}"
 
     def start_worker(
-        self, *, raw: bool = False, extra_env: dict[str, str] | None = None
+        self,
+        *,
+        raw: bool = False,
+        settings: Settings | None = None,
+        extra_env: dict[str, str] | None = None,
     ) -> WorkerProcess:
         """A prefork worker started by `runqueue worker`: runqueue's app, or the baseline's
         (same command line, same pool, same concurrency, same broker)."""
         env = {"RUNQUEUE_APP": RAW_WORKER_APP if raw else RUNQUEUE_WORKER_APP}
         env.update(extra_env or {})
-        settings = self.raw_settings if raw else self.settings
+        settings = settings or (self.raw_settings if raw else self.settings)
         log = self.path("raw-worker" if raw else "worker").with_suffix(".log")
         worker = WorkerProcess(settings, log, concurrency=self.concurrency, extra_env=env)
         self.workers.append(worker)
@@ -90,9 +102,13 @@ class Bench:
         return worker
 
     def stop_worker(self, worker: WorkerProcess) -> None:
-        worker.stop()
+        """Stop it in the background: a worker's warm shutdown takes seconds (about 6 s on
+        the filesystem broker), and the next scenario need not wait for it."""
         if worker in self.workers:
             self.workers.remove(worker)
+        stopper = threading.Thread(target=worker.stop, name=f"stop-{worker.pid}")
+        stopper.start()
+        self._stoppers.append(stopper)
 
     def final_count(self) -> int:
         with self.manager().store.transaction() as conn:
@@ -112,7 +128,8 @@ class Bench:
         with contextlib.suppress(Exception), app.connection_for_write() as connection:
             connection.default_channel.queue_purge(queue)
 
-    def close(self) -> None:
+    def close(self) -> list[threading.Thread]:
+        """Stop everything; returns the threads still stopping workers, to join at exit."""
         for worker in list(self.workers):
             self.stop_worker(worker)
         for app, queue in (
@@ -122,6 +139,7 @@ class Bench:
             if app is not None:
                 self.purge(app, queue)
         self.backend.close()
+        return self._stoppers
 
 
 def wait_for_pool(worker: WorkerProcess, concurrency: int, timeout: float = 30.0) -> list[int]:

@@ -23,6 +23,8 @@ class Plan:
     writes_runs: int  # runs whose statements are counted
     memory_small: int  # runs before the first memory reading
     memory_large: int  # runs before the second
+    memory_large_embedded: int = 0  # the same on the embedded backend (0: memory_large)
+    warmup_runs: int = 40  # throughput warm-up, which also sizes the timed repetitions
 
     @classmethod
     def full(cls) -> Plan:
@@ -34,30 +36,38 @@ class Plan:
             cancel_samples=8,
             contention_creators=50,
             contention_processes=10,
-            contention_decisions=8,
+            contention_decisions=4,
             scale_small=1_000,
             scale_large=1_000_000,
             scale_samples=50,
             writes_runs=50,
             memory_small=1_000,
-            memory_large=20_000,
+            memory_large=10_000,
+            memory_large_embedded=2_000,
         )
+
+    def memory_runs(self, backend: str) -> tuple[int, int]:
+        large = self.memory_large
+        if backend == "embedded" and self.memory_large_embedded:
+            large = self.memory_large_embedded
+        return self.memory_small, large
 
     @classmethod
     def quick_plan(cls) -> Plan:
         return cls(
             quick=True,
-            repetitions=2,
+            repetitions=1,
             throughput_seconds=0.5,
             latency_samples=8,
-            cancel_samples=2,
+            cancel_samples=3,
             contention_creators=50,
             contention_processes=5,
-            contention_decisions=2,
+            contention_decisions=1,
             scale_small=1_000,
             scale_large=10_000,
             scale_samples=10,
             writes_runs=5,
-            memory_small=50,
-            memory_large=200,
+            memory_small=30,
+            memory_large=100,
+            warmup_runs=20,
         )

@@ -6,6 +6,7 @@ python -m benchmarks [--quick] [--backend embedded|postgres_redis|all] [--out FI
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import os
@@ -15,6 +16,7 @@ import sqlite3
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import traceback
 from collections.abc import Callable
@@ -54,7 +56,12 @@ def _scenario(
 
 
 def run_backend(
-    name: str, plan: Plan, workdir: Path, concurrency: int, wanted: set[str]
+    name: str,
+    plan: Plan,
+    workdir: Path,
+    concurrency: int,
+    wanted: set[str],
+    stoppers: list[threading.Thread],
 ) -> dict[str, Any]:
     log(f"{name}: preparing a fresh database and broker queue")
     bench = Bench(name, workdir / name, concurrency)
@@ -79,13 +86,16 @@ def run_backend(
             # A fresh worker that counts its SQL: the writes scenario, then memory from there.
             sql_dir = bench.path("sql")
             sql_dir.mkdir()
-            counted = bench.start_worker(extra_env={"RUNQUEUE_BENCH_SQL_DIR": str(sql_dir)})
+            counted = bench.start_worker(
+                settings=bench.counted_settings,
+                extra_env={"RUNQUEUE_BENCH_SQL_DIR": str(sql_dir)},
+            )
             _scenario(results, "writes", wanted, lambda: footprint.writes(bench, plan, sql_dir))
             _scenario(results, "memory", wanted, lambda: footprint.memory(bench, plan, counted))
             bench.stop_worker(counted)
         _scenario(results, "scale", wanted, lambda: scale.run(bench, plan))
     finally:
-        bench.close()
+        stoppers.extend(bench.close())
     return results
 
 
@@ -357,9 +367,16 @@ def main(argv: list[str] | None = None) -> int:
         "--concurrency", type=int, default=os.cpu_count() or 2, help="prefork pool size"
     )
     parser.add_argument("--scenarios", default=",".join(SCENARIOS), help="comma-separated subset")
+    parser.add_argument(
+        "--memory-runs", type=int, default=None, help="runs before the second memory reading"
+    )
     parser.add_argument("--workdir", type=Path, default=None, help="keep logs and files here")
     args = parser.parse_args(argv)
     plan = Plan.quick_plan() if args.quick else Plan.full()
+    if args.memory_runs:
+        plan = dataclasses.replace(
+            plan, memory_large=args.memory_runs, memory_large_embedded=args.memory_runs
+        )
     wanted = set(args.scenarios.split(","))
     unknown = wanted - set(SCENARIOS)
     if unknown:
@@ -378,12 +395,15 @@ def main(argv: list[str] | None = None) -> int:
         "backends": {},
         "targets": [],
     }
+    stoppers: list[threading.Thread] = []
     try:
         for backend in backends:
-            results = run_backend(backend, plan, workdir, args.concurrency, wanted)
+            results = run_backend(backend, plan, workdir, args.concurrency, wanted, stoppers)
             report["backends"][backend] = results
             report["targets"].extend(targets(backend, results))
     finally:
+        for stopper in stoppers:  # workers still in their warm shutdown
+            stopper.join()
         report["elapsed_seconds"] = round(time.perf_counter() - started, 1)
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(report, indent=2, default=str))

@@ -13,8 +13,6 @@ from benchmarks.plan import Plan
 from benchmarks.stats import over_repetitions, ratio
 from benchmarks.tasks import RAW_NOOP, count_lines
 
-WARMUP_RUNS = 40
-
 
 def runqueue_once(bench: Bench, runs: int) -> dict[str, Any]:
     manager = bench.manager()
@@ -67,17 +65,17 @@ def raw_once(bench: Bench, tasks: int) -> dict[str, Any]:
     }
 
 
-def sized(rate: float, seconds: float) -> int:
+def sized(rate: float, seconds: float, minimum: int) -> int:
     """Enough runs to last `seconds` at the warm-up rate."""
-    return max(WARMUP_RUNS, math.ceil(rate * seconds * 1.1))
+    return max(minimum, math.ceil(rate * seconds * 1.1))
 
 
 def run(bench: Bench, plan: Plan) -> dict[str, Any]:
     # Warm-up on both sides (connections, imports, pool children), which also sizes N.
-    runqueue_rate = runqueue_once(bench, WARMUP_RUNS)["per_second"]
-    raw_rate = raw_once(bench, WARMUP_RUNS)["per_second"]
-    runqueue_n = sized(runqueue_rate, plan.throughput_seconds)
-    raw_n = sized(raw_rate, plan.throughput_seconds)
+    runqueue_rate = runqueue_once(bench, plan.warmup_runs)["per_second"]
+    raw_rate = raw_once(bench, plan.warmup_runs)["per_second"]
+    runqueue_n = sized(runqueue_rate, plan.throughput_seconds, plan.warmup_runs)
+    raw_n = sized(raw_rate, plan.throughput_seconds, plan.warmup_runs)
     runqueue_reps, raw_reps = [], []
     for _ in range(plan.repetitions):  # interleaved, so drift hits both sides alike
         runqueue_reps.append(runqueue_once(bench, runqueue_n))

@@ -1,0 +1,74 @@
+"""The benchmark suite in quick mode, as a smoke test: it runs, writes its JSON, covers every
+scenario on both backends, and what it measured was correct. Times are never asserted."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from benchmarks.plan import SCENARIOS
+from tests.conftest import require_services
+from tests.support import REPO_ROOT
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    require_services()
+    out = tmp_path_factory.mktemp("bench") / "results.json"
+    finished = subprocess.run(
+        [sys.executable, "-m", "benchmarks", "--quick", "--backend", "all", "--out", str(out)],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=280,
+    )
+    assert finished.returncode == 0, finished.stderr[-4000:]
+    assert "runs/s" in finished.stdout  # the table was printed
+    return json.loads(Path(out).read_text())
+
+
+@pytest.mark.parametrize("backend", ["embedded", "postgres_redis"])
+def test_every_scenario_ran_without_error(report: dict, backend: str) -> None:
+    results = report["backends"][backend]
+    assert set(SCENARIOS) <= set(results)
+    failed = {name: results[name]["error"] for name in SCENARIOS if "error" in results[name]}
+    assert not failed
+
+
+@pytest.mark.parametrize("backend", ["embedded", "postgres_redis"])
+def test_no_run_or_task_was_lost(report: dict, backend: str) -> None:
+    throughput = report["backends"][backend]["throughput"]
+    assert throughput["lost"] == 0
+    for side in ("runqueue", "raw"):
+        for repetition in throughput[side]["details"]:
+            assert repetition["succeeded"] == repetition["runs"] > 0
+
+
+@pytest.mark.parametrize("backend", ["embedded", "postgres_redis"])
+def test_contention_decided_correctly(report: dict, backend: str) -> None:
+    contention = report["backends"][backend]["contention"]
+    assert contention["creators"] == 50
+    for strategy in ("reject", "interrupt", "enqueue"):
+        for race in contention[strategy]["details"]:
+            assert race["problems"] == [], (strategy, race["problems"])
+            assert race["decisions"] == 50
+            assert race["max_running_seen"] <= 1
+        assert contention[strategy]["correct"]
+    reject = contention["reject"]["details"]
+    assert all(race["accepted"] == 1 and race["rejected"] == 49 for race in reject)
+
+
+@pytest.mark.parametrize("backend", ["embedded", "postgres_redis"])
+def test_counts_and_readings_are_present(report: dict, backend: str) -> None:
+    results = report["backends"][backend]
+    assert results["writes"]["creator"]["create"]["INSERT"] >= 1  # the run row at least
+    assert results["writes"]["worker"]["UPDATE"] >= 2  # claim and final status at least
+    assert results["memory"]["worker_ratio"] > 0 and results["memory"]["creator_ratio"] > 0
+    assert results["scale"]["large"]["rows_per_list"] >= 1
+    assert results["cancel"]["runqueue_to_dead_all"]["n"] >= 1
