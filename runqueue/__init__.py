@@ -22,6 +22,7 @@ from runqueue.records import (
     RunStatus,
 )
 from runqueue.registry import RunManager, SyncRunManager
+from runqueue.retries import RetryPolicy
 from runqueue.settings import Settings
 
 __all__ = [
@@ -39,6 +40,7 @@ __all__ = [
     "RunNotFoundError",
     "RunQueueError",
     "RunRecord",
+    "RetryPolicy",
     "RunStatus",
     "RunTask",
     "Settings",
