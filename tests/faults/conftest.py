@@ -7,6 +7,7 @@ from pathlib import Path
 
 import psycopg
 import pytest
+import redis
 
 from tests.conftest import require_services
 from tests.faults import faultkit
@@ -60,9 +61,17 @@ def shared_broker_url() -> str:
 
 
 @pytest.fixture
-def shared_backend(tmp_path: Path, shared_database: str, shared_broker_url: str) -> Backend:
+def shared_backend(
+    tmp_path: Path, shared_database: str, shared_broker_url: str
+) -> Iterator[Backend]:
     """Shared PostgreSQL (fresh database) + shared Redis (fresh queue), short leases."""
-    return faultkit.fault_backend(tmp_path, shared_database, shared_broker_url)
+    backend = faultkit.fault_backend(tmp_path, shared_database, shared_broker_url)
+    yield backend
+    # Leave nothing behind in the shared Redis: messages nobody consumed, the binding.
+    queue = backend.settings.queue
+    client = redis.Redis.from_url(shared_broker_url)
+    client.delete(queue, f"_kombu.binding.{queue}")
+    client.close()
 
 
 @pytest.fixture
