@@ -61,14 +61,7 @@ class Check:
 def worker_env(settings: Settings) -> dict[str, str]:
     """The environment that makes a child process see exactly these settings."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("RUNQUEUE_")}
-    env.update(
-        RUNQUEUE_DATA_DIR=str(settings.data_dir),
-        RUNQUEUE_DATABASE_URL=settings.database_url,
-        RUNQUEUE_BROKER_URL=settings.broker_url,
-        RUNQUEUE_APP=settings.app,
-        RUNQUEUE_QUEUE=settings.queue,
-    )
-    return env
+    return env | settings.environment()
 
 
 class DemoWorker:

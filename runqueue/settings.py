@@ -7,7 +7,7 @@ under one data directory, so no server is needed.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
@@ -70,6 +70,10 @@ class Settings:
             raise SettingsError(f"unknown settings: {', '.join(sorted(unknown))}")
         return cls(**values)  # type: ignore[arg-type]
 
+    def environment(self) -> dict[str, str]:
+        """These settings as RUNQUEUE_* variables, so a child process sees exactly them."""
+        return {ENV_PREFIX + name.upper(): str(getattr(self, name)) for name in _FIELD_TYPES}
+
     def with_overrides(self, **overrides: object) -> Settings:
         return replace(self, **{k: v for k, v in overrides.items() if v is not None})
 
@@ -90,22 +94,9 @@ class Settings:
         return self.data_dir / "broker-control"
 
 
-_FIELD_TYPES: dict[str, type] = {
-    "data_dir": Path,
-    "database_url": str,
-    "broker_url": str,
-    "app": str,
-    "queue": str,
-    "default_assistant": str,
-    "max_payload_bytes": int,
-    "heartbeat_interval": float,
-    "lease_seconds": float,
-    "republish_after": float,
-    "maintenance_interval": float,
-    "filesystem_polling_interval": float,
-    "status_write_timeout": float,
-    "broker_visibility_timeout": float,
-}
+_PARSERS: dict[str, type] = {"Path": Path, "str": str, "int": int, "float": float}
+# Every field is a RUNQUEUE_<NAME> variable, parsed by its annotated type.
+_FIELD_TYPES: dict[str, type] = {f.name: _PARSERS[str(f.type)] for f in fields(Settings)}
 
 
 def redact_url(url: str) -> str:

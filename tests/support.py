@@ -49,17 +49,8 @@ def service_reachable(host: str, port: int) -> bool:
 def settings_env(settings: Settings) -> dict[str, str]:
     """The environment a child process needs to see the same settings."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("RUNQUEUE_")}
-    env.update(
-        RUNQUEUE_DATA_DIR=str(settings.data_dir),
-        RUNQUEUE_DATABASE_URL=settings.database_url,
-        RUNQUEUE_BROKER_URL=settings.broker_url,
-        RUNQUEUE_QUEUE=settings.queue,
-        RUNQUEUE_HEARTBEAT_INTERVAL=str(settings.heartbeat_interval),
-        RUNQUEUE_LEASE_SECONDS=str(settings.lease_seconds),
-        RUNQUEUE_REPUBLISH_AFTER=str(settings.republish_after),
-        RUNQUEUE_MAINTENANCE_INTERVAL=str(settings.maintenance_interval),
-        PYTHONPATH=str(REPO_ROOT) + os.pathsep + env.get("PYTHONPATH", ""),
-    )
+    env.update(settings.environment())
+    env["PYTHONPATH"] = str(REPO_ROOT) + os.pathsep + env.get("PYTHONPATH", "")
     return env
 
 

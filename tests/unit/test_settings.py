@@ -58,3 +58,8 @@ def test_bad_settings_are_a_clear_error(environ):
 def test_redact_url_hides_passwords(url, shown):
     assert redact_url(url) == shown
     assert "s3cret" not in redact_url(url)
+
+
+def test_environment_round_trips_every_setting(tmp_path):
+    settings = Settings(data_dir=tmp_path, queue="fleet", lease_seconds=12.5, max_payload_bytes=7)
+    assert Settings.from_env(settings.environment()) == settings
