@@ -58,7 +58,9 @@ def create_app(
             "unacked_restore_interval": min(10.0, settings.broker_visibility_timeout),
             "unacked_restore_throttle": 1,
         }
-    app.runqueue = Runtime(settings=settings, store=RunStore(settings.database_url))
+    app.runqueue = Runtime(
+        settings=settings, store=RunStore(settings.database_url, settings.republish_after)
+    )
     import runqueue.signals  # noqa: F401  (connects the status writers)
 
     return app

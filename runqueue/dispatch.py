@@ -77,7 +77,7 @@ def apply_effects(app: Celery, effects: Effects) -> None:
 def relay(app: Celery, limit: int = 500) -> int:
     """Publish queued runs that never reached the broker, or were lost there. Returns count."""
     runtime = runtime_of(app)
-    runs = runtime.store.runs_to_publish(runtime.settings.republish_after, limit=limit)
+    runs = runtime.store.runs_to_publish(limit=limit)
     published = sum(publish(app, run) for run in runs)
     if runs:
         logger.info("relay published %d of %d waiting runs", published, len(runs))

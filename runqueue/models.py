@@ -65,6 +65,8 @@ class Run(Base):
     cancel_requested_at: Mapped[datetime | None] = mapped_column(Timestamp)
     dispatch_state: Mapped[str] = mapped_column(String(16))  # held | queued
     dispatched_at: Mapped[datetime | None] = mapped_column(Timestamp)  # NULL: publish failed
+    next_publish_at: Mapped[datetime | None] = mapped_column(Timestamp)  # the relay's next look
+    publish_count: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     claim_token: Mapped[str | None] = mapped_column(String(36))  # the executing attempt
     attempt: Mapped[int] = mapped_column(Integer, default=0)
     lease_expires_at: Mapped[datetime | None] = mapped_column(Timestamp)
@@ -88,7 +90,7 @@ class Run(Base):
         ),
         Index(
             "runs_outbox",
-            "dispatched_at",
+            "next_publish_at",
             postgresql_where=text("status = 'pending' AND dispatch_state = 'queued'"),
             sqlite_where=text("status = 'pending' AND dispatch_state = 'queued'"),
         ),

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, and_, delete, exists, insert, select, update
+from sqlalchemy import Connection, and_, bindparam, delete, exists, insert, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError, OperationalError
@@ -41,6 +41,7 @@ RUNNING = RunStatus.running.value
 INFLIGHT = (PENDING, RUNNING)
 HELD = DispatchState.held.value
 QUEUED = DispatchState.queued.value
+MAX_REPUBLISH_BACKOFF = 3600.0  # seconds
 
 
 def utcnow() -> datetime:
@@ -82,8 +83,15 @@ class Claim:
 class RunStore:
     """The SQL side of runqueue, bound to one database URL."""
 
-    def __init__(self, database_url: str):
+    def __init__(self, database_url: str, republish_after: float = 30.0):
         self.database_url = database_url
+        self.republish_after = republish_after
+
+    def _next_publish(self, now: datetime, published: int) -> datetime:
+        """When the relay publishes a still-unclaimed queued run again: republish_after, then
+        doubling with every publish, so a long backlog is not flooded with copies."""
+        backoff = min(self.republish_after * 2**published, MAX_REPUBLISH_BACKOFF)
+        return now + timedelta(seconds=backoff)
 
     @property
     def engine(self):  # noqa: ANN201
@@ -176,6 +184,8 @@ class RunStore:
                     follow_up_to_run_id=new.follow_up_to_run_id,
                     dispatch_state=state,
                     dispatched_at=now if state == QUEUED else None,
+                    next_publish_at=self._next_publish(now, 0) if state == QUEUED else None,
+                    publish_count=0,
                     attempt=0,
                 )
             )
@@ -327,7 +337,12 @@ class RunStore:
                     Run.dispatch_state == QUEUED,
                     exists().where(other.thread_id == Run.thread_id, other.status == RUNNING),
                 )
-                .values(dispatch_state=HELD, dispatched_at=None, updated_at=utcnow())
+                .values(
+                    dispatch_state=HELD,
+                    dispatched_at=None,
+                    next_publish_at=None,
+                    updated_at=utcnow(),
+                )
             ).rowcount
         return held == 1
 
@@ -387,7 +402,13 @@ class RunStore:
         conn.execute(
             update(Run)
             .where(Run.run_id == next_run.run_id, Run.dispatch_state == HELD)
-            .values(dispatch_state=QUEUED, dispatched_at=now, updated_at=now)
+            .values(
+                dispatch_state=QUEUED,
+                dispatched_at=now,
+                updated_at=now,
+                next_publish_at=self._next_publish(now, 0),
+                publish_count=0,
+            )
         )
         return [self._fetch(conn, next_run.run_id)]
 
@@ -455,6 +476,8 @@ class RunStore:
                     status=PENDING,
                     dispatch_state=QUEUED,
                     dispatched_at=publish_at,
+                    next_publish_at=self._next_publish(publish_at, 0) if publish_at else now,
+                    publish_count=0,
                     claim_token=None,
                     lease_expires_at=None,
                     updated_at=now,
@@ -480,35 +503,48 @@ class RunStore:
             conn.execute(
                 update(Run)
                 .where(Run.run_id == run_id, Run.status == PENDING, Run.dispatch_state == QUEUED)
-                .values(dispatched_at=None)
+                .values(dispatched_at=None, next_publish_at=utcnow())
             )
 
-    def runs_to_publish(self, older_than: float, limit: int = 500) -> list[Any]:
-        """Queued runs never published, or published long ago and still not claimed."""
-        cutoff = utcnow() - timedelta(seconds=older_than)
+    def runs_to_publish(self, limit: int = 500) -> list[Any]:
+        """Queued runs whose publish failed, or that were published and are still unclaimed
+        when their (backed-off) republish time comes: the broker may have lost them."""
+        now = utcnow()
         with self.transaction() as conn:
-            ids = (
-                conn.execute(
-                    select(Run.run_id)
-                    .where(
-                        Run.status == PENDING,
-                        Run.dispatch_state == QUEUED,
-                        Run.dispatched_at.is_(None) | (Run.dispatched_at < cutoff),
-                    )
-                    .order_by(Run.created_at)
-                    .limit(limit)
+            due = conn.execute(
+                select(Run.run_id, Run.publish_count)
+                .where(
+                    Run.status == PENDING,
+                    Run.dispatch_state == QUEUED,
+                    Run.next_publish_at <= now,
                 )
-                .scalars()
-                .all()
-            )
-            if not ids:
+                .order_by(Run.next_publish_at)
+                .limit(limit)
+            ).all()
+            if not due:
                 return []
             conn.execute(
                 update(Run)
-                .where(Run.run_id.in_(ids), Run.status == PENDING, Run.dispatch_state == QUEUED)
-                .values(dispatched_at=utcnow())
+                .where(
+                    Run.run_id == bindparam("due_run_id"),
+                    Run.status == PENDING,
+                    Run.dispatch_state == QUEUED,
+                )
+                .values(
+                    dispatched_at=now,
+                    publish_count=bindparam("published"),
+                    next_publish_at=bindparam("next_publish"),
+                ),
+                [
+                    {
+                        "due_run_id": row.run_id,
+                        "published": row.publish_count + 1,
+                        "next_publish": self._next_publish(now, row.publish_count + 1),
+                    }
+                    for row in due
+                ],
             )
-            return [self._fetch(conn, run_id) for run_id in ids]
+            return [self._fetch(conn, row.run_id) for row in due]
 
     def expired_leases(self, limit: int = 100) -> list[tuple[str, str]]:
         """(run_id, claim_token) of running runs whose worker stopped renewing."""
