@@ -33,7 +33,7 @@ class Plan:
             repetitions=3,
             throughput_seconds=5.0,
             latency_samples=60,
-            cancel_samples=8,
+            cancel_samples=6,
             contention_creators=50,
             contention_processes=10,
             contention_decisions=4,

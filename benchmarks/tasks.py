@@ -80,6 +80,19 @@ def register_bench_assistants(app: Celery) -> None:
 # -- the raw-Celery baseline ----------------------------------------------------------------
 
 
+def raw_noop(task: Any, path: str) -> None:
+    stamp(path, task.request.id, time.time())
+
+
+def raw_stamp(task: Any, path: str) -> None:
+    stamp(path, task.request.id, time.time())
+
+
+def raw_sleep(task: Any, path: str, seconds: float = 60.0) -> None:
+    stamp(path, task.request.id, time.time())
+    _sleep(seconds)
+
+
 def create_raw_app(settings: Settings) -> Celery:
     """Plain Celery on runqueue's broker, with the delivery settings runqueue uses (late acks,
     prefetch 1, JSON) and nothing else: no database, no signals, no result backend."""
@@ -108,17 +121,7 @@ def create_raw_app(settings: Settings) -> Celery:
     else:
         app.conf.broker_transport_options = {"visibility_timeout": 3600}
 
-    @app.task(name=RAW_NOOP, bind=True)
-    def raw_noop(task: Any, path: str) -> None:
-        stamp(path, task.request.id, time.time())
-
-    @app.task(name=RAW_STAMP, bind=True)
-    def raw_stamp(task: Any, path: str) -> None:
-        stamp(path, task.request.id, time.time())
-
-    @app.task(name=RAW_SLEEP, bind=True)
-    def raw_sleep(task: Any, path: str, seconds: float = 60.0) -> None:
-        stamp(path, task.request.id, time.time())
-        _sleep(seconds)
-
+    app.task(name=RAW_NOOP, bind=True, shared=False)(raw_noop)
+    app.task(name=RAW_STAMP, bind=True, shared=False)(raw_stamp)
+    app.task(name=RAW_SLEEP, bind=True, shared=False)(raw_sleep)
     return app
