@@ -59,7 +59,7 @@ class Plan:
             repetitions=1,
             throughput_seconds=0.5,
             latency_samples=8,
-            cancel_samples=3,
+            cancel_samples=2,
             contention_creators=50,
             contention_processes=5,
             contention_decisions=1,
