@@ -32,7 +32,8 @@ from runqueue.durability import persist
 from runqueue.errors import DatabaseUnavailableError, RunCancelledError
 from runqueue.queries import RunQueries
 from runqueue.retries import NO_RETRY, RetryPolicy
-from runqueue.store import RunStore, utcnow
+from runqueue.store import RunStore
+from runqueue.transactions import utcnow
 
 logger = logging.getLogger(__name__)
 

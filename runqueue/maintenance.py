@@ -20,7 +20,8 @@ from runqueue.dispatch import apply_effects, relay
 from runqueue.models import MaintenanceLock
 from runqueue.queries import RunQueries
 from runqueue.records import RunStatus
-from runqueue.store import RunStore, utcnow
+from runqueue.store import RunStore
+from runqueue.transactions import utcnow
 
 logger = logging.getLogger(__name__)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import func, select
 
 from runqueue.models import CheckpointRow, Run, RunEventRow, Thread
 from runqueue.records import Checkpoint, RunEvent, RunRecord, RunStatus, ThreadRecord
@@ -18,11 +18,12 @@ from runqueue.rows import (
     run_record,
     thread_record,
 )
-from runqueue.store import INFLIGHT, RunStore
+from runqueue.store import RunStore
+from runqueue.transactions import INFLIGHT
 
 
 class RunQueries:
-    """What callers read; never writes, except deleting a finished run on request."""
+    """What callers read; never writes."""
 
     def __init__(self, store: RunStore):
         self.store = store
@@ -125,11 +126,3 @@ class RunQueries:
         )
         with self.store.transaction() as conn:
             return conn.execute(query).scalar()
-
-    def delete_finished(self, run_id: str) -> bool:
-        """Delete a run that reached a final status, with its events and checkpoints."""
-        with self.store.transaction() as conn:
-            deleted = conn.execute(
-                delete(Run).where(Run.run_id == run_id, Run.status.not_in(INFLIGHT))
-            ).rowcount
-        return deleted == 1

@@ -30,7 +30,8 @@ from runqueue.records import (
     ThreadRecord,
 )
 from runqueue.settings import Settings
-from runqueue.store import INFLIGHT, NewRun
+from runqueue.store import NewRun
+from runqueue.transactions import INFLIGHT
 
 logger = logging.getLogger(__name__)
 
@@ -251,7 +252,7 @@ class SyncRunManager:
         run_id = validation.run_id(run_id)
         if delay > 0:
             time.sleep(delay)
-        return self.queries.delete_finished(run_id)
+        return self.store.delete_finished_run(run_id)
 
 
 class RunManager:

@@ -22,7 +22,7 @@ from runqueue.dispatch import apply_effects
 from runqueue.durability import persist
 from runqueue.errors import RunCancelledError
 from runqueue.records import RunStatus
-from runqueue.store import PENDING
+from runqueue.transactions import PENDING
 
 logger = logging.getLogger(__name__)
 

@@ -1,0 +1,189 @@
+"""The statements a worker makes about the run it executes: claim, hold, checkpoint,
+lease, retry. Each is one guarded UPDATE (or a locked INSERT) whose row count says whether
+this attempt still owns the run."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import exists, insert, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import aliased
+
+from runqueue.models import CheckpointRow, Run
+from runqueue.records import RunStatus
+from runqueue.transactions import HELD, PENDING, QUEUED, RUNNING, StoreBase, utcnow
+
+
+@dataclass(frozen=True)
+class Claim:
+    """The outcome of a worker's attempt to start a run."""
+
+    claimed: bool
+    reason: str  # claimed | missing | finished | running | held
+    run: Any = None  # RunRecord when claimed
+
+
+class ExecutionStatements(StoreBase):
+    """What a worker process writes while it executes a run."""
+
+    def claim_run(self, run_id: str, worker: str, token: str, lease_seconds: float) -> Claim:
+        """pending -> running, only if no other run of the thread is running."""
+        for _ in range(3):
+            claim = self._try_claim(run_id, worker, token, lease_seconds)
+            if claim.reason != "blocked":
+                return claim
+            if self._hold(run_id):
+                return Claim(False, "held")
+        return Claim(False, "held")
+
+    def _try_claim(self, run_id: str, worker: str, token: str, lease_seconds: float) -> Claim:
+        other = aliased(Run)
+        now = utcnow()
+        try:
+            with self.transaction() as conn:
+                row = conn.execute(
+                    update(Run)
+                    .where(
+                        Run.run_id == run_id,
+                        Run.status == PENDING,
+                        Run.dispatch_state == QUEUED,
+                        Run.abort_action.is_(None),
+                        ~exists().where(other.thread_id == Run.thread_id, other.status == RUNNING),
+                    )
+                    .values(
+                        status=RUNNING,
+                        started_at=now,
+                        updated_at=now,
+                        worker=worker,
+                        claim_token=token,
+                        attempt=Run.attempt + 1,
+                        lease_expires_at=now + timedelta(seconds=lease_seconds),
+                    )
+                    .returning(Run.thread_id)
+                ).first()
+                if row is not None:
+                    self._record_event(conn, run_id, row.thread_id, RunStatus.running, now, worker)
+                    return Claim(True, "claimed", self._fetch(conn, run_id))
+        except IntegrityError:
+            # The partial unique index refused a second running run of the thread.
+            return Claim(False, "blocked")
+        with self.transaction() as conn:
+            run = conn.execute(
+                select(Run.status, Run.dispatch_state).where(Run.run_id == run_id)
+            ).first()
+        if run is None:
+            return Claim(False, "missing")
+        if run.status != PENDING:
+            return Claim(False, "running" if run.status == RUNNING else "finished")
+        if run.dispatch_state == HELD:
+            return Claim(False, "held")
+        return Claim(False, "blocked")
+
+    def _hold(self, run_id: str) -> bool:
+        """Park a queued run behind the thread's running run; False if nothing runs now."""
+        other = aliased(Run)
+        with self.transaction() as conn:
+            if self._lock_thread_of(conn, run_id) is None:
+                return False
+            held = conn.execute(
+                update(Run)
+                .where(
+                    Run.run_id == run_id,
+                    Run.status == PENDING,
+                    Run.dispatch_state == QUEUED,
+                    exists().where(other.thread_id == Run.thread_id, other.status == RUNNING),
+                )
+                .values(
+                    dispatch_state=HELD,
+                    dispatched_at=None,
+                    next_publish_at=None,
+                    updated_at=utcnow(),
+                )
+            ).rowcount
+        return held == 1
+
+    def save_checkpoint(self, run_id: str, token: str, values: Any) -> bool:
+        """Store thread state for a run that still owns its execution; False once cancelled."""
+        with self.transaction() as conn:
+            # Lock the run row: a concurrent rollback either sees this checkpoint and deletes
+            # it, or commits first and this insert sees the abort and writes nothing.
+            owner = conn.execute(
+                select(Run.thread_id)
+                .where(
+                    Run.run_id == run_id,
+                    Run.status == RUNNING,
+                    Run.claim_token == token,
+                    Run.abort_action.is_(None),
+                )
+                .with_for_update(key_share=True)
+            ).first()
+            if owner is None:
+                return False
+            conn.execute(
+                insert(CheckpointRow).values(
+                    thread_id=owner.thread_id, run_id=run_id, values=values, created_at=utcnow()
+                )
+            )
+        return True
+
+    def renew_lease(self, run_id: str, token: str, lease_seconds: float) -> tuple[bool, str | None]:
+        """Extend a running run's lease. Returns (still ours, abort action if cancelled)."""
+        now = utcnow()
+        with self.transaction() as conn:
+            row = conn.execute(
+                update(Run)
+                .where(Run.run_id == run_id, Run.status == RUNNING, Run.claim_token == token)
+                .values(lease_expires_at=now + timedelta(seconds=lease_seconds))
+                .returning(Run.abort_action)
+            ).first()
+        if row is None:
+            return False, None
+        return True, row.abort_action
+
+    def requeue_run(
+        self,
+        run_id: str,
+        token: str,
+        *,
+        publish_at: datetime | None,
+        detail: str,
+        worker: str | None = None,
+    ) -> bool:
+        """running -> pending (queued) for another attempt, only by the attempt that holds the
+        claim and only if nobody cancelled it. `publish_at` None: the relay sends it now; else
+        the caller publishes it (Celery retry) and the relay waits until then."""
+        now = utcnow()
+        with self.transaction() as conn:
+            row = conn.execute(
+                update(Run)
+                .where(
+                    Run.run_id == run_id,
+                    Run.status == RUNNING,
+                    Run.claim_token == token,
+                    Run.abort_action.is_(None),
+                )
+                .values(
+                    status=PENDING,
+                    dispatch_state=QUEUED,
+                    dispatched_at=publish_at,
+                    next_publish_at=self._next_publish(publish_at, 0) if publish_at else now,
+                    publish_count=0,
+                    claim_token=None,
+                    lease_expires_at=None,
+                    updated_at=now,
+                )
+                .returning(Run.thread_id)
+            ).first()
+            if row is None:
+                return False
+            # The thread stays busy (a queued pending run), so its held runs keep waiting.
+            self._record_event(conn, run_id, row.thread_id, RunStatus.pending, now, worker, detail)
+        return True
+
+    def abort_action(self, run_id: str) -> str | None:
+        """The cancel a user asked for, read from the database (broadcasts can be lost)."""
+        with self.transaction() as conn:
+            return conn.execute(select(Run.abort_action).where(Run.run_id == run_id)).scalar()

@@ -1,0 +1,73 @@
+"""The outbox: queued runs the broker never got (or lost), and runs whose lease expired."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import bindparam, select, update
+
+from runqueue.models import Run
+from runqueue.transactions import PENDING, QUEUED, RUNNING, StoreBase, utcnow
+
+
+class OutboxStatements(StoreBase):
+    """What the relay and the reaper read and mark."""
+
+    def mark_unpublished(self, run_id: str) -> None:
+        """Record that a publish failed, so the relay sends it again."""
+        with self.transaction() as conn:
+            conn.execute(
+                update(Run)
+                .where(Run.run_id == run_id, Run.status == PENDING, Run.dispatch_state == QUEUED)
+                .values(dispatched_at=None, next_publish_at=utcnow())
+            )
+
+    def runs_to_publish(self, limit: int = 500) -> list[Any]:
+        """Queued runs whose publish failed, or that were published and are still unclaimed
+        when their (backed-off) republish time comes: the broker may have lost them."""
+        now = utcnow()
+        with self.transaction() as conn:
+            due = conn.execute(
+                select(Run.run_id, Run.publish_count)
+                .where(
+                    Run.status == PENDING,
+                    Run.dispatch_state == QUEUED,
+                    Run.next_publish_at <= now,
+                )
+                .order_by(Run.next_publish_at)
+                .limit(limit)
+            ).all()
+            if not due:
+                return []
+            conn.execute(
+                update(Run)
+                .where(
+                    Run.run_id == bindparam("due_run_id"),
+                    Run.status == PENDING,
+                    Run.dispatch_state == QUEUED,
+                )
+                .values(
+                    dispatched_at=now,
+                    publish_count=bindparam("published"),
+                    next_publish_at=bindparam("next_publish"),
+                ),
+                [
+                    {
+                        "due_run_id": row.run_id,
+                        "published": row.publish_count + 1,
+                        "next_publish": self._next_publish(now, row.publish_count + 1),
+                    }
+                    for row in due
+                ],
+            )
+            return [self._fetch(conn, row.run_id) for row in due]
+
+    def expired_leases(self, limit: int = 100) -> list[tuple[str, str]]:
+        """(run_id, claim_token) of running runs whose worker stopped renewing."""
+        with self.transaction() as conn:
+            rows = conn.execute(
+                select(Run.run_id, Run.claim_token)
+                .where(Run.status == RUNNING, Run.lease_expires_at < utcnow())
+                .limit(limit)
+            ).all()
+        return [(row.run_id, row.claim_token) for row in rows]
