@@ -23,8 +23,9 @@ def free_port() -> int:
 
 
 @pytest.fixture
-def flower(backend, tmp_path: Path) -> Iterator[str]:
-    """Flower exactly as the deployment starts it, on a free loopback port."""
+def flower(backend, worker, tmp_path: Path) -> Iterator[str]:
+    """Flower exactly as the deployment starts it, on a free loopback port, once its event
+    receiver is consuming (it has seen the worker's heartbeat), so no run event is missed."""
     port = free_port()
     env = settings_env(backend.settings)
     env["FLOWER_UNAUTHENTICATED_API"] = "1"
@@ -40,6 +41,11 @@ def flower(backend, tmp_path: Path) -> Iterator[str]:
     url = f"http://127.0.0.1:{port}"
     try:
         wait_until(lambda: _get(f"{url}/healthcheck") == "OK", timeout=30, message="flower")
+        wait_until(
+            lambda: any((_get(f"{url}/api/workers?status=1") or {}).values()),
+            timeout=30,
+            message="flower to receive the worker's events",
+        )
         yield url
     finally:
         process.terminate()
