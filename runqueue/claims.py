@@ -14,6 +14,7 @@ from sqlalchemy.orm import aliased
 
 from runqueue.models import CheckpointRow, Run
 from runqueue.records import RunStatus
+from runqueue.rows import RUN_COLUMNS, run_record
 from runqueue.transactions import HELD, PENDING, QUEUED, RUNNING, StoreBase, utcnow
 
 
@@ -24,13 +25,15 @@ class Claim:
     claimed: bool
     reason: str  # claimed | missing | finished | running | held
     run: Any = None  # RunRecord when claimed
+    values: Any = None  # when claimed: the thread's latest checkpoint values, or None
 
 
 class ExecutionStatements(StoreBase):
     """What a worker process writes while it executes a run."""
 
     def claim_run(self, run_id: str, worker: str, token: str, lease_seconds: float) -> Claim:
-        """pending -> running, only if no other run of the thread is running."""
+        """pending -> running, only if no other run of the thread is running; a won claim
+        also reads the thread's latest state, in the same transaction."""
         for _ in range(3):
             claim = self._try_claim(run_id, worker, token, lease_seconds)
             if claim.reason != "blocked":
@@ -62,11 +65,17 @@ class ExecutionStatements(StoreBase):
                         attempt=Run.attempt + 1,
                         lease_expires_at=now + timedelta(seconds=lease_seconds),
                     )
-                    .returning(Run.thread_id)
+                    .returning(*RUN_COLUMNS)
                 ).first()
                 if row is not None:
                     self._record_event(conn, run_id, row.thread_id, RunStatus.running, now, worker)
-                    return Claim(True, "claimed", self._fetch(conn, run_id))
+                    values = conn.execute(
+                        select(CheckpointRow.values)
+                        .where(CheckpointRow.thread_id == row.thread_id)
+                        .order_by(CheckpointRow.checkpoint_id.desc())
+                        .limit(1)
+                    ).scalar()
+                    return Claim(True, "claimed", run_record(row), values)
         except IntegrityError:
             # The partial unique index refused a second running run of the thread.
             return Claim(False, "blocked")

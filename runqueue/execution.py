@@ -30,7 +30,6 @@ from celery.exceptions import Ignore
 from runqueue.app import runtime_of
 from runqueue.durability import persist
 from runqueue.errors import DatabaseUnavailableError, RunCancelledError
-from runqueue.queries import RunQueries
 from runqueue.retries import NO_RETRY, RetryPolicy
 from runqueue.store import RunStore
 from runqueue.transactions import utcnow
@@ -148,7 +147,7 @@ class RunTask(Task):
             thread_id=thread_id,
             assistant_id=self.name,
             attempt=claim.run.attempt,
-            values=RunQueries(runtime.store).latest_values(thread_id),
+            values=claim.values,
             _store=runtime.store,
             _execution=execution,
             _write_timeout=settings.status_write_timeout,

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from sqlalchemy import func, select
 
 from runqueue.models import CheckpointRow, Run, RunEventRow, Thread
@@ -115,14 +113,3 @@ class RunQueries:
         )
         with self.store.transaction() as conn:
             return [checkpoint(row) for row in conn.execute(query)]
-
-    def latest_values(self, thread_id: str) -> Any:
-        """The values of the thread's newest checkpoint, or None."""
-        query = (
-            select(CheckpointRow.values)
-            .where(CheckpointRow.thread_id == thread_id)
-            .order_by(CheckpointRow.checkpoint_id.desc())
-            .limit(1)
-        )
-        with self.store.transaction() as conn:
-            return conn.execute(query).scalar()

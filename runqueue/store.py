@@ -13,14 +13,26 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, delete, insert, select, update
+from sqlalchemy import Connection, delete, insert, update
 
 from runqueue.claims import ExecutionStatements
 from runqueue.errors import ConflictError
 from runqueue.models import CheckpointRow, Run
 from runqueue.outbox import OutboxStatements
 from runqueue.records import AbortAction, MultitaskStrategy, RunStatus
-from runqueue.transactions import HELD, INFLIGHT, PENDING, QUEUED, RUNNING, utcnow
+from runqueue.rows import RUN_COLUMNS, run_record
+from runqueue.transactions import (
+    HELD,
+    INFLIGHT,
+    PENDING,
+    QUEUED,
+    RUNNING,
+    holds_thread,
+    utcnow,
+)
+
+# Built once, parameters bound per execution (keys are column names: `metadata`).
+INSERT_RUN = insert(Run.__table__).returning(*RUN_COLUMNS)
 
 
 @dataclass(frozen=True)
@@ -56,12 +68,9 @@ class RunStore(ExecutionStatements, OutboxStatements):
             self.lock_thread(conn, new.thread_id, new.user_id)
             now = utcnow()
             strategy = new.multitask_strategy
+            inflight = self._inflight(conn, new.thread_id)
+            busy = any(holds_thread(row) for row in inflight)
             if check_strategy and strategy is not None:
-                inflight = conn.execute(
-                    select(Run.run_id, Run.status)
-                    .where(Run.thread_id == new.thread_id, Run.status.in_(INFLIGHT))
-                    .order_by(Run.created_at, Run.run_id)
-                ).all()
                 if inflight and strategy is MultitaskStrategy.reject:
                     raise ConflictError(
                         f"thread {new.thread_id} already has an active run "
@@ -69,11 +78,16 @@ class RunStore(ExecutionStatements, OutboxStatements):
                     )
                 if strategy in (MultitaskStrategy.interrupt, MultitaskStrategy.rollback):
                     action = AbortAction(strategy.value)
-                    for row in inflight:
+                    # Pending runs end now; running ones hold the thread until they stop.
+                    outcomes = [
                         self._request_cancel(conn, row.run_id, action, now, effects)
-            state = HELD if self._thread_busy(conn, new.thread_id) else QUEUED
-            conn.execute(
-                insert(Run).values(
+                        for row in inflight
+                    ]
+                    busy = RunStatus.running in outcomes
+            state = HELD if busy else QUEUED
+            row = conn.execute(
+                INSERT_RUN,
+                dict(
                     run_id=new.run_id,
                     thread_id=new.thread_id,
                     assistant_id=new.assistant_id,
@@ -81,7 +95,7 @@ class RunStore(ExecutionStatements, OutboxStatements):
                     status=PENDING,
                     multitask_strategy=strategy.value if strategy else None,
                     on_disconnect=new.on_disconnect,
-                    metadata_=new.metadata,
+                    metadata=new.metadata,
                     kwargs=new.kwargs,
                     created_at=now,
                     updated_at=now,
@@ -91,10 +105,10 @@ class RunStore(ExecutionStatements, OutboxStatements):
                     next_publish_at=self._next_publish(now, 0) if state == QUEUED else None,
                     publish_count=0,
                     attempt=0,
-                )
-            )
+                ),
+            ).one()
             self._record_event(conn, new.run_id, new.thread_id, RunStatus.pending, now, None, state)
-            run = self._fetch(conn, new.run_id)
+            run = run_record(row)
         if state == QUEUED:
             effects.publish.append(run)
         return run, effects
@@ -109,15 +123,17 @@ class RunStore(ExecutionStatements, OutboxStatements):
             if thread_id is None:
                 return False, effects
             now = utcnow()
-            cancelled = self._request_cancel(conn, run_id, action, now, effects)
+            cancelled = self._request_cancel(conn, run_id, action, now, effects) is not None
             if cancelled:
                 effects.publish.extend(self._advance_thread(conn, thread_id, now))
         return cancelled, effects
 
     def _request_cancel(
         self, conn: Connection, run_id: str, action: AbortAction, now: datetime, effects: Effects
-    ) -> bool:
-        """Stop a pending run at once; ask a running one to stop (its process writes the end)."""
+    ) -> RunStatus | None:
+        """Stop a pending run at once; ask a running one to stop (its process writes the end).
+        Returns the status the run is left in (interrupted, or running until its process has
+        stopped); None if it had already ended."""
         row = conn.execute(
             update(Run)
             .where(Run.run_id == run_id, Run.status == PENDING)
@@ -131,6 +147,7 @@ class RunStore(ExecutionStatements, OutboxStatements):
             .returning(Run.thread_id)
         ).first()
         if row is not None:
+            left_in = RunStatus.interrupted
             self._record_event(
                 conn,
                 run_id,
@@ -150,11 +167,12 @@ class RunStore(ExecutionStatements, OutboxStatements):
                 .returning(Run.thread_id)
             ).first()
             if row is None:
-                return False
+                return None
+            left_in = RunStatus.running
             effects.terminate.append(run_id)
         if action is AbortAction.rollback:
             conn.execute(delete(CheckpointRow).where(CheckpointRow.run_id == run_id))
-        return True
+        return left_in
 
     def finish_run(
         self,
@@ -199,19 +217,14 @@ class RunStore(ExecutionStatements, OutboxStatements):
 
     def _advance_thread(self, conn: Connection, thread_id: str, now: datetime) -> list[Any]:
         """If the thread is free, queue its oldest held run (FIFO). Thread lock required."""
-        if self._thread_busy(conn, thread_id):
+        inflight = self._inflight(conn, thread_id)
+        if any(holds_thread(row) for row in inflight):
             return []
-        next_run = conn.execute(
-            select(Run.run_id)
-            .where(Run.thread_id == thread_id, Run.status == PENDING, Run.dispatch_state == HELD)
-            .order_by(Run.created_at, Run.run_id)
-            .limit(1)
-        ).first()
-        if next_run is None:
+        if not inflight:  # every run left is pending and held, oldest first
             return []
-        conn.execute(
+        row = conn.execute(
             update(Run)
-            .where(Run.run_id == next_run.run_id, Run.dispatch_state == HELD)
+            .where(Run.run_id == inflight[0].run_id, Run.dispatch_state == HELD)
             .values(
                 dispatch_state=QUEUED,
                 dispatched_at=now,
@@ -219,8 +232,9 @@ class RunStore(ExecutionStatements, OutboxStatements):
                 next_publish_at=self._next_publish(now, 0),
                 publish_count=0,
             )
-        )
-        return [self._fetch(conn, next_run.run_id)]
+            .returning(*RUN_COLUMNS)
+        ).first()
+        return [] if row is None else [run_record(row)]
 
     def delete_finished_run(self, run_id: str) -> bool:
         """Delete a run that reached a final status, with its events and checkpoints."""

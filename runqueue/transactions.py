@@ -1,8 +1,8 @@
 """The store's foundation: one database URL, its transactions, and the thread lock.
 
-Transactions that touch more than one run of a thread first lock the thread row
-(SELECT ... FOR UPDATE on PostgreSQL; on SQLite every transaction is BEGIN IMMEDIATE),
-always thread first, then runs, so they cannot deadlock.
+Transactions that touch more than one run of a thread first lock the thread row (a row
+lock on PostgreSQL; on SQLite every transaction is BEGIN IMMEDIATE), always thread first,
+then runs, so they cannot deadlock.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, and_, insert, select
+from sqlalchemy import Connection, insert, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import InterfaceError as SAInterfaceError
@@ -34,10 +34,29 @@ INFLIGHT = (PENDING, RUNNING)
 HELD = DispatchState.held.value
 QUEUED = DispatchState.queued.value
 MAX_REPUBLISH_BACKOFF = 3600.0  # seconds
+# Built once, parameters bound per execution (keys are column names).
+INSERT_EVENT = insert(RunEventRow.__table__)
+
+
+def _upsert_thread(insert_for_dialect: Any) -> Any:
+    """INSERT a thread, or on conflict touch its updated_at (never a key column): the DO
+    UPDATE takes the row lock that SELECT ... FOR NO KEY UPDATE would, in one statement."""
+    stmt = insert_for_dialect(Thread.__table__)
+    return stmt.on_conflict_do_update(
+        index_elements=[Thread.thread_id], set_={"updated_at": stmt.excluded.updated_at}
+    )
+
+
+UPSERT_THREAD = {"postgresql": _upsert_thread(pg_insert), "sqlite": _upsert_thread(sqlite_insert)}
 
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+def holds_thread(run: Any) -> bool:
+    """A run that keeps its thread busy: running, or queued to start (newcomers wait)."""
+    return run.status == RUNNING or (run.status == PENDING and run.dispatch_state == QUEUED)
 
 
 class StoreBase:
@@ -70,57 +89,46 @@ class StoreBase:
             ) from exc
 
     def lock_thread(self, conn: Connection, thread_id: str, user_id: str | None) -> None:
-        """Create the thread if needed and hold its row lock until the transaction ends."""
+        """Create the thread if needed and hold its row lock until the transaction ends
+        (one statement; on SQLite BEGIN IMMEDIATE already holds the write lock)."""
         now = utcnow()
-        values = dict(
-            thread_id=thread_id, user_id=user_id, metadata_={}, created_at=now, updated_at=now
+        upsert = UPSERT_THREAD[conn.dialect.name]
+        conn.execute(
+            upsert,
+            dict(thread_id=thread_id, user_id=user_id, metadata={}, created_at=now, updated_at=now),
         )
-        if conn.dialect.name == "postgresql":
-            stmt = pg_insert(Thread).values(**values).on_conflict_do_nothing()
-        else:
-            stmt = sqlite_insert(Thread).values(**values).on_conflict_do_nothing()
-        conn.execute(stmt)
-        self._lock_existing_thread(conn, thread_id)
-
-    def _lock_existing_thread(self, conn: Connection, thread_id: str) -> None:
-        # On SQLite the transaction's BEGIN IMMEDIATE already holds the database write lock.
-        # FOR NO KEY UPDATE, not FOR UPDATE: a checkpoint insert's foreign-key check takes
-        # KEY SHARE on this row while it holds its run row; FOR UPDATE would wait for it
-        # while that insert waits for us (a deadlock seen with rollback vs. checkpoint).
-        if conn.dialect.name == "postgresql":
-            conn.execute(
-                select(Thread.thread_id)
-                .where(Thread.thread_id == thread_id)
-                .with_for_update(key_share=True)
-            )
 
     def _lock_thread_of(
         self, conn: Connection, run_id: str, user_id: str | None = None
     ) -> str | None:
-        """Lock the thread a run belongs to (a run never changes thread); None: no such run."""
-        query = select(Run.thread_id).where(Run.run_id == run_id)
+        """Lock the thread a run belongs to (a run never changes thread); None: no such run.
+
+        On SQLite the transaction's BEGIN IMMEDIATE already holds the database write lock.
+        FOR NO KEY UPDATE, not FOR UPDATE: a checkpoint insert's foreign-key check takes
+        KEY SHARE on the thread row while it holds its run row; FOR UPDATE would wait for it
+        while that insert waits for us (a deadlock seen with rollback vs. checkpoint)."""
+        query = (
+            select(Thread.thread_id)
+            .join(Run, Run.thread_id == Thread.thread_id)
+            .where(Run.run_id == run_id)
+            .with_for_update(key_share=True, of=Thread)
+        )
         if user_id is not None:
             query = query.where(Run.user_id == user_id)
-        thread_id = conn.execute(query).scalar()
-        if thread_id is not None:
-            self._lock_existing_thread(conn, thread_id)
-        return thread_id
+        return conn.execute(query).scalar()
 
-    def _thread_busy(self, conn: Connection, thread_id: str) -> bool:
-        """True if a run of the thread is running or queued to start: newcomers wait."""
-        return bool(
-            conn.execute(
-                select(Run.run_id)
-                .where(
-                    Run.thread_id == thread_id,
-                    (Run.status == RUNNING)
-                    | and_(Run.status == PENDING, Run.dispatch_state == QUEUED),
-                )
-                .limit(1)
-            ).first()
-        )
+    def _inflight(self, conn: Connection, thread_id: str) -> list[Any]:
+        """The thread's pending and running runs, oldest first (run_id, status,
+        dispatch_state). Read under the thread lock, nothing but a claim (queued -> running)
+        or a re-queue (running -> queued) can change them, and neither frees the thread."""
+        return conn.execute(
+            select(Run.run_id, Run.status, Run.dispatch_state)
+            .where(Run.thread_id == thread_id, Run.status.in_(INFLIGHT))
+            .order_by(Run.created_at, Run.run_id)
+        ).all()
 
     def _fetch(self, conn: Connection, run_id: str) -> Any:
+        """The run's record, read in this transaction."""
         row = conn.execute(select(*RUN_COLUMNS).where(Run.run_id == run_id)).first()
         return None if row is None else run_record(row)
 
@@ -135,14 +143,15 @@ class StoreBase:
         detail: str | None = None,
     ) -> None:
         conn.execute(
-            insert(RunEventRow).values(
+            INSERT_EVENT,
+            dict(
                 run_id=run_id,
                 thread_id=thread_id,
                 status=status.value,
                 at=at,
                 worker=worker,
                 detail=detail,
-            )
+            ),
         )
 
 

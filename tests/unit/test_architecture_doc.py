@@ -46,13 +46,42 @@ def definitions() -> list[str]:
     return found
 
 
+def _on_runs(node: ast.expr) -> bool:
+    """`Run` or `Run.__table__`: the runs table, as the ORM entity or as the Core table."""
+    if isinstance(node, ast.Attribute) and node.attr == "__table__":
+        node = node.value
+    return isinstance(node, ast.Name) and node.id == "Run"
+
+
+def _runs_statement(node: ast.AST) -> bool:
+    """An insert(...) or update(...) call on the runs table, anywhere inside `node`."""
+    return any(
+        isinstance(call, ast.Call)
+        and isinstance(call.func, ast.Name)
+        and call.func.id in ("insert", "update")
+        and call.args
+        and _on_runs(call.args[0])
+        for call in ast.walk(node)
+    )
+
+
 def store_status_writers() -> set[str]:
     """RunStore methods with an INSERT or UPDATE on `runs` that sets `status`
-    (.values(status=...), or a dict(status=...) handed to .values)."""
+    (.values(status=...), or a dict(status=...) handed to .values or to execute with a
+    statement built once at module level, like INSERT_RUN)."""
+    trees = [ast.parse((PACKAGE / module).read_text()) for module in STORE_MODULES]
+    prebuilt = {
+        target.id
+        for tree in trees
+        for node in tree.body
+        if isinstance(node, ast.Assign) and _runs_statement(node.value)
+        for target in node.targets
+        if isinstance(target, ast.Name)
+    }
     methods = [
         method
-        for module in STORE_MODULES
-        for node in ast.parse((PACKAGE / module).read_text()).body
+        for tree in trees
+        for node in tree.body
         if isinstance(node, ast.ClassDef) and node.name in STORE_CLASSES
         for method in node.body
     ]
@@ -61,13 +90,8 @@ def store_status_writers() -> set[str]:
         if not isinstance(method, ast.FunctionDef):
             continue
         calls = [node for node in ast.walk(method) if isinstance(node, ast.Call)]
-        on_runs = any(
-            isinstance(call.func, ast.Name)
-            and call.func.id in ("insert", "update")
-            and call.args
-            and isinstance(call.args[0], ast.Name)
-            and call.args[0].id == "Run"
-            for call in calls
+        on_runs = _runs_statement(method) or any(
+            isinstance(node, ast.Name) and node.id in prebuilt for node in ast.walk(method)
         )
         if not on_runs:
             continue
