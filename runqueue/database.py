@@ -5,11 +5,12 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import time
 from pathlib import Path
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError
+from sqlalchemy.exc import ArgumentError, DisconnectionError
 
 from runqueue.errors import SettingsError
 from runqueue.settings import Settings, redact_url
@@ -17,6 +18,7 @@ from runqueue.settings import Settings, redact_url
 logger = logging.getLogger(__name__)
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
+PING_AFTER_IDLE_SECONDS = 1.0  # a pooled connection idle longer is pinged before use
 
 _engines: dict[tuple[int, str], Engine] = {}
 _engines_lock = threading.Lock()
@@ -66,13 +68,37 @@ def _create_engine(database_url: str) -> Engine:
         return _create_sqlite_engine(database_url)
     if url.get_backend_name() == "postgresql" and url.drivername == "postgresql":
         url = url.set(drivername="postgresql+psycopg")
-    return create_engine(
+    engine = create_engine(
         url,
-        pool_pre_ping=True,
         pool_size=5,
         max_overflow=10,
         connect_args={"connect_timeout": 5} if url.get_backend_name() == "postgresql" else {},
     )
+    _ping_idle_connections(engine)
+    return engine
+
+
+def _ping_idle_connections(engine: Engine) -> None:
+    """pool_pre_ping, but only for a connection that sat idle in the pool: a busy process
+    reuses its connections within milliseconds, and a ping per transaction was one round
+    trip in ten on the hot path. A connection broken within that window fails its
+    transaction with DatabaseUnavailableError, which also empties the pool (SQLAlchemy
+    invalidates every pooled connection on a disconnect); status writes retry it."""
+
+    @event.listens_for(engine, "checkin")
+    def _on_checkin(_dbapi_connection, record):  # noqa: ANN001
+        record.info["idle_since"] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def _on_checkout(dbapi_connection, record, _proxy):  # noqa: ANN001
+        idle_since = record.info.get("idle_since")
+        if idle_since is None or time.monotonic() - idle_since < PING_AFTER_IDLE_SECONDS:
+            return
+        try:
+            engine.dialect.do_ping(dbapi_connection)
+        except engine.dialect.loaded_dbapi.Error as exc:
+            # The pool discards this connection and checks out (or opens) another.
+            raise DisconnectionError(str(exc)) from exc
 
 
 def _create_sqlite_engine(database_url: str) -> Engine:
@@ -87,6 +113,10 @@ def _create_sqlite_engine(database_url: str) -> Engine:
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA journal_mode=WAL")
+        # In WAL mode NORMAL still survives any process crash (a killed worker loses no
+        # commit); only an OS crash or power loss can drop the last commits. FULL would
+        # fsync on every commit, the embedded default's largest cost per run.
+        cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute("PRAGMA busy_timeout=30000")
         cursor.close()
