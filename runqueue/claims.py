@@ -17,6 +17,13 @@ from runqueue.records import RunStatus
 from runqueue.rows import RUN_COLUMNS, run_record
 from runqueue.transactions import HELD, PENDING, QUEUED, RUNNING, StoreBase, utcnow
 
+# "Does the thread of the run being updated have a running run?", correlated to the UPDATE.
+# Built once: aliasing the mapped class builds a proxy of every column, on each call.
+_OTHER_RUN = aliased(Run, name="other_run")
+THREAD_HAS_A_RUNNING_RUN = exists().where(
+    _OTHER_RUN.thread_id == Run.thread_id, _OTHER_RUN.status == RUNNING
+)
+
 
 @dataclass(frozen=True)
 class Claim:
@@ -43,7 +50,6 @@ class ExecutionStatements(StoreBase):
         return Claim(False, "held")
 
     def _try_claim(self, run_id: str, worker: str, token: str, lease_seconds: float) -> Claim:
-        other = aliased(Run)
         now = utcnow()
         try:
             with self.transaction() as conn:
@@ -54,7 +60,7 @@ class ExecutionStatements(StoreBase):
                         Run.status == PENDING,
                         Run.dispatch_state == QUEUED,
                         Run.abort_action.is_(None),
-                        ~exists().where(other.thread_id == Run.thread_id, other.status == RUNNING),
+                        ~THREAD_HAS_A_RUNNING_RUN,
                     )
                     .values(
                         status=RUNNING,
@@ -93,7 +99,6 @@ class ExecutionStatements(StoreBase):
 
     def _hold(self, run_id: str) -> bool:
         """Park a queued run behind the thread's running run; False if nothing runs now."""
-        other = aliased(Run)
         with self.transaction() as conn:
             if self._lock_thread_of(conn, run_id) is None:
                 return False
@@ -103,7 +108,7 @@ class ExecutionStatements(StoreBase):
                     Run.run_id == run_id,
                     Run.status == PENDING,
                     Run.dispatch_state == QUEUED,
-                    exists().where(other.thread_id == Run.thread_id, other.status == RUNNING),
+                    THREAD_HAS_A_RUNNING_RUN,
                 )
                 .values(
                     dispatch_state=HELD,
