@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sqlite3
 import threading
 import time
 from pathlib import Path
@@ -19,6 +20,7 @@ logger = logging.getLogger(__name__)
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 PING_AFTER_IDLE_SECONDS = 1.0  # a pooled connection idle longer is pinged before use
+SQLITE_BUSY_TIMEOUT_MS = 30_000  # how long a SQLite writer waits for the write lock
 
 _engines: dict[tuple[int, str], Engine] = {}
 _engines_lock = threading.Lock()
@@ -118,16 +120,41 @@ def _create_sqlite_engine(database_url: str) -> Engine:
         # fsync on every commit, the embedded default's largest cost per run.
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.execute("PRAGMA foreign_keys=ON")
-        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
         cursor.close()
 
     @event.listens_for(engine, "begin")
     def _on_begin(connection):  # noqa: ANN001
         # Every transaction takes the write lock up front: the SQLite equivalent of
         # locking the thread row, so two processes deciding a strategy serialize.
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
+        if not _try_begin_immediate(connection.connection.dbapi_connection):
+            connection.exec_driver_sql("BEGIN IMMEDIATE")  # SQLite's own busy wait, then error
 
     return engine
+
+
+def _try_begin_immediate(dbapi_connection: sqlite3.Connection) -> bool:
+    """BEGIN IMMEDIATE, retried every few milliseconds while another connection writes.
+
+    SQLite's busy handler sleeps 1, 2, 5, 10 ... then 100 ms between tries, so a writer
+    that waited once sleeps on long after the lock is free; a thread decided by many
+    processes at once spent most of its time asleep. False: still locked after the busy
+    timeout (the caller then makes one last try that raises the usual error)."""
+    dbapi_connection.execute("PRAGMA busy_timeout=0")
+    try:
+        deadline = time.monotonic() + SQLITE_BUSY_TIMEOUT_MS / 1000
+        pause = 0.0002
+        while True:
+            try:
+                dbapi_connection.execute("BEGIN IMMEDIATE")
+                return True
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or time.monotonic() > deadline:
+                    return False
+            time.sleep(pause)
+            pause = min(pause * 2, 0.002)
+    finally:
+        dbapi_connection.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
 
 
 def alembic_config(settings: Settings):  # noqa: ANN201 - alembic is imported lazily
