@@ -82,13 +82,13 @@ class ExecutionStatements(StoreBase):
                         .limit(1)
                     ).scalar()
                     return Claim(True, "claimed", run_record(row), values)
+                # Not claimed: say why, from the same transaction.
+                run = conn.execute(
+                    select(Run.status, Run.dispatch_state).where(Run.run_id == run_id)
+                ).first()
         except IntegrityError:
             # The partial unique index refused a second running run of the thread.
             return Claim(False, "blocked")
-        with self.transaction() as conn:
-            run = conn.execute(
-                select(Run.status, Run.dispatch_state).where(Run.run_id == run_id)
-            ).first()
         if run is None:
             return Claim(False, "missing")
         if run.status != PENDING:
