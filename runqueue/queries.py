@@ -17,7 +17,7 @@ from runqueue.rows import (
     thread_record,
 )
 from runqueue.store import RunStore
-from runqueue.transactions import INFLIGHT
+from runqueue.transactions import IS_INFLIGHT
 
 
 class RunQueries:
@@ -71,7 +71,7 @@ class RunQueries:
 
     def has_inflight(self, thread_id: str) -> bool:
         query = (
-            select(Run.run_id).where(Run.thread_id == thread_id, Run.status.in_(INFLIGHT)).limit(1)
+            select(Run.run_id).where(Run.thread_id == thread_id, IS_INFLIGHT).limit(1)
         )
         with self.store.transaction() as conn:
             return conn.execute(query).first() is not None

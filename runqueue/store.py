@@ -23,11 +23,12 @@ from runqueue.records import AbortAction, MultitaskStrategy, RunStatus
 from runqueue.rows import RUN_COLUMNS, run_record
 from runqueue.transactions import (
     HELD,
-    INFLIGHT,
+    IS_INFLIGHT,
     PENDING,
     QUEUED,
     RUNNING,
     holds_thread,
+    status_in,
     utcnow,
 )
 
@@ -194,7 +195,7 @@ class RunStore(ExecutionStatements, OutboxStatements):
             if thread_id is None:
                 return False, effects
             now = utcnow()
-            guard = [Run.run_id == run_id, Run.status.in_(from_statuses)]
+            guard = [Run.run_id == run_id, status_in(from_statuses)]
             if token is not None:
                 guard.append(Run.claim_token == token)
             values: dict[str, Any] = dict(
@@ -240,6 +241,6 @@ class RunStore(ExecutionStatements, OutboxStatements):
         """Delete a run that reached a final status, with its events and checkpoints."""
         with self.transaction() as conn:
             deleted = conn.execute(
-                delete(Run).where(Run.run_id == run_id, Run.status.not_in(INFLIGHT))
+                delete(Run).where(Run.run_id == run_id, ~IS_INFLIGHT)
             ).rowcount
         return deleted == 1

@@ -8,12 +8,12 @@ then runs, so they cannot deadlock.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, insert, select
+from sqlalchemy import ColumnElement, Connection, insert, literal_column, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import InterfaceError as SAInterfaceError
@@ -52,6 +52,16 @@ UPSERT_THREAD = {"postgresql": _upsert_thread(pg_insert), "sqlite": _upsert_thre
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+def status_in(statuses: Iterable[str]) -> ColumnElement[bool]:
+    """runs.status IN ('pending', 'running'), the values written into the SQL: no expanding
+    parameter to re-render at each execution, and a predicate PostgreSQL can match to the
+    partial indexes even in a prepared statement's generic plan."""
+    return Run.status.in_([literal_column(f"'{RunStatus(status).value}'") for status in statuses])
+
+
+IS_INFLIGHT = status_in(INFLIGHT)
 
 
 def holds_thread(run: Any) -> bool:
@@ -123,7 +133,7 @@ class StoreBase:
         or a re-queue (running -> queued) can change them, and neither frees the thread."""
         return conn.execute(
             select(Run.run_id, Run.status, Run.dispatch_state)
-            .where(Run.thread_id == thread_id, Run.status.in_(INFLIGHT))
+            .where(Run.thread_id == thread_id, IS_INFLIGHT)
             .order_by(Run.created_at, Run.run_id)
         ).all()
 
