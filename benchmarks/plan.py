@@ -67,7 +67,7 @@ class Plan:
             scale_large=10_000,
             scale_samples=10,
             writes_runs=5,
-            memory_small=30,
-            memory_large=100,
+            memory_small=20,
+            memory_large=60,
             warmup_runs=20,
         )
