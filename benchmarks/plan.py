@@ -61,7 +61,7 @@ class Plan:
             latency_samples=8,
             cancel_samples=2,
             contention_creators=50,
-            contention_processes=5,
+            contention_processes=2,
             contention_decisions=1,
             scale_small=1_000,
             scale_large=10_000,

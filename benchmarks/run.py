@@ -20,7 +20,6 @@ import threading
 import time
 import traceback
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -69,13 +68,9 @@ def run_backend(
     results: dict[str, Any] = {}
     try:
         if wanted & {"throughput", "create", "cancel", "contention"}:
-            baseline = bool(wanted & {"throughput", "create", "cancel"})
-            with ThreadPoolExecutor(2) as starting:  # both start at once: ~2 s each
-                worker_started = starting.submit(bench.start_worker)
-                raw_started = starting.submit(bench.start_worker, raw=True) if baseline else None
-                worker = worker_started.result()
-                raw_worker = raw_started.result() if raw_started else None
-            if raw_worker is not None:
+            worker = bench.start_worker()
+            if wanted & {"throughput", "create", "cancel"}:
+                raw_worker = bench.start_worker(raw=True)
                 _scenario(results, "throughput", wanted, lambda: throughput.run(bench, plan))
                 _scenario(results, "create", wanted, lambda: latency.run_create(bench, plan))
                 _scenario(
