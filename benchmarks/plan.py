@@ -42,7 +42,7 @@ class Plan:
             scale_samples=50,
             writes_runs=50,
             memory_small=1_000,
-            memory_large=10_000,
+            memory_large=8_000,
             memory_large_embedded=2_000,
         )
 
