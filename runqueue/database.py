@@ -127,34 +127,38 @@ def _create_sqlite_engine(database_url: str) -> Engine:
     def _on_begin(connection):  # noqa: ANN001
         # Every transaction takes the write lock up front: the SQLite equivalent of
         # locking the thread row, so two processes deciding a strategy serialize.
-        if not _try_begin_immediate(connection.connection.dbapi_connection):
-            connection.exec_driver_sql("BEGIN IMMEDIATE")  # SQLite's own busy wait, then error
+        dbapi_connection = connection.connection.dbapi_connection
+        dbapi_connection.execute("PRAGMA busy_timeout=0")  # we wait, in small steps
+        try:
+            if not _spin_for_write_lock(dbapi_connection):
+                # Out of time, or another error: once more through SQLAlchemy, which raises
+                # its usual OperationalError at once (busy_timeout is still 0: no second wait).
+                connection.exec_driver_sql("BEGIN IMMEDIATE")
+        finally:
+            dbapi_connection.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
 
     return engine
 
 
-def _try_begin_immediate(dbapi_connection: sqlite3.Connection) -> bool:
-    """BEGIN IMMEDIATE, retried every few milliseconds while another connection writes.
+def _spin_for_write_lock(dbapi_connection: sqlite3.Connection) -> bool:
+    """BEGIN IMMEDIATE, retried every few milliseconds while another connection writes
+    (the connection's busy_timeout must be 0), for up to SQLITE_BUSY_TIMEOUT_MS.
 
     SQLite's busy handler sleeps 1, 2, 5, 10 ... then 100 ms between tries, so a writer
     that waited once sleeps on long after the lock is free; a thread decided by many
-    processes at once spent most of its time asleep. False: still locked after the busy
-    timeout (the caller then makes one last try that raises the usual error)."""
-    dbapi_connection.execute("PRAGMA busy_timeout=0")
-    try:
-        deadline = time.monotonic() + SQLITE_BUSY_TIMEOUT_MS / 1000
-        pause = 0.0002
-        while True:
-            try:
-                dbapi_connection.execute("BEGIN IMMEDIATE")
-                return True
-            except sqlite3.OperationalError as exc:
-                if "locked" not in str(exc) or time.monotonic() > deadline:
-                    return False
-            time.sleep(pause)
-            pause = min(pause * 2, 0.002)
-    finally:
-        dbapi_connection.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+    processes at once spent most of its time asleep. False: still locked at the deadline,
+    or an error other than a lock."""
+    deadline = time.monotonic() + SQLITE_BUSY_TIMEOUT_MS / 1000
+    pause = 0.0002
+    while True:
+        try:
+            dbapi_connection.execute("BEGIN IMMEDIATE")
+            return True
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                return False
+        time.sleep(pause)
+        pause = min(pause * 2, 0.002)
 
 
 def alembic_config(settings: Settings):  # noqa: ANN201 - alembic is imported lazily
