@@ -22,7 +22,7 @@ from benchmarks.plan import Plan
 from benchmarks.stats import over_repetitions
 from benchmarks.tasks import SLEEP
 from runqueue import ConflictError, Settings
-from runqueue.models import Run
+from runqueue.store.models import Run
 
 STRATEGIES = ("reject", "interrupt", "enqueue")
 

@@ -18,7 +18,7 @@ from benchmarks.plan import Plan
 from benchmarks.sqlcount import SqlCounter, difference, read_worker_counts
 from benchmarks.stats import ratio
 from runqueue import Settings
-from runqueue.models import Run
+from runqueue.store.models import Run
 from tests.support import WorkerProcess, child_pids
 
 MAX_PENDING = 300  # the memory creator waits when the worker falls this far behind

@@ -17,7 +17,7 @@ from sqlalchemy import func, select
 
 from benchmarks.tasks import create_raw_app, register_bench_assistants
 from runqueue import RunStatus, Settings, SyncRunManager, create_app
-from runqueue.models import Run
+from runqueue.store.models import Run
 from tests.support import Backend, WorkerProcess, child_pids, make_backend, pid_alive
 from workers.assistants import register
 

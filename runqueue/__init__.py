@@ -12,7 +12,6 @@ from runqueue.errors import (
     UnknownAssistantError,
     UnsupportedStrategyError,
 )
-from runqueue.execution import RunContext, RunTask, assistant
 from runqueue.records import (
     AbortAction,
     DisconnectMode,
@@ -22,8 +21,9 @@ from runqueue.records import (
     RunStatus,
 )
 from runqueue.registry import RunManager, SyncRunManager
-from runqueue.retries import RetryPolicy
 from runqueue.settings import Settings
+from runqueue.worker.execution import RunContext, RunTask, assistant
+from runqueue.worker.retries import RetryPolicy
 
 __all__ = [
     "AbortAction",

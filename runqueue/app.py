@@ -9,7 +9,7 @@ from celery import Celery
 
 from runqueue.errors import SettingsError
 from runqueue.settings import Settings
-from runqueue.store import RunStore
+from runqueue.store.decisions import RunStore
 
 
 @dataclass(frozen=True)
@@ -61,7 +61,7 @@ def create_app(
     app.runqueue = Runtime(
         settings=settings, store=RunStore(settings.database_url, settings.republish_after)
     )
-    import runqueue.signals  # noqa: F401  (connects the status writers)
+    import runqueue.worker.signals  # noqa: F401  (connects the status writers)
 
     return app
 

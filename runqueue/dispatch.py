@@ -14,7 +14,7 @@ from celery import Celery
 
 from runqueue.app import runtime_of
 from runqueue.records import RunRecord
-from runqueue.store import Effects
+from runqueue.store.decisions import Effects
 
 logger = logging.getLogger(__name__)
 

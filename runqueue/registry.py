@@ -17,8 +17,6 @@ from runqueue import validation
 from runqueue.app import load_app, runtime_of
 from runqueue.dispatch import apply_effects
 from runqueue.errors import InvalidStatusError, RunNotFoundError, UnknownAssistantError
-from runqueue.execution import RunTask
-from runqueue.queries import RunQueries
 from runqueue.records import (
     AbortAction,
     Checkpoint,
@@ -30,8 +28,10 @@ from runqueue.records import (
     ThreadRecord,
 )
 from runqueue.settings import Settings
-from runqueue.store import NewRun
-from runqueue.transactions import INFLIGHT
+from runqueue.store.decisions import NewRun
+from runqueue.store.queries import RunQueries
+from runqueue.store.transactions import INFLIGHT
+from runqueue.worker.execution import RunTask
 
 logger = logging.getLogger(__name__)
 

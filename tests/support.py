@@ -114,7 +114,7 @@ def make_backend(name: str, tmp_path: Path, **overrides: Any) -> Backend:
         )
 
         def drop() -> None:
-            from runqueue.database import dispose_engines
+            from runqueue.store.database import dispose_engines
 
             dispose_engines()
             with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True) as conn:

@@ -47,7 +47,7 @@ def shared_database() -> Iterator[str]:
     with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{name}"')
     yield f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
-    from runqueue.database import dispose_engines
+    from runqueue.store.database import dispose_engines
 
     dispose_engines()
     with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True) as conn:

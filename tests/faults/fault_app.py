@@ -9,7 +9,7 @@ from typing import Any
 from celery import Celery
 
 from runqueue import RunContext, assistant, create_app
-from runqueue.retries import RetryPolicy
+from runqueue.worker.retries import RetryPolicy
 from workers.assistants import _journal, register, steps
 
 

@@ -42,7 +42,7 @@ def manager(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     manager = faultkit.manager_for(backend.settings)
     manager.create_or_reject("existing-thread", "echo")  # something to leave untouched
     yield manager
-    from runqueue.database import dispose_engines
+    from runqueue.store.database import dispose_engines
 
     dispose_engines()
     with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True) as conn:

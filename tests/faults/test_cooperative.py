@@ -10,7 +10,7 @@ import uuid
 import pytest
 
 from runqueue import RunStatus
-from runqueue.execution import CANCEL_POLL_SECONDS
+from runqueue.worker.execution import CANCEL_POLL_SECONDS
 from tests.faults import faultkit
 from tests.support import read_journal
 

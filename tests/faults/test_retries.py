@@ -41,7 +41,7 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Any, Any]]
     (worker,) = faultkit.start_workers(backend.settings, tmp, concurrency=2)
     yield faultkit.manager_for(backend.settings), worker
     worker.stop()
-    from runqueue.database import dispose_engines
+    from runqueue.store.database import dispose_engines
 
     dispose_engines()
     with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True) as conn:

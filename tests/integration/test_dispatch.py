@@ -8,7 +8,7 @@ import uuid
 from sqlalchemy import select
 
 from runqueue import RunStatus
-from runqueue.models import Run
+from runqueue.store.models import Run
 
 
 def test_run_created_while_the_broker_is_unreachable_runs_later(backend, manager, worker):

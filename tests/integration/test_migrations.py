@@ -6,8 +6,8 @@ from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 
-from runqueue.database import alembic_config, get_engine
-from runqueue.models import Base
+from runqueue.store.database import alembic_config, get_engine
+from runqueue.store.models import Base
 
 
 def schema_drift(backend) -> list:

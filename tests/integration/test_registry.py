@@ -20,7 +20,7 @@ from runqueue import (
     UnsupportedStrategyError,
 )
 from runqueue.errors import InvalidStatusError
-from runqueue.models import Run, RunEventRow, Thread
+from runqueue.store.models import Run, RunEventRow, Thread
 
 
 def new_thread() -> str:

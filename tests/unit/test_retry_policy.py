@@ -8,8 +8,8 @@ import pytest
 from celery.exceptions import SoftTimeLimitExceeded
 
 from runqueue import RetryPolicy
-from runqueue.durability import persist
 from runqueue.errors import DatabaseUnavailableError, RunCancelledError
+from runqueue.worker.durability import persist
 
 
 def test_backoff_grows_and_is_capped():

@@ -27,13 +27,13 @@ from rich.live import Live
 from rich.text import Text
 
 from runqueue.app import runtime_of
-from runqueue.cli import database_errors
-from runqueue.database import migrate
+from runqueue.cli.main import database_errors
+from runqueue.cli.render import runs_table
 from runqueue.errors import ConflictError, RunQueueError
 from runqueue.records import AbortAction, RunRecord, RunStatus
 from runqueue.registry import SyncRunManager
 from runqueue.settings import Settings, redact_url
-from runqueue.tables import runs_table
+from runqueue.store.database import migrate
 
 GUARANTEES = ("reject", "interrupt", "rollback", "enqueue", "cancel")
 REQUIRED_ASSISTANTS = ("echo", "steps", "noop")

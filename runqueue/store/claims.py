@@ -12,10 +12,10 @@ from sqlalchemy import exists, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import aliased
 
-from runqueue.models import CheckpointRow, Run
 from runqueue.records import RunStatus
-from runqueue.rows import RUN_COLUMNS, run_record
-from runqueue.transactions import HELD, PENDING, QUEUED, RUNNING, StoreBase, utcnow
+from runqueue.store.models import CheckpointRow, Run
+from runqueue.store.rows import RUN_COLUMNS, run_record
+from runqueue.store.transactions import HELD, PENDING, QUEUED, RUNNING, StoreBase, utcnow
 
 # "Does the thread of the run being updated have a running run?", correlated to the UPDATE.
 # Built once: aliasing the mapped class builds a proxy of every column, on each call.

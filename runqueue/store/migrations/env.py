@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from alembic import context
 
-from runqueue.database import get_engine
-from runqueue.models import Base
+from runqueue.store.database import get_engine
+from runqueue.store.models import Base
 
 config = context.config
 database_url = config.attributes["database_url"]

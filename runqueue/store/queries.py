@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from sqlalchemy import func, select
 
-from runqueue.models import CheckpointRow, Run, RunEventRow, Thread
 from runqueue.records import Checkpoint, RunEvent, RunRecord, RunStatus, ThreadRecord
-from runqueue.rows import (
+from runqueue.store.decisions import RunStore
+from runqueue.store.models import CheckpointRow, Run, RunEventRow, Thread
+from runqueue.store.rows import (
     CHECKPOINT_COLUMNS,
     EVENT_COLUMNS,
     RUN_COLUMNS,
@@ -16,8 +17,7 @@ from runqueue.rows import (
     run_record,
     thread_record,
 )
-from runqueue.store import RunStore
-from runqueue.transactions import IS_INFLIGHT
+from runqueue.store.transactions import IS_INFLIGHT
 
 
 class RunQueries:

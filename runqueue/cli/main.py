@@ -153,8 +153,8 @@ def main(ctx: click.Context, database_url, broker_url, data_dir, app_path, queue
 @clean_errors
 def migrate(state: CliState) -> None:
     """Create or upgrade the database schema."""
-    from runqueue.database import migrate as run_migrations
     from runqueue.settings import redact_url
+    from runqueue.store.database import migrate as run_migrations
 
     with database_errors(state.settings):
         run_migrations(state.settings)
@@ -255,7 +255,7 @@ def submit(
 @clean_errors
 def runs(state: CliState, thread_id: str | None, status: str | None, limit: int) -> None:
     """List runs, newest first."""
-    from runqueue.tables import runs_table
+    from runqueue.cli.render import runs_table
 
     records = state.manager().list_runs(thread_id=thread_id, status=status, limit=limit)
     console().print(runs_table(records, title=f"{len(records)} runs"))
@@ -267,7 +267,7 @@ def runs(state: CliState, thread_id: str | None, status: str | None, limit: int)
 @clean_errors
 def show(state: CliState, run_id: str) -> None:
     """Show a run and its transition history."""
-    from runqueue.tables import events_table, run_table
+    from runqueue.cli.render import events_table, run_table
 
     manager = state.manager()
     run = manager.get(run_id)
@@ -312,7 +312,7 @@ def cancel(state: CliState, run_id: str, action: str) -> None:
 @clean_errors
 def threads(state: CliState, limit: int) -> None:
     """List threads with their run counts by status."""
-    from runqueue.tables import threads_table
+    from runqueue.cli.render import threads_table
 
     console().print(threads_table(state.manager().threads(limit)))
 
@@ -339,7 +339,7 @@ def demo(
     import tempfile
     import uuid
 
-    from runqueue.demo import run_demo
+    from runqueue.cli.demo import run_demo
 
     overrides = state.overrides
     if database_url:
@@ -374,7 +374,7 @@ def demo(
 def reap(state: CliState) -> None:
     """One maintenance pass: publish runs that never left, reap runs whose worker died
     (for cron or a Kubernetes CronJob; workers also do this themselves)."""
-    from runqueue.maintenance import run_once
+    from runqueue.worker.maintenance import run_once
 
     relayed, reaped = run_once(state.app())
     click.echo(json.dumps({"relayed": relayed, "reaped": reaped}))

@@ -7,7 +7,6 @@ from typing import Any
 
 from sqlalchemy import Row
 
-from runqueue.models import CheckpointRow, Run, RunEventRow, Thread
 from runqueue.records import (
     AbortAction,
     Checkpoint,
@@ -18,6 +17,7 @@ from runqueue.records import (
     RunStatus,
     ThreadRecord,
 )
+from runqueue.store.models import CheckpointRow, Run, RunEventRow, Thread
 
 RUN_COLUMNS = tuple(Run.__table__.columns)
 EVENT_COLUMNS = tuple(RunEventRow.__table__.columns)

@@ -15,13 +15,13 @@ from typing import Any
 
 from sqlalchemy import Connection, delete, insert, update
 
-from runqueue.claims import ExecutionStatements
 from runqueue.errors import ConflictError
-from runqueue.models import CheckpointRow, Run
-from runqueue.outbox import OutboxStatements
 from runqueue.records import AbortAction, MultitaskStrategy, RunStatus
-from runqueue.rows import RUN_COLUMNS, run_record
-from runqueue.transactions import (
+from runqueue.store.claims import ExecutionStatements
+from runqueue.store.models import CheckpointRow, Run
+from runqueue.store.outbox import OutboxStatements
+from runqueue.store.rows import RUN_COLUMNS, run_record
+from runqueue.store.transactions import (
     HELD,
     IS_INFLIGHT,
     PENDING,

@@ -17,11 +17,11 @@ from sqlalchemy.exc import IntegrityError
 
 from runqueue.app import runtime_of
 from runqueue.dispatch import apply_effects, relay
-from runqueue.models import MaintenanceLock
-from runqueue.queries import RunQueries
 from runqueue.records import RunStatus
-from runqueue.store import RunStore
-from runqueue.transactions import utcnow
+from runqueue.store.decisions import RunStore
+from runqueue.store.models import MaintenanceLock
+from runqueue.store.queries import RunQueries
+from runqueue.store.transactions import utcnow
 
 logger = logging.getLogger(__name__)
 

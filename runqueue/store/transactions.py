@@ -19,12 +19,12 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import InterfaceError as SAInterfaceError
 from sqlalchemy.exc import OperationalError
 
-from runqueue.database import get_engine
 from runqueue.errors import DatabaseUnavailableError
-from runqueue.models import Run, RunEventRow, Thread
 from runqueue.records import DispatchState, RunStatus
-from runqueue.rows import RUN_COLUMNS, run_record
 from runqueue.settings import redact_url
+from runqueue.store.database import get_engine
+from runqueue.store.models import Run, RunEventRow, Thread
+from runqueue.store.rows import RUN_COLUMNS, run_record
 
 logger = logging.getLogger(__name__)
 

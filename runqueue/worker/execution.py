@@ -28,11 +28,11 @@ from celery import Celery, Task
 from celery.exceptions import Ignore
 
 from runqueue.app import runtime_of
-from runqueue.durability import persist
 from runqueue.errors import DatabaseUnavailableError, RunCancelledError
-from runqueue.retries import NO_RETRY, RetryPolicy
-from runqueue.store import RunStore
-from runqueue.transactions import utcnow
+from runqueue.store.decisions import RunStore
+from runqueue.store.transactions import utcnow
+from runqueue.worker.durability import persist
+from runqueue.worker.retries import NO_RETRY, RetryPolicy
 
 logger = logging.getLogger(__name__)
 

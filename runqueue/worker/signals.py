@@ -16,13 +16,13 @@ from billiard.exceptions import Terminated, WorkerLostError
 from celery import signals
 from celery.exceptions import SoftTimeLimitExceeded, TimeLimitExceeded
 
-from runqueue import execution
 from runqueue.app import runtime_of
 from runqueue.dispatch import apply_effects
-from runqueue.durability import persist
 from runqueue.errors import RunCancelledError
 from runqueue.records import RunStatus
-from runqueue.transactions import PENDING
+from runqueue.store.transactions import PENDING
+from runqueue.worker import execution
+from runqueue.worker.durability import persist
 
 logger = logging.getLogger(__name__)
 
@@ -119,7 +119,7 @@ def _describe(exception: BaseException | None) -> str:
 @signals.worker_ready.connect
 def _on_worker_ready(sender: Any = None, **_: Any) -> None:
     """Start relaying and reaping in this worker's main process."""
-    from runqueue.maintenance import MaintenanceLoop
+    from runqueue.worker.maintenance import MaintenanceLoop
 
     app = sender.app
     if getattr(app, "runqueue", None) is None:

@@ -6,8 +6,8 @@ from typing import Any
 
 from sqlalchemy import bindparam, select, update
 
-from runqueue.models import Run
-from runqueue.transactions import PENDING, QUEUED, RUNNING, StoreBase, utcnow
+from runqueue.store.models import Run
+from runqueue.store.transactions import PENDING, QUEUED, RUNNING, StoreBase, utcnow
 
 
 class OutboxStatements(StoreBase):

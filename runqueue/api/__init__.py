@@ -1,0 +1,1 @@
+"""The HTTP API (FastAPI): the LangGraph runs API over the registry."""

@@ -1,0 +1,1 @@
+"""The run stream: one interface, one module per transport (Redis Streams, SQL)."""
