@@ -61,8 +61,6 @@ def create_app(
     app.runqueue = Runtime(
         settings=settings, store=RunStore(settings.database_url, settings.republish_after)
     )
-    import runqueue.worker.signals  # noqa: F401  (connects the status writers)
-
     return app
 
 

@@ -1,8 +1,9 @@
 """Background duties of the fleet: relay unpublished runs, reap runs whose worker died.
 
-Every worker runs this loop in its main process; a row in maintenance_locks, taken with a
-guarded UPDATE and an expiry, makes sure one worker at a time does the work. `runqueue
-reap` runs one pass for cron or Kubernetes.
+Every worker runs this loop in its main process, started and stopped with the worker as a
+Celery bootstep (MaintenanceStep); a row in maintenance_locks, taken with a guarded UPDATE
+and an expiry, makes sure one worker at a time does the work. `runqueue reap` runs one pass
+for cron or Kubernetes.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import logging
 import threading
 from datetime import timedelta
 
-from celery import Celery
+from celery import Celery, bootsteps
 from sqlalchemy import insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
@@ -115,6 +116,10 @@ class MaintenanceLoop(threading.Thread):
         self.interval = runtime_of(app).settings.maintenance_interval
         self.stopped = threading.Event()
 
+    def stop(self) -> None:
+        """The pass under way finishes; no further pass starts."""
+        self.stopped.set()
+
     def run(self) -> None:
         store = runtime_of(self.app).store
         while not self.stopped.wait(self.interval):
@@ -123,3 +128,12 @@ class MaintenanceLoop(threading.Thread):
                     run_once(self.app)
             except Exception as exc:  # the database or broker is down: try next time
                 logger.warning("maintenance pass failed: %s", exc)
+
+
+class MaintenanceStep(bootsteps.StartStopStep):
+    """The worker's bootstep that runs a MaintenanceLoop from start-up to shutdown."""
+
+    label = "runqueue maintenance"
+
+    def create(self, worker):  # noqa: ANN001, ANN201 - Celery's WorkController
+        return MaintenanceLoop(worker.app, holder=worker.hostname)

@@ -23,6 +23,7 @@ from runqueue.records import RunStatus
 from runqueue.store.transactions import PENDING
 from runqueue.worker import execution
 from runqueue.worker.durability import persist
+from runqueue.worker.maintenance import MaintenanceStep
 
 logger = logging.getLogger(__name__)
 
@@ -116,23 +117,9 @@ def _describe(exception: BaseException | None) -> str:
     return f"{type(exception).__name__}: {text}" if text else type(exception).__name__
 
 
-@signals.worker_ready.connect
-def _on_worker_ready(sender: Any = None, **_: Any) -> None:
-    """Start relaying and reaping in this worker's main process."""
-    from runqueue.worker.maintenance import MaintenanceLoop
-
-    app = sender.app
-    if getattr(app, "runqueue", None) is None:
-        return
-    loop = MaintenanceLoop(app, holder=sender.hostname)
-    loop.start()
-    app.runqueue_maintenance = loop
-
-
-@signals.worker_shutting_down.connect
-def _on_worker_shutting_down(**_: Any) -> None:
-    from celery import current_app
-
-    loop = getattr(current_app, "runqueue_maintenance", None)
-    if loop is not None:
-        loop.stopped.set()
+@signals.worker_init.connect
+def _on_worker_init(sender: Any = None, **_: Any) -> None:
+    """Relaying and reaping start and stop with the worker: add their bootstep before the
+    worker builds its blueprint from app.steps["worker"] (worker_init comes just before)."""
+    if getattr(sender.app, "runqueue", None) is not None:
+        sender.app.steps["worker"].add(MaintenanceStep)
