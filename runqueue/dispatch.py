@@ -13,7 +13,9 @@ from collections.abc import Iterable
 from celery import Celery
 
 from runqueue.app import runtime_of
+from runqueue.errors import BrokerUnavailableError, first_line
 from runqueue.records import RunRecord
+from runqueue.settings import redact_url
 from runqueue.store.decisions import Effects
 
 logger = logging.getLogger(__name__)
@@ -82,3 +84,17 @@ def relay(app: Celery, limit: int = 500) -> int:
     if runs:
         logger.info("relay published %d of %d waiting runs", published, len(runs))
     return published
+
+
+def check_broker(app: Celery, timeout: float = 3.0) -> None:
+    """BrokerUnavailableError unless the broker answers within `timeout` seconds. create()
+    does not need it (the relay publishes later); a person at a terminal wants to know now."""
+    try:
+        with app.connection_for_write() as connection:
+            connection.ensure_connection(
+                max_retries=1, interval_start=0, interval_step=0.2, interval_max=0.2,
+                timeout=timeout,
+            )  # fmt: skip
+    except Exception as exc:  # kombu, redis and amqp raise many types for a down broker
+        url = redact_url(runtime_of(app).settings.broker_url)
+        raise BrokerUnavailableError(f"broker unavailable ({url}): {first_line(exc)}") from None

@@ -52,3 +52,18 @@ class BrokerUnavailableError(RunQueueError):
 
 class RunCancelledError(RunQueueError):
     """The run was cancelled."""
+
+
+def first_line(error: BaseException | str) -> str:
+    """The first line of an error's text, or its type's name if it has none: one-line messages
+    (the CLI, "database unavailable: ...") quote errors this way."""
+    text = str(error).strip()
+    if text:
+        return text.splitlines()[0]
+    return type(error).__name__ if isinstance(error, BaseException) else ""
+
+
+def describe(error: BaseException) -> str:
+    """'Type: text' (or the type alone), as a run's `error` and its history record it."""
+    text = str(error)
+    return f"{type(error).__name__}: {text}" if text else type(error).__name__

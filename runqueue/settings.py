@@ -9,7 +9,9 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
+
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
 
 from runqueue.errors import SettingsError
 
@@ -100,13 +102,9 @@ _FIELD_TYPES: dict[str, type] = {f.name: _PARSERS[str(f.type)] for f in fields(S
 
 
 def redact_url(url: str) -> str:
-    """The URL with its password replaced, fit for logs and error messages."""
+    """The URL with its password hidden, fit for logs and error messages. SQLAlchemy's own
+    rendering; it parses broker URLs as well as database ones, query string included."""
     try:
-        parts = urlsplit(url)
-    except ValueError:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
         return "<unparseable url>"
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.rsplit("@", 1)[1]
-    user = parts.username or ""
-    return urlunsplit(parts._replace(netloc=f"{user}:***@{netloc}"))

@@ -27,7 +27,6 @@ from rich.live import Live
 from rich.text import Text
 
 from runqueue.app import runtime_of
-from runqueue.cli.main import database_errors
 from runqueue.cli.render import runs_table
 from runqueue.errors import ConflictError, RunQueueError
 from runqueue.records import AbortAction, RunRecord, RunStatus
@@ -475,8 +474,7 @@ def run_demo(app: Celery, *, concurrency: int = 4, console: Console | None = Non
         f"broker {redact_url(settings.broker_url)}, data in {settings.data_dir}",
         highlight=False,
     )
-    with database_errors(settings):
-        migrate(settings)
+    migrate(settings)
     worker = DemoWorker(settings, concurrency)
     checks: list[Check] = []
     failure: str | None = None

@@ -2,20 +2,20 @@
 
 from __future__ import annotations
 
-import contextlib
-import functools
 import json
 import logging
 import os
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
+from enum import Enum
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
 import click
-from rich.console import Console
 
-from runqueue.errors import BrokerUnavailableError, RunQueueError
+from runqueue import validation
+from runqueue.errors import RunQueueError, first_line
+from runqueue.records import AbortAction, MultitaskStrategy, RunStatus
 from runqueue.settings import Settings
 
 
@@ -50,70 +50,35 @@ class CliState:
         return SyncRunManager(self.app())
 
 
-def clean_errors(command: Callable[..., Any]) -> Callable[..., Any]:
-    """A runqueue error is one line on stderr and exit 1, never a traceback."""
+class CliError(click.ClickException):
+    """What the command says when it fails: `error: ...`, one line on stderr, exit 1."""
 
-    @functools.wraps(command)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
+    def show(self, file: Any = None) -> None:
+        click.echo(f"error: {first_line(self.message) or 'failed'}", err=True)
+
+
+class RunQueueGroup(click.Group):
+    """Every command's runqueue errors (and timeouts) end as a CliError: no traceback."""
+
+    def invoke(self, ctx: click.Context) -> Any:
         try:
-            return command(*args, **kwargs)
+            return super().invoke(ctx)
         except RunQueueError as exc:
-            fail(str(exc))
+            raise CliError(str(exc)) from None
         except TimeoutError as exc:
-            fail(str(exc) or "timed out")
-
-    return wrapper
+            raise CliError(str(exc) or "timed out") from None
 
 
-@contextlib.contextmanager
-def database_errors(settings: Settings) -> Iterator[None]:
-    """Alembic talks to the database without the store: name its connection errors too."""
-    from sqlalchemy.exc import InterfaceError, OperationalError
+class EnumChoice(click.Choice):
+    """click.Choice over an enum's values (listed in --help). A value outside it gets the
+    library's own error through `parse`, one line like every other error."""
 
-    from runqueue.errors import DatabaseUnavailableError
-    from runqueue.settings import redact_url
+    def __init__(self, members: type[Enum], parse: Callable[[Any], Enum]):
+        super().__init__([member.value for member in members])
+        self.parse = parse
 
-    try:
-        yield
-    except (OperationalError, InterfaceError) as exc:
-        first = str(exc.orig or exc).strip().splitlines()
-        raise DatabaseUnavailableError(
-            f"database unavailable ({redact_url(settings.database_url)}): "
-            f"{first[0] if first else type(exc).__name__}"
-        ) from None
-
-
-def fail(message: str, code: int = 1) -> NoReturn:
-    """One line on stderr, then exit non-zero."""
-    click.echo(f"error: {message.splitlines()[0] if message else 'failed'}", err=True)
-    sys.exit(code)
-
-
-def console() -> Console:
-    """Rich output on stdout; wide when piped, so run ids are never cut."""
-    if sys.stdout.isatty():
-        return Console()
-    return Console(width=220, no_color=True, highlight=False)
-
-
-def check_broker(app, timeout: float = 3.0) -> None:  # noqa: ANN001
-    """Fail fast if the broker is down. create() would still record the run and let the
-    relay publish it later; a person at a terminal wants to know now."""
-    from runqueue.settings import redact_url
-
-    url = app.runqueue.settings.broker_url
-    try:
-        with app.connection_for_write() as connection:
-            connection.ensure_connection(
-                max_retries=1,
-                interval_start=0,
-                interval_step=0.2,
-                interval_max=0.2,
-                timeout=timeout,
-            )
-    except Exception as exc:  # kombu, redis and amqp raise many types for a down broker
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise BrokerUnavailableError(f"broker unavailable ({redact_url(url)}): {first}") from None
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        return self.parse(value)
 
 
 class _NoHostnameFilter(logging.Filter):
@@ -123,7 +88,7 @@ class _NoHostnameFilter(logging.Filter):
         return "No hostname was supplied" not in record.getMessage()
 
 
-@click.group()
+@click.group(cls=RunQueueGroup)
 @click.option("--database-url", envvar="RUNQUEUE_DATABASE_URL", help="SQLAlchemy URL.")
 @click.option("--broker-url", envvar="RUNQUEUE_BROKER_URL", help="Celery broker URL.")
 @click.option("--data-dir", envvar="RUNQUEUE_DATA_DIR", help="Embedded data directory.")
@@ -150,14 +115,12 @@ def main(ctx: click.Context, database_url, broker_url, data_dir, app_path, queue
 
 @main.command()
 @click.pass_obj
-@clean_errors
 def migrate(state: CliState) -> None:
     """Create or upgrade the database schema."""
     from runqueue.settings import redact_url
     from runqueue.store.database import migrate as run_migrations
 
-    with database_errors(state.settings):
-        run_migrations(state.settings)
+    run_migrations(state.settings)
     click.echo(f"database at {redact_url(state.settings.database_url)} is up to date")
 
 
@@ -172,7 +135,6 @@ def migrate(state: CliState) -> None:
 @click.option("--hostname", "-n", default=None, help="Worker node name.")
 @click.option("--loglevel", "-l", default="INFO", show_default=True)
 @click.pass_obj
-@clean_errors
 def worker(
     state: CliState, concurrency: int, pool: str, hostname: str | None, loglevel: str
 ) -> None:
@@ -199,33 +161,32 @@ def worker(
 @click.option("--thread", "thread_id", required=True, help="Thread id.")
 @click.option(
     "--strategy",
-    default="reject",
+    type=EnumChoice(MultitaskStrategy, validation.strategy),
+    default=MultitaskStrategy.reject.value,
     show_default=True,
-    help="reject, interrupt, rollback or enqueue.",
+    help="What to do when the thread already has a run in flight.",
 )
 @click.option("--kwargs", "kwargs_json", default="{}", help="Keyword arguments, as JSON.")
 @click.option("--wait", is_flag=True, help="Wait for the final status.")
 @click.option("--timeout", type=float, default=300.0, show_default=True)
 @click.pass_obj
-@clean_errors
 def submit(
     state: CliState,
     assistant: str,
     thread_id: str,
-    strategy: str,
+    strategy: MultitaskStrategy,
     kwargs_json: str,
     wait: bool,
     timeout: float,
 ) -> None:
     """Create a run of ASSISTANT on a thread, applying the strategy."""
-    from runqueue import validation
+    from runqueue.dispatch import check_broker
     from runqueue.errors import InvalidPayloadError
 
     try:
         kwargs = json.loads(kwargs_json)
     except json.JSONDecodeError as exc:
         raise InvalidPayloadError(f"--kwargs is not JSON: {exc}") from None
-    validation.strategy(strategy)
     validation.thread_id(thread_id)
     manager = state.manager()
     check_broker(manager.app)
@@ -243,19 +204,23 @@ def submit(
             }
         )
     )
-    if wait and run.status.value != "success":
+    if wait and run.status is not RunStatus.success:
         sys.exit(2)
 
 
 @main.command()
 @click.option("--thread", "thread_id", default=None, help="Only this thread's runs.")
-@click.option("--status", default=None, help="Only runs in this status.")
+@click.option(
+    "--status",
+    type=EnumChoice(RunStatus, validation.status),
+    default=None,
+    help="Only runs in this status.",
+)
 @click.option("--limit", type=int, default=50, show_default=True)
 @click.pass_obj
-@clean_errors
-def runs(state: CliState, thread_id: str | None, status: str | None, limit: int) -> None:
+def runs(state: CliState, thread_id: str | None, status: RunStatus | None, limit: int) -> None:
     """List runs, newest first."""
-    from runqueue.cli.render import runs_table
+    from runqueue.cli.render import console, runs_table
 
     records = state.manager().list_runs(thread_id=thread_id, status=status, limit=limit)
     console().print(runs_table(records, title=f"{len(records)} runs"))
@@ -264,15 +229,14 @@ def runs(state: CliState, thread_id: str | None, status: str | None, limit: int)
 @main.command()
 @click.argument("run_id")
 @click.pass_obj
-@clean_errors
 def show(state: CliState, run_id: str) -> None:
     """Show a run and its transition history."""
-    from runqueue.cli.render import events_table, run_table
+    from runqueue.cli.render import console, events_table, run_table
 
     manager = state.manager()
     run = manager.get(run_id)
     if run is None:
-        fail(f"no run {run_id}")
+        raise CliError(f"no run {run_id}")
     out = console()
     out.print(run_table(run))
     out.print(events_table(manager.events(run.run_id)))
@@ -282,37 +246,35 @@ def show(state: CliState, run_id: str) -> None:
 @click.argument("run_id")
 @click.option(
     "--action",
-    default="interrupt",
+    type=EnumChoice(AbortAction, validation.abort_action),
+    default=AbortAction.interrupt.value,
     show_default=True,
     help="interrupt (keep its checkpoints) or rollback (delete them).",
 )
 @click.pass_obj
-@clean_errors
-def cancel(state: CliState, run_id: str, action: str) -> None:
+def cancel(state: CliState, run_id: str, action: AbortAction) -> None:
     """Cancel a pending or running run."""
-    from runqueue import validation
+    from runqueue.dispatch import check_broker
 
-    validation.abort_action(action)
     manager = state.manager()
     run = manager.get(run_id)
     if run is None:
-        fail(f"no run {run_id}")
-    if run.status.value == "running":
+        raise CliError(f"no run {run_id}")
+    if run.status is RunStatus.running:
         check_broker(manager.app)  # the revoke must reach the worker
     if not manager.cancel(run.run_id, action=action):
         current = manager.get(run.run_id)
-        fail(f"run {run.run_id} is already {current.status.value if current else 'gone'}")
+        raise CliError(f"run {run.run_id} is already {current.status.value if current else 'gone'}")
     current = manager.get(run.run_id)
-    click.echo(f"cancelled run {run.run_id} ({action}); status now {current.status.value}")
+    click.echo(f"cancelled run {run.run_id} ({action.value}); status now {current.status.value}")
 
 
 @main.command()
 @click.option("--limit", type=int, default=50, show_default=True)
 @click.pass_obj
-@clean_errors
 def threads(state: CliState, limit: int) -> None:
     """List threads with their run counts by status."""
-    from runqueue.cli.render import threads_table
+    from runqueue.cli.render import console, threads_table
 
     console().print(threads_table(state.manager().threads(limit)))
 
@@ -323,7 +285,6 @@ def threads(state: CliState, limit: int) -> None:
 @click.option("--concurrency", "-c", type=int, default=4, show_default=True)
 @click.option("--keep", is_flag=True, help="Keep the temporary data directory.")
 @click.pass_obj
-@clean_errors
 def demo(
     state: CliState,
     database_url: str | None,
@@ -340,6 +301,8 @@ def demo(
     import uuid
 
     from runqueue.cli.demo import run_demo
+    from runqueue.cli.render import console
+    from runqueue.dispatch import check_broker
 
     overrides = state.overrides
     if database_url:
@@ -370,7 +333,6 @@ def demo(
 
 @main.command()
 @click.pass_obj
-@clean_errors
 def reap(state: CliState) -> None:
     """One maintenance pass: publish runs that never left, reap runs whose worker died
     (for cron or a Kubernetes CronJob; workers also do this themselves)."""

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Iterable
 from datetime import UTC, datetime
 
+from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
@@ -19,6 +21,13 @@ STATUS_STYLES = {
     RunStatus.timeout: "red",
     RunStatus.interrupted: "magenta",
 }
+
+
+def console() -> Console:
+    """Rich output on stdout; wide when piped, so run ids are never cut."""
+    if sys.stdout.isatty():
+        return Console()
+    return Console(width=220, no_color=True, highlight=False)
 
 
 def status_text(status: RunStatus) -> str:

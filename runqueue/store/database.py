@@ -7,13 +7,15 @@ import os
 import sqlite3
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError, DisconnectionError
+from sqlalchemy.exc import ArgumentError, DisconnectionError, InterfaceError, OperationalError
 
-from runqueue.errors import SettingsError
+from runqueue.errors import DatabaseUnavailableError, SettingsError, first_line
 from runqueue.settings import Settings, redact_url
 
 logger = logging.getLogger(__name__)
@@ -161,6 +163,18 @@ def _spin_for_write_lock(dbapi_connection: sqlite3.Connection) -> bool:
         pause = min(pause * 2, 0.002)
 
 
+@contextmanager
+def unreachable_as_error(database_url: str) -> Iterator[None]:
+    """A database that cannot be reached (or refuses the connection) becomes a
+    DatabaseUnavailableError naming the URL without its password."""
+    try:
+        yield
+    except (OperationalError, InterfaceError) as exc:
+        raise DatabaseUnavailableError(
+            f"database unavailable ({redact_url(database_url)}): {first_line(exc.orig or exc)}"
+        ) from exc
+
+
 def alembic_config(settings: Settings):  # noqa: ANN201 - alembic is imported lazily
     from alembic.config import Config
 
@@ -175,4 +189,5 @@ def migrate(settings: Settings, revision: str = "head") -> None:
     from alembic import command
 
     logger.info("migrating %s to %s", redact_url(settings.database_url), revision)
-    command.upgrade(alembic_config(settings), revision)
+    with unreachable_as_error(settings.database_url):
+        command.upgrade(alembic_config(settings), revision)

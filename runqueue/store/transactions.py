@@ -16,13 +16,9 @@ from typing import Any
 from sqlalchemy import ColumnElement, Connection, insert, literal_column, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.exc import InterfaceError as SAInterfaceError
-from sqlalchemy.exc import OperationalError
 
-from runqueue.errors import DatabaseUnavailableError
 from runqueue.records import DispatchState, RunStatus
-from runqueue.settings import redact_url
-from runqueue.store.database import get_engine
+from runqueue.store.database import get_engine, unreachable_as_error
 from runqueue.store.models import Run, RunEventRow, Thread
 from runqueue.store.rows import RUN_COLUMNS, run_record
 
@@ -89,14 +85,8 @@ class StoreBase:
     @contextmanager
     def transaction(self) -> Iterator[Connection]:
         """One transaction; an unreachable database becomes DatabaseUnavailableError."""
-        try:
-            with self.engine.begin() as conn:
-                yield conn
-        except (OperationalError, SAInterfaceError) as exc:
-            raise DatabaseUnavailableError(
-                f"database unavailable ({redact_url(self.database_url)}): "
-                f"{_first_line(exc.orig or exc)}"
-            ) from exc
+        with unreachable_as_error(self.database_url), self.engine.begin() as conn:
+            yield conn
 
     def lock_thread(self, conn: Connection, thread_id: str, user_id: str | None) -> None:
         """Create the thread if needed and hold its row lock until the transaction ends
@@ -163,8 +153,3 @@ class StoreBase:
                 detail=detail,
             ),
         )
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__

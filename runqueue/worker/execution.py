@@ -28,7 +28,7 @@ from celery import Celery, Task
 from celery.exceptions import Ignore
 
 from runqueue.app import runtime_of
-from runqueue.errors import DatabaseUnavailableError, RunCancelledError
+from runqueue.errors import DatabaseUnavailableError, RunCancelledError, describe
 from runqueue.store.decisions import RunStore
 from runqueue.store.transactions import utcnow
 from runqueue.worker.durability import persist
@@ -189,8 +189,10 @@ class RunTask(Task):
         runtime = runtime_of(self.app)
         run_id = execution.run_id
         countdown = policy.delay(attempt)
-        text = f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
-        detail = f"attempt {attempt}/{policy.max_attempts} failed, retry in {countdown:g}s: {text}"
+        detail = (
+            f"attempt {attempt}/{policy.max_attempts} failed, retry in {countdown:g}s: "
+            f"{describe(error)}"
+        )
         requeued = persist(
             lambda: runtime.store.requeue_run(
                 run_id,

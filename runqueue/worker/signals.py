@@ -18,7 +18,7 @@ from celery.exceptions import SoftTimeLimitExceeded, TimeLimitExceeded
 
 from runqueue.app import runtime_of
 from runqueue.dispatch import apply_effects
-from runqueue.errors import RunCancelledError
+from runqueue.errors import RunCancelledError, describe
 from runqueue.records import RunStatus
 from runqueue.store.transactions import PENDING
 from runqueue.worker import execution
@@ -70,6 +70,7 @@ def _on_task_failure(
         return
     runtime = runtime_of(sender.app)
     fields: dict[str, Any] = dict(token=execution.token_of(task_id))
+    error = describe(exception) if exception is not None else "unknown error"
     if isinstance(exception, RunCancelledError | Terminated):
         action = persist(
             lambda: runtime.store.abort_action(task_id),
@@ -83,11 +84,11 @@ def _on_task_failure(
             return
         _finish(sender, task_id, RunStatus.interrupted, detail=f"cancelled ({action})", **fields)
     elif isinstance(exception, SoftTimeLimitExceeded | TimeLimitExceeded):
-        _finish(sender, task_id, RunStatus.timeout, error=_describe(exception), **fields)
+        _finish(sender, task_id, RunStatus.timeout, error=error, **fields)
     elif isinstance(exception, WorkerLostError):
         _finish(sender, task_id, RunStatus.error, error=f"worker lost: {exception}", **fields)
     else:
-        _finish(sender, task_id, RunStatus.error, error=_describe(exception), **fields)
+        _finish(sender, task_id, RunStatus.error, error=error, **fields)
 
 
 @signals.task_revoked.connect
@@ -108,13 +109,6 @@ def _on_task_revoked(
 def _on_task_postrun(sender: Any = None, **_: Any) -> None:
     if _is_run_task(sender):
         execution.task_finished()
-
-
-def _describe(exception: BaseException | None) -> str:
-    if exception is None:
-        return "unknown error"
-    text = str(exception)
-    return f"{type(exception).__name__}: {text}" if text else type(exception).__name__
 
 
 @signals.worker_init.connect
