@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import json
-import os
 import re
-import time
-import uuid
 from typing import Any
+
+import uuid_utils
 
 from runqueue.errors import (
     InvalidPayloadError,
@@ -22,13 +21,9 @@ UUID_PATTERN = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-
 
 
 def new_run_id() -> str:
-    """A UUIDv7: time-ordered, so ids break ties between equal timestamps in creation order."""
-    millis = time.time_ns() // 1_000_000
-    value = (millis & ((1 << 48) - 1)) << 80
-    value |= 0x7 << 76  # version 7
-    value |= int.from_bytes(os.urandom(10), "big") & ((1 << 76) - 1)
-    value = (value & ~(0x3 << 62)) | (0x2 << 62)  # RFC 4122 variant
-    return str(uuid.UUID(int=value))
+    """A UUIDv7 (uuid-utils): time-ordered, and monotonic within a process, so ids break ties
+    between equal timestamps in creation order."""
+    return str(uuid_utils.uuid7())
 
 
 def run_id(value: Any) -> str:

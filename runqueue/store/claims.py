@@ -4,6 +4,7 @@ this attempt still owns the run."""
 
 from __future__ import annotations
 
+import enum
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -12,7 +13,7 @@ from sqlalchemy import exists, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import aliased
 
-from runqueue.records import RunStatus
+from runqueue.records import RunRecord, RunStatus
 from runqueue.store.models import CheckpointRow, Run
 from runqueue.store.rows import RUN_COLUMNS, run_record
 from runqueue.store.transactions import HELD, PENDING, QUEUED, RUNNING, StoreBase, utcnow
@@ -25,14 +26,28 @@ THREAD_HAS_A_RUNNING_RUN = exists().where(
 )
 
 
+class ClaimOutcome(enum.StrEnum):
+    """Why a worker's attempt to start a run did or did not start it."""
+
+    claimed = "claimed"  # pending -> running: this attempt executes the run
+    missing = "missing"  # no such run (it was deleted)
+    finished = "finished"  # already final: cancelled before it started, or a late duplicate
+    running = "running"  # another delivery of the same run executes it now
+    held = "held"  # parked behind the running run of its thread; released when that ends
+    blocked = "blocked"  # another run of the thread runs now; claim_run parks it as held
+
+
 @dataclass(frozen=True)
 class Claim:
     """The outcome of a worker's attempt to start a run."""
 
-    claimed: bool
-    reason: str  # claimed | missing | finished | running | held
-    run: Any = None  # RunRecord when claimed
+    outcome: ClaimOutcome
+    run: RunRecord | None = None  # when claimed
     values: Any = None  # when claimed: the thread's latest checkpoint values, or None
+
+    @property
+    def claimed(self) -> bool:
+        return self.outcome is ClaimOutcome.claimed
 
 
 class ExecutionStatements(StoreBase):
@@ -43,11 +58,11 @@ class ExecutionStatements(StoreBase):
         also reads the thread's latest state, in the same transaction."""
         for _ in range(3):
             claim = self._try_claim(run_id, worker, token, lease_seconds)
-            if claim.reason != "blocked":
+            if claim.outcome is not ClaimOutcome.blocked:
                 return claim
             if self._hold(run_id):
-                return Claim(False, "held")
-        return Claim(False, "held")
+                return Claim(ClaimOutcome.held)
+        return Claim(ClaimOutcome.held)
 
     def _try_claim(self, run_id: str, worker: str, token: str, lease_seconds: float) -> Claim:
         now = utcnow()
@@ -74,28 +89,35 @@ class ExecutionStatements(StoreBase):
                     .returning(*RUN_COLUMNS)
                 ).first()
                 if row is not None:
-                    self._record_event(conn, run_id, row.thread_id, RunStatus.running, now, worker)
+                    self._record_event(
+                        conn,
+                        run_id=run_id,
+                        thread_id=row.thread_id,
+                        status=RunStatus.running,
+                        at=now,
+                        worker=worker,
+                    )
                     values = conn.execute(
                         select(CheckpointRow.values)
                         .where(CheckpointRow.thread_id == row.thread_id)
                         .order_by(CheckpointRow.checkpoint_id.desc())
                         .limit(1)
                     ).scalar()
-                    return Claim(True, "claimed", run_record(row), values)
+                    return Claim(ClaimOutcome.claimed, run_record(row), values)
                 # Not claimed: say why, from the same transaction.
                 run = conn.execute(
                     select(Run.status, Run.dispatch_state).where(Run.run_id == run_id)
                 ).first()
         except IntegrityError:
             # The partial unique index refused a second running run of the thread.
-            return Claim(False, "blocked")
+            return Claim(ClaimOutcome.blocked)
         if run is None:
-            return Claim(False, "missing")
+            return Claim(ClaimOutcome.missing)
         if run.status != PENDING:
-            return Claim(False, "running" if run.status == RUNNING else "finished")
+            return Claim(ClaimOutcome.running if run.status == RUNNING else ClaimOutcome.finished)
         if run.dispatch_state == HELD:
-            return Claim(False, "held")
-        return Claim(False, "blocked")
+            return Claim(ClaimOutcome.held)
+        return Claim(ClaimOutcome.blocked)
 
     def _hold(self, run_id: str) -> bool:
         """Park a queued run behind the thread's running run; False if nothing runs now."""
@@ -194,7 +216,15 @@ class ExecutionStatements(StoreBase):
             if row is None:
                 return False
             # The thread stays busy (a queued pending run), so its held runs keep waiting.
-            self._record_event(conn, run_id, row.thread_id, RunStatus.pending, now, worker, detail)
+            self._record_event(
+                conn,
+                run_id=run_id,
+                thread_id=row.thread_id,
+                status=RunStatus.pending,
+                at=now,
+                worker=worker,
+                detail=detail,
+            )
         return True
 
     def abort_action(self, run_id: str) -> str | None:

@@ -16,7 +16,7 @@ from typing import Any
 from sqlalchemy import Connection, delete, insert, update
 
 from runqueue.errors import ConflictError
-from runqueue.records import AbortAction, MultitaskStrategy, RunStatus
+from runqueue.records import AbortAction, MultitaskStrategy, RunRecord, RunStatus
 from runqueue.store.claims import ExecutionStatements
 from runqueue.store.models import CheckpointRow, Run
 from runqueue.store.outbox import OutboxStatements
@@ -55,14 +55,14 @@ class NewRun:
 class Effects:
     """What must reach the broker once the transaction that decided it has committed."""
 
-    publish: list[Any] = field(default_factory=list)  # RunRecords to publish
+    publish: list[RunRecord] = field(default_factory=list)  # runs to publish
     terminate: list[str] = field(default_factory=list)  # run ids to revoke(terminate=True)
 
 
 class RunStore(ExecutionStatements, OutboxStatements):
     """The SQL side of runqueue, bound to one database URL."""
 
-    def create_run(self, new: NewRun, *, check_strategy: bool) -> tuple[Any, Effects]:
+    def create_run(self, new: NewRun, *, check_strategy: bool) -> tuple[RunRecord, Effects]:
         """Apply the thread's strategy and record the run, in one thread-locked transaction."""
         effects = Effects()
         with self.transaction() as conn:
@@ -108,7 +108,14 @@ class RunStore(ExecutionStatements, OutboxStatements):
                     attempt=0,
                 ),
             ).one()
-            self._record_event(conn, new.run_id, new.thread_id, RunStatus.pending, now, None, state)
+            self._record_event(
+                conn,
+                run_id=new.run_id,
+                thread_id=new.thread_id,
+                status=RunStatus.pending,
+                at=now,
+                detail=state,
+            )
             run = run_record(row)
         if state == QUEUED:
             effects.publish.append(run)
@@ -151,12 +158,11 @@ class RunStore(ExecutionStatements, OutboxStatements):
             left_in = RunStatus.interrupted
             self._record_event(
                 conn,
-                run_id,
-                row.thread_id,
-                RunStatus.interrupted,
-                now,
-                None,
-                f"cancelled before start ({action.value})",
+                run_id=run_id,
+                thread_id=row.thread_id,
+                status=RunStatus.interrupted,
+                at=now,
+                detail=f"cancelled before start ({action.value})",
             )
         else:
             # Running: the status stays `running` until the process has really stopped, so
@@ -212,11 +218,21 @@ class RunStore(ExecutionStatements, OutboxStatements):
             ).first()
             if row is None:
                 return False, effects
-            self._record_event(conn, run_id, thread_id, status, now, worker, detail or error)
+            self._record_event(
+                conn,
+                run_id=run_id,
+                thread_id=thread_id,
+                status=status,
+                at=now,
+                worker=worker,
+                detail=detail or error,
+            )
             effects.publish.extend(self._advance_thread(conn, thread_id, now))
         return True, effects
 
-    def _advance_thread(self, conn: Connection, thread_id: str, now: datetime) -> list[Any]:
+    def _advance_thread(
+        self, conn: Connection, thread_id: str, now: datetime
+    ) -> list[RunRecord]:
         """If the thread is free, queue its oldest held run (FIFO). Thread lock required."""
         inflight = self._inflight(conn, thread_id)
         if any(holds_thread(row) for row in inflight):

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from sqlalchemy import bindparam, select, update
 
+from runqueue.records import RunRecord
 from runqueue.store.models import Run
 from runqueue.store.transactions import PENDING, QUEUED, RUNNING, StoreBase, utcnow
 
@@ -22,7 +21,7 @@ class OutboxStatements(StoreBase):
                 .values(dispatched_at=None, next_publish_at=utcnow())
             )
 
-    def runs_to_publish(self, limit: int = 500) -> list[Any]:
+    def runs_to_publish(self, limit: int = 500) -> list[RunRecord]:
         """Queued runs whose publish failed, or that were published and are still unclaimed
         when their (backed-off) republish time comes: the broker may have lost them."""
         now = utcnow()
@@ -60,7 +59,8 @@ class OutboxStatements(StoreBase):
                     for row in due
                 ],
             )
-            return [self._fetch(conn, row.run_id) for row in due]
+            runs = [self._fetch(conn, row.run_id) for row in due]
+        return [run for run in runs if run is not None]
 
     def expired_leases(self, limit: int = 100) -> list[tuple[str, str]]:
         """(run_id, claim_token) of running runs whose worker stopped renewing."""

@@ -8,16 +8,16 @@ then runs, so they cannot deadlock.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, Connection, insert, literal_column, select
+from sqlalchemy import ColumnElement, Connection, Row, insert, literal_column, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
-from runqueue.records import DispatchState, RunStatus
+from runqueue.records import DispatchState, RunRecord, RunStatus
 from runqueue.store.database import get_engine, unreachable_as_error
 from runqueue.store.models import Run, RunEventRow, Thread
 from runqueue.store.rows import RUN_COLUMNS, run_record
@@ -60,7 +60,11 @@ def status_in(statuses: Iterable[str]) -> ColumnElement[bool]:
 IS_INFLIGHT = status_in(INFLIGHT)
 
 
-def holds_thread(run: Any) -> bool:
+# (run_id, status, dispatch_state) of a thread's pending or running run, as _inflight reads it.
+InflightRow = Row[tuple[str, str, str]]
+
+
+def holds_thread(run: InflightRow) -> bool:
     """A run that keeps its thread busy: running, or queued to start (newcomers wait)."""
     return run.status == RUNNING or (run.status == PENDING and run.dispatch_state == QUEUED)
 
@@ -117,7 +121,7 @@ class StoreBase:
             query = query.where(Run.user_id == user_id)
         return conn.execute(query).scalar()
 
-    def _inflight(self, conn: Connection, thread_id: str) -> list[Any]:
+    def _inflight(self, conn: Connection, thread_id: str) -> Sequence[InflightRow]:
         """The thread's pending and running runs, oldest first (run_id, status,
         dispatch_state). Read under the thread lock, nothing but a claim (queued -> running)
         or a re-queue (running -> queued) can change them, and neither frees the thread."""
@@ -127,7 +131,7 @@ class StoreBase:
             .order_by(Run.created_at, Run.run_id)
         ).all()
 
-    def _fetch(self, conn: Connection, run_id: str) -> Any:
+    def _fetch(self, conn: Connection, run_id: str) -> RunRecord | None:
         """The run's record, read in this transaction."""
         row = conn.execute(select(*RUN_COLUMNS).where(Run.run_id == run_id)).first()
         return None if row is None else run_record(row)
@@ -135,13 +139,15 @@ class StoreBase:
     def _record_event(
         self,
         conn: Connection,
+        *,
         run_id: str,
         thread_id: str,
         status: RunStatus,
         at: datetime,
-        worker: str | None,
+        worker: str | None = None,
         detail: str | None = None,
     ) -> None:
+        """Append one row to the run's history (run_events), in the caller's transaction."""
         conn.execute(
             INSERT_EVENT,
             dict(

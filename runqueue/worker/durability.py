@@ -9,9 +9,10 @@ statement, so a retry after a commit whose reply was lost changes nothing.
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Callable
 from typing import Any, TypeVar
+
+import tenacity
 
 from runqueue.errors import DatabaseUnavailableError
 
@@ -30,35 +31,37 @@ def persist(
     what: str,
     extra: dict[str, Any] | None = None,
 ) -> T:
-    """Run `operation`, retrying DatabaseUnavailableError with exponential backoff."""
-    deadline = time.monotonic() + total_seconds
-    delay = FIRST_DELAY
-    attempt = 0
-    while True:
-        attempt += 1
-        try:
-            return operation()
-        except DatabaseUnavailableError as exc:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                logger.error(
-                    "%s failed %d times over %.0fs, giving up (the lease reaper will record "
-                    "the run's end): %s",
-                    what,
-                    attempt,
-                    total_seconds,
-                    exc,
-                    extra=extra,
-                )
-                raise
-            wait = min(delay, remaining)
-            logger.warning(
-                "%s failed (attempt %d), retrying in %.1fs: %s",
-                what,
-                attempt,
-                wait,
-                exc,
-                extra=extra,
-            )
-            time.sleep(wait)
-            delay = min(delay * 2, MAX_DELAY)
+    """Run `operation`, retrying DatabaseUnavailableError with exponential backoff (tenacity).
+    No attempt starts once `total_seconds` have passed (the wait before the last one may end
+    up to MAX_DELAY past them); then log an error and raise the last failure."""
+
+    def log_retry(state: tenacity.RetryCallState) -> None:
+        logger.warning(
+            "%s failed (attempt %d), retrying in %.1fs: %s",
+            what,
+            state.attempt_number,
+            state.upcoming_sleep,
+            state.outcome.exception() if state.outcome else None,
+            extra=extra,
+        )
+
+    retrying = tenacity.Retrying(
+        retry=tenacity.retry_if_exception_type(DatabaseUnavailableError),
+        wait=tenacity.wait_exponential(multiplier=FIRST_DELAY, max=MAX_DELAY),
+        stop=tenacity.stop_after_delay(total_seconds),
+        before_sleep=log_retry,
+        reraise=True,
+    )
+    try:
+        return retrying(operation)
+    except DatabaseUnavailableError as exc:
+        logger.error(
+            "%s failed %d times over %gs, giving up (the lease reaper will record the run's "
+            "end): %s",
+            what,
+            retrying.statistics.get("attempt_number", 1),
+            total_seconds,
+            exc,
+            extra=extra,
+        )
+        raise

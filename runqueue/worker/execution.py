@@ -138,8 +138,8 @@ class RunTask(Task):
             what=f"claim of run {run_id}",
             extra=log,
         )
-        if not claim.claimed:
-            logger.info("run %s not started: %s", run_id, claim.reason, extra=log)
+        if not claim.claimed or claim.run is None:
+            logger.info("run %s not started: %s", run_id, claim.outcome.value, extra=log)
             raise Ignore()
         execution = Execution(run_id=run_id, thread_id=thread_id, token=token)
         context = RunContext(
