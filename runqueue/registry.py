@@ -1,15 +1,18 @@
 """RunManager: the registry's public API, the same surface as the in-memory registry it replaces.
 
-SyncRunManager holds the one implementation; RunManager's async methods run it in a worker
-thread so a database round trip never blocks the event loop.
+SyncRunManager holds the one implementation; RunManager's async methods are its twins, with
+the same signatures, run in a worker thread so a database round trip never blocks the event
+loop.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
-from typing import Any
+from collections.abc import Callable, Coroutine
+from typing import Any, Concatenate, ParamSpec, TypedDict, TypeVar, Unpack
 
 from celery import Celery
 
@@ -36,6 +39,19 @@ from runqueue.worker.execution import RunTask
 logger = logging.getLogger(__name__)
 
 
+class RunOptions(TypedDict, total=False):
+    """The keyword options of create() and create_or_reject(), on both managers. Left out:
+    on_disconnect "continue", no metadata, no kwargs, multitask_strategy "reject", no
+    follow-up run, no user."""
+
+    on_disconnect: DisconnectMode | str
+    metadata: dict[str, Any] | None
+    kwargs: dict[str, Any] | None  # the assistant's keyword arguments (JSON)
+    multitask_strategy: MultitaskStrategy | str
+    follow_up_to_run_id: str | None
+    user_id: str | None
+
+
 class SyncRunManager:
     """The registry for scripts and Celery code; every method is one or two transactions."""
 
@@ -52,82 +68,45 @@ class SyncRunManager:
     # -- creating ---------------------------------------------------------------------------
 
     def create(
-        self,
-        thread_id: str,
-        assistant_id: str | None = None,
-        *,
-        on_disconnect: DisconnectMode | str = DisconnectMode.continue_,
-        metadata: dict[str, Any] | None = None,
-        kwargs: dict[str, Any] | None = None,
-        multitask_strategy: MultitaskStrategy | str = MultitaskStrategy.reject,
-        follow_up_to_run_id: str | None = None,
-        user_id: str | None = None,
+        self, thread_id: str, assistant_id: str | None = None, **options: Unpack[RunOptions]
     ) -> RunRecord:
         """Record and enqueue a run without applying the strategy; it still waits for any
         run of its thread that is executing."""
-        return self._create(
-            thread_id,
-            assistant_id,
-            on_disconnect,
-            metadata,
-            kwargs,
-            multitask_strategy,
-            follow_up_to_run_id,
-            user_id,
-            check_strategy=False,
-        )
+        return self._create(thread_id, assistant_id, options, check_strategy=False)
 
     def create_or_reject(
-        self,
-        thread_id: str,
-        assistant_id: str | None = None,
-        *,
-        on_disconnect: DisconnectMode | str = DisconnectMode.continue_,
-        metadata: dict[str, Any] | None = None,
-        kwargs: dict[str, Any] | None = None,
-        multitask_strategy: MultitaskStrategy | str = MultitaskStrategy.reject,
-        follow_up_to_run_id: str | None = None,
-        user_id: str | None = None,
+        self, thread_id: str, assistant_id: str | None = None, **options: Unpack[RunOptions]
     ) -> RunRecord:
         """Apply the thread's multitask strategy atomically, then record and enqueue the run."""
-        return self._create(
-            thread_id,
-            assistant_id,
-            on_disconnect,
-            metadata,
-            kwargs,
-            multitask_strategy,
-            follow_up_to_run_id,
-            user_id,
-            check_strategy=True,
-        )
+        return self._create(thread_id, assistant_id, options, check_strategy=True)
 
     def _create(
         self,
         thread_id: str,
         assistant_id: str | None,
-        on_disconnect: DisconnectMode | str,
-        metadata: dict[str, Any] | None,
-        kwargs: dict[str, Any] | None,
-        multitask_strategy: MultitaskStrategy | str,
-        follow_up_to_run_id: str | None,
-        user_id: str | None,
+        options: RunOptions,
         *,
         check_strategy: bool,
     ) -> RunRecord:
+        unexpected = sorted(options.keys() - RunOptions.__optional_keys__)
+        if unexpected:
+            raise TypeError(f"unexpected keyword argument {unexpected[0]!r}")
         limit = self.settings.max_payload_bytes
+        follow_up_to = options.get("follow_up_to_run_id")
         new = NewRun(
             run_id=validation.new_run_id(),
             thread_id=validation.thread_id(thread_id),
             assistant_id=self._assistant(assistant_id),
-            user_id=validation.user_id(user_id),
-            multitask_strategy=validation.strategy(multitask_strategy),
-            on_disconnect=validation.disconnect_mode(on_disconnect).value,
-            metadata=validation.json_object("metadata", metadata, limit),
-            kwargs=validation.json_object("kwargs", kwargs, limit),
-            follow_up_to_run_id=(
-                validation.run_id(follow_up_to_run_id) if follow_up_to_run_id else None
+            user_id=validation.user_id(options.get("user_id")),
+            multitask_strategy=validation.strategy(
+                options.get("multitask_strategy", MultitaskStrategy.reject)
             ),
+            on_disconnect=validation.disconnect_mode(
+                options.get("on_disconnect", DisconnectMode.continue_)
+            ).value,
+            metadata=validation.json_object("metadata", options.get("metadata"), limit),
+            kwargs=validation.json_object("kwargs", options.get("kwargs"), limit),
+            follow_up_to_run_id=validation.run_id(follow_up_to) if follow_up_to else None,
         )
         run, effects = self.store.create_run(new, check_strategy=check_strategy)
         apply_effects(self.app, effects)
@@ -255,51 +234,46 @@ class SyncRunManager:
         return self.store.delete_finished_run(run_id)
 
 
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def _in_thread(
+    method: Callable[Concatenate[SyncRunManager, P], R],
+) -> Callable[Concatenate[RunManager, P], Coroutine[Any, Any, R]]:
+    """The async twin of a SyncRunManager method: the same signature and docstring, run in a
+    worker thread."""
+
+    @functools.wraps(method)
+    async def twin(self: RunManager, *args: P.args, **kwargs: P.kwargs) -> R:
+        return await asyncio.to_thread(method, self.sync, *args, **kwargs)
+
+    return twin
+
+
 class RunManager:
     """The async registry: swap it in for the in-memory one; same names, same meaning."""
 
     def __init__(self, app: Celery | None = None, settings: Settings | None = None):
         self.sync = SyncRunManager(app, settings)
 
-    async def create(
-        self, thread_id: str, assistant_id: str | None = None, **options: Any
-    ) -> RunRecord:
-        return await asyncio.to_thread(self.sync.create, thread_id, assistant_id, **options)
+    create = _in_thread(SyncRunManager.create)
+    create_or_reject = _in_thread(SyncRunManager.create_or_reject)
+    get = _in_thread(SyncRunManager.get)
+    list_by_thread = _in_thread(SyncRunManager.list_by_thread)
+    list_runs = _in_thread(SyncRunManager.list_runs)
+    has_inflight = _in_thread(SyncRunManager.has_inflight)
+    events = _in_thread(SyncRunManager.events)
+    checkpoints = _in_thread(SyncRunManager.checkpoints)
+    threads = _in_thread(SyncRunManager.threads)
+    set_status = _in_thread(SyncRunManager.set_status)
+    cancel = _in_thread(SyncRunManager.cancel)
 
-    async def create_or_reject(
-        self, thread_id: str, assistant_id: str | None = None, **options: Any
-    ) -> RunRecord:
-        return await asyncio.to_thread(
-            self.sync.create_or_reject, thread_id, assistant_id, **options
-        )
+    def assistants(self) -> list[str]:
+        """Names of the registered assistants (no I/O: read from the Celery app)."""
+        return self.sync.assistants()
 
-    async def get(self, run_id: str, *, user_id: str | None = None) -> RunRecord | None:
-        return await asyncio.to_thread(self.sync.get, run_id, user_id=user_id)
-
-    async def list_by_thread(self, thread_id: str, **options: Any) -> list[RunRecord]:
-        return await asyncio.to_thread(self.sync.list_by_thread, thread_id, **options)
-
-    async def set_status(
-        self, run_id: str, status: RunStatus | str, *, error: str | None = None
-    ) -> bool:
-        return await asyncio.to_thread(self.sync.set_status, run_id, status, error=error)
-
-    async def cancel(
-        self,
-        run_id: str,
-        *,
-        action: AbortAction | str = AbortAction.interrupt,
-        user_id: str | None = None,
-    ) -> bool:
-        return await asyncio.to_thread(self.sync.cancel, run_id, action=action, user_id=user_id)
-
-    async def has_inflight(self, thread_id: str) -> bool:
-        return await asyncio.to_thread(self.sync.has_inflight, thread_id)
-
-    async def events(self, run_id: str) -> list[RunEvent]:
-        return await asyncio.to_thread(self.sync.events, run_id)
-
-    async def join(self, run_id: str, *, timeout: float = 60.0) -> RunRecord:
+    async def join(self, run_id: str, *, timeout: float = 60.0, poll: float = 0.05) -> RunRecord:
         """Wait for the final status without holding a thread while waiting."""
         deadline = time.monotonic() + timeout
         while True:
@@ -308,9 +282,10 @@ class RunManager:
                 return run
             if time.monotonic() >= deadline:
                 return await asyncio.to_thread(self.sync.join, run_id, timeout=0)
-            await asyncio.sleep(0.05)
+            await asyncio.sleep(poll)
 
     async def cleanup(self, run_id: str, *, delay: float = 0.0) -> bool:
+        """Delete a finished run's record (with its events and checkpoints) after `delay` s."""
         if delay > 0:
             await asyncio.sleep(delay)
         return await asyncio.to_thread(self.sync.cleanup, run_id)
