@@ -230,9 +230,7 @@ class RunStore(ExecutionStatements, OutboxStatements):
             effects.publish.extend(self._advance_thread(conn, thread_id, now))
         return True, effects
 
-    def _advance_thread(
-        self, conn: Connection, thread_id: str, now: datetime
-    ) -> list[RunRecord]:
+    def _advance_thread(self, conn: Connection, thread_id: str, now: datetime) -> list[RunRecord]:
         """If the thread is free, queue its oldest held run (FIFO). Thread lock required."""
         inflight = self._inflight(conn, thread_id)
         if any(holds_thread(row) for row in inflight):
@@ -256,7 +254,5 @@ class RunStore(ExecutionStatements, OutboxStatements):
     def delete_finished_run(self, run_id: str) -> bool:
         """Delete a run that reached a final status, with its events and checkpoints."""
         with self.transaction() as conn:
-            deleted = conn.execute(
-                delete(Run).where(Run.run_id == run_id, ~IS_INFLIGHT)
-            ).rowcount
+            deleted = conn.execute(delete(Run).where(Run.run_id == run_id, ~IS_INFLIGHT)).rowcount
         return deleted == 1

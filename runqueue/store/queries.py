@@ -70,9 +70,7 @@ class RunQueries:
             return [run_record(row) for row in conn.execute(query)]
 
     def has_inflight(self, thread_id: str) -> bool:
-        query = (
-            select(Run.run_id).where(Run.thread_id == thread_id, IS_INFLIGHT).limit(1)
-        )
+        query = select(Run.run_id).where(Run.thread_id == thread_id, IS_INFLIGHT).limit(1)
         with self.store.transaction() as conn:
             return conn.execute(query).first() is not None
 
