@@ -16,6 +16,7 @@ from typing import Any
 from celery import Celery
 
 from runqueue import RunContext, Settings, assistant
+from runqueue.app import configure_filesystem_broker
 
 RAW_NOOP = "bench_raw_noop"
 RAW_STAMP = "bench_raw_stamp"
@@ -109,15 +110,7 @@ def create_raw_app(settings: Settings) -> Celery:
         enable_utc=True,
     )
     if settings.is_embedded_broker:
-        # The same transport options runqueue.create_app sets for the filesystem broker.
-        for folder in (settings.broker_dir, settings.control_dir):
-            folder.mkdir(parents=True, exist_ok=True)
-        app.conf.broker_transport_options = {
-            "data_folder_in": str(settings.broker_dir),
-            "data_folder_out": str(settings.broker_dir),
-            "control_folder": str(settings.control_dir),
-            "polling_interval": settings.filesystem_polling_interval,
-        }
+        configure_filesystem_broker(app, settings)  # the same transport options as runqueue
     else:
         app.conf.broker_transport_options = {"visibility_timeout": 3600}
 

@@ -49,7 +49,7 @@ def create_app(
         enable_utc=True,
     )
     if settings.is_embedded_broker:
-        _configure_filesystem_broker(app, settings)
+        configure_filesystem_broker(app, settings)
     else:
         # kombu looks for unacked messages to put back every interval x throttle seconds
         # (100 s by default): look every 10 s, or sooner for a short visibility timeout.
@@ -64,9 +64,10 @@ def create_app(
     return app
 
 
-def _configure_filesystem_broker(app: Celery, settings: Settings) -> None:
-    # revoke(terminate=True) only works on filesystem:// with late acks and a prefetch of
-    # one; a control folder gives the broadcast (fanout) that revoke needs.
+def configure_filesystem_broker(app: Celery, settings: Settings) -> None:
+    """kombu's filesystem broker in the data directory. revoke(terminate=True) only works on
+    filesystem:// with late acks and a prefetch of one; the control folder gives the
+    broadcast (fanout) that revoke needs."""
     for folder in (settings.broker_dir, settings.control_dir):
         folder.mkdir(parents=True, exist_ok=True)
     app.conf.broker_transport_options = {
