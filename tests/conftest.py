@@ -8,10 +8,12 @@ from pathlib import Path
 
 import pytest
 
+from runqueue.journal import Journal
 from tests.support import (
     REDIS_HOST,
     REDIS_PORT,
     Backend,
+    RunFactory,
     WorkerProcess,
     make_backend,
     service_reachable,
@@ -76,8 +78,15 @@ def manager(backend: Backend):
 
 
 @pytest.fixture
-def journal(tmp_path: Path) -> Path:
-    return tmp_path / "journal.jsonl"
+def journal(tmp_path: Path) -> Journal:
+    """This test's journal: what the example assistants recorded they executed."""
+    return Journal(tmp_path / "journal.jsonl")
+
+
+@pytest.fixture
+def run_factory(manager, journal: Journal) -> RunFactory:  # noqa: ANN001
+    """Creates `steps` runs that record into this test's journal."""
+    return RunFactory(manager, journal)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -1,11 +1,9 @@
-"""Helpers the tests share: backends on the real services, worker processes, journals."""
+"""Helpers the tests share: backends on the real services, databases, worker processes,
+journals and run factories."""
 
 from __future__ import annotations
 
-import contextlib
-import json
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -17,8 +15,13 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
+from sqlalchemy.engine import make_url
 
-from runqueue import Settings, SyncRunManager, create_app
+from runqueue import RunRecord, Settings, SyncRunManager, create_app
+from runqueue.cli import processes
+from runqueue.cli.processes import child_pids, pid_alive  # noqa: F401  (the tests' imports)
+from runqueue.journal import Journal
+from runqueue.store.database import dispose_engines
 from workers.assistants import register
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -29,7 +32,7 @@ REDIS_HOST, REDIS_PORT = "127.0.0.1", 6379
 
 # The commands docker-compose.yml runs; tests start the very same ones as real processes.
 MIGRATE_COMMAND = ["runqueue", "migrate"]
-WORKER_COMMAND = ["runqueue", "worker"]
+WORKER_COMMAND = list(processes.WorkerProcess.COMMAND)
 FLOWER_COMMAND = ["celery", "-A", "workers.app", "flower"]
 
 
@@ -47,11 +50,28 @@ def service_reachable(host: str, port: int) -> bool:
 
 
 def settings_env(settings: Settings) -> dict[str, str]:
-    """The environment a child process needs to see the same settings."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("RUNQUEUE_")}
-    env.update(settings.environment())
+    """The environment of a child process that sees these settings and imports this checkout
+    (tests.faults.fault_app is not installed)."""
+    env = settings.process_environment()
     env["PYTHONPATH"] = str(REPO_ROOT) + os.pathsep + env.get("PYTHONPATH", "")
     return env
+
+
+def create_database(admin_url: str = POSTGRES_ADMIN_URL, prefix: str = "runqueue_test") -> str:
+    """A new, empty database on the PostgreSQL server of `admin_url`; its SQLAlchemy URL."""
+    name = f"{prefix}_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    url = make_url(admin_url).set(drivername="postgresql+psycopg", database=name)
+    return url.render_as_string(hide_password=False)
+
+
+def drop_database(database_url: str, admin_url: str = POSTGRES_ADMIN_URL) -> None:
+    """Drop a database made by create_database, closing this process's connections first."""
+    dispose_engines()
+    name = make_url(database_url).database
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 @dataclass
@@ -100,140 +120,30 @@ def make_backend(name: str, tmp_path: Path, **overrides: Any) -> Backend:
     if name == "embedded":
         backend = Backend(name, Settings(**base))
     elif name == "postgres_redis":
-        database = f"runqueue_test_{suffix}"
-        with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True) as conn:
-            conn.execute(f'CREATE DATABASE "{database}"')
+        database_url = create_database()
         redis_db = int(suffix, 16) % 16
         backend = Backend(
             name,
             Settings(
-                database_url=f"postgresql+psycopg://postgres@127.0.0.1:5432/{database}",
+                database_url=database_url,
                 broker_url=f"redis://{REDIS_HOST}:{REDIS_PORT}/{redis_db}",
                 **base,
             ),
         )
-
-        def drop() -> None:
-            from runqueue.store.database import dispose_engines
-
-            dispose_engines()
-            with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True) as conn:
-                conn.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
-
-        backend.cleanups.append(drop)
+        backend.cleanups.append(lambda: drop_database(database_url))
     else:
         raise ValueError(name)
     backend.migrate()
     return backend
 
 
-def child_pids(pid: int) -> list[int]:
-    """Direct children of a process, read from /proc."""
-    children = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        ppid = int(stat.rsplit(")", 1)[1].split()[1])
-        if ppid == pid:
-            children.append(int(entry.name))
-    return children
+class WorkerProcess(processes.WorkerProcess):
+    """The demo's WorkerProcess, started from this checkout so that it imports tests/."""
 
-
-def pid_alive(pid: int) -> bool:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat.rsplit(")", 1)[1].split()[0] != "Z"
-
-
-class WorkerProcess:
-    """A real `runqueue worker` process (prefork by default), stopped by pid, always."""
-
-    def __init__(
-        self,
-        settings: Settings,
-        log_path: Path,
-        *,
-        concurrency: int = 2,
-        pool: str = "prefork",
-        extra_env: dict[str, str] | None = None,
-    ):
-        self.settings, self.log_path = settings, log_path
-        self.concurrency, self.pool = concurrency, pool
-        self.extra_env = extra_env or {}
-        self.process: subprocess.Popen[bytes] | None = None
-
-    def start(self, timeout: float = 60.0) -> WorkerProcess:
-        env = settings_env(self.settings)
-        env.update(self.extra_env)
-        hostname = f"w{uuid.uuid4().hex[:8]}@%h"
-        self._log = self.log_path.open("ab")
-        self._offset = self.log_path.stat().st_size
-        self.process = subprocess.Popen(
-            [
-                *as_process(WORKER_COMMAND),
-                f"--concurrency={self.concurrency}",
-                f"--pool={self.pool}",
-                f"--hostname={hostname}",
-                "--loglevel=INFO",
-            ],
-            env=env,
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-            cwd=REPO_ROOT,
-        )
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"worker exited early:\n{self.log()}")
-            if " ready." in self.log():
-                return self
-            time.sleep(0.1)
-        self.stop()
-        raise RuntimeError(f"worker not ready in {timeout}s:\n{self.log()}")
-
-    @property
-    def pid(self) -> int:
-        assert self.process is not None
-        return self.process.pid
-
-    def pool_pids(self) -> list[int]:
-        return child_pids(self.pid)
-
-    def log(self) -> str:
-        with self.log_path.open("rb") as handle:
-            handle.seek(self._offset)
-            return handle.read().decode(errors="replace")
-
-    def kill(self, sig: int = signal.SIGKILL) -> None:
-        """Signal the main process only (a real crash: children are orphaned or die)."""
-        os.kill(self.pid, sig)
-
-    def stop(self, timeout: float = 20.0) -> None:
-        if self.process is None:
-            return
-        try:
-            if self.process.poll() is None:
-                os.killpg(self.process.pid, signal.SIGTERM)
-                with contextlib.suppress(subprocess.TimeoutExpired):
-                    self.process.wait(timeout)
-            os.killpg(self.process.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        self.process.wait()
-        self._log.close()
-
-
-def read_journal(path: Path) -> list[dict[str, Any]]:
-    if not path.exists():
-        return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    def __init__(self, settings: Settings, log_path: Path, **options: Any):
+        options.setdefault("cwd", REPO_ROOT)
+        options["extra_env"] = settings_env(settings) | options.get("extra_env", {})
+        super().__init__(settings, log_path, **options)
 
 
 def wait_until(
@@ -252,10 +162,29 @@ def wait_until(
         time.sleep(interval)
 
 
-def execution_intervals(journal: list[dict[str, Any]]) -> dict[str, tuple[float, float]]:
-    """run_id -> (first, last) time the assistant itself recorded."""
-    intervals: dict[str, list[float]] = {}
-    for line in journal:
-        times = intervals.setdefault(line["run_id"], [line["time"], line["time"]])
-        times[0], times[1] = min(times[0], line["time"]), max(times[1], line["time"])
-    return {run_id: (t[0], t[1]) for run_id, t in intervals.items()}
+@dataclass
+class RunFactory:
+    """Creates runs of the example `steps` assistant that record into one journal, so a test
+    names only what matters to it: the thread, how long, which strategy."""
+
+    manager: SyncRunManager
+    journal: Journal
+
+    def __call__(
+        self,
+        thread_id: str,
+        *,
+        strategy: str = "reject",
+        assistant: str = "steps",
+        check_strategy: bool = True,
+        **kwargs: Any,
+    ) -> RunRecord:
+        """The assistant's keyword arguments (steps, delay, ...) as given, its own defaults
+        otherwise; check_strategy=False creates with create() instead of create_or_reject()."""
+        create = self.manager.create_or_reject if check_strategy else self.manager.create
+        return create(
+            thread_id,
+            assistant,
+            kwargs={**kwargs, "journal": str(self.journal)},
+            multitask_strategy=strategy,
+        )

@@ -3,33 +3,19 @@ the database and, when given a `journal` path, one JSON line per step in that fi
 
 from __future__ import annotations
 
-import json
-import os
 import time
-from pathlib import Path
 from typing import Any
 
 from celery import Celery
 
 from runqueue import RunContext, assistant
+from runqueue.journal import record
 
 
 def _journal(path: str | None, context: RunContext, event: str, **fields: Any) -> None:
-    """Append one line (run, pid, event, time) so tests can see what really executed."""
-    if not path:
-        return
-    line = {
-        "run_id": context.run_id,
-        "thread_id": context.thread_id,
-        "pid": os.getpid(),
-        "event": event,
-        "time": time.time(),
-        **fields,
-    }
-    with Path(path).open("a") as handle:
-        handle.write(json.dumps(line) + "\n")
-        handle.flush()
-        os.fsync(handle.fileno())
+    """Record what really executed (run, pid, event, time), when given a journal path."""
+    if path:
+        record(path, run_id=context.run_id, thread_id=context.thread_id, event=event, **fields)
 
 
 def echo(context: RunContext, journal: str | None = None, **kwargs: Any) -> dict[str, Any]:

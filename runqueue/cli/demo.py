@@ -9,11 +9,6 @@ alone. It prints one `PASS name: ...` or `FAIL name: ...` line per guarantee.
 from __future__ import annotations
 
 import contextlib
-import json
-import os
-import signal
-import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Callable
@@ -27,11 +22,13 @@ from rich.live import Live
 from rich.text import Text
 
 from runqueue.app import runtime_of
+from runqueue.cli.processes import WorkerProcess, pid_alive
 from runqueue.cli.render import runs_table
 from runqueue.errors import ConflictError, RunQueueError
+from runqueue.journal import Journal
 from runqueue.records import AbortAction, RunRecord, RunStatus
 from runqueue.registry import SyncRunManager
-from runqueue.settings import Settings, redact_url
+from runqueue.settings import redact_url
 from runqueue.store.database import migrate
 
 GUARANTEES = ("reject", "interrupt", "rollback", "enqueue", "cancel")
@@ -57,105 +54,8 @@ class Check:
         return f"{'PASS' if self.passed else 'FAIL'} {self.name}: {self.detail}"
 
 
-def worker_env(settings: Settings) -> dict[str, str]:
-    """The environment that makes a child process see exactly these settings."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("RUNQUEUE_")}
-    return env | settings.environment()
-
-
-class DemoWorker:
-    """A `runqueue worker` subprocess in its own session, stopped by its pid, always."""
-
-    def __init__(self, settings: Settings, concurrency: int):
-        self.settings, self.concurrency = settings, concurrency
-        self.log_path = settings.data_dir / "demo-worker.log"
-        self.process: subprocess.Popen[bytes] | None = None
-        self.pid: int | None = None
-
-    def start(self, timeout: float = 30.0) -> None:
-        self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        with self.log_path.open("wb") as log:
-            self.process = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "runqueue",
-                    "worker",
-                    f"--concurrency={self.concurrency}",
-                    f"--hostname=demo-{uuid.uuid4().hex[:6]}@%h",
-                    "--loglevel=INFO",
-                ],
-                env=worker_env(self.settings),
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                start_new_session=True,
-            )
-        self.pid = self.process.pid
-        deadline = time.monotonic() + timeout
-        while " ready." not in self.log():
-            self.check_alive()
-            if time.monotonic() > deadline:
-                raise DemoError(f"the worker was not ready in {timeout:.0f}s; see {self.log_path}")
-            time.sleep(0.05)
-
-    def check_alive(self) -> None:
-        if self.process is not None and self.process.poll() is not None:
-            raise DemoError(
-                f"the worker exited with code {self.process.returncode}; see {self.log_path}"
-            )
-
-    def log(self) -> str:
-        try:
-            return self.log_path.read_text(errors="replace")
-        except OSError:
-            return ""
-
-    def stop(self, timeout: float = 10.0) -> None:
-        """Warm shutdown (SIGTERM to its process group), then SIGKILL if it lingers."""
-        if self.process is None:
-            return
-        pid = self.process.pid
-        with contextlib.suppress(ProcessLookupError):
-            if self.process.poll() is None:
-                os.killpg(pid, signal.SIGTERM)
-                with contextlib.suppress(subprocess.TimeoutExpired):
-                    self.process.wait(timeout)
-            os.killpg(pid, signal.SIGKILL)
-        self.process.wait()
-        self.process = None
-
-
-def pid_alive(pid: int) -> bool:
-    """True while the process exists and is not a zombie."""
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-        return state not in ("Z", "X")
-    except FileNotFoundError:
-        return False
-    except OSError:
-        pass
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def plural(count: int, noun: str) -> str:
     return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
-
-
-def read_journal(path: Path) -> list[dict[str, Any]]:
-    if not path.exists():
-        return []
-    lines = []
-    for line in path.read_text().splitlines():
-        with contextlib.suppress(json.JSONDecodeError):
-            lines.append(json.loads(line))
-    return lines
 
 
 @dataclass
@@ -172,14 +72,14 @@ class Scenario:
     def thread(self, guarantee: str) -> str:
         return f"demo-{self.suffix}-{guarantee}"
 
-    def journal(self, guarantee: str) -> Path:
-        return self.journal_dir / f"{guarantee}.jsonl"
+    def journal(self, guarantee: str) -> Journal:
+        return Journal(self.journal_dir / f"{guarantee}.jsonl")
 
 
 class Demo:
     """Drives the scenario on one manager and one worker, refreshing the live table."""
 
-    def __init__(self, manager: SyncRunManager, worker: DemoWorker, live: Live | None):
+    def __init__(self, manager: SyncRunManager, worker: WorkerProcess, live: Live | None):
         self.manager, self.worker, self.live = manager, worker, live
         settings = manager.settings
         self.scenario = Scenario(uuid.uuid4().hex[:6], settings.data_dir / "journals")
@@ -217,12 +117,7 @@ class Demo:
             time.sleep(0.05)
 
     def steps_done(self, guarantee: str, role: str) -> list[dict[str, Any]]:
-        run_id = self.scenario.runs[role]
-        return [
-            line
-            for line in read_journal(self.scenario.journal(guarantee))
-            if line["run_id"] == run_id and line["event"] == "step"
-        ]
+        return self.scenario.journal(guarantee).lines(run_id=self.scenario.runs[role], event="step")
 
     def final(self, role: str) -> bool:
         run = self.manager.get(self.scenario.runs[role])
@@ -303,10 +198,7 @@ class Demo:
     def pid_of(self, guarantee: str, role: str) -> int | None:
         """The pool process that executed the run, as the assistant itself recorded."""
         run_id = self.scenario.runs.get(role)
-        for line in read_journal(self.scenario.journal(guarantee)):
-            if line["run_id"] == run_id and line["event"] == "start":
-                return int(line["pid"])
-        return None
+        return None if run_id is None else self.scenario.journal(guarantee).pid(run_id)
 
     def runs(self) -> list[RunRecord]:
         records = []
@@ -366,13 +258,12 @@ class Demo:
 
     def check_interrupt(self) -> Check:
         old, new = self.run("interrupt.old"), self.run("interrupt.new")
-        lines = read_journal(self.scenario.journal("interrupt"))
-        old_times = [line["time"] for line in lines if line["run_id"] == old.run_id]
-        new_times = [line["time"] for line in lines if line["run_id"] == new.run_id]
+        intervals = self.scenario.journal("interrupt").intervals()
         kept = sum(c.run_id == old.run_id for c in self.checkpoints("interrupt"))
         pid = self.pid_of("interrupt", "interrupt.old")
         stopped = pid is not None and not pid_alive(pid)
-        gap = min(new_times) - max(old_times) if old_times and new_times else float("nan")
+        both = old.run_id in intervals and new.run_id in intervals
+        gap = intervals[new.run_id][0] - intervals[old.run_id][1] if both else float("nan")
         passed = (
             old.status is RunStatus.interrupted
             and new.status is RunStatus.success
@@ -415,13 +306,10 @@ class Demo:
         s = self.scenario
         created = [s.runs[f"enqueue.{index}"] for index in range(ENQUEUED_RUNS)]
         statuses = [self.manager.get(run_id).status for run_id in created]
-        lines = read_journal(s.journal("enqueue"))
-        started = [line["run_id"] for line in lines if line["event"] == "start"]
-        intervals = []
-        for run_id in created:
-            times = [line["time"] for line in lines if line["run_id"] == run_id]
-            if times:
-                intervals.append((min(times), max(times)))
+        journal = s.journal("enqueue")
+        started = [line["run_id"] for line in journal.lines(event="start")]
+        recorded = journal.intervals()
+        intervals = [recorded[run_id] for run_id in created if run_id in recorded]
         one_at_a_time = len(intervals) == len(created) and all(
             earlier[1] <= later[0] for earlier, later in zip(intervals, intervals[1:], strict=False)
         )
@@ -475,11 +363,16 @@ def run_demo(app: Celery, *, concurrency: int = 4, console: Console | None = Non
         highlight=False,
     )
     migrate(settings)
-    worker = DemoWorker(settings, concurrency)
+    worker = WorkerProcess(
+        settings,
+        settings.data_dir / "demo-worker.log",
+        concurrency=concurrency,
+        name="demo",
+    )
     checks: list[Check] = []
     failure: str | None = None
     try:
-        worker.start()
+        worker.start(timeout=30.0)
         console.print(f"worker pid {worker.pid} ready ({concurrency} pool processes)")
         with Live(console=console, auto_refresh=False, transient=False) as live:
             demo = Demo(manager, worker, live)

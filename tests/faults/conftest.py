@@ -5,13 +5,12 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-import psycopg
 import pytest
 import redis
 
 from tests.conftest import require_services
 from tests.faults import faultkit
-from tests.support import POSTGRES_ADMIN_URL, REDIS_HOST, REDIS_PORT, Backend
+from tests.support import REDIS_HOST, REDIS_PORT, Backend, create_database, drop_database
 
 
 @pytest.fixture
@@ -43,15 +42,9 @@ def private_postgres() -> Iterator[faultkit.PrivatePostgres]:
 def shared_database() -> Iterator[str]:
     """A fresh database on the shared PostgreSQL (never restarted by these tests)."""
     require_services()
-    name = f"runqueue_fault_{faultkit.uuid.uuid4().hex[:10]}"
-    with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    yield f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
-    from runqueue.store.database import dispose_engines
-
-    dispose_engines()
-    with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    database_url = create_database(prefix="runqueue_fault")
+    yield database_url
+    drop_database(database_url)
 
 
 @pytest.fixture

@@ -8,7 +8,6 @@ started here is stopped by pid.
 from __future__ import annotations
 
 import contextlib
-import itertools
 import os
 import shutil
 import signal
@@ -17,15 +16,12 @@ import subprocess
 import tempfile
 import time
 import uuid
-from collections import Counter
 from pathlib import Path
 from typing import Any
 
-import psycopg
-
 from runqueue import Settings, SyncRunManager, create_app
 from tests.faults.fault_app import register_fault_assistants
-from tests.support import Backend, WorkerProcess, execution_intervals, wait_until
+from tests.support import Backend, WorkerProcess, create_database, wait_until
 
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
 FAULT_APP = "tests.faults.fault_app:app"
@@ -112,10 +108,7 @@ class PrivatePostgres:
         return f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
 
     def create_database(self) -> str:
-        name = f"runqueue_fault_{uuid.uuid4().hex[:8]}"
-        with psycopg.connect(self.admin_url(), autocommit=True) as conn:
-            conn.execute(f'CREATE DATABASE "{name}"')
-        return f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/{name}"
+        return create_database(self.admin_url(), prefix="runqueue_fault")
 
     def destroy(self) -> None:
         self.stop()
@@ -149,15 +142,6 @@ def manager_for(settings: Settings) -> SyncRunManager:
     return SyncRunManager(app)
 
 
-def worker_env(settings: Settings) -> dict[str, str]:
-    """What tests.support.settings_env leaves out."""
-    return {
-        "RUNQUEUE_APP": settings.app,
-        "RUNQUEUE_STATUS_WRITE_TIMEOUT": str(settings.status_write_timeout),
-        "RUNQUEUE_BROKER_VISIBILITY_TIMEOUT": str(settings.broker_visibility_timeout),
-    }
-
-
 def start_workers(settings: Settings, log_dir: Path, count: int = 1, **options: Any) -> list:
     """Start `count` workers at once (in parallel: each takes seconds to be ready)."""
     from concurrent.futures import ThreadPoolExecutor
@@ -166,7 +150,6 @@ def start_workers(settings: Settings, log_dir: Path, count: int = 1, **options: 
         WorkerProcess(
             settings,
             log_dir / f"worker-{uuid.uuid4().hex[:6]}.log",
-            extra_env=worker_env(settings),
             **options,
         )
         for _ in range(count)
@@ -180,29 +163,6 @@ def kill_process_tree(worker: WorkerProcess) -> None:
     """SIGKILL the worker's main process and its pool children at once (a host crash)."""
     with contextlib.suppress(ProcessLookupError):
         os.killpg(worker.pid, signal.SIGKILL)
-
-
-def starts(journal: list[dict[str, Any]]) -> Counter[str]:
-    """How many times each run's body began, by the assistant's own journal."""
-    return Counter(line["run_id"] for line in journal if line["event"] == "start")
-
-
-def duplicated(journal: list[dict[str, Any]]) -> int:
-    return sum(count - 1 for count in starts(journal).values() if count > 1)
-
-
-def overlapping(journal: list[dict[str, Any]]) -> int:
-    """Pairs of runs of one thread whose recorded execution intervals overlap."""
-    intervals = execution_intervals(journal)
-    thread_of = {line["run_id"]: line["thread_id"] for line in journal}
-    count = 0
-    for a, b in itertools.combinations(sorted(intervals), 2):
-        if thread_of[a] != thread_of[b]:
-            continue
-        (a0, a1), (b0, b1) = intervals[a], intervals[b]
-        if a0 < b1 and b0 < a1:
-            count += 1
-    return count
 
 
 def figure(scenario: str, **fields: Any) -> str:

@@ -7,7 +7,6 @@ import math
 from collections.abc import Callable, Iterator
 from typing import Any
 
-import psycopg
 import pytest
 from sqlalchemy import text
 
@@ -20,7 +19,7 @@ from runqueue.errors import (
 )
 from tests.conftest import require_services
 from tests.faults import faultkit
-from tests.support import POSTGRES_ADMIN_URL, REDIS_HOST, REDIS_PORT
+from tests.support import REDIS_HOST, REDIS_PORT, create_database, drop_database
 
 TABLES = ("runs", "threads", "run_events", "checkpoints")
 SMALL_LIMIT = 1024  # a configured max_payload_bytes, far below the 1 MiB default
@@ -31,22 +30,16 @@ QUOTES = 'it\'s "quoted" `back` \\ ; --'
 @pytest.fixture(scope="module")
 def manager(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     require_services()
-    name = f"runqueue_fault_{faultkit.uuid.uuid4().hex[:10]}"
-    with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
+    database_url = create_database(prefix="runqueue_fault")
     backend = faultkit.fault_backend(
         tmp_path_factory.mktemp("bad-input"),
-        f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}",
+        database_url,
         f"redis://{REDIS_HOST}:{REDIS_PORT}/0",
     )
     manager = faultkit.manager_for(backend.settings)
     manager.create_or_reject("existing-thread", "echo")  # something to leave untouched
     yield manager
-    from runqueue.store.database import dispose_engines
-
-    dispose_engines()
-    with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    drop_database(database_url)
 
 
 def row_counts(manager: Any) -> dict[str, int]:

@@ -10,9 +10,10 @@ import uuid
 import pytest
 
 from runqueue import RunStatus
+from runqueue.journal import Journal
 from runqueue.worker.execution import CANCEL_POLL_SECONDS
 from tests.faults import faultkit
-from tests.support import read_journal
+from tests.support import RunFactory
 
 STEP_SECONDS = 0.2
 BOUND_SECONDS = 2.0
@@ -24,35 +25,28 @@ def test_cancel_running_run_in_pool_without_terminate(
 ):
     settings = shared_backend.settings
     manager = faultkit.manager_for(settings)
-    journal = tmp_path / "journal.jsonl"
+    journal = Journal(tmp_path / "journal.jsonl")
+    run_factory = RunFactory(manager, journal)
     workers(settings, concurrency=2, pool=pool)
     thread_id = f"coop-{uuid.uuid4().hex[:10]}"
-    kwargs = {"delay": STEP_SECONDS, "journal": str(journal), "cooperative": True}
-    run = manager.create_or_reject(thread_id, "steps", kwargs={"steps": 100, **kwargs})
-    following = manager.create_or_reject(
-        thread_id, "steps", kwargs={"steps": 1, **kwargs}, multitask_strategy="enqueue"
+    run = run_factory(thread_id, steps=100, delay=STEP_SECONDS, cooperative=True)
+    following = run_factory(
+        thread_id, steps=1, delay=STEP_SECONDS, strategy="enqueue", cooperative=True
     )
-    faultkit.wait_for(
-        lambda: sum(line["event"] == "step" for line in read_journal(journal)) >= 2,
-        30,
-        "the run's steps",
-    )
+    faultkit.wait_for(lambda: journal.count(event="step") >= 2, 30, "the run's steps")
 
     cancelled_at = time.time()
     assert manager.cancel(run.run_id) is True
     ended = manager.join(run.run_id, timeout=10)
     next_run = manager.join(following.run_id, timeout=30)
-    lines = read_journal(journal)
-    last_step = max(
-        line["time"] for line in lines if line["run_id"] == run.run_id and line["event"] == "step"
-    )
+    last_step = max(line["time"] for line in journal.lines(run_id=run.run_id, event="step"))
     stopped_after = ended.ended_at.timestamp() - cancelled_at
     report(
         f"cooperative-cancel-{pool}",
         runs=2,
         lost=int(next_run.status is not RunStatus.success),
-        duplicated=faultkit.duplicated(lines),
-        overlapping=faultkit.overlapping(lines),
+        duplicated=journal.duplicated(),
+        overlapping=journal.overlapping(),
         free_after_s=stopped_after,
         bound_s=STEP_SECONDS + CANCEL_POLL_SECONDS,
     )
@@ -60,4 +54,4 @@ def test_cancel_running_run_in_pool_without_terminate(
     assert stopped_after <= BOUND_SECONDS
     assert last_step <= cancelled_at + BOUND_SECONDS  # its side effects stopped
     assert next_run.status is RunStatus.success
-    assert faultkit.overlapping(lines) == 0 and faultkit.duplicated(lines) == 0
+    assert journal.overlapping() == 0 and journal.duplicated() == 0

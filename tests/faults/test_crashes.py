@@ -15,31 +15,22 @@ import time
 import uuid
 from pathlib import Path
 
-from runqueue import RunStatus
+from runqueue import RunRecord, RunStatus
+from runqueue.journal import Journal
 from tests.faults import faultkit
-from tests.support import read_journal, settings_env
+from tests.support import RunFactory, settings_env
 
 
 def _thread() -> str:
     return f"crash-{uuid.uuid4().hex[:10]}"
 
 
-def _long_then_next(manager, journal: Path):  # noqa: ANN001, ANN202
+def _long_then_next(run_factory: RunFactory) -> tuple[RunRecord, RunRecord]:
     thread_id = _thread()
-    long = manager.create_or_reject(
-        thread_id, "steps", kwargs={"steps": 60, "delay": 0.25, "journal": str(journal)}
-    )
-    following = manager.create_or_reject(
-        thread_id,
-        "steps",
-        kwargs={"steps": 1, "delay": 0.05, "journal": str(journal)},
-        multitask_strategy="enqueue",
-    )
+    long = run_factory(thread_id, steps=60, delay=0.25)
+    following = run_factory(thread_id, steps=1, delay=0.05, strategy="enqueue")
     faultkit.wait_for(
-        lambda: any(
-            line["run_id"] == long.run_id and line["event"] == "step"
-            for line in read_journal(journal)
-        ),
+        lambda: run_factory.journal.count(run_id=long.run_id, event="step") > 0,
         timeout=30,
         message="the long run's first step",
     )
@@ -49,10 +40,10 @@ def _long_then_next(manager, journal: Path):  # noqa: ANN001, ANN202
 def test_sigkill_worker_main_process_and_children(shared_backend, workers, report, tmp_path):
     settings = shared_backend.settings
     manager = faultkit.manager_for(settings)
-    journal = tmp_path / "journal.jsonl"
+    journal = Journal(tmp_path / "journal.jsonl")
     first, second = workers(settings, count=2, concurrency=1)
-    long, following = _long_then_next(manager, journal)
-    pid = next(line["pid"] for line in read_journal(journal) if line["run_id"] == long.run_id)
+    long, following = _long_then_next(RunFactory(manager, journal))
+    pid = journal.pid(long.run_id)
     victim = first if pid in first.pool_pids() else second
     assert pid in victim.pool_pids()
 
@@ -62,32 +53,31 @@ def test_sigkill_worker_main_process_and_children(shared_backend, workers, repor
     bound = settings.lease_seconds + 5
     ended = manager.join(long.run_id, timeout=bound + 2)
     next_run = manager.join(following.run_id, timeout=30)
-    lines = read_journal(journal)
     free_after = ended.ended_at.timestamp() - killed_at
     report(
         "sigkill-main",
         runs=2,
         lost=sum(not r.is_final for r in (ended, next_run)),
-        duplicated=faultkit.duplicated(lines),
-        overlapping=faultkit.overlapping(lines),
+        duplicated=journal.duplicated(),
+        overlapping=journal.overlapping(),
         free_after_s=free_after,
     )
     assert ended.status is RunStatus.error and "worker lost" in ended.error
     assert free_after <= bound
     assert next_run.status is RunStatus.success
-    assert faultkit.starts(lines) == {long.run_id: 1, following.run_id: 1}
-    assert faultkit.overlapping(lines) == 0
+    assert journal.starts() == {long.run_id: 1, following.run_id: 1}
+    assert journal.overlapping() == 0
     # The killed run's steps stopped with its process: it never ran on after the kill.
-    assert max(line["time"] for line in lines if line["run_id"] == long.run_id) < killed_at + 0.5
+    assert journal.intervals()[long.run_id][1] < killed_at + 0.5
 
 
 def test_sigkill_one_pool_child(shared_backend, workers, report, tmp_path):
     settings = shared_backend.settings
     manager = faultkit.manager_for(settings)
-    journal = tmp_path / "journal.jsonl"
+    journal = Journal(tmp_path / "journal.jsonl")
     (worker,) = workers(settings, concurrency=2)
-    long, following = _long_then_next(manager, journal)
-    pid = next(line["pid"] for line in read_journal(journal) if line["run_id"] == long.run_id)
+    long, following = _long_then_next(RunFactory(manager, journal))
+    pid = journal.pid(long.run_id)
     assert pid in worker.pool_pids()
 
     killed_at = time.time()
@@ -96,7 +86,6 @@ def test_sigkill_one_pool_child(shared_backend, workers, report, tmp_path):
     bound = settings.lease_seconds + 5
     ended = manager.join(long.run_id, timeout=bound + 2)
     next_run = manager.join(following.run_id, timeout=30)
-    lines = read_journal(journal)
     free_after = ended.ended_at.timestamp() - killed_at
     # Which path wrote the end: Celery's main process (WorkerLostError, which billiard only
     # declares after its lost_worker_timeout of 10 s) or the lease reaper (lease 4 s here).
@@ -105,16 +94,16 @@ def test_sigkill_one_pool_child(shared_backend, workers, report, tmp_path):
         "sigkill-child",
         runs=2,
         lost=sum(not r.is_final for r in (ended, next_run)),
-        duplicated=faultkit.duplicated(lines),
-        overlapping=faultkit.overlapping(lines),
+        duplicated=journal.duplicated(),
+        overlapping=journal.overlapping(),
         free_after_s=free_after,
         finalized_by=path,
     )
     assert ended.status is RunStatus.error and "worker lost" in ended.error
     assert free_after <= bound
     assert next_run.status is RunStatus.success
-    assert faultkit.starts(lines) == {long.run_id: 1, following.run_id: 1}
-    assert faultkit.overlapping(lines) == 0
+    assert journal.starts() == {long.run_id: 1, following.run_id: 1}
+    assert journal.overlapping() == 0
     assert worker.process.poll() is None  # the worker itself lives on
 
 
@@ -130,7 +119,7 @@ def test_reap_command_frees_a_thread_whose_worker_vanished(shared_backend):
     assert claim.claimed
     time.sleep(0.6)
 
-    env = settings_env(settings) | faultkit.worker_env(settings)
+    env = settings_env(settings)
     done = subprocess.run(
         [sys.executable, "-m", "runqueue", "reap"],
         env=env,

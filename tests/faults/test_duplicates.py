@@ -8,8 +8,9 @@ import uuid
 
 from runqueue import RunStatus
 from runqueue.dispatch import publish
+from runqueue.journal import Journal
 from tests.faults import faultkit
-from tests.support import read_journal
+from tests.support import RunFactory
 
 
 def _thread() -> str:
@@ -19,7 +20,7 @@ def _thread() -> str:
 def test_cancel_while_no_worker_online_never_executes(shared_backend, workers, report, tmp_path):
     settings = shared_backend.settings
     manager = faultkit.manager_for(settings)
-    journal = tmp_path / "journal.jsonl"
+    journal = Journal(tmp_path / "journal.jsonl")
     run = manager.create_or_reject(_thread(), "echo", kwargs={"journal": str(journal)})
     assert manager.cancel(run.run_id) is True  # no worker online: the revoke reaches nobody
     probe = manager.create_or_reject(_thread(), "echo", kwargs={"journal": str(journal)})
@@ -30,27 +31,24 @@ def test_cancel_while_no_worker_online_never_executes(shared_backend, workers, r
     manager.join(probe.run_id, timeout=30)
     faultkit.wait_for(lambda: "not started: finished" in worker.log(), 10, "the skip")
     cancelled = manager.get(run.run_id)
-    lines = read_journal(journal)
     report(
         "cancel-no-worker",
         runs=1,
         lost=0,
-        duplicated=faultkit.duplicated(lines),
+        duplicated=journal.duplicated(),
         overlapping=0,
-        executed=faultkit.starts(lines)[run.run_id],
+        executed=journal.starts()[run.run_id],
     )
     assert cancelled.status is RunStatus.interrupted
-    assert faultkit.starts(lines)[run.run_id] == 0
-    assert faultkit.starts(lines)[probe.run_id] == 1
+    assert journal.starts()[run.run_id] == 0
+    assert journal.starts()[probe.run_id] == 1
 
 
 def test_same_message_delivered_twice_executes_once(shared_backend, workers, report, tmp_path):
     settings = shared_backend.settings
     manager = faultkit.manager_for(settings)
-    journal = tmp_path / "journal.jsonl"
-    run = manager.create_or_reject(
-        _thread(), "steps", kwargs={"steps": 3, "delay": 0.2, "journal": str(journal)}
-    )
+    journal = Journal(tmp_path / "journal.jsonl")
+    run = RunFactory(manager, journal)(_thread(), steps=3, delay=0.2)
     # Two more copies of the very same message (same task id): three deliveries in all.
     assert publish(manager.app, run) and publish(manager.app, run)
     (worker,) = workers(settings, concurrency=3)
@@ -58,17 +56,16 @@ def test_same_message_delivered_twice_executes_once(shared_backend, workers, rep
     faultkit.wait_for(
         lambda: worker.log().count(f"run {run.run_id} not started") == 2, 15, "both skips"
     )
-    lines = read_journal(journal)
     report(
         "duplicate-message",
         runs=1,
         deliveries=3,
         lost=int(done.status is not RunStatus.success),
-        duplicated=faultkit.duplicated(lines),
-        overlapping=faultkit.overlapping(lines),
+        duplicated=journal.duplicated(),
+        overlapping=journal.overlapping(),
     )
     assert done.status is RunStatus.success
-    assert faultkit.starts(lines) == {run.run_id: 1}
+    assert journal.starts() == {run.run_id: 1}
     assert done.attempt == 1
 
 
@@ -83,24 +80,21 @@ def test_visibility_timeout_redelivery_while_running_executes_once(
     )
     settings = backend.settings
     manager = faultkit.manager_for(settings)
-    journal = tmp_path / "journal.jsonl"
+    journal = Journal(tmp_path / "journal.jsonl")
     (worker,) = workers(settings, concurrency=2)
-    run = manager.create_or_reject(
-        _thread(), "steps", kwargs={"steps": 8, "delay": 0.5, "journal": str(journal)}
-    )
+    run = RunFactory(manager, journal)(_thread(), steps=8, delay=0.5)
     started = time.monotonic()
     done = manager.join(run.run_id, timeout=60)
-    lines = read_journal(journal)
     redelivered = worker.log().count(f"run {run.run_id} not started: running")
     report(
         "visibility-timeout-redelivery",
         runs=1,
         redeliveries=redelivered,
         lost=int(done.status is not RunStatus.success),
-        duplicated=faultkit.duplicated(lines),
-        overlapping=faultkit.overlapping(lines),
+        duplicated=journal.duplicated(),
+        overlapping=journal.overlapping(),
         run_s=time.monotonic() - started,
     )
     assert redelivered >= 1, "kombu did not redeliver: the scenario did not happen"
     assert done.status is RunStatus.success
-    assert faultkit.starts(lines) == {run.run_id: 1}
+    assert journal.starts() == {run.run_id: 1}

@@ -10,9 +10,10 @@ import pytest
 import redis
 
 from runqueue import DatabaseUnavailableError, RunStatus
+from runqueue.journal import Journal
 from runqueue.records import FINAL_STATUSES
 from tests.faults import faultkit
-from tests.support import read_journal
+from tests.support import RunFactory
 
 
 def _final_counts(manager, run_ids):  # noqa: ANN001, ANN202
@@ -30,19 +31,15 @@ def test_redis_restart_with_200_runs_queued(
     )
     settings = backend.settings
     manager = faultkit.manager_for(settings)
-    journal = tmp_path / "journal.jsonl"
+    journal = Journal(tmp_path / "journal.jsonl")
+    run_factory = RunFactory(manager, journal)
     (worker,) = workers(settings, concurrency=2)
     runs = [
-        manager.create_or_reject(
-            f"queued-{i}-{uuid.uuid4().hex[:6]}",
-            "steps",
-            kwargs={"steps": 1, "delay": 0.02, "journal": str(journal)},
-        )
-        for i in range(200)
+        run_factory(f"queued-{i}-{uuid.uuid4().hex[:6]}", steps=1, delay=0.02) for i in range(200)
     ]
     run_ids = [run.run_id for run in runs]
     queue = redis.Redis.from_url(private_redis.url)
-    faultkit.wait_for(lambda: len(read_journal(journal)) >= 20, 60, "some runs executed")
+    faultkit.wait_for(lambda: journal.count() >= 20, 60, "some runs executed")
     queued_before = queue.llen(settings.queue)
     private_redis.restart()
     restarted_at = time.time()
@@ -52,15 +49,14 @@ def test_redis_restart_with_200_runs_queued(
         lambda: _final_counts(manager, run_ids)[1] == len(run_ids), 150, "all 200 runs final"
     )
     finals, _ = _final_counts(manager, run_ids)
-    lines = read_journal(journal)
-    counts = faultkit.starts(lines)
+    counts = journal.starts()
     recovered = max(run.ended_at.timestamp() for run in finals) - restarted_at
     report(
         "redis-restart-200-queued",
         runs=len(run_ids),
         lost=sum(counts[run_id] == 0 for run_id in run_ids),
-        duplicated=faultkit.duplicated(lines),
-        overlapping=faultkit.overlapping(lines),
+        duplicated=journal.duplicated(),
+        overlapping=journal.overlapping(),
         queued_at_restart=queued_before,
         all_done_after_s=recovered,
     )
@@ -80,24 +76,16 @@ def test_postgres_restart_while_runs_execute(
     )
     settings = backend.settings
     manager = faultkit.manager_for(settings)
-    journal = tmp_path / "journal.jsonl"
+    journal = Journal(tmp_path / "journal.jsonl")
+    run_factory = RunFactory(manager, journal)
     workers(settings, concurrency=2)
     threads = [f"pg-{i}-{uuid.uuid4().hex[:6]}" for i in range(3)]
     run_ids = [
-        manager.create_or_reject(
-            thread_id,
-            "steps",
-            kwargs={"steps": 8, "delay": 0.25, "journal": str(journal)},
-            multitask_strategy="enqueue",
-        ).run_id
+        run_factory(thread_id, steps=8, delay=0.25, strategy="enqueue").run_id
         for thread_id in threads
         for _ in range(2)
     ]
-    faultkit.wait_for(
-        lambda: sum(line["event"] == "step" for line in read_journal(journal)) >= 2,
-        30,
-        "runs executing",
-    )
+    faultkit.wait_for(lambda: journal.count(event="step") >= 2, 30, "runs executing")
     down_at = time.time()
     private_postgres.stop()
     time.sleep(2.0)  # long enough for every running run to hit the outage
@@ -108,15 +96,14 @@ def test_postgres_restart_while_runs_execute(
         lambda: _final_counts(manager, run_ids)[1] == len(run_ids), 90, "every run final"
     )
     finals, _ = _final_counts(manager, run_ids)
-    lines = read_journal(journal)
     hit = [r for r in finals if r.started_at.timestamp() < down_at < r.ended_at.timestamp()]
     landed_after = max(r.ended_at.timestamp() for r in hit) - back_at if hit else 0.0
     report(
         "postgres-restart",
         runs=len(run_ids),
         lost=sum(not run.is_final for run in finals),
-        duplicated=faultkit.duplicated(lines),
-        overlapping=faultkit.overlapping(lines),
+        duplicated=journal.duplicated(),
+        overlapping=journal.overlapping(),
         runs_during_outage=len(hit),
         landed_after_s=landed_after,
     )
@@ -125,7 +112,7 @@ def test_postgres_restart_while_runs_execute(
         assert run.status is RunStatus.success, (run.run_id, run.status, run.error)
         events = manager.events(run.run_id)
         assert sum(e.status in FINAL_STATUSES for e in events) == 1  # landed exactly once
-    assert faultkit.duplicated(lines) == 0 and faultkit.overlapping(lines) == 0
+    assert journal.duplicated() == 0 and journal.overlapping() == 0
     assert not any(manager.has_inflight(thread_id) for thread_id in threads)
 
 
@@ -135,7 +122,7 @@ def test_broker_down_create_records_and_runs_when_back(
     backend = faultkit.fault_backend(tmp_path, shared_database, private_redis.url)
     settings = backend.settings
     manager = faultkit.manager_for(settings)
-    journal = tmp_path / "journal.jsonl"
+    journal = Journal(tmp_path / "journal.jsonl")
     workers(settings, concurrency=1)
     private_redis.stop()
 
@@ -155,14 +142,14 @@ def test_broker_down_create_records_and_runs_when_back(
         "broker-down-at-create",
         runs=1,
         lost=int(done.status is not RunStatus.success),
-        duplicated=faultkit.duplicated(read_journal(journal)),
+        duplicated=journal.duplicated(),
         overlapping=0,
         create_s=create_seconds,
         ran_after_broker_back_s=done.ended_at.timestamp() - back_at,
     )
     assert create_seconds < 5
     assert done.status is RunStatus.success
-    assert faultkit.starts(read_journal(journal)) == {run.run_id: 1}
+    assert journal.starts() == {run.run_id: 1}
 
 
 def test_database_down_at_create_is_a_clear_error_and_nothing_published(private_redis, tmp_path):

@@ -12,8 +12,9 @@ from typing import Any
 import pytest
 
 from runqueue import RunStatus
+from runqueue.journal import Journal
 from tests.faults import faultkit
-from tests.support import read_journal
+from tests.support import REDIS_HOST, REDIS_PORT, RunFactory, create_database, drop_database
 
 
 def _thread() -> str:
@@ -23,34 +24,25 @@ def _thread() -> str:
 @pytest.fixture(scope="module")
 def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Any, Any]]:
     """One backend on the shared services and one prefork worker for the module."""
-    import psycopg
-
     from tests.conftest import require_services
-    from tests.support import POSTGRES_ADMIN_URL, REDIS_HOST, REDIS_PORT
 
     require_services()
-    name = f"runqueue_fault_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
+    database_url = create_database(prefix="runqueue_fault")
     tmp = tmp_path_factory.mktemp("retries")
     backend = faultkit.fault_backend(
         tmp,
-        f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}",
+        database_url,
         f"redis://{REDIS_HOST}:{REDIS_PORT}/{uuid.uuid4().int % 16}",
     )
     (worker,) = faultkit.start_workers(backend.settings, tmp, concurrency=2)
     yield faultkit.manager_for(backend.settings), worker
     worker.stop()
-    from runqueue.store.database import dispose_engines
-
-    dispose_engines()
-    with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    drop_database(database_url)
 
 
 def test_retry_policy_retries_then_succeeds(fleet, tmp_path: Path) -> None:
     manager, _ = fleet
-    journal = tmp_path / "journal.jsonl"
+    journal = Journal(tmp_path / "journal.jsonl")
     run = manager.create_or_reject(
         _thread(), "flaky", kwargs={"fail_attempts": 1, "journal": str(journal)}
     )
@@ -67,15 +59,15 @@ def test_retry_policy_retries_then_succeeds(fleet, tmp_path: Path) -> None:
     ]
     assert events[2].detail.startswith("attempt 1/3 failed, retry in 0.5s: RuntimeError")
     # The backoff was honoured: the second attempt began >= 0.5 s after the first ended.
-    attempts = [line for line in read_journal(journal) if line["event"] == "start"]
-    ends = [line for line in read_journal(journal) if line["event"] == "end"]
+    attempts = journal.lines(event="start")
+    ends = journal.lines(event="end")
     assert [line["attempt"] for line in attempts] == [1, 2]
     assert attempts[1]["time"] - ends[0]["time"] >= 0.45
 
 
 def test_retry_policy_gives_up_after_max_attempts(fleet, tmp_path: Path) -> None:
     manager, _ = fleet
-    journal = tmp_path / "journal.jsonl"
+    journal = Journal(tmp_path / "journal.jsonl")
     run = manager.create_or_reject(
         _thread(), "flaky", kwargs={"fail_attempts": 10, "journal": str(journal)}
     )
@@ -84,12 +76,12 @@ def test_retry_policy_gives_up_after_max_attempts(fleet, tmp_path: Path) -> None
     assert done.attempt == 3
     statuses = [e.status.value for e in manager.events(run.run_id)]
     assert statuses.count("running") == 3 and statuses[-1] == "error"
-    assert faultkit.starts(read_journal(journal))[run.run_id] == 3
+    assert journal.starts()[run.run_id] == 3
 
 
 def test_cancel_between_attempts_stops_the_retries(fleet, tmp_path: Path) -> None:
     manager, _ = fleet
-    journal = tmp_path / "journal.jsonl"
+    journal = Journal(tmp_path / "journal.jsonl")
     run = manager.create_or_reject(
         _thread(), "flaky", kwargs={"fail_attempts": 10, "journal": str(journal)}
     )
@@ -105,13 +97,13 @@ def test_cancel_between_attempts_stops_the_retries(fleet, tmp_path: Path) -> Non
     time.sleep(1.5)  # longer than the backoff: the retry message arrives and is skipped
     done = manager.get(run.run_id)
     assert done.status is RunStatus.interrupted
-    assert faultkit.starts(read_journal(journal))[run.run_id] == 1
+    assert journal.starts()[run.run_id] == 1
 
 
 @pytest.mark.parametrize("assistant", ["soft_limited", "hard_limited"])
 def test_time_limits_end_as_timeout(fleet, assistant: str, tmp_path: Path) -> None:
     manager, worker = fleet
-    journal = tmp_path / "journal.jsonl"
+    journal = Journal(tmp_path / "journal.jsonl")
     thread_id = _thread()
     run = manager.create_or_reject(
         thread_id, assistant, kwargs={"seconds": 30, "journal": str(journal)}
@@ -124,7 +116,7 @@ def test_time_limits_end_as_timeout(fleet, assistant: str, tmp_path: Path) -> No
     assert "TimeLimitExceeded" in done.error
     assert (done.ended_at - done.started_at).total_seconds() < 5
     assert manager.join(following.run_id, timeout=30).status is RunStatus.success
-    assert faultkit.overlapping(read_journal(journal)) == 0
+    assert journal.overlapping() == 0
     assert worker.process.poll() is None
 
 
@@ -133,26 +125,22 @@ def test_reaper_requeues_a_lost_run_when_the_policy_allows(
 ) -> None:
     settings = shared_backend.settings
     manager = faultkit.manager_for(settings)
-    journal = tmp_path / "journal.jsonl"
+    journal = Journal(tmp_path / "journal.jsonl")
     first, second = workers(settings, count=2, concurrency=1)
-    run = manager.create_or_reject(
-        _thread(), "steps_retried", kwargs={"steps": 12, "delay": 0.25, "journal": str(journal)}
-    )
-    faultkit.wait_for(
-        lambda: any(line["event"] == "step" for line in read_journal(journal)), 30, "a step"
-    )
-    pid = read_journal(journal)[0]["pid"]
+    run = RunFactory(manager, journal)(_thread(), steps=12, delay=0.25, assistant="steps_retried")
+    faultkit.wait_for(lambda: journal.count(event="step") > 0, 30, "a step")
+    pid = journal.pid(run.run_id)
     victim = first if pid in first.pool_pids() else second
     killed_at = time.time()
     faultkit.kill_process_tree(victim)
     done = manager.join(run.run_id, timeout=60)
-    lines = read_journal(journal)
+    lines = journal.lines()
     report(
         "sigkill-main-with-retry-policy",
         runs=1,
         lost=int(done.status is not RunStatus.success),
         duplicated=0,
-        overlapping=faultkit.overlapping(lines),
+        overlapping=journal.overlapping(),
         attempts=done.attempt,
         done_after_s=done.ended_at.timestamp() - killed_at,
     )

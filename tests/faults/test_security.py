@@ -12,8 +12,8 @@ import pytest
 from kombu import Connection, Exchange, Queue
 
 from runqueue import DatabaseUnavailableError, RunStatus, Settings
+from runqueue.journal import Journal
 from tests.faults import faultkit
-from tests.support import read_journal
 
 
 class _Gadget:
@@ -29,7 +29,7 @@ class _Gadget:
 def test_pickle_message_is_refused_and_never_executes(shared_backend, workers, report, tmp_path):
     settings = shared_backend.settings
     manager = faultkit.manager_for(settings)
-    journal = tmp_path / "journal.jsonl"
+    journal = Journal(tmp_path / "journal.jsonl")
     marker = tmp_path / "unpickled"
     (worker,) = workers(settings, concurrency=1)
 
@@ -52,13 +52,13 @@ def test_pickle_message_is_refused_and_never_executes(shared_backend, workers, r
     report(
         "pickle-message",
         runs=1,
-        executed=faultkit.starts(read_journal(journal))[task_id],
+        executed=journal.starts()[task_id],
         unpickled=int(marker.exists()),
         refused=int("ContentDisallowed" in log),
     )
     assert "ContentDisallowed" in log
     assert not marker.exists()  # never unpickled
-    assert task_id not in faultkit.starts(read_journal(journal))
+    assert task_id not in journal.starts()
 
 
 def test_database_url_password_never_logged(caplog, shared_database, tmp_path):

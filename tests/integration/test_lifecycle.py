@@ -5,7 +5,6 @@ from __future__ import annotations
 import uuid
 
 from runqueue import RunStatus
-from tests.support import read_journal
 
 
 def thread() -> str:
@@ -28,7 +27,7 @@ def test_run_succeeds_with_result_and_history(manager, worker, journal):
         RunStatus.success,
     ]
     # The assistant's own side effects prove it ran exactly once, in a pool child.
-    lines = read_journal(journal)
+    lines = journal.lines()
     assert [line["event"] for line in lines] == ["start", "end"]
     assert lines[0]["pid"] in worker.pool_pids() or lines[0]["pid"] != worker.pid
     assert manager.checkpoints(run.thread_id)[-1].values["turns"] == 1

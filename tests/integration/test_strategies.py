@@ -20,29 +20,12 @@ from runqueue import (
     SyncRunManager,
     create_app,
 )
-from tests.support import execution_intervals, pid_alive, read_journal, wait_until
+from tests.support import pid_alive, wait_until
 from workers.assistants import register
 
 
 def new_thread() -> str:
     return f"thread-{uuid.uuid4().hex[:12]}"
-
-
-def started(journal, run_id: str) -> dict | None:
-    return next(
-        (
-            line
-            for line in read_journal(journal)
-            if line["run_id"] == run_id and line["event"] == "start"
-        ),
-        None,
-    )
-
-
-def steps_written(journal, run_id: str) -> int:
-    return sum(
-        1 for line in read_journal(journal) if line["run_id"] == run_id and line["event"] == "step"
-    )
 
 
 # -- reject -----------------------------------------------------------------------------------
@@ -87,20 +70,17 @@ def test_reject_twenty_racing_processes_accept_exactly_one(backend, manager):
 # -- interrupt --------------------------------------------------------------------------------
 
 
-def test_interrupt_stops_the_old_process_before_the_new_run_starts(manager, worker, journal):
+def test_interrupt_stops_the_old_process_before_the_new_run_starts(
+    manager, worker, journal, run_factory
+):
     thread_id = new_thread()
-    old = manager.create_or_reject(
-        thread_id, "steps", kwargs={"steps": 200, "delay": 0.05, "journal": str(journal)}
+    old = run_factory(thread_id, steps=200, delay=0.05)
+    wait_until(
+        lambda: journal.count(run_id=old.run_id, event="step") >= 3, message="old run stepping"
     )
-    wait_until(lambda: steps_written(journal, old.run_id) >= 3, message="old run stepping")
-    old_pid = started(journal, old.run_id)["pid"]
+    old_pid = journal.pid(old.run_id)
 
-    new = manager.create_or_reject(
-        thread_id,
-        "steps",
-        kwargs={"steps": 2, "delay": 0.05, "journal": str(journal)},
-        multitask_strategy="interrupt",
-    )
+    new = run_factory(thread_id, steps=2, delay=0.05, strategy="interrupt")
     wait_until(
         lambda: not pid_alive(old_pid),
         timeout=2,
@@ -114,38 +94,34 @@ def test_interrupt_stops_the_old_process_before_the_new_run_starts(manager, work
     assert old_final.abort_action is AbortAction.interrupt
     # Its partial checkpoints stay.
     assert any(c.run_id == old.run_id for c in manager.checkpoints(thread_id))
-    intervals = execution_intervals(read_journal(journal))
+    intervals = journal.intervals()
     assert intervals[old.run_id][1] < intervals[new.run_id][0], intervals
 
 
 # -- rollback ---------------------------------------------------------------------------------
 
 
-def test_rollback_restores_the_thread_state_from_before_the_cancelled_run(manager, worker, journal):
+def test_rollback_restores_the_thread_state_from_before_the_cancelled_run(
+    manager, worker, journal, run_factory
+):
     thread_id = new_thread()
-    first = manager.create_or_reject(
-        thread_id, "steps", kwargs={"steps": 2, "delay": 0.01, "journal": str(journal)}
-    )
+    first = run_factory(thread_id, steps=2, delay=0.01)
     assert manager.join(first.run_id, timeout=30).status is RunStatus.success
     before = [(c.checkpoint_id, c.values) for c in manager.checkpoints(thread_id)]
 
-    doomed = manager.create_or_reject(
-        thread_id, "steps", kwargs={"steps": 200, "delay": 0.05, "journal": str(journal)}
+    doomed = run_factory(thread_id, steps=200, delay=0.05)
+    wait_until(
+        lambda: journal.count(run_id=doomed.run_id, event="step") >= 3,
+        message="doomed run stepping",
     )
-    wait_until(lambda: steps_written(journal, doomed.run_id) >= 3, message="doomed run stepping")
     assert len(manager.checkpoints(thread_id)) > len(before)
 
-    after_run = manager.create_or_reject(
-        thread_id,
-        "steps",
-        kwargs={"steps": 0, "journal": str(journal)},
-        multitask_strategy="rollback",
-    )
+    after_run = run_factory(thread_id, steps=0, strategy="rollback")
     assert manager.join(after_run.run_id, timeout=30).status is RunStatus.success
 
     assert [(c.checkpoint_id, c.values) for c in manager.checkpoints(thread_id)] == before
     # The next run saw exactly the state from before the cancelled run.
-    assert started(journal, after_run.run_id)["values"] == before[-1][1]
+    assert journal.first(after_run.run_id)["values"] == before[-1][1]
     cancelled = manager.join(doomed.run_id, timeout=10)
     assert cancelled.status is RunStatus.interrupted
     assert cancelled.abort_action is AbortAction.rollback
@@ -155,32 +131,22 @@ def test_rollback_restores_the_thread_state_from_before_the_cancelled_run(manage
 
 
 def test_enqueue_runs_one_at_a_time_in_order_and_threads_in_parallel(
-    manager, start_worker, journal
+    manager, start_worker, journal, run_factory
 ):
     start_worker(concurrency=5)
     threads = [new_thread() for _ in range(5)]
     created: dict[str, list[str]] = {t: [] for t in threads}
     for _ in range(10):
         for thread_id in threads:
-            run = manager.create_or_reject(
-                thread_id,
-                "steps",
-                kwargs={"steps": 1, "delay": 0.05, "journal": str(journal)},
-                multitask_strategy="enqueue",
-            )
+            run = run_factory(thread_id, steps=1, delay=0.05, strategy="enqueue")
             created[thread_id].append(run.run_id)
     for runs in created.values():
         for run_id in runs:
             assert manager.join(run_id, timeout=120).status is RunStatus.success
 
-    lines = read_journal(journal)
-    intervals = execution_intervals(lines)
+    intervals = journal.intervals()
     for thread_id, runs in created.items():
-        starts = [
-            line["run_id"]
-            for line in lines
-            if line["thread_id"] == thread_id and line["event"] == "start"
-        ]
+        starts = [line["run_id"] for line in journal.lines(thread_id=thread_id, event="start")]
         assert starts == runs, "runs of one thread must start in creation order"
         for earlier, later in pairwise(runs):
             assert intervals[earlier][1] <= intervals[later][0], "runs of a thread overlapped"
@@ -198,21 +164,16 @@ def test_enqueue_runs_one_at_a_time_in_order_and_threads_in_parallel(
 # -- create without a strategy check ------------------------------------------------------------
 
 
-def test_create_skips_the_strategy_but_still_waits_for_the_running_run(manager, worker, journal):
+def test_create_skips_the_strategy_but_still_waits_for_the_running_run(
+    manager, worker, journal, run_factory
+):
     thread_id = new_thread()
-    first = manager.create(
-        thread_id, "steps", kwargs={"steps": 6, "delay": 0.05, "journal": str(journal)}
-    )
-    wait_until(lambda: started(journal, first.run_id), message="first run start")
-    second = manager.create(
-        thread_id,
-        "steps",
-        kwargs={"steps": 1, "delay": 0.01, "journal": str(journal)},
-        multitask_strategy="reject",
-    )
+    first = run_factory(thread_id, steps=6, delay=0.05, check_strategy=False)
+    wait_until(lambda: journal.first(first.run_id), message="first run start")
+    second = run_factory(thread_id, steps=1, delay=0.01, strategy="reject", check_strategy=False)
     assert manager.join(second.run_id, timeout=30).status is RunStatus.success
     assert manager.get(first.run_id).status is RunStatus.success
-    intervals = execution_intervals(read_journal(journal))
+    intervals = journal.intervals()
     assert intervals[first.run_id][1] <= intervals[second.run_id][0]
 
 
