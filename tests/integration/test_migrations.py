@@ -2,22 +2,35 @@
 
 from __future__ import annotations
 
+import subprocess
+from collections.abc import Iterator
+
+import pytest
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import text
 
 from runqueue.store.database import alembic_config, get_engine
 from runqueue.store.models import Base
+from tests.support import (
+    MIGRATE_COMMAND,
+    as_process,
+    create_database,
+    drop_database,
+    settings_env,
+)
 
 
-def schema_drift(backend) -> list:
-    with get_engine(backend.settings.database_url).connect() as conn:
+def schema_drift(database_url: str) -> list:
+    with get_engine(database_url).connect() as conn:
         context = MigrationContext.configure(conn)
         return compare_metadata(context, Base.metadata)
 
 
 def test_migrated_schema_matches_the_models(backend):
-    assert schema_drift(backend) == []
+    assert schema_drift(backend.settings.database_url) == []
 
 
 def test_migrations_downgrade_and_upgrade_again(backend):
@@ -27,4 +40,50 @@ def test_migrations_downgrade_and_upgrade_again(backend):
         tables = set(conn.dialect.get_table_names(conn))
     assert not tables & {"runs", "threads", "run_events", "checkpoints"}
     command.upgrade(config, "head")
-    assert schema_drift(backend) == []
+    assert schema_drift(backend.settings.database_url) == []
+
+
+# The head revision when the migrations lived in runqueue/migrations/, before the layout moved
+# them beside the store (runqueue/store/migrations/); a database keeps only the revision id.
+HEAD_BEFORE_THE_MOVE = "0002"
+
+
+@pytest.fixture
+def database_url(backend, tmp_path) -> Iterator[str]:
+    """An empty database of the module's backend kind."""
+    if backend.settings.is_sqlite:
+        yield f"sqlite:///{tmp_path / 'old.sqlite3'}"
+        return
+    url = create_database()
+    yield url
+    drop_database(url)
+
+
+@pytest.mark.parametrize("revision", ["0001", HEAD_BEFORE_THE_MOVE])
+def test_runqueue_migrate_upgrades_a_database_made_before_the_move(
+    backend, database_url, tmp_path, revision
+):
+    settings = backend.settings.with_overrides(database_url=database_url)
+    command.upgrade(alembic_config(settings), revision)
+    with get_engine(database_url).begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO threads (thread_id, metadata, created_at, updated_at) "
+                "VALUES ('kept', '{}', CURRENT_TIMESTAMP, CURRENT_TIMESTAMP)"
+            )
+        )
+
+    migrated = subprocess.run(
+        as_process(MIGRATE_COMMAND),
+        env=settings_env(settings),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+    assert migrated.returncode == 0, migrated.stderr
+    head = ScriptDirectory.from_config(alembic_config(settings)).get_current_head()
+    with get_engine(database_url).connect() as conn:
+        assert MigrationContext.configure(conn).get_current_revision() == head
+        assert conn.execute(text("SELECT thread_id FROM threads")).scalars().all() == ["kept"]
+    assert schema_drift(settings.database_url) == []
