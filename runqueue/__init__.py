@@ -20,7 +20,7 @@ from runqueue.records import (
     RunRecord,
     RunStatus,
 )
-from runqueue.registry import RunManager, SyncRunManager
+from runqueue.registry import RunManager, RunOptions, SyncRunManager
 from runqueue.settings import Settings
 from runqueue.worker.execution import RunContext, RunTask, assistant
 from runqueue.worker.retries import RetryPolicy
@@ -38,6 +38,7 @@ __all__ = [
     "RunEvent",
     "RunManager",
     "RunNotFoundError",
+    "RunOptions",
     "RunQueueError",
     "RunRecord",
     "RetryPolicy",
