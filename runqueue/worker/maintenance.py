@@ -134,6 +134,10 @@ class MaintenanceStep(bootsteps.StartStopStep):
     """The worker's bootstep that runs a MaintenanceLoop from start-up to shutdown."""
 
     label = "runqueue maintenance"
+    # After the pool, so before the consumer: steps stop in reverse order, and the loop then
+    # stops right after the consumer, not only once the pool has drained its running runs
+    # (without a requirement the step's place in the blueprint changes with the hash seed).
+    requires = ("celery.worker.components:Pool",)
 
     def create(self, worker):  # noqa: ANN001, ANN201 - Celery's WorkController
         return MaintenanceLoop(worker.app, holder=worker.hostname)
