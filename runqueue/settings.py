@@ -7,6 +7,7 @@ under one data directory, so no server is needed.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
@@ -109,10 +110,19 @@ _PARSERS: dict[str, type] = {"Path": Path, "str": str, "int": int, "float": floa
 _FIELD_TYPES: dict[str, type] = {f.name: _PARSERS[str(f.type)] for f in fields(Settings)}
 
 
+# user:password@ in a URL that SQLAlchemy cannot parse (a non-numeric port, say).
+_PASSWORD_IN_URL = re.compile(r"(://[^/@:;]*:)[^/@;]*@")
+
+
 def redact_url(url: str) -> str:
     """The URL with its password hidden, fit for logs and error messages. SQLAlchemy's own
-    rendering; it parses broker URLs as well as database ones, query string included."""
+    rendering, which parses broker URLs as well as database ones; kombu's failover form
+    (`redis://a;redis://b`) part by part; a part it cannot parse has its password masked."""
+    return ";".join(_redact_one(part) for part in url.split(";"))
+
+
+def _redact_one(url: str) -> str:
     try:
         return make_url(url).render_as_string(hide_password=True)
-    except ArgumentError:
-        return "<unparseable url>"
+    except (ArgumentError, ValueError):
+        return _PASSWORD_IN_URL.sub(r"\1***@", url)

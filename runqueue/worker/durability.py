@@ -31,9 +31,13 @@ def persist(
     what: str,
     extra: dict[str, Any] | None = None,
 ) -> T:
-    """Run `operation`, retrying DatabaseUnavailableError with exponential backoff (tenacity).
-    No attempt starts once `total_seconds` have passed (the wait before the last one may end
-    up to MAX_DELAY past them); then log an error and raise the last failure."""
+    """Run `operation`, retrying DatabaseUnavailableError with exponential backoff (tenacity)
+    for `total_seconds`: the last attempt comes at that bound, never later; then log an error
+    and raise its failure."""
+    backoff = tenacity.wait_exponential(multiplier=FIRST_DELAY, max=MAX_DELAY)
+
+    def wait(state: tenacity.RetryCallState) -> float:
+        return min(backoff(state), max(total_seconds - state.seconds_since_start, 0.0))
 
     def log_retry(state: tenacity.RetryCallState) -> None:
         logger.warning(
@@ -47,7 +51,7 @@ def persist(
 
     retrying = tenacity.Retrying(
         retry=tenacity.retry_if_exception_type(DatabaseUnavailableError),
-        wait=tenacity.wait_exponential(multiplier=FIRST_DELAY, max=MAX_DELAY),
+        wait=wait,
         stop=tenacity.stop_after_delay(total_seconds),
         before_sleep=log_retry,
         reraise=True,

@@ -59,6 +59,20 @@ def test_persist_gives_up_loudly_after_its_time(caplog):
     assert "giving up" in caplog.text
 
 
+def test_persist_never_waits_past_its_bound():
+    calls = []
+
+    def write() -> None:
+        calls.append(time.monotonic())
+        raise DatabaseUnavailableError("still down")
+
+    with pytest.raises(DatabaseUnavailableError):
+        persist(write, total_seconds=2.0, what="test write")
+    # Backoff 0.1, 0.2, 0.4, 0.8 s, then the last wait is cut to meet the 2 s bound.
+    assert len(calls) == 6
+    assert 1.95 <= calls[-1] - calls[0] < 2.3
+
+
 def test_persist_does_not_hide_other_errors():
     def write() -> None:
         raise ValueError("a bug, not an outage")

@@ -53,6 +53,12 @@ def test_bad_settings_are_a_clear_error(environ):
         ("postgresql://user:s3cret@db:5432/x", "postgresql://user:***@db:5432/x"),
         ("redis://:s3cret@cache:6379/0", "redis://:***@cache:6379/0"),
         ("sqlite:////tmp/x.sqlite3", "sqlite:////tmp/x.sqlite3"),
+        (
+            "sentinel://:s3cret@h1:26379;sentinel://:s3cret@h2:26379",
+            "sentinel://:***@h1:26379;sentinel://:***@h2:26379",
+        ),
+        ("redis://user:s3cret@cache:port/0", "redis://user:***@cache:port/0"),
+        ("postgresql://u:s3cret@db/x?sslmode=require", "postgresql://u:***@db/x?sslmode=require"),
     ],
 )
 def test_redact_url_hides_passwords(url, shown):
