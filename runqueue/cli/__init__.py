@@ -1,5 +1,5 @@
 """The terminal: the `runqueue` command, the demo and their Rich renderings."""
 
-from runqueue.cli.main import main
+from runqueue.cli.commands import main
 
 __all__ = ["main"]
