@@ -74,10 +74,13 @@ class Journal:
         """The run's first line of this event, or None."""
         return next(iter(self.lines(run_id=run_id, event=event)), None)
 
-    def pid(self, run_id: str) -> int | None:
-        """The process that executed the run, as the assistant itself recorded at its start."""
+    def pid(self, run_id: str) -> int:
+        """The process that executed the run, as the assistant itself recorded at its start;
+        LookupError if the run never started."""
         start = self.first(run_id)
-        return None if start is None else int(start["pid"])
+        if start is None:
+            raise LookupError(f"run {run_id} never started (no start line in {self.path})")
+        return int(start["pid"])
 
     def starts(self) -> Counter[str]:
         """How many times each run's body began."""
@@ -89,15 +92,12 @@ class Journal:
 
     def intervals(self) -> dict[str, tuple[float, float]]:
         """run_id -> (first, last) time its assistant recorded anything."""
-        times: dict[str, list[float]] = {}
-        for line in self.lines():
-            times.setdefault(line["run_id"], []).append(line["time"])
-        return {run_id: (min(seen), max(seen)) for run_id, seen in times.items()}
+        return _intervals(self.lines())
 
     def overlapping(self) -> int:
         """Pairs of runs of one thread whose recorded executions overlap in time."""
         lines = self.lines()
-        intervals = self.intervals()
+        intervals = _intervals(lines)  # from the same read as thread_of
         thread_of = {line["run_id"]: line["thread_id"] for line in lines}
         count = 0
         for a, b in itertools.combinations(sorted(intervals), 2):
@@ -105,3 +105,10 @@ class Journal:
             if thread_of[a] == thread_of[b] and a0 < b1 and b0 < a1:
                 count += 1
         return count
+
+
+def _intervals(lines: list[dict[str, Any]]) -> dict[str, tuple[float, float]]:
+    times: dict[str, list[float]] = {}
+    for line in lines:
+        times.setdefault(line["run_id"], []).append(line["time"])
+    return {run_id: (min(seen), max(seen)) for run_id, seen in times.items()}

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
@@ -78,11 +77,10 @@ class Settings:
         """These settings as RUNQUEUE_* variables, so a child process sees exactly them."""
         return {ENV_PREFIX + name.upper(): str(getattr(self, name)) for name in _FIELD_TYPES}
 
-    def process_environment(self, base: Mapping[str, str] | None = None) -> dict[str, str]:
-        """The environment of a child process that must see exactly these settings: `base`
-        (default: this process's) without its RUNQUEUE_* variables, plus environment()."""
-        base = os.environ if base is None else base
-        inherited = {k: v for k, v in base.items() if not k.startswith(ENV_PREFIX)}
+    def process_environment(self) -> dict[str, str]:
+        """The environment of a child process that must see exactly these settings: this
+        process's environment without its RUNQUEUE_* variables, plus environment()."""
+        inherited = {k: v for k, v in os.environ.items() if not k.startswith(ENV_PREFIX)}
         return inherited | self.environment()
 
     def with_overrides(self, **overrides: object) -> Settings:

@@ -49,12 +49,14 @@ def service_reachable(host: str, port: int) -> bool:
         return False
 
 
+def checkout_path() -> dict[str, str]:
+    """PYTHONPATH for a child process that imports this checkout (tests/ is not installed)."""
+    return {"PYTHONPATH": str(REPO_ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+
+
 def settings_env(settings: Settings) -> dict[str, str]:
-    """The environment of a child process that sees these settings and imports this checkout
-    (tests.faults.fault_app is not installed)."""
-    env = settings.process_environment()
-    env["PYTHONPATH"] = str(REPO_ROOT) + os.pathsep + env.get("PYTHONPATH", "")
-    return env
+    """The environment of a child process that sees these settings and imports this checkout."""
+    return settings.process_environment() | checkout_path()
 
 
 def create_database(admin_url: str = POSTGRES_ADMIN_URL, prefix: str = "runqueue_test") -> str:
@@ -142,7 +144,7 @@ class WorkerProcess(processes.WorkerProcess):
 
     def __init__(self, settings: Settings, log_path: Path, **options: Any):
         options.setdefault("cwd", REPO_ROOT)
-        options["extra_env"] = settings_env(settings) | options.get("extra_env", {})
+        options["extra_env"] = checkout_path() | options.get("extra_env", {})
         super().__init__(settings, log_path, **options)
 
 

@@ -22,9 +22,9 @@ from rich.live import Live
 from rich.text import Text
 
 from runqueue.app import runtime_of
-from runqueue.cli.processes import WorkerProcess, pid_alive
+from runqueue.cli.processes import WorkerProcess, WorkerProcessError, pid_alive
 from runqueue.cli.render import runs_table
-from runqueue.errors import ConflictError, RunQueueError
+from runqueue.errors import ConflictError, RunQueueError, first_line
 from runqueue.journal import Journal
 from runqueue.records import AbortAction, RunRecord, RunStatus
 from runqueue.registry import SyncRunManager
@@ -182,7 +182,7 @@ class Demo:
         for guarantee, role in (("interrupt", "interrupt.old"), ("cancel", "cancel.target")):
             pid = self.pid_of(guarantee, role)
             if pid is not None:
-                with contextlib.suppress(DemoError):
+                with contextlib.suppress(DemoError, WorkerProcessError):
                     self.wait_for(f"pid {pid} to exit", lambda pid=pid: not pid_alive(pid), 5.0)
         self.phase = "done"
         self.render(force=True)
@@ -198,7 +198,8 @@ class Demo:
     def pid_of(self, guarantee: str, role: str) -> int | None:
         """The pool process that executed the run, as the assistant itself recorded."""
         run_id = self.scenario.runs.get(role)
-        return None if run_id is None else self.scenario.journal(guarantee).pid(run_id)
+        start = None if run_id is None else self.scenario.journal(guarantee).first(run_id)
+        return None if start is None else int(start["pid"])
 
     def runs(self) -> list[RunRecord]:
         records = []
@@ -379,11 +380,11 @@ def run_demo(app: Celery, *, concurrency: int = 4, console: Console | None = Non
             try:
                 demo.play()
             except RunQueueError as exc:
-                failure = str(exc)
+                failure = first_line(exc)  # the summary stays one line per check
                 demo.render(force=True)
             checks = demo.checks()
     finally:
-        worker.stop()
+        worker.stop(timeout=10.0)
     elapsed = time.monotonic() - started
     lines = ["", "summary"]
     if failure:

@@ -11,7 +11,6 @@ import sys
 import time
 import uuid
 from pathlib import Path
-from typing import IO
 
 from runqueue.errors import RunQueueError
 from runqueue.settings import Settings
@@ -25,8 +24,16 @@ def pid_alive(pid: int) -> bool:
     """True while the process exists and is not a zombie (an exited child not yet reaped)."""
     try:
         state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (OSError, IndexError):
+    except FileNotFoundError:
         return False
+    except OSError:  # /proc hidden from us (hidepid): ask the kernel instead
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True
+        return True
     return state not in ("Z", "X")
 
 
@@ -64,36 +71,35 @@ class WorkerProcess:
         cwd: Path | None = None,
     ):
         self.settings, self.log_path = settings, log_path
-        self.concurrency, self.pool = concurrency, pool
-        self.hostname = f"{name}-{uuid.uuid4().hex[:8]}@%h"
+        self.concurrency, self.pool, self.name = concurrency, pool, name
         self.extra_env, self.cwd = extra_env or {}, cwd
         self.process: subprocess.Popen[bytes] | None = None
-        self._log: IO[bytes] | None = None
         self._offset = 0
         self._stopped = False
 
     def start(self, timeout: float = 60.0) -> WorkerProcess:
-        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        """Start it (a new node name each time) and wait until it is ready."""
         self._stopped = False
-        self._log = self.log_path.open("ab")
-        self._offset = self.log_path.stat().st_size  # a restarted worker appends to its log
-        self.process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                *self.COMMAND,
-                f"--concurrency={self.concurrency}",
-                f"--pool={self.pool}",
-                f"--hostname={self.hostname}",
-                "--loglevel=INFO",
-            ],
-            env=self.settings.process_environment() | self.extra_env,
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,
-            cwd=self.cwd,
-        )
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        with self.log_path.open("ab") as log:  # the child keeps its own descriptor
+            self._offset = log.tell()  # a restarted worker appends to its log
+            self.process = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    *self.COMMAND,
+                    f"--concurrency={self.concurrency}",
+                    f"--pool={self.pool}",
+                    f"--hostname={self.name}-{uuid.uuid4().hex[:8]}@%h",
+                    "--loglevel=INFO",
+                ],
+                env=self.settings.process_environment() | self.extra_env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+                cwd=self.cwd,
+            )
         deadline = time.monotonic() + timeout
         while " ready." not in self.log():
             self.check_alive()
@@ -148,6 +154,3 @@ class WorkerProcess:
                     self.process.wait(timeout)
             os.killpg(self.process.pid, signal.SIGKILL)
         self.process.wait()
-        if self._log is not None:
-            self._log.close()
-            self._log = None
