@@ -90,7 +90,8 @@ class SyncRunManager:
     ) -> RunRecord:
         unexpected = sorted(options.keys() - RunOptions.__optional_keys__)
         if unexpected:
-            raise TypeError(f"unexpected keyword argument {unexpected[0]!r}")
+            method = "create_or_reject" if check_strategy else "create"
+            raise TypeError(f"{method}() got an unexpected keyword argument {unexpected[0]!r}")
         limit = self.settings.max_payload_bytes
         follow_up_to = options.get("follow_up_to_run_id")
         new = NewRun(
@@ -248,6 +249,7 @@ def _in_thread(
     async def twin(self: RunManager, *args: P.args, **kwargs: P.kwargs) -> R:
         return await asyncio.to_thread(method, self.sync, *args, **kwargs)
 
+    twin.__qualname__ = f"RunManager.{method.__name__}"
     return twin
 
 
@@ -270,7 +272,8 @@ class RunManager:
     cancel = _in_thread(SyncRunManager.cancel)
 
     def assistants(self) -> list[str]:
-        """Names of the registered assistants (no I/O: read from the Celery app)."""
+        """Names of the registered assistants. Not a coroutine, the one method that is not:
+        it reads the Celery app's task registry, no I/O."""
         return self.sync.assistants()
 
     async def join(self, run_id: str, *, timeout: float = 60.0, poll: float = 0.05) -> RunRecord:

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 
 import pytest
 
-from runqueue import RunManager, Settings, SyncRunManager, create_app
+from runqueue import ConflictError, RunManager, RunStatus, Settings, SyncRunManager, create_app
+from runqueue.store.database import migrate
+from workers.assistants import register
 
 
 def public_methods(cls: type) -> set[str]:
@@ -37,5 +40,28 @@ def test_each_twin_takes_the_same_parameters(name):
 
 def test_create_refuses_an_option_it_does_not_know(tmp_path):
     manager = SyncRunManager(create_app(Settings(data_dir=tmp_path)))
-    with pytest.raises(TypeError, match="unexpected keyword argument 'strategy'"):
+    with pytest.raises(TypeError, match=r"create\(\) got an unexpected keyword argument 'strateg"):
         manager.create("t1", "anything", strategy="reject")
+
+
+def test_the_async_twins_take_their_arguments_through(tmp_path):
+    """Embedded (SQLite in-process, filesystem broker in tmp_path); no worker is needed."""
+    settings = Settings(data_dir=tmp_path)
+    migrate(settings)
+    app = create_app(settings)
+    register(app)
+    runs = RunManager(app)
+
+    async def scenario() -> None:
+        first = await runs.create_or_reject("t1", "echo", kwargs={"x": 1}, metadata={"m": 2})
+        second = await runs.create_or_reject("t1", "echo", multitask_strategy="enqueue")
+        with pytest.raises(ConflictError):
+            await runs.create_or_reject("t1", "echo", multitask_strategy="reject")
+        assert (await runs.get(first.run_id)).metadata == {"m": 2}
+        listed = await runs.list_by_thread("t1", status="pending", limit=1, offset=1)
+        assert [run.run_id for run in listed] == [first.run_id]
+        assert await runs.cancel(second.run_id, action="rollback") is True
+        assert (await runs.get(second.run_id)).status is RunStatus.interrupted
+        assert runs.assistants() == runs.sync.assistants()
+
+    asyncio.run(scenario())
