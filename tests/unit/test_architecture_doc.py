@@ -1,5 +1,5 @@
 """docs/architecture.md matches the code: every status write it names exists in exactly one
-place, and every statement in store.py that writes runs.status is in its table."""
+place, and every statement in runqueue/store/ that writes runs.status is in its table."""
 
 from __future__ import annotations
 
@@ -128,7 +128,7 @@ def test_every_status_write_in_store_is_documented():
         name for row in status_write_table() for name in code_names(row[1]) if "RunStore" in name
     }
     writers = store_status_writers()
-    assert writers, "found no status writes in store.py: the parser is broken"
+    assert writers, "found no status writes in the store: the parser is broken"
     assert writers <= documented, f"undocumented status writes: {sorted(writers - documented)}"
     # Writes named in the SQL column must really write a status (not just exist).
     wrappers = {"RunStore.claim_run", "RunStore.cancel_run"}  # named 'via' their inner write
@@ -136,7 +136,7 @@ def test_every_status_write_in_store_is_documented():
 
 
 def test_status_column_is_written_only_in_store():
-    """Only store.py issues the statements; everything else goes through it."""
+    """Only the store modules issue the statements; everything else goes through it."""
     for path in PACKAGE.rglob("*.py"):
         if str(path.relative_to(PACKAGE)) in STORE_MODULES or "migrations" in path.parts:
             continue
