@@ -166,8 +166,8 @@ def wait_until(
 
 @dataclass
 class RunFactory:
-    """Creates runs of the example `steps` assistant that record into one journal, so a test
-    names only what matters to it: the thread, how long, which strategy."""
+    """Creates runs of a journaling assistant (`steps` unless told) that record into one
+    journal, so a test names only what matters to it: the thread, how long, which strategy."""
 
     manager: SyncRunManager
     journal: Journal

@@ -43,9 +43,7 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Any, Any]]
 def test_retry_policy_retries_then_succeeds(fleet, tmp_path: Path) -> None:
     manager, _ = fleet
     journal = Journal(tmp_path / "journal.jsonl")
-    run = manager.create_or_reject(
-        _thread(), "flaky", kwargs={"fail_attempts": 1, "journal": str(journal)}
-    )
+    run = RunFactory(manager, journal)(_thread(), assistant="flaky", fail_attempts=1)
     done = manager.join(run.run_id, timeout=30)
     assert done.status is RunStatus.success and done.result == {"attempt": 2}
     assert done.attempt == 2
@@ -68,9 +66,7 @@ def test_retry_policy_retries_then_succeeds(fleet, tmp_path: Path) -> None:
 def test_retry_policy_gives_up_after_max_attempts(fleet, tmp_path: Path) -> None:
     manager, _ = fleet
     journal = Journal(tmp_path / "journal.jsonl")
-    run = manager.create_or_reject(
-        _thread(), "flaky", kwargs={"fail_attempts": 10, "journal": str(journal)}
-    )
+    run = RunFactory(manager, journal)(_thread(), assistant="flaky", fail_attempts=10)
     done = manager.join(run.run_id, timeout=30)
     assert done.status is RunStatus.error and done.error == "RuntimeError: flaky attempt 3"
     assert done.attempt == 3
@@ -82,9 +78,7 @@ def test_retry_policy_gives_up_after_max_attempts(fleet, tmp_path: Path) -> None
 def test_cancel_between_attempts_stops_the_retries(fleet, tmp_path: Path) -> None:
     manager, _ = fleet
     journal = Journal(tmp_path / "journal.jsonl")
-    run = manager.create_or_reject(
-        _thread(), "flaky", kwargs={"fail_attempts": 10, "journal": str(journal)}
-    )
+    run = RunFactory(manager, journal)(_thread(), assistant="flaky", fail_attempts=10)
     faultkit.wait_for(
         lambda: (
             [e.status.value for e in manager.events(run.run_id)][-1:] == ["pending"]
