@@ -198,8 +198,10 @@ class Demo:
     def pid_of(self, guarantee: str, role: str) -> int | None:
         """The pool process that executed the run, as the assistant itself recorded."""
         run_id = self.scenario.runs.get(role)
-        start = None if run_id is None else self.scenario.journal(guarantee).first(run_id)
-        return None if start is None else int(start["pid"])
+        try:
+            return None if run_id is None else self.scenario.journal(guarantee).pid(run_id)
+        except LookupError:  # it never started
+            return None
 
     def runs(self) -> list[RunRecord]:
         records = []
