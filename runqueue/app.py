@@ -10,14 +10,16 @@ from celery import Celery
 from runqueue.errors import SettingsError
 from runqueue.settings import Settings
 from runqueue.store.decisions import RunStore
+from runqueue.stream import RunStream, open_stream
 
 
 @dataclass(frozen=True)
 class Runtime:
-    """What signal handlers and tasks need from their app: settings and the store."""
+    """What signal handlers and tasks need from their app: settings, the store, the stream."""
 
     settings: Settings
     store: RunStore
+    stream: RunStream
 
 
 def create_app(
@@ -59,7 +61,9 @@ def create_app(
             "unacked_restore_throttle": 1,
         }
     app.runqueue = Runtime(
-        settings=settings, store=RunStore(settings.database_url, settings.republish_after)
+        settings=settings,
+        store=RunStore(settings.database_url, settings.republish_after),
+        stream=open_stream(settings),
     )
     return app
 

@@ -69,8 +69,30 @@ def revoke(app: Celery, run_ids: Iterable[str]) -> None:
         logger.warning("revoke broadcast failed for %s: %s", run_ids, exc)
 
 
+def end_streams(app: Celery, effects: Effects) -> None:
+    """Write `end` to the streams of the runs that reached a final status. A failure here is
+    logged, not raised: the status is committed, and the run's next reader writes the missing
+    `end` itself (stream/reader.py)."""
+    stream = runtime_of(app).stream
+    for ending in effects.ended:
+        try:
+            stream.end(
+                ending.run_id, ending.status, error=ending.error, error_type=ending.error_type
+            )
+        except Exception as exc:  # Redis or the database is down
+            logger.warning(
+                "could not end the stream of run %s (%s); its next reader will: %s",
+                ending.run_id,
+                ending.status.value,
+                exc,
+                extra={"run_id": ending.run_id, "action": "stream_end_failed"},
+            )
+
+
 def apply_effects(app: Celery, effects: Effects) -> None:
-    """Carry out, after commit, what a transaction decided: terminations, then publishes."""
+    """Carry out, after commit, what a transaction decided: the ended runs' streams, then
+    terminations, then publishes."""
+    end_streams(app, effects)
     revoke(app, effects.terminate)
     for run in effects.publish:
         publish(app, run)

@@ -46,6 +46,19 @@ class DatabaseUnavailableError(RunQueueError):
     """The database cannot be reached."""
 
 
+class StreamUnavailableError(RunQueueError):
+    """The run stream's store (Redis) cannot be reached."""
+
+
+class InvalidEventError(InvalidPayloadError):
+    """The stream event is not valid: a reserved or malformed name, data that is not JSON,
+    or data over the size limit."""
+
+
+class InvalidCursorError(RunQueueError):
+    """Not a stream event id: resume after an id a stream gave."""
+
+
 class BrokerUnavailableError(RunQueueError):
     """The message broker cannot be reached."""
 

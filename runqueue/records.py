@@ -110,3 +110,17 @@ class Checkpoint:
     run_id: str
     values: Any
     created_at: datetime
+
+
+RESERVED_EVENTS = frozenset({"metadata", "error", "end", "gap"})  # written by runqueue only
+
+
+@dataclass(frozen=True)
+class StreamEvent:
+    """One event of a run's stream. Ids are "1", "2", ... in the order written; `gap` (events
+    trimmed or expired before they were read) and the `end` of an expired stream have no id:
+    nothing can be resumed after them."""
+
+    id: str | None
+    event: str  # metadata | error | end | gap, or what the assistant emitted
+    data: Any  # JSON

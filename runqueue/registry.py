@@ -11,7 +11,7 @@ import asyncio
 import functools
 import logging
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
 from typing import Any, Concatenate, ParamSpec, TypedDict, TypeVar, Unpack
 
 from celery import Celery
@@ -19,7 +19,12 @@ from celery import Celery
 from runqueue import validation
 from runqueue.app import load_app, runtime_of
 from runqueue.dispatch import apply_effects
-from runqueue.errors import InvalidStatusError, RunNotFoundError, UnknownAssistantError
+from runqueue.errors import (
+    InvalidStatusError,
+    RunNotFoundError,
+    StreamUnavailableError,
+    UnknownAssistantError,
+)
 from runqueue.records import (
     AbortAction,
     Checkpoint,
@@ -28,6 +33,7 @@ from runqueue.records import (
     RunEvent,
     RunRecord,
     RunStatus,
+    StreamEvent,
     ThreadRecord,
 )
 from runqueue.settings import Settings
@@ -61,6 +67,7 @@ class SyncRunManager:
             app = load_app(settings.app)
         self.app = app
         runtime = runtime_of(app)
+        self.runtime = runtime
         self.settings = runtime.settings
         self.store = runtime.store
         self.queries = RunQueries(runtime.store)
@@ -177,18 +184,31 @@ class SyncRunManager:
     def threads(self, limit: int = 100) -> list[tuple[ThreadRecord, dict[str, int]]]:
         return self.queries.threads(limit)
 
-    def join(self, run_id: str, *, timeout: float = 60.0, poll: float = 0.05) -> RunRecord:
-        """Wait until the run reaches a final status; TimeoutError if it does not in time."""
-        deadline = time.monotonic() + timeout
-        while True:
-            run = self.get(run_id)
+    def join(self, run_id: str, *, timeout: float = 60.0) -> RunRecord:
+        """Wait until the run reaches a final status; TimeoutError if it does not in time.
+        Woken by the `end` of the run's stream, not by polling the database."""
+        run_id = validation.run_id(run_id)
+        return self.runtime.stream.wait_for_end(run_id, self._run_of(run_id), timeout)
+
+    def stream(self, run_id: str, *, after: str | int | None = None) -> Iterator[StreamEvent]:
+        """The run's events after `after` (an event id; None: from the first), live, through
+        its `end`. RunNotFoundError if there is no such run."""
+        run_id = validation.run_id(run_id)
+        run_of = self._run_of(run_id)
+        run_of()  # no such run: say so now, not at the first silence
+        return self.runtime.stream.follow(run_id, after, run_of)
+
+    def _run_of(self, run_id: str) -> Callable[[], RunRecord]:
+        """Reads the run from the database; RunNotFoundError if it was never there (or was
+        deleted)."""
+
+        def run_of() -> RunRecord:
+            run = self.queries.get(run_id, None)
             if run is None:
                 raise RunNotFoundError(f"no run {run_id}")
-            if run.is_final:
-                return run
-            if time.monotonic() >= deadline:
-                raise TimeoutError(f"run {run_id} still {run.status.value} after {timeout}s")
-            time.sleep(poll)
+            return run
+
+        return run_of
 
     # -- changing -----------------------------------------------------------------------------
 
@@ -232,7 +252,13 @@ class SyncRunManager:
         run_id = validation.run_id(run_id)
         if delay > 0:
             time.sleep(delay)
-        return self.store.delete_finished_run(run_id)
+        deleted = self.store.delete_finished_run(run_id)
+        if deleted:
+            try:
+                self.runtime.stream.delete(run_id)
+            except StreamUnavailableError as exc:  # it expires on its own (ended: retention)
+                logger.warning("run %s deleted; its stream is left to expire: %s", run_id, exc)
+        return deleted
 
 
 P = ParamSpec("P")
@@ -276,16 +302,22 @@ class RunManager:
         it reads the Celery app's task registry, no I/O."""
         return self.sync.assistants()
 
-    async def join(self, run_id: str, *, timeout: float = 60.0, poll: float = 0.05) -> RunRecord:
-        """Wait for the final status without holding a thread while waiting."""
-        deadline = time.monotonic() + timeout
-        while True:
-            run = await self.get(run_id)
-            if run is not None and run.is_final:
-                return run
-            if time.monotonic() >= deadline:
-                return await asyncio.to_thread(self.sync.join, run_id, timeout=0)
-            await asyncio.sleep(poll)
+    async def join(self, run_id: str, *, timeout: float = 60.0) -> RunRecord:
+        """Wait until the run reaches a final status; TimeoutError if it does not in time.
+        Woken by the `end` of the run's stream, without holding a thread while waiting."""
+        run_id = validation.run_id(run_id)
+        return await self.sync.runtime.stream.await_end(run_id, self.sync._run_of(run_id), timeout)
+
+    async def stream(
+        self, run_id: str, *, after: str | int | None = None
+    ) -> AsyncIterator[StreamEvent]:
+        """The run's events after `after` (an event id; None: from the first), live, through
+        its `end`. RunNotFoundError if there is no such run."""
+        run_id = validation.run_id(run_id)
+        run_of = self.sync._run_of(run_id)
+        await asyncio.to_thread(run_of)  # no such run: say so now
+        async for event in self.sync.runtime.stream.afollow(run_id, after, run_of):
+            yield event
 
     async def cleanup(self, run_id: str, *, delay: float = 0.0) -> bool:
         """Delete a finished run's record (with its events and checkpoints) after `delay` s."""

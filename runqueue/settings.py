@@ -17,6 +17,7 @@ from sqlalchemy.exc import ArgumentError
 from runqueue.errors import SettingsError
 
 ENV_PREFIX = "RUNQUEUE_"
+REDIS_SCHEMES = ("redis://", "rediss://")
 
 
 def _default_data_dir() -> Path:
@@ -41,6 +42,11 @@ class Settings:
     filesystem_polling_interval: float = 0.1  # seconds, filesystem broker only
     status_write_timeout: float = 120.0  # a worker retries a status write this long (backoff)
     broker_visibility_timeout: float = 3600.0  # redis: an unacked run is redelivered after this
+    stream_url: str = ""  # the run stream's store; empty: the broker if Redis, else the database
+    stream_retention_seconds: float = 600.0  # a run's stream is kept this long after its end
+    stream_max_events: int = 10_000  # per run; older events are trimmed (readers get `gap`)
+    stream_max_event_bytes: int = 1024 * 1024  # one emitted event's JSON data, at most
+    stream_poll_interval: float = 0.05  # seconds; the database transport's readers poll
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "data_dir", Path(self.data_dir).expanduser())
@@ -49,10 +55,17 @@ class Settings:
             object.__setattr__(self, "database_url", url)
         if not self.broker_url:
             object.__setattr__(self, "broker_url", "filesystem://")
+        if not self.stream_url:
+            redis_broker = self.broker_url.startswith(REDIS_SCHEMES) and ";" not in self.broker_url
+            url = self.broker_url if redis_broker else self.database_url
+            object.__setattr__(self, "stream_url", url)
         if self.lease_seconds <= self.heartbeat_interval:
             raise SettingsError("lease_seconds must be longer than heartbeat_interval")
-        if self.max_payload_bytes <= 0:
-            raise SettingsError("max_payload_bytes must be positive")
+        for name in ("max_payload_bytes", "stream_max_events", "stream_max_event_bytes"):
+            if getattr(self, name) <= 0:
+                raise SettingsError(f"{name} must be positive")
+        if self.stream_retention_seconds <= 0:
+            raise SettingsError("stream_retention_seconds must be positive")
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None, **overrides: object) -> Settings:
@@ -93,6 +106,10 @@ class Settings:
     @property
     def is_sqlite(self) -> bool:
         return self.database_url.startswith("sqlite")
+
+    @property
+    def is_redis_stream(self) -> bool:
+        return self.stream_url.startswith(REDIS_SCHEMES)
 
     @property
     def broker_dir(self) -> Path:

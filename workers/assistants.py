@@ -1,5 +1,6 @@
 """Example assistants. Each proves what it did through its own side effects: checkpoints in
-the database and, when given a `journal` path, one JSON line per step in that file."""
+the database, events in the run's stream and, when given a `journal` path, one JSON line per
+step in that file."""
 
 from __future__ import annotations
 
@@ -44,6 +45,7 @@ def steps(
             time.sleep(delay)
             done.append(f"{context.run_id}:{step}")
             context.checkpoint({"steps": done})
+            context.emit("step", {"step": step + 1, "of": steps})
             _journal(journal, context, "step", step=step)
     finally:
         _journal(journal, context, "end")
@@ -55,12 +57,29 @@ def fail(context: RunContext, message: str = "assistant failed") -> None:
     raise RuntimeError(message)
 
 
+def emitter(
+    context: RunContext, count: int = 100, delay: float = 0.0, journal: str | None = None
+) -> dict[str, Any]:
+    """Emits `count` events (`tick` {"n": 1..count}), `delay` seconds apart: a run that
+    streams. Journals each event it wrote, so a test can tell what the process really sent."""
+    _journal(journal, context, "start")
+    try:
+        for n in range(1, count + 1):
+            if delay:
+                time.sleep(delay)
+            context.emit("tick", {"n": n})
+            _journal(journal, context, "tick", n=n)
+    finally:
+        _journal(journal, context, "end")
+    return {"emitted": count}
+
+
 def noop(context: RunContext, **kwargs: Any) -> None:
     """Does nothing: the cost of runqueue itself, for benchmarks."""
     return None
 
 
-ASSISTANTS = {"echo": echo, "steps": steps, "fail": fail, "noop": noop}
+ASSISTANTS = {"echo": echo, "steps": steps, "fail": fail, "emitter": emitter, "noop": noop}
 
 
 def register(app: Celery) -> None:

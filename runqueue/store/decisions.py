@@ -51,12 +51,24 @@ class NewRun:
     follow_up_to_run_id: str | None
 
 
+@dataclass(frozen=True)
+class RunEnding:
+    """A run that reached its final status in this transaction: its stream gets `end`."""
+
+    run_id: str
+    status: RunStatus
+    error: str | None = None
+    error_type: str | None = None  # the exception's class name, for the stream's `error`
+
+
 @dataclass
 class Effects:
-    """What must reach the broker once the transaction that decided it has committed."""
+    """What must reach the broker and the run stream once the transaction that decided it
+    has committed."""
 
     publish: list[RunRecord] = field(default_factory=list)  # runs to publish
     terminate: list[str] = field(default_factory=list)  # run ids to revoke(terminate=True)
+    ended: list[RunEnding] = field(default_factory=list)  # streams to end
 
 
 class RunStore(ExecutionStatements, OutboxStatements):
@@ -156,6 +168,7 @@ class RunStore(ExecutionStatements, OutboxStatements):
         ).first()
         if row is not None:
             left_in = RunStatus.interrupted
+            effects.ended.append(RunEnding(run_id, RunStatus.interrupted))
             self._record_event(
                 conn,
                 run_id=run_id,
@@ -189,6 +202,7 @@ class RunStore(ExecutionStatements, OutboxStatements):
         token: str | None = None,
         result: Any = None,
         error: str | None = None,
+        error_type: str | None = None,
         worker: str | None = None,
         detail: str | None = None,
         from_statuses: Sequence[str] = (RUNNING,),
@@ -228,6 +242,7 @@ class RunStore(ExecutionStatements, OutboxStatements):
                 detail=detail or error,
             )
             effects.publish.extend(self._advance_thread(conn, thread_id, now))
+        effects.ended.append(RunEnding(run_id, status, error, error_type))
         return True, effects
 
     def _advance_thread(self, conn: Connection, thread_id: str, now: datetime) -> list[RunRecord]:

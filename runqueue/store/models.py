@@ -141,3 +141,36 @@ class MaintenanceLock(Base):
     name: Mapped[str] = mapped_column(String(64), primary_key=True)
     holder: Mapped[str | None] = mapped_column(String(255))
     expires_at: Mapped[datetime | None] = mapped_column(Timestamp)
+
+
+class RunStreamRow(Base):
+    """The head of a run's stream on the database transport: who may append, how far it got,
+    whether it ended. Every append is a guarded UPDATE of this row (the fence)."""
+
+    __tablename__ = "run_streams"
+
+    run_id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    owner_token: Mapped[str | None] = mapped_column(String(36))  # the attempt that may emit
+    last_seq: Mapped[int] = mapped_column(Integer, default=0)
+    ended_status: Mapped[str | None] = mapped_column(String(16))  # set once, by `end`
+    expires_at: Mapped[datetime | None] = mapped_column(Timestamp)  # NULL while not ended
+
+    __table_args__ = (
+        Index(
+            "run_streams_expiry",
+            "expires_at",
+            postgresql_where=text("expires_at IS NOT NULL"),
+            sqlite_where=text("expires_at IS NOT NULL"),
+        ),
+    )
+
+
+class RunStreamEventRow(Base):
+    """One event of a run's stream; `data` is the JSON text as emitted."""
+
+    __tablename__ = "run_stream_events"
+
+    run_id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True)
+    event: Mapped[str] = mapped_column(String(200))
+    data: Mapped[str] = mapped_column(Text)

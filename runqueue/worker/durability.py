@@ -14,11 +14,14 @@ from typing import Any, TypeVar
 
 import tenacity
 
-from runqueue.errors import DatabaseUnavailableError
+from runqueue.errors import DatabaseUnavailableError, StreamUnavailableError
 
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
+
+# What an outage of the database, or of the stream's Redis, raises: waited out, not dropped.
+UNAVAILABLE = (DatabaseUnavailableError, StreamUnavailableError)
 
 FIRST_DELAY = 0.1  # seconds before the first retry
 MAX_DELAY = 5.0  # the backoff doubles up to this
@@ -31,9 +34,9 @@ def persist(
     what: str,
     extra: dict[str, Any] | None = None,
 ) -> T:
-    """Run `operation`, retrying DatabaseUnavailableError with exponential backoff (tenacity)
-    for `total_seconds`: the last attempt comes at that bound, never later; then log an error
-    and raise its failure."""
+    """Run `operation`, retrying an unreachable database or stream (UNAVAILABLE) with
+    exponential backoff (tenacity) for `total_seconds`: the last attempt comes at that bound,
+    never later; then log an error and raise its failure."""
     backoff = tenacity.wait_exponential(multiplier=FIRST_DELAY, max=MAX_DELAY)
 
     def wait(state: tenacity.RetryCallState) -> float:
@@ -50,7 +53,7 @@ def persist(
         )
 
     retrying = tenacity.Retrying(
-        retry=tenacity.retry_if_exception_type(DatabaseUnavailableError),
+        retry=tenacity.retry_if_exception_type(UNAVAILABLE),
         wait=wait,
         stop=tenacity.stop_after_delay(total_seconds),
         before_sleep=log_retry,
@@ -58,7 +61,7 @@ def persist(
     )
     try:
         return retrying(operation)
-    except DatabaseUnavailableError as exc:
+    except UNAVAILABLE as exc:
         logger.error(
             "%s failed %d times over %gs, giving up (the lease reaper will record the run's "
             "end): %s",

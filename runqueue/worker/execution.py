@@ -31,6 +31,7 @@ from runqueue.app import runtime_of
 from runqueue.errors import DatabaseUnavailableError, RunCancelledError, describe
 from runqueue.store.decisions import RunStore
 from runqueue.store.transactions import utcnow
+from runqueue.stream import Appended, RunStream
 from runqueue.worker.durability import persist
 from runqueue.worker.retries import NO_RETRY, RetryPolicy
 
@@ -79,6 +80,7 @@ class RunContext:
     attempt: int
     values: Any  # the thread's latest checkpoint values, or None
     _store: RunStore
+    _stream: RunStream
     _execution: Execution
     _last_poll: float = 0.0
     _write_timeout: float = 120.0  # Settings.status_write_timeout
@@ -94,6 +96,22 @@ class RunContext:
         if not saved:
             raise RunCancelledError(f"run {self.run_id} no longer owns its thread")
         self.values = values
+
+    def emit(self, event: str, data: Any = None) -> None:
+        """Write one event to the run's stream, for every reader (RunManager.stream).
+
+        `data` must be JSON within Settings.stream_max_event_bytes (InvalidEventError), and
+        `event` not one runqueue writes itself (metadata, error, end, gap). Raises
+        RunCancelledError once this attempt no longer owns the run: the run ended (it was
+        cancelled, or reaped while this process was cut off) or a newer attempt took it."""
+        outcome = persist(
+            lambda: self._stream.emit(self.run_id, self._execution.token, event, data),
+            total_seconds=self._write_timeout,
+            what=f"event {event!r} of run {self.run_id}",
+            extra={"run_id": self.run_id, "thread_id": self.thread_id},
+        )
+        if outcome is not Appended.appended:
+            raise RunCancelledError(f"run {self.run_id} no longer owns its stream ({outcome})")
 
     def cancelled(self) -> bool:
         """True once someone cancelled this run; the cooperative check for any pool."""
@@ -141,6 +159,16 @@ class RunTask(Task):
         if not claim.claimed or claim.run is None:
             logger.info("run %s not started: %s", run_id, claim.outcome.value, extra=log)
             raise Ignore()
+        opened = persist(
+            lambda: runtime.stream.open(
+                run_id, token, thread_id=thread_id, attempt=claim.run.attempt
+            ),
+            total_seconds=settings.status_write_timeout,
+            what=f"opening the stream of run {run_id}",
+            extra=log,
+        )
+        if opened is not Appended.appended:  # cannot end before a final status; say so
+            logger.error("run %s: its stream had already ended", run_id, extra=log)
         execution = Execution(run_id=run_id, thread_id=thread_id, token=token)
         context = RunContext(
             run_id=run_id,
@@ -149,6 +177,7 @@ class RunTask(Task):
             attempt=claim.run.attempt,
             values=claim.values,
             _store=runtime.store,
+            _stream=runtime.stream,
             _execution=execution,
             _write_timeout=settings.status_write_timeout,
         )

@@ -1,4 +1,5 @@
-"""Background duties of the fleet: relay unpublished runs, reap runs whose worker died.
+"""Background duties of the fleet: relay unpublished runs, reap runs whose worker died, delete
+expired run streams.
 
 Every worker runs this loop in its main process, started and stopped with the worker as a
 Celery bootstep (MaintenanceStep); a row in maintenance_locks, taken with a guarded UPDATE
@@ -39,7 +40,11 @@ def reap(app: Celery) -> int:
             reaped += 1
             continue
         changed, effects = store.finish_run(
-            run_id, RunStatus.error, token=token, error="worker lost: lease expired"
+            run_id,
+            RunStatus.error,
+            token=token,
+            error="worker lost: lease expired",
+            error_type="WorkerLostError",
         )
         apply_effects(app, effects)
         if changed:
@@ -72,8 +77,11 @@ def _requeue_lost(app: Celery, run_id: str, token: str) -> bool:
 
 
 def run_once(app: Celery) -> tuple[int, int]:
-    """One maintenance pass: (runs relayed, runs reaped)."""
-    return relay(app), reap(app)
+    """One maintenance pass: (runs relayed, runs reaped). Streams past their retention are
+    deleted too, where the transport does not expire them itself (the database)."""
+    relayed, reaped = relay(app), reap(app)
+    runtime_of(app).stream.purge_expired()
+    return relayed, reaped
 
 
 def acquire(store: RunStore, holder: str, seconds: float) -> bool:

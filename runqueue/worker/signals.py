@@ -57,7 +57,8 @@ def _on_task_success(sender: Any = None, result: Any = None, **_: Any) -> None:
     try:
         json.dumps(result, allow_nan=False)
     except (TypeError, ValueError) as exc:
-        _finish(sender, run_id, RunStatus.error, error=f"result is not JSON: {exc}", **fields)
+        error = f"result is not JSON: {exc}"
+        _finish(sender, run_id, RunStatus.error, error=error, error_type="TypeError", **fields)
         return
     _finish(sender, run_id, RunStatus.success, result=result, **fields)
 
@@ -71,6 +72,7 @@ def _on_task_failure(
     runtime = runtime_of(sender.app)
     fields: dict[str, Any] = dict(token=execution.token_of(task_id))
     error = describe(exception) if exception is not None else "unknown error"
+    error_type = type(exception).__name__ if exception is not None else None
     if isinstance(exception, RunCancelledError | Terminated):
         action = persist(
             lambda: runtime.store.abort_action(task_id),
@@ -84,11 +86,12 @@ def _on_task_failure(
             return
         _finish(sender, task_id, RunStatus.interrupted, detail=f"cancelled ({action})", **fields)
     elif isinstance(exception, SoftTimeLimitExceeded | TimeLimitExceeded):
-        _finish(sender, task_id, RunStatus.timeout, error=error, **fields)
+        _finish(sender, task_id, RunStatus.timeout, error=error, error_type=error_type, **fields)
     elif isinstance(exception, WorkerLostError):
-        _finish(sender, task_id, RunStatus.error, error=f"worker lost: {exception}", **fields)
+        error = f"worker lost: {exception}"
+        _finish(sender, task_id, RunStatus.error, error=error, error_type=error_type, **fields)
     else:
-        _finish(sender, task_id, RunStatus.error, error=error, **fields)
+        _finish(sender, task_id, RunStatus.error, error=error, error_type=error_type, **fields)
 
 
 @signals.task_revoked.connect

@@ -34,7 +34,9 @@ def test_async_manager_has_every_public_method_of_the_sync_one():
 def test_each_twin_takes_the_same_parameters(name):
     sync_method, async_method = getattr(SyncRunManager, name), getattr(RunManager, name)
     assert parameters(async_method) == parameters(sync_method)
-    if name != "assistants":  # reads the Celery app, no I/O
+    if name == "stream":  # an iterator on one side, an async iterator on the other
+        assert inspect.isasyncgenfunction(async_method)
+    elif name != "assistants":  # reads the Celery app, no I/O
         assert inspect.iscoroutinefunction(async_method), name
 
 
@@ -62,6 +64,10 @@ def test_the_async_twins_take_their_arguments_through(tmp_path):
         assert [run.run_id for run in listed] == [first.run_id]
         assert await runs.cancel(second.run_id, action="rollback") is True
         assert (await runs.get(second.run_id)).status is RunStatus.interrupted
+        # A run cancelled before it started has a stream that ended, and join() returns.
+        ended = [(event.event, event.data) async for event in runs.stream(second.run_id)]
+        assert ended == [("end", {"status": "interrupted"})]
+        assert (await runs.join(second.run_id, timeout=5)).status is RunStatus.interrupted
         assert runs.assistants() == runs.sync.assistants()
 
     asyncio.run(scenario())

@@ -1,0 +1,94 @@
+"""The run stream's events as runqueue writes and reads them: names and data are checked once
+here, before any transport sees them, and entries become typed StreamEvents."""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+from runqueue.errors import InvalidCursorError, InvalidEventError
+from runqueue.records import RESERVED_EVENTS, RunStatus, StreamEvent
+from runqueue.stream.transport import Entry
+
+# No whitespace: a name goes on an SSE `event:` line as it is. LangGraph's own names fit
+# (`values`, `messages`, `updates|agent:3f2a`).
+EVENT_NAME = re.compile(r"^\S{1,200}$")
+FAILED = frozenset({RunStatus.error, RunStatus.timeout})
+
+
+def _json(data: Any) -> str:
+    return json.dumps(data, allow_nan=False, separators=(",", ":"), ensure_ascii=False)
+
+
+def encode_emitted(event: Any, data: Any, max_bytes: int) -> str:
+    """An assistant's event checked (name, JSON, size): its data as JSON text."""
+    if not isinstance(event, str) or not EVENT_NAME.match(event):
+        raise InvalidEventError(f"invalid event name {event!r} (1-200 characters, no whitespace)")
+    if event in RESERVED_EVENTS:
+        raise InvalidEventError(
+            f"event name {event!r} is reserved: runqueue writes "
+            f"{', '.join(sorted(RESERVED_EVENTS))} itself"
+        )
+    try:
+        text = _json(data)
+    except (TypeError, ValueError) as exc:
+        raise InvalidEventError(f"data of event {event!r} is not JSON: {exc}") from None
+    size = len(text.encode())
+    if size > max_bytes:
+        raise InvalidEventError(
+            f"data of event {event!r} is {size} bytes; the limit is {max_bytes} "
+            "(RUNQUEUE_STREAM_MAX_EVENT_BYTES)"
+        )
+    return text
+
+
+def metadata(run_id: str, thread_id: str, attempt: int) -> tuple[str, str]:
+    """The event an attempt opens the stream with."""
+    return "metadata", _json({"run_id": run_id, "thread_id": thread_id, "attempt": attempt})
+
+
+def ending(
+    status: RunStatus, error: str | None = None, error_type: str | None = None
+) -> list[tuple[str, str]]:
+    """The last events of a run: `error` if it failed, then `end`."""
+    entries: list[tuple[str, str]] = []
+    if status in FAILED:
+        message = error or status.value
+        name = error_type or ("TimeoutError" if status is RunStatus.timeout else "RunError")
+        if message.startswith(f"{name}: "):
+            message = message[len(name) + 2 :]
+        entries.append(("error", _json({"error": name, "message": message})))
+    entries.append(("end", _json({"status": status.value})))
+    return entries
+
+
+def decode(entry: Entry) -> StreamEvent:
+    return StreamEvent(id=str(entry.seq), event=entry.event, data=json.loads(entry.data))
+
+
+def gap(after: int, next_seq: int | None) -> StreamEvent:
+    """Events after `after` were trimmed (MAXLEN) or expired before this reader got them;
+    `next` is the first one still there (None: the stream itself expired)."""
+    return StreamEvent(id=None, event="gap", data={"after": str(after), "next": _id(next_seq)})
+
+
+def expired_end(status: RunStatus) -> StreamEvent:
+    """The `end` of a finished run whose stream is past its retention."""
+    return StreamEvent(id=None, event="end", data={"status": status.value})
+
+
+def _id(seq: int | None) -> str | None:
+    return None if seq is None else str(seq)
+
+
+def cursor(after: str | int | None) -> int | None:
+    """A reader's `after` (an event id it was given) as a number; None: from the start."""
+    if after is None:
+        return None
+    if isinstance(after, bool) or not isinstance(after, str | int):
+        raise InvalidCursorError(f"invalid stream cursor {after!r} (an event id such as '42')")
+    text = str(after).strip()
+    if not text.isdigit() or not text.isascii():
+        raise InvalidCursorError(f"invalid stream cursor {after!r} (an event id such as '42')")
+    return int(text)

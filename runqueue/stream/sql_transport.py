@@ -1,0 +1,174 @@
+"""Run streams in the project's database: the embedded default (SQLite), or any deployment
+whose broker is not Redis.
+
+The head row (run_streams) is the fence: every append is one guarded UPDATE of it that takes
+the next number only if the token owns the stream and it has not ended, then the INSERT of
+the event, in one transaction. Readers poll (Settings.stream_poll_interval): SQLite has no
+notification to wait on. Retention is an expiry on the head row; readers treat an expired
+stream as gone at once, and the maintenance pass deletes it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from contextlib import AbstractContextManager
+from datetime import timedelta
+
+from sqlalchemy import Connection, and_, delete, insert, or_, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+from runqueue.store.models import RunStreamEventRow, RunStreamRow
+from runqueue.store.transactions import StoreBase, utcnow
+from runqueue.stream.transport import Appended, Entry, StreamTransport
+
+INSERT_EVENT = insert(RunStreamEventRow.__table__)
+DIALECT_INSERT = {"postgresql": pg_insert, "sqlite": sqlite_insert}
+TRIM_EVERY = 256  # appends between two trims of a stream to its cap
+
+
+class SqlStreamTransport(StreamTransport):
+    """Run streams in the database at `url` (the one the runs live in)."""
+
+    def __init__(
+        self, url: str, *, retention_seconds: float, max_events: int, poll_interval: float = 0.05
+    ):
+        super().__init__(url, retention_seconds=retention_seconds, max_events=max_events)
+        self.poll_interval = poll_interval
+        self._store = StoreBase(url)  # transactions, with an unreachable database as an error
+
+    def _transaction(self) -> AbstractContextManager[Connection]:
+        return self._store.transaction()
+
+    def _alive(self):  # noqa: ANN202
+        """The head row is not past its retention."""
+        return or_(RunStreamRow.expires_at.is_(None), RunStreamRow.expires_at > utcnow())
+
+    def _take(self, conn: Connection, run_id: str, count: int, *guard) -> int | None:  # noqa: ANN002
+        """Reserve `count` numbers on the head row, if `guard` holds; the last one, or None."""
+        return conn.execute(
+            update(RunStreamRow)
+            .where(RunStreamRow.run_id == run_id, RunStreamRow.ended_status.is_(None), *guard)
+            .values(last_seq=RunStreamRow.last_seq + count)
+            .returning(RunStreamRow.last_seq)
+        ).scalar()
+
+    def _write(self, conn: Connection, run_id: str, last: int, entries: list[tuple[str, str]]):  # noqa: ANN202
+        first = last - len(entries) + 1
+        conn.execute(
+            INSERT_EVENT,
+            [
+                dict(run_id=run_id, seq=first + i, event=event, data=data)
+                for i, (event, data) in enumerate(entries)
+            ],
+        )
+        if last % TRIM_EVERY < len(entries) or entries[-1][0] == "end":
+            conn.execute(
+                delete(RunStreamEventRow).where(
+                    RunStreamEventRow.run_id == run_id,
+                    RunStreamEventRow.seq <= last - self.max_events,
+                )
+            )
+
+    def _ensure_head(self, conn: Connection) -> object:
+        """INSERT of a head row that does nothing if the stream exists."""
+        return DIALECT_INSERT[conn.dialect.name](RunStreamRow.__table__).on_conflict_do_nothing(
+            index_elements=[RunStreamRow.run_id]
+        )
+
+    def open(self, run_id: str, token: str, event: str, data: str) -> Appended:
+        with self._transaction() as conn:
+            conn.execute(self._ensure_head(conn), dict(run_id=run_id, last_seq=0))
+            last = conn.execute(
+                update(RunStreamRow)
+                .where(RunStreamRow.run_id == run_id, RunStreamRow.ended_status.is_(None))
+                .values(last_seq=RunStreamRow.last_seq + 1, owner_token=token)
+                .returning(RunStreamRow.last_seq)
+            ).scalar()
+            if last is None:
+                return Appended.ended
+            self._write(conn, run_id, last, [(event, data)])
+        return Appended.appended
+
+    def append(self, run_id: str, token: str, event: str, data: str) -> Appended:
+        with self._transaction() as conn:
+            last = self._take(conn, run_id, 1, RunStreamRow.owner_token == token)
+            if last is None:
+                ended = conn.execute(
+                    select(RunStreamRow.ended_status).where(RunStreamRow.run_id == run_id)
+                ).scalar()
+                return Appended.ended if ended is not None else Appended.not_owner
+            self._write(conn, run_id, last, [(event, data)])
+        return Appended.appended
+
+    def seal(
+        self, run_id: str, status: str, entries: list[tuple[str, str]], *, create: bool
+    ) -> bool:
+        with self._transaction() as conn:
+            if create:
+                conn.execute(self._ensure_head(conn), dict(run_id=run_id, last_seq=0))
+            last = conn.execute(
+                update(RunStreamRow)
+                .where(RunStreamRow.run_id == run_id, RunStreamRow.ended_status.is_(None))
+                .values(
+                    last_seq=RunStreamRow.last_seq + len(entries),
+                    ended_status=status,
+                    expires_at=utcnow() + timedelta(seconds=self.retention_seconds),
+                )
+                .returning(RunStreamRow.last_seq)
+            ).scalar()
+            if last is None:
+                return False
+            self._write(conn, run_id, last, entries)
+        return True
+
+    def _read_now(self, run_id: str, after: int, count: int) -> list[Entry]:
+        with self._transaction() as conn:
+            rows = conn.execute(
+                select(RunStreamEventRow.seq, RunStreamEventRow.event, RunStreamEventRow.data)
+                .join(RunStreamRow, RunStreamRow.run_id == RunStreamEventRow.run_id)
+                .where(
+                    and_(RunStreamEventRow.run_id == run_id, RunStreamEventRow.seq > after),
+                    self._alive(),
+                )
+                .order_by(RunStreamEventRow.seq)
+                .limit(count)
+            ).all()
+        return [Entry(seq=row.seq, event=row.event, data=row.data) for row in rows]
+
+    def read(self, run_id: str, after: int, *, block: float, count: int) -> list[Entry]:
+        deadline = time.monotonic() + block
+        while True:
+            entries = self._read_now(run_id, after, count)
+            remaining = deadline - time.monotonic()
+            if entries or remaining <= 0:
+                return entries
+            time.sleep(min(self.poll_interval, remaining))
+
+    async def aread(self, run_id: str, after: int, *, block: float, count: int) -> list[Entry]:
+        deadline = time.monotonic() + block
+        while True:
+            entries = await asyncio.to_thread(self._read_now, run_id, after, count)
+            remaining = deadline - time.monotonic()
+            if entries or remaining <= 0:
+                return entries
+            await asyncio.sleep(min(self.poll_interval, remaining))
+
+    def last_seq(self, run_id: str) -> int | None:
+        with self._transaction() as conn:
+            return conn.execute(
+                select(RunStreamRow.last_seq).where(RunStreamRow.run_id == run_id, self._alive())
+            ).scalar()
+
+    def delete(self, run_id: str) -> None:
+        with self._transaction() as conn:
+            conn.execute(delete(RunStreamEventRow).where(RunStreamEventRow.run_id == run_id))
+            conn.execute(delete(RunStreamRow).where(RunStreamRow.run_id == run_id))
+
+    def purge_expired(self) -> int:
+        now = utcnow()
+        with self._transaction() as conn:
+            expired = select(RunStreamRow.run_id).where(RunStreamRow.expires_at <= now)
+            conn.execute(delete(RunStreamEventRow).where(RunStreamEventRow.run_id.in_(expired)))
+            return conn.execute(delete(RunStreamRow).where(RunStreamRow.expires_at <= now)).rowcount

@@ -1,0 +1,82 @@
+"""What a run-stream transport does: only the I/O. Ids, JSON, reserved names and the reader's
+cursor live above it (events.py, reader.py), once for every transport.
+
+A stream is a sequence of entries numbered 1, 2, 3, ... with no hole. Its head records the
+attempt allowed to append (the claim token) and, once written, the run's final status. Every
+append checks both in one atomic step on the server (a Lua script, a guarded UPDATE), so a
+late writer can never add to a stream that ended or that a newer attempt owns.
+"""
+
+from __future__ import annotations
+
+import abc
+import enum
+from dataclasses import dataclass
+
+
+class Appended(enum.StrEnum):
+    """What became of an append."""
+
+    appended = "appended"  # written
+    ended = "ended"  # refused: the stream has its `end`
+    not_owner = "not_owner"  # refused: another attempt (or none) owns the stream
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One stored event: its number in the stream, name, and JSON text."""
+
+    seq: int
+    event: str
+    data: str
+
+
+class StreamTransport(abc.ABC):
+    """One store of run streams (Redis Streams, or a table in the database)."""
+
+    def __init__(self, url: str, *, retention_seconds: float, max_events: int):
+        self.url = url
+        self.retention_seconds = retention_seconds
+        self.max_events = max_events
+
+    @abc.abstractmethod
+    def open(self, run_id: str, token: str, event: str, data: str) -> Appended:
+        """Make `token` the stream's owner and append its first event (the attempt's
+        `metadata`). Refused only if the stream ended."""
+
+    @abc.abstractmethod
+    def append(self, run_id: str, token: str, event: str, data: str) -> Appended:
+        """Append one event if `token` owns the stream and it has not ended."""
+
+    @abc.abstractmethod
+    def seal(
+        self, run_id: str, status: str, entries: list[tuple[str, str]], *, create: bool
+    ) -> bool:
+        """Append `entries` (the last is `end`), mark the stream ended with `status` and start
+        its retention, all at once. False if it had already ended, or (create=False) does not
+        exist; create=True starts a stream for a run that ends before it ever started."""
+
+    @abc.abstractmethod
+    def read(self, run_id: str, after: int, *, block: float, count: int) -> list[Entry]:
+        """Up to `count` entries numbered above `after`, oldest first. When there are none,
+        wait up to `block` seconds for one (0: do not wait)."""
+
+    @abc.abstractmethod
+    async def aread(self, run_id: str, after: int, *, block: float, count: int) -> list[Entry]:
+        """read(), without holding a thread while it waits."""
+
+    @abc.abstractmethod
+    def last_seq(self, run_id: str) -> int | None:
+        """The number of the stream's newest entry (0: none yet); None if the stream does not
+        exist (never written, expired, or deleted)."""
+
+    @abc.abstractmethod
+    def delete(self, run_id: str) -> None:
+        """Forget the stream (its run's record was deleted)."""
+
+    def purge_expired(self) -> int:
+        """Delete streams past their retention, where the store does not expire them itself."""
+        return 0
+
+    def close(self) -> None:  # noqa: B027 - most transports hold nothing to release
+        """Release connections."""
