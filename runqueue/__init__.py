@@ -19,6 +19,7 @@ from runqueue.records import (
     RunEvent,
     RunRecord,
     RunStatus,
+    StreamEvent,
 )
 from runqueue.registry import RunManager, RunOptions, SyncRunManager
 from runqueue.settings import Settings
@@ -45,6 +46,7 @@ __all__ = [
     "RunStatus",
     "RunTask",
     "Settings",
+    "StreamEvent",
     "SyncRunManager",
     "UnknownAssistantError",
     "UnsupportedStrategyError",

@@ -7,6 +7,7 @@ import os
 import socket
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Callable
@@ -21,6 +22,7 @@ from runqueue import RunRecord, Settings, SyncRunManager, create_app
 from runqueue.cli import processes
 from runqueue.cli.processes import child_pids, pid_alive  # noqa: F401  (the tests' imports)
 from runqueue.journal import Journal
+from runqueue.records import StreamEvent
 from runqueue.store.database import dispose_engines
 from workers.assistants import register
 
@@ -190,3 +192,47 @@ class RunFactory:
             kwargs={**kwargs, "journal": str(self.journal)},
             multitask_strategy=strategy,
         )
+
+
+class StreamReader(threading.Thread):
+    """Follows one run's stream in a thread, noting when each event arrived (monotonic)."""
+
+    def __init__(self, manager: SyncRunManager, run_id: str, after: str | None = None):
+        super().__init__(name=f"stream-reader-{run_id[-6:]}", daemon=True)
+        self.manager, self.run_id, self.after = manager, run_id, after
+        self.received: list[tuple[float, StreamEvent]] = []
+        self.error: BaseException | None = None
+
+    def run(self) -> None:
+        try:
+            for event in self.manager.stream(self.run_id, after=self.after):
+                self.received.append((time.monotonic(), event))
+        except BaseException as error:  # noqa: BLE001 - handed to the test by result()
+            self.error = error
+
+    def begin(self) -> StreamReader:
+        self.start()
+        return self
+
+    @property
+    def events(self) -> list[StreamEvent]:
+        return [event for _at, event in self.received]
+
+    def result(self, timeout: float = 60.0) -> list[StreamEvent]:
+        """Every event, once the stream has finished (its `end`)."""
+        self.join(timeout)
+        if self.is_alive():
+            raise AssertionError(f"the stream of run {self.run_id} did not end in {timeout}s")
+        if self.error is not None:
+            raise self.error
+        return self.events
+
+    def end_at(self) -> float:
+        """When the `end` arrived (monotonic)."""
+        at, event = self.received[-1]
+        assert event.event == "end", event
+        return at
+
+
+def stream_ids(events: list[StreamEvent]) -> list[int]:
+    return [int(event.id) for event in events if event.id is not None]

@@ -165,6 +165,19 @@ class ExecutionStatements(StoreBase):
             )
         return True
 
+    def holds_run(self, run_id: str, token: str) -> bool:
+        """True while this attempt (token) is the run's running, uncancelled owner."""
+        with self.transaction() as conn:
+            owner = conn.execute(
+                select(Run.run_id).where(
+                    Run.run_id == run_id,
+                    Run.status == RUNNING,
+                    Run.claim_token == token,
+                    Run.abort_action.is_(None),
+                )
+            ).first()
+        return owner is not None
+
     def renew_lease(self, run_id: str, token: str, lease_seconds: float) -> tuple[bool, str | None]:
         """Extend a running run's lease. Returns (still ours, abort action if cancelled)."""
         now = utcnow()

@@ -18,22 +18,31 @@ import redis.asyncio
 
 from runqueue.errors import StreamUnavailableError, first_line
 from runqueue.settings import redact_url
-from runqueue.stream.transport import Appended, Entry, StreamTransport
+from runqueue.stream.transport import Appended, AppendOutcome, Entry, StreamTransport
 
 KEY_PREFIX = "runqueue:stream:"
 
-# KEYS: events, head. ARGV: mode ("open" | "append"), token, maxlen, event, data.
-# Returns the new entry's number, -1 if the stream ended, -2 if the token does not own it.
+# KEYS: events, head. ARGV: mode ("open" | "append"), token, maxlen, event, data. Returns
+# the new entry's number; -1: the stream ended, -2: another token owns it, -3: no stream.
 APPEND = """
 if redis.call('HEXISTS', KEYS[2], 'ended') == 1 then return -1 end
 if ARGV[1] == 'open' then
   redis.call('HSET', KEYS[2], 'owner', ARGV[2])
-elseif redis.call('HGET', KEYS[2], 'owner') ~= ARGV[2] then
-  return -2
+else
+  local owner = redis.call('HGET', KEYS[2], 'owner')
+  if not owner then return -3 end
+  if owner ~= ARGV[2] then return -2 end
 end
 local seq = redis.call('HINCRBY', KEYS[2], 'seq', 1)
 redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[3], '0-' .. seq, 'e', ARGV[4], 'd', ARGV[5])
 return seq
+"""
+
+# KEYS: events, head. ARGV: token, seq. Returns 1 if the head was recreated, 0 if it exists.
+REOPEN = """
+if redis.call('EXISTS', KEYS[2]) == 1 then return 0 end
+redis.call('HSET', KEYS[2], 'owner', ARGV[1], 'seq', ARGV[2])
+return 1
 """
 
 # KEYS: events, head. ARGV: create ("1" | "0"), retention ms, maxlen, status, then
@@ -50,6 +59,9 @@ redis.call('PEXPIRE', KEYS[1], ARGV[2])
 redis.call('PEXPIRE', KEYS[2], ARGV[2])
 return 1
 """
+
+
+REFUSALS = {-1: AppendOutcome.ended, -2: AppendOutcome.not_owner, -3: AppendOutcome.missing}
 
 
 def _keys(run_id: str) -> list[str]:
@@ -76,6 +88,7 @@ class RedisStreamTransport(StreamTransport):
         self.client = redis.Redis.from_url(url, decode_responses=True)
         self._append = self.client.register_script(APPEND)
         self._seal = self.client.register_script(SEAL)
+        self._reopen = self.client.register_script(REOPEN)
 
     def _unavailable(self, exc: Exception) -> StreamUnavailableError:
         return StreamUnavailableError(
@@ -87,17 +100,21 @@ class RedisStreamTransport(StreamTransport):
             seq = self._append(keys=_keys(run_id), args=[mode, token, self.max_events, event, data])
         except redis.ConnectionError as exc:
             raise self._unavailable(exc) from exc
-        if seq == -1:
-            return Appended.ended
-        if seq == -2:
-            return Appended.not_owner
-        return Appended.appended
+        if seq > 0:
+            return Appended(AppendOutcome.appended, seq)
+        return Appended(REFUSALS[seq])
 
     def open(self, run_id: str, token: str, event: str, data: str) -> Appended:
         return self._call_append("open", run_id, token, event, data)
 
     def append(self, run_id: str, token: str, event: str, data: str) -> Appended:
         return self._call_append("append", run_id, token, event, data)
+
+    def reopen(self, run_id: str, token: str, after_seq: int) -> bool:
+        try:
+            return self._reopen(keys=_keys(run_id), args=[token, after_seq]) == 1
+        except redis.ConnectionError as exc:
+            raise self._unavailable(exc) from exc
 
     def seal(
         self, run_id: str, status: str, entries: list[tuple[str, str]], *, create: bool

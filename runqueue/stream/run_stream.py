@@ -36,6 +36,18 @@ class RunStream:
         text = events.encode_emitted(event, data, self.max_event_bytes)
         return self.transport.append(run_id, token, event, text)
 
+    def reopen(self, run_id: str, token: str, after_seq: int) -> bool:
+        """Recreate a stream its store lost under a running run (see StreamTransport)."""
+        reopened = self.transport.reopen(run_id, token, after_seq)
+        if reopened:
+            logger.warning(
+                "the stream of run %s was lost (a Redis restart?); reopened after event %d",
+                run_id,
+                after_seq,
+                extra={"run_id": run_id, "action": "stream_reopened"},
+            )
+        return reopened
+
     def end(
         self,
         run_id: str,

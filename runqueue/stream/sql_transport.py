@@ -21,7 +21,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from runqueue.store.models import RunStreamEventRow, RunStreamRow
 from runqueue.store.transactions import StoreBase, utcnow
-from runqueue.stream.transport import Appended, Entry, StreamTransport
+from runqueue.stream.transport import Appended, AppendOutcome, Entry, StreamTransport
 
 INSERT_EVENT = insert(RunStreamEventRow.__table__)
 DIALECT_INSERT = {"postgresql": pg_insert, "sqlite": sqlite_insert}
@@ -87,20 +87,23 @@ class SqlStreamTransport(StreamTransport):
                 .returning(RunStreamRow.last_seq)
             ).scalar()
             if last is None:
-                return Appended.ended
+                return Appended(AppendOutcome.ended)
             self._write(conn, run_id, last, [(event, data)])
-        return Appended.appended
+        return Appended(AppendOutcome.appended, last)
 
     def append(self, run_id: str, token: str, event: str, data: str) -> Appended:
         with self._transaction() as conn:
             last = self._take(conn, run_id, 1, RunStreamRow.owner_token == token)
             if last is None:
-                ended = conn.execute(
+                head = conn.execute(
                     select(RunStreamRow.ended_status).where(RunStreamRow.run_id == run_id)
-                ).scalar()
-                return Appended.ended if ended is not None else Appended.not_owner
+                ).first()
+                if head is None:
+                    return Appended(AppendOutcome.missing)
+                ended = head.ended_status is not None
+                return Appended(AppendOutcome.ended if ended else AppendOutcome.not_owner)
             self._write(conn, run_id, last, [(event, data)])
-        return Appended.appended
+        return Appended(AppendOutcome.appended, last)
 
     def seal(
         self, run_id: str, status: str, entries: list[tuple[str, str]], *, create: bool

@@ -14,12 +14,25 @@ import enum
 from dataclasses import dataclass
 
 
-class Appended(enum.StrEnum):
+class AppendOutcome(enum.StrEnum):
     """What became of an append."""
 
     appended = "appended"  # written
     ended = "ended"  # refused: the stream has its `end`
-    not_owner = "not_owner"  # refused: another attempt (or none) owns the stream
+    not_owner = "not_owner"  # refused: another attempt owns the stream
+    missing = "missing"  # refused: no stream (deleted, or lost by a Redis restart)
+
+
+@dataclass(frozen=True)
+class Appended:
+    """An append's outcome and, when written, the entry's number."""
+
+    outcome: AppendOutcome
+    seq: int = 0
+
+    @property
+    def written(self) -> bool:
+        return self.outcome is AppendOutcome.appended
 
 
 @dataclass(frozen=True)
@@ -47,6 +60,13 @@ class StreamTransport(abc.ABC):
     @abc.abstractmethod
     def append(self, run_id: str, token: str, event: str, data: str) -> Appended:
         """Append one event if `token` owns the stream and it has not ended."""
+
+    def reopen(self, run_id: str, token: str, after_seq: int) -> bool:
+        """Recreate a stream the store lost while its run was running (Redis restarted
+        without persistence), owned by `token` and numbering on after `after_seq`, so that
+        readers see a `gap`. False if the stream exists; a store that keeps its streams never
+        loses one."""
+        return False
 
     @abc.abstractmethod
     def seal(

@@ -21,7 +21,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from billiard.process import current_process
 from celery import Celery, Task
@@ -31,11 +31,13 @@ from runqueue.app import runtime_of
 from runqueue.errors import DatabaseUnavailableError, RunCancelledError, describe
 from runqueue.store.decisions import RunStore
 from runqueue.store.transactions import utcnow
-from runqueue.stream import Appended, RunStream
+from runqueue.stream import AppendOutcome, RunStream
 from runqueue.worker.durability import persist
 from runqueue.worker.retries import NO_RETRY, RetryPolicy
 
 logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 CANCEL_POLL_SECONDS = 0.25  # how often context.cancelled() may ask the database
 
@@ -53,6 +55,7 @@ class Execution:
     token: str
     abort_seen: threading.Event = field(default_factory=threading.Event)
     terminating: bool = False
+    last_event: int = 0  # the number of the last event this attempt wrote to the stream
 
 
 _executions: dict[str, Execution] = {}  # run_id -> execution, in this process
@@ -87,11 +90,9 @@ class RunContext:
 
     def checkpoint(self, values: Any) -> None:
         """Save thread state. Raises RunCancelledError if the run was cancelled meanwhile."""
-        saved = persist(
+        saved = self._persist(
             lambda: self._store.save_checkpoint(self.run_id, self._execution.token, values),
-            total_seconds=self._write_timeout,
-            what=f"checkpoint of run {self.run_id}",
-            extra={"run_id": self.run_id, "thread_id": self.thread_id},
+            f"checkpoint of run {self.run_id}",
         )
         if not saved:
             raise RunCancelledError(f"run {self.run_id} no longer owns its thread")
@@ -104,14 +105,43 @@ class RunContext:
         `event` not one runqueue writes itself (metadata, error, end, gap). Raises
         RunCancelledError once this attempt no longer owns the run: the run ended (it was
         cancelled, or reaped while this process was cut off) or a newer attempt took it."""
-        outcome = persist(
+        appended = self._persist(
             lambda: self._stream.emit(self.run_id, self._execution.token, event, data),
+            f"event {event!r} of run {self.run_id}",
+        )
+        if appended.outcome is AppendOutcome.missing and self._reopen_lost_stream():
+            appended = self._persist(
+                lambda: self._stream.emit(self.run_id, self._execution.token, event, data),
+                f"event {event!r} of run {self.run_id}",
+            )
+        if not appended.written:
+            raise RunCancelledError(
+                f"run {self.run_id} no longer owns its stream ({appended.outcome.value})"
+            )
+        self._execution.last_event = appended.seq
+
+    def _reopen_lost_stream(self) -> bool:
+        """The stream vanished under a running run (Redis restarted without persistence):
+        if the database, which decides, says this attempt still owns the run, recreate it
+        numbering on from this attempt's last event (readers then see a `gap`)."""
+        token = self._execution.token
+        if not self._persist(
+            lambda: self._store.holds_run(self.run_id, token), f"ownership of run {self.run_id}"
+        ):
+            return False
+        self._persist(
+            lambda: self._stream.reopen(self.run_id, token, self._execution.last_event),
+            f"reopening the stream of run {self.run_id}",
+        )
+        return True
+
+    def _persist(self, operation: Callable[[], T], what: str) -> T:
+        return persist(
+            operation,
             total_seconds=self._write_timeout,
-            what=f"event {event!r} of run {self.run_id}",
+            what=what,
             extra={"run_id": self.run_id, "thread_id": self.thread_id},
         )
-        if outcome is not Appended.appended:
-            raise RunCancelledError(f"run {self.run_id} no longer owns its stream ({outcome})")
 
     def cancelled(self) -> bool:
         """True once someone cancelled this run; the cooperative check for any pool."""
@@ -167,9 +197,11 @@ class RunTask(Task):
             what=f"opening the stream of run {run_id}",
             extra=log,
         )
-        if opened is not Appended.appended:  # cannot end before a final status; say so
+        if not opened.written:  # cannot end before a final status; say so
             logger.error("run %s: its stream had already ended", run_id, extra=log)
-        execution = Execution(run_id=run_id, thread_id=thread_id, token=token)
+        execution = Execution(
+            run_id=run_id, thread_id=thread_id, token=token, last_event=opened.seq
+        )
         context = RunContext(
             run_id=run_id,
             thread_id=thread_id,
