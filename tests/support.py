@@ -195,7 +195,8 @@ class RunFactory:
 
 
 class StreamReader(threading.Thread):
-    """Follows one run's stream in a thread, noting when each event arrived (monotonic)."""
+    """Follows one run's stream in a thread, noting when each event arrived (time.time(), to
+    compare with the run's ended_at)."""
 
     def __init__(self, manager: SyncRunManager, run_id: str, after: str | None = None):
         super().__init__(name=f"stream-reader-{run_id[-6:]}", daemon=True)
@@ -206,7 +207,7 @@ class StreamReader(threading.Thread):
     def run(self) -> None:
         try:
             for event in self.manager.stream(self.run_id, after=self.after):
-                self.received.append((time.monotonic(), event))
+                self.received.append((time.time(), event))
         except BaseException as error:  # noqa: BLE001 - handed to the test by result()
             self.error = error
 
@@ -228,7 +229,7 @@ class StreamReader(threading.Thread):
         return self.events
 
     def end_at(self) -> float:
-        """When the `end` arrived (monotonic)."""
+        """When the `end` arrived."""
         at, event = self.received[-1]
         assert event.event == "end", event
         return at

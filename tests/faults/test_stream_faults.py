@@ -1,0 +1,199 @@
+"""The run stream under faults, on both backends: time limits, a SIGKILLed worker and a
+paused (SIGSTOP) pool child all end the stream, and a process that lost its run can never
+write after the `end`; a stream whose Redis restarts goes on, with a `gap`."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from runqueue import RunStatus
+from runqueue.errors import StreamUnavailableError
+from runqueue.journal import Journal
+from tests.conftest import BACKENDS, require_services
+from tests.faults import faultkit
+from tests.support import Backend, RunFactory, StreamReader, make_backend, stream_ids
+
+FAULT_SETTINGS = dict(
+    app=faultkit.FAULT_APP,
+    heartbeat_interval=1.0,
+    lease_seconds=4.0,
+    maintenance_interval=0.5,
+    republish_after=30.0,
+    status_write_timeout=60.0,
+)
+
+
+@pytest.fixture(params=BACKENDS)
+def stream_backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]:
+    if request.param != "embedded":
+        require_services()
+    backend = make_backend(request.param, tmp_path, **FAULT_SETTINGS)
+    yield backend
+    backend.close()
+
+
+def _thread() -> str:
+    return f"stream-fault-{uuid.uuid4().hex[:10]}"
+
+
+def _ending(events) -> list:  # noqa: ANN001
+    """The last events: `error` (if any) and `end`, as (event, data)."""
+    tail = [(event.event, event.data) for event in events[-2:]]
+    return tail if tail[0][0] == "error" else tail[1:]
+
+
+@pytest.mark.parametrize("assistant", ["soft_limited", "hard_limited"])
+def test_a_time_limit_ends_the_stream(stream_backend, workers, assistant, report):
+    settings = stream_backend.settings
+    manager = faultkit.manager_for(settings)
+    workers(settings, concurrency=1)
+    run = manager.create(_thread(), assistant, kwargs={"seconds": 30})
+    reader = StreamReader(manager, run.run_id).begin()
+    done = manager.join(run.run_id, timeout=30)
+    events = reader.result()
+    late = reader.end_at() - done.ended_at.timestamp()
+    report(f"stream-end-{assistant}", runs=1, end_after_status_s=late)
+    assert done.status is RunStatus.timeout
+    expected = "SoftTimeLimitExceeded" if assistant == "soft_limited" else "TimeLimitExceeded"
+    (error, end) = _ending(events)
+    assert error[0] == "error" and error[1]["error"] == expected
+    assert end == ("end", {"status": "timeout"})
+    assert late <= 1.0
+
+
+def test_a_sigkilled_worker_stream_is_ended_by_the_reaper(
+    stream_backend, workers, report, tmp_path
+):
+    settings = stream_backend.settings
+    manager = faultkit.manager_for(settings)
+    journal = Journal(tmp_path / "journal.jsonl")
+    first, second = workers(settings, count=2, concurrency=1)  # the survivor reaps
+    run = RunFactory(manager, journal)(_thread(), assistant="emitter", count=100_000, delay=0.01)
+    reader = StreamReader(manager, run.run_id).begin()
+    faultkit.wait_for(lambda: len(reader.events) > 5, 30, "the run's first events")
+    pid = journal.pid(run.run_id)
+    victim = first if pid in first.pool_pids() else second
+
+    killed_at = time.time()
+    faultkit.kill_process_tree(victim)
+    events = reader.result(timeout=settings.lease_seconds + 15)
+    ended_after = reader.end_at() - killed_at
+    report("stream-end-sigkill", runs=1, end_after_kill_s=ended_after)
+    assert _ending(events) == [
+        ("error", {"error": "WorkerLostError", "message": "worker lost: lease expired"}),
+        ("end", {"status": "error"}),
+    ]
+    assert ended_after <= settings.lease_seconds + 5
+    assert stream_ids(events) == list(range(1, len(events) + 1))
+
+
+@pytest.mark.parametrize("assistant", ["steps", "emitter"])
+def test_a_paused_child_cannot_write_after_the_end(
+    stream_backend, workers, assistant, report, tmp_path
+):
+    """SIGSTOP the pool child past its lease; the reaper ends the run; SIGCONT: the child's
+    next checkpoint or event is refused and the stream has nothing after its `end`."""
+    settings = stream_backend.settings
+    manager = faultkit.manager_for(settings)
+    journal = Journal(tmp_path / "journal.jsonl")
+    (worker,) = workers(settings, concurrency=2)
+    kwargs = {"steps": 1000} if assistant == "steps" else {"count": 1000}
+    written = "step" if assistant == "steps" else "tick"
+    run = RunFactory(manager, journal)(_thread(), assistant=assistant, delay=0.5, **kwargs)
+    reader = StreamReader(manager, run.run_id).begin()
+    faultkit.wait_for(lambda: journal.count(run_id=run.run_id, event=written) >= 2, 30, "events")
+    pid = journal.pid(run.run_id)
+    assert pid in worker.pool_pids()
+
+    # Stop it just after it journaled a write, so while it sleeps: on SQLite, a process
+    # stopped inside a write transaction holds the database's one write lock, and every
+    # other writer (the reaper too) waits for it (see docs/reliability.md).
+    seen = journal.count(run_id=run.run_id, event=written)
+    faultkit.wait_for(
+        lambda: journal.count(run_id=run.run_id, event=written) > seen, 10, "a fresh write"
+    )
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        ended = manager.join(run.run_id, timeout=settings.lease_seconds + 10)
+        events = reader.result(timeout=10)
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    resumed_at = time.time()
+    faultkit.wait_for(
+        lambda: journal.lines(run_id=run.run_id, event="end"), 30, "the child to unwind"
+    )
+    time.sleep(1.0)  # anything the child could still write would be there by now
+    after = list(manager.stream(run.run_id))
+    streamed = [event for event in after if event.event == written]
+    journaled = journal.lines(run_id=run.run_id, event=written)
+    report(
+        f"stream-fence-sigstop-{assistant}",
+        runs=1,
+        events=len(after),
+        written_after_end=len(after) - len(events),
+    )
+    assert ended.status is RunStatus.error and "lease expired" in ended.error
+    assert after == events  # nothing after the end
+    assert after[-1].data == {"status": "error"}
+    # The child really ran on after SIGCONT, and every write it made then was refused.
+    assert journal.lines(run_id=run.run_id, event="end")[0]["time"] >= resumed_at - 0.5
+    assert len(streamed) == len(journaled)
+    if assistant == "steps":
+        checkpoints = [c for c in manager.checkpoints(run.thread_id) if c.run_id == run.run_id]
+        assert len(checkpoints) == len(journaled)
+
+
+def test_a_stream_whose_redis_restarts_goes_on_with_a_gap(
+    shared_database, shared_broker_url, private_redis, workers, report, tmp_path
+):
+    """The stream in its own Redis (no persistence), restarted mid-run: the running attempt
+    reopens it (the database says the run is still its own); a reader that resumes gets a
+    `gap` for what the restart lost, then the rest, and the run succeeds."""
+    backend = faultkit.fault_backend(
+        tmp_path, shared_database, shared_broker_url, stream_url=private_redis.url
+    )
+    settings = backend.settings
+    manager = faultkit.manager_for(settings)
+    workers(settings, concurrency=1)
+    run = manager.create(_thread(), "emitter", kwargs={"count": 300, "delay": 0.01})
+    received, last_id, errors = [], None, 0
+    restarted = False
+    while not received or received[-1].event != "end":
+        try:
+            for event in manager.stream(run.run_id, after=last_id):
+                received.append(event)
+                last_id = event.id or last_id
+                if not restarted and len(received) >= 100:
+                    private_redis.restart()
+                    restarted = True
+        except StreamUnavailableError:
+            errors += 1
+            time.sleep(0.2)
+    done = manager.join(run.run_id, timeout=30)
+    late = list(manager.stream(run.run_id))  # a reader from the start, after the end
+    ticks = [event.data["n"] for event in received if event.event == "tick"]
+    gaps = [event for event in received if event.event == "gap"]
+    report(
+        "stream-redis-restart",
+        runs=1,
+        live_reader_missed=300 - len(ticks),
+        live_reader_gaps=len(gaps),
+        reader_errors=errors,
+        kept_after_restart=len(late) - 1,
+    )
+    assert done.status is RunStatus.success
+    # The live reader: in order, none twice, through the end; a hole only as a `gap`.
+    assert ticks == sorted(set(ticks)) and ticks[-1] == 300
+    assert ticks == list(range(1, 301)) or len(gaps) == 1
+    assert received[-1].data == {"status": "success"}
+    # What the restart lost reads as one `gap`; numbering went on from where the attempt was.
+    assert late[0].event == "gap" and late[0].data["after"] == "0"
+    assert stream_ids(late[1:]) == list(range(int(late[0].data["next"]), int(late[-1].id) + 1))
+    assert late[-1].data == {"status": "success"} and int(late[-1].id) == 302
