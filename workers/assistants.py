@@ -61,7 +61,7 @@ def emitter(
     context: RunContext, count: int = 100, delay: float = 0.0, journal: str | None = None
 ) -> dict[str, Any]:
     """Emits `count` events (`tick` {"n": 1..count}), `delay` seconds apart: a run that
-    streams. Journals each event it wrote, so a test can tell what the process really sent."""
+    streams. Journals each event it emitted, so a test can tell what the process tried."""
     _journal(journal, context, "start")
     try:
         for n in range(1, count + 1):

@@ -22,8 +22,9 @@ from runqueue.stream.transport import Appended, AppendOutcome, Entry, StreamTran
 
 KEY_PREFIX = "runqueue:stream:"
 
-# KEYS: events, head. ARGV: mode ("open" | "append"), token, maxlen, event, data. Returns
-# the new entry's number; -1: the stream ended, -2: another token owns it, -3: no stream.
+# KEYS: events, head. ARGV: mode ("open" | "append"), token, maxlen, then event, data pairs.
+# Returns the last new entry's number; -1: the stream ended, -2: another token owns it,
+# -3: no stream.
 APPEND = """
 if redis.call('HEXISTS', KEYS[2], 'ended') == 1 then return -1 end
 if ARGV[1] == 'open' then
@@ -33,8 +34,11 @@ else
   if not owner then return -3 end
   if owner ~= ARGV[2] then return -2 end
 end
-local seq = redis.call('HINCRBY', KEYS[2], 'seq', 1)
-redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[3], '0-' .. seq, 'e', ARGV[4], 'd', ARGV[5])
+local seq = 0
+for i = 4, #ARGV, 2 do
+  seq = redis.call('HINCRBY', KEYS[2], 'seq', 1)
+  redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[3], '0-' .. seq, 'e', ARGV[i], 'd', ARGV[i + 1])
+end
 return seq
 """
 
@@ -95,9 +99,14 @@ class RedisStreamTransport(StreamTransport):
             f"run stream unavailable ({redact_url(self.url)}): {first_line(exc)}"
         )
 
-    def _call_append(self, mode: str, run_id: str, token: str, event: str, data: str) -> Appended:
+    def _call_append(
+        self, mode: str, run_id: str, token: str, entries: list[tuple[str, str]]
+    ) -> Appended:
+        args: list[object] = [mode, token, self.max_events]
+        for event, data in entries:
+            args += [event, data]
         try:
-            seq = self._append(keys=_keys(run_id), args=[mode, token, self.max_events, event, data])
+            seq = self._append(keys=_keys(run_id), args=args)
         except redis.ConnectionError as exc:
             raise self._unavailable(exc) from exc
         if seq > 0:
@@ -105,10 +114,10 @@ class RedisStreamTransport(StreamTransport):
         return Appended(REFUSALS[seq])
 
     def open(self, run_id: str, token: str, event: str, data: str) -> Appended:
-        return self._call_append("open", run_id, token, event, data)
+        return self._call_append("open", run_id, token, [(event, data)])
 
-    def append(self, run_id: str, token: str, event: str, data: str) -> Appended:
-        return self._call_append("append", run_id, token, event, data)
+    def append(self, run_id: str, token: str, entries: list[tuple[str, str]]) -> Appended:
+        return self._call_append("append", run_id, token, entries)
 
     def reopen(self, run_id: str, token: str, after_seq: int) -> bool:
         try:

@@ -30,11 +30,14 @@ class RunStream:
         event, data = events.metadata(run_id, thread_id, attempt)
         return self.transport.open(run_id, token, event, data)
 
-    def emit(self, run_id: str, token: str, event: str, data: object) -> Appended:
-        """An assistant's event, if its attempt still owns the stream (InvalidEventError for
-        a bad name, data that is not JSON, or data over the size limit)."""
-        text = events.encode_emitted(event, data, self.max_event_bytes)
-        return self.transport.append(run_id, token, event, text)
+    def encode(self, event: str, data: object) -> str:
+        """An assistant's event checked: its data as JSON text (InvalidEventError for a
+        reserved or malformed name, data that is not JSON, or data over the size limit)."""
+        return events.encode_emitted(event, data, self.max_event_bytes)
+
+    def append(self, run_id: str, token: str, entries: list[tuple[str, str]]) -> Appended:
+        """Encoded events of an attempt, if it still owns the stream and it has not ended."""
+        return self.transport.append(run_id, token, entries)
 
     def reopen(self, run_id: str, token: str, after_seq: int) -> bool:
         """Recreate a stream its store lost under a running run (see StreamTransport)."""

@@ -91,9 +91,9 @@ class SqlStreamTransport(StreamTransport):
             self._write(conn, run_id, last, [(event, data)])
         return Appended(AppendOutcome.appended, last)
 
-    def append(self, run_id: str, token: str, event: str, data: str) -> Appended:
+    def append(self, run_id: str, token: str, entries: list[tuple[str, str]]) -> Appended:
         with self._transaction() as conn:
-            last = self._take(conn, run_id, 1, RunStreamRow.owner_token == token)
+            last = self._take(conn, run_id, len(entries), RunStreamRow.owner_token == token)
             if last is None:
                 head = conn.execute(
                     select(RunStreamRow.ended_status).where(RunStreamRow.run_id == run_id)
@@ -102,7 +102,7 @@ class SqlStreamTransport(StreamTransport):
                     return Appended(AppendOutcome.missing)
                 ended = head.ended_status is not None
                 return Appended(AppendOutcome.ended if ended else AppendOutcome.not_owner)
-            self._write(conn, run_id, last, [(event, data)])
+            self._write(conn, run_id, last, entries)
         return Appended(AppendOutcome.appended, last)
 
     def seal(

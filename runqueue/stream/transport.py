@@ -58,8 +58,9 @@ class StreamTransport(abc.ABC):
         `metadata`). Refused only if the stream ended."""
 
     @abc.abstractmethod
-    def append(self, run_id: str, token: str, event: str, data: str) -> Appended:
-        """Append one event if `token` owns the stream and it has not ended."""
+    def append(self, run_id: str, token: str, entries: list[tuple[str, str]]) -> Appended:
+        """Append events (name, JSON text), all or none, if `token` owns the stream and it
+        has not ended. Appended.seq is the number of the last one."""
 
     def reopen(self, run_id: str, token: str, after_seq: int) -> bool:
         """Recreate a stream the store lost while its run was running (Redis restarted

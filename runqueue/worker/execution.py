@@ -31,9 +31,10 @@ from runqueue.app import runtime_of
 from runqueue.errors import DatabaseUnavailableError, RunCancelledError, describe
 from runqueue.store.decisions import RunStore
 from runqueue.store.transactions import utcnow
-from runqueue.stream import AppendOutcome, RunStream
+from runqueue.stream import RunStream
 from runqueue.worker.durability import persist
 from runqueue.worker.retries import NO_RETRY, RetryPolicy
+from runqueue.worker.stream_writer import StreamWriter
 
 logger = logging.getLogger(__name__)
 
@@ -55,7 +56,6 @@ class Execution:
     token: str
     abort_seen: threading.Event = field(default_factory=threading.Event)
     terminating: bool = False
-    last_event: int = 0  # the number of the last event this attempt wrote to the stream
 
 
 _executions: dict[str, Execution] = {}  # run_id -> execution, in this process
@@ -84,6 +84,7 @@ class RunContext:
     values: Any  # the thread's latest checkpoint values, or None
     _store: RunStore
     _stream: RunStream
+    _writer: StreamWriter
     _execution: Execution
     _last_poll: float = 0.0
     _write_timeout: float = 120.0  # Settings.status_write_timeout
@@ -99,41 +100,14 @@ class RunContext:
         self.values = values
 
     def emit(self, event: str, data: Any = None) -> None:
-        """Write one event to the run's stream, for every reader (RunManager.stream).
+        """Send one event to the run's stream, for every reader (RunManager.stream).
 
-        `data` must be JSON within Settings.stream_max_event_bytes (InvalidEventError), and
-        `event` not one runqueue writes itself (metadata, error, end, gap). Raises
-        RunCancelledError once this attempt no longer owns the run: the run ended (it was
-        cancelled, or reaped while this process was cut off) or a newer attempt took it."""
-        appended = self._persist(
-            lambda: self._stream.emit(self.run_id, self._execution.token, event, data),
-            f"event {event!r} of run {self.run_id}",
-        )
-        if appended.outcome is AppendOutcome.missing and self._reopen_lost_stream():
-            appended = self._persist(
-                lambda: self._stream.emit(self.run_id, self._execution.token, event, data),
-                f"event {event!r} of run {self.run_id}",
-            )
-        if not appended.written:
-            raise RunCancelledError(
-                f"run {self.run_id} no longer owns its stream ({appended.outcome.value})"
-            )
-        self._execution.last_event = appended.seq
-
-    def _reopen_lost_stream(self) -> bool:
-        """The stream vanished under a running run (Redis restarted without persistence):
-        if the database, which decides, says this attempt still owns the run, recreate it
-        numbering on from this attempt's last event (readers then see a `gap`)."""
-        token = self._execution.token
-        if not self._persist(
-            lambda: self._store.holds_run(self.run_id, token), f"ownership of run {self.run_id}"
-        ):
-            return False
-        self._persist(
-            lambda: self._stream.reopen(self.run_id, token, self._execution.last_event),
-            f"reopening the stream of run {self.run_id}",
-        )
-        return True
+        `data` must be JSON within Settings.stream_max_event_bytes, and `event` not a name
+        runqueue writes itself (metadata, error, end, gap): InvalidEventError at once.
+        Events are written in order, in batches, by the attempt's stream writer; once this
+        attempt no longer owns the run (it was cancelled, reaped while this process was cut
+        off, or a newer attempt took it) the next emit() raises RunCancelledError."""
+        self._writer.put(event, self._stream.encode(event, data))
 
     def _persist(self, operation: Callable[[], T], what: str) -> T:
         return persist(
@@ -199,8 +173,15 @@ class RunTask(Task):
         )
         if not opened.written:  # cannot end before a final status; say so
             logger.error("run %s: its stream had already ended", run_id, extra=log)
-        execution = Execution(
-            run_id=run_id, thread_id=thread_id, token=token, last_event=opened.seq
+        execution = Execution(run_id=run_id, thread_id=thread_id, token=token)
+        writer = StreamWriter(
+            runtime.stream,
+            run_id=run_id,
+            thread_id=thread_id,
+            token=token,
+            last_seq=opened.seq,
+            still_owner=lambda: runtime.store.holds_run(run_id, token),
+            write_timeout=settings.status_write_timeout,
         )
         context = RunContext(
             run_id=run_id,
@@ -210,6 +191,7 @@ class RunTask(Task):
             values=claim.values,
             _store=runtime.store,
             _stream=runtime.stream,
+            _writer=writer,
             _execution=execution,
             _write_timeout=settings.status_write_timeout,
         )
@@ -218,6 +200,7 @@ class RunTask(Task):
         )
         _executions[run_id] = execution
         heartbeat.start()
+        writer.start()
         try:
             _child.in_body = execution
             if _child.terminate:
@@ -239,6 +222,7 @@ class RunTask(Task):
             raise self._retry_later(execution, claim.run.attempt, policy, error) from error
         finally:
             _child.in_body = None
+            writer.close(settings.status_write_timeout)  # every event before the end
             heartbeat.stop()
             _executions.pop(run_id, None)
 

@@ -1,0 +1,140 @@
+"""An attempt's events on their way to the run stream: emit() queues, one thread writes.
+
+A round trip per event would cap a token-streaming assistant at what one connection does in
+series (about 11,000 appends/s to a local Redis). So context.emit() checks the event and
+queues it; this thread sends everything queued since its last write as one fenced append (a
+group commit), in order. A refusal (the run ended, a newer attempt owns it) is kept and
+raised as RunCancelledError by the next emit(): the assistant stops at its next event, as it
+does at a refused checkpoint. close() runs before the run's final status is written, so every
+event an attempt emitted precedes its stream's `end`.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+from runqueue.errors import RunCancelledError
+from runqueue.stream import Appended, AppendOutcome, RunStream
+from runqueue.worker.durability import persist
+
+logger = logging.getLogger(__name__)
+
+MAX_BATCH = 1000  # events per append
+MAX_PENDING = 10_000  # emit() waits while this many are queued (back-pressure)
+
+
+class StreamWriter(threading.Thread):
+    """Writes one attempt's events, in order, in batches."""
+
+    def __init__(
+        self,
+        stream: RunStream,
+        *,
+        run_id: str,
+        thread_id: str,
+        token: str,
+        last_seq: int,
+        still_owner: Callable[[], bool],
+        write_timeout: float,
+    ):
+        super().__init__(name=f"runqueue-stream-{run_id}", daemon=True)
+        self.stream, self.run_id, self.token = stream, run_id, token
+        self.still_owner, self.write_timeout = still_owner, write_timeout
+        self.last_seq = last_seq  # the number of the last event written
+        self.log = {"run_id": run_id, "thread_id": thread_id}
+        self._pending: deque[tuple[str, str]] = deque()
+        self._changed = threading.Condition()
+        self._writing = False
+        self._closed = False
+        self.refused: AppendOutcome | None = None  # why the stream took no more
+        self.failure: BaseException | None = None  # the store stayed unreachable
+
+    def put(self, event: str, data: str) -> None:
+        """Queue one checked event (JSON text); RunCancelledError once the stream refused."""
+        with self._changed:
+            self._changed.wait_for(lambda: len(self._pending) < MAX_PENDING or self._stopped)
+            self._raise_if_stopped()
+            self._pending.append((event, data))
+            self._changed.notify_all()
+
+    def flush(self, timeout: float) -> bool:
+        """Wait until every queued event is written (or refused); False on timeout."""
+        with self._changed:
+            return self._changed.wait_for(
+                lambda: (not self._pending and not self._writing) or self._stopped, timeout
+            )
+
+    def close(self, timeout: float) -> None:
+        """Write what is queued, then stop the thread."""
+        if not self.flush(timeout):
+            logger.error("run %s: events still unwritten after %gs", self.run_id, timeout,
+                         extra=self.log)  # fmt: skip
+        with self._changed:
+            self._closed = True
+            self._changed.notify_all()
+
+    @property
+    def _stopped(self) -> bool:
+        return self.refused is not None or self.failure is not None
+
+    def _raise_if_stopped(self) -> None:
+        if self.refused is not None:
+            raise RunCancelledError(
+                f"run {self.run_id} no longer owns its stream ({self.refused.value})"
+            )
+        if self.failure is not None:
+            raise self.failure
+
+    def run(self) -> None:
+        while True:
+            with self._changed:
+                self._changed.wait_for(lambda: self._pending or self._closed)
+                if not self._pending:
+                    return
+                count = min(len(self._pending), MAX_BATCH)
+                batch = [self._pending.popleft() for _ in range(count)]
+                self._writing = True
+            try:
+                appended, failure = self._write(batch), None
+            except Exception as exc:  # persist gave up: the store stayed unreachable
+                appended, failure = None, exc
+            with self._changed:
+                self._writing = False
+                if failure is not None:
+                    self.failure = failure
+                elif appended is not None and not appended.written:
+                    self.refused = appended.outcome
+                elif appended is not None:
+                    self.last_seq = appended.seq
+                if self._stopped:
+                    self._pending.clear()
+                self._changed.notify_all()
+                if self._stopped:
+                    return
+
+    def _write(self, batch: list[tuple[str, str]]) -> Appended:
+        appended = self._persist(lambda: self.stream.append(self.run_id, self.token, batch))
+        if appended.outcome is AppendOutcome.missing and self._reopen():
+            appended = self._persist(lambda: self.stream.append(self.run_id, self.token, batch))
+        return appended
+
+    def _reopen(self) -> bool:
+        """The stream vanished under a running run (Redis restarted without persistence):
+        if the database, which decides, says this attempt still owns the run, recreate it
+        numbering on after this attempt's last event (readers then see a `gap`)."""
+        if not self._persist(self.still_owner):
+            return False
+        self._persist(lambda: self.stream.reopen(self.run_id, self.token, self.last_seq))
+        return True
+
+    def _persist(self, operation: Callable[[], Any]) -> Any:
+        return persist(
+            operation,
+            total_seconds=self.write_timeout,
+            what=f"events of run {self.run_id}",
+            extra=self.log,
+        )
