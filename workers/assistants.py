@@ -58,16 +58,21 @@ def fail(context: RunContext, message: str = "assistant failed") -> None:
 
 
 def emitter(
-    context: RunContext, count: int = 100, delay: float = 0.0, journal: str | None = None
+    context: RunContext,
+    count: int = 100,
+    delay: float = 0.0,
+    journal: str | None = None,
+    stamp: bool = False,
 ) -> dict[str, Any]:
-    """Emits `count` events (`tick` {"n": 1..count}), `delay` seconds apart: a run that
-    streams. Journals each event it emitted, so a test can tell what the process tried."""
+    """Emits `count` events (`tick` {"n": 1..count}, with the time of emit() if `stamp`),
+    `delay` seconds apart: a run that streams. Journals each event it emitted, so a test can
+    tell what the process tried."""
     _journal(journal, context, "start")
     try:
         for n in range(1, count + 1):
             if delay:
                 time.sleep(delay)
-            context.emit("tick", {"n": n})
+            context.emit("tick", {"n": n, "at": time.time()} if stamp else {"n": n})
             _journal(journal, context, "tick", n=n)
     finally:
         _journal(journal, context, "end")

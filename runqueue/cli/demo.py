@@ -1,14 +1,17 @@
-"""`runqueue demo`: a real worker fleet of one, every strategy and a cancel, checked live.
+"""`runqueue demo`: a real worker fleet of one, every strategy, a cancel and a live run
+stream, checked live.
 
 The demo starts a real prefork worker (`python -m runqueue worker`) on the configured
-backend, submits runs on five threads, and proves each guarantee from what the assistants
-themselves wrote (journal lines with their pid, checkpoints), not from the status column
-alone. It prints one `PASS name: ...` or `FAIL name: ...` line per guarantee.
+backend, submits runs on six threads, follows one run's stream as it runs, and proves each
+guarantee from what the assistants themselves wrote (journal lines with their pid,
+checkpoints, stream events), not from the status column alone. It prints one
+`PASS name: ...` or `FAIL name: ...` line per guarantee.
 """
 
 from __future__ import annotations
 
 import contextlib
+import threading
 import time
 import uuid
 from collections.abc import Callable
@@ -26,14 +29,15 @@ from runqueue.cli.processes import WorkerProcess, WorkerProcessError, pid_alive
 from runqueue.cli.render import runs_table
 from runqueue.errors import ConflictError, RunQueueError, first_line
 from runqueue.journal import Journal
-from runqueue.records import AbortAction, RunRecord, RunStatus
+from runqueue.records import AbortAction, RunRecord, RunStatus, StreamEvent
 from runqueue.registry import SyncRunManager
 from runqueue.settings import redact_url
 from runqueue.store.database import migrate
 
-GUARANTEES = ("reject", "interrupt", "rollback", "enqueue", "cancel")
+GUARANTEES = ("reject", "interrupt", "rollback", "enqueue", "cancel", "stream")
 REQUIRED_ASSISTANTS = ("echo", "steps", "noop")
 LONG_RUN = {"steps": 200, "delay": 0.1}  # 20 s unless interrupted; the demo never waits it out
+STREAMED_RUN = {"steps": 5, "delay": 0.3}  # its stream is shown live under the table
 REJECT_ATTEMPTS = 3
 ENQUEUED_RUNS = 4
 
@@ -76,6 +80,34 @@ class Scenario:
         return Journal(self.journal_dir / f"{guarantee}.jsonl")
 
 
+class StreamTail(threading.Thread):
+    """Follows one run's stream, as any reader on another machine would."""
+
+    def __init__(self, manager: SyncRunManager, run_id: str):
+        super().__init__(name="demo-stream", daemon=True)
+        self.manager, self.run_id = manager, run_id
+        self.events: list[StreamEvent] = []
+        self.error: str | None = None
+
+    def run(self) -> None:
+        try:
+            for event in self.manager.stream(self.run_id):
+                self.events.append(event)
+        except RunQueueError as exc:
+            self.error = first_line(exc)
+
+    def line(self) -> Text:
+        shown = []
+        for event in self.events:
+            if event.event == "step":
+                shown.append(f"step {event.data['step']}/{event.data['of']}")
+            elif event.event == "end":
+                shown.append(f"end {event.data['status']}")
+            else:
+                shown.append(event.event)
+        return Text(f"stream of run {self.run_id}: " + " > ".join(shown or ["waiting"]))
+
+
 class Demo:
     """Drives the scenario on one manager and one worker, refreshing the live table."""
 
@@ -85,6 +117,7 @@ class Demo:
         self.scenario = Scenario(uuid.uuid4().hex[:6], settings.data_dir / "journals")
         self.scenario.journal_dir.mkdir(parents=True, exist_ok=True)
         self.phase = "starting"
+        self.tail: StreamTail | None = None
         self._last_render = 0.0
 
     # -- driving ------------------------------------------------------------------------
@@ -124,7 +157,7 @@ class Demo:
         return run is not None and run.is_final
 
     def play(self) -> None:
-        """Every strategy and one cancel, on five threads at once."""
+        """Every strategy, one cancel and one streamed run, on six threads at once."""
         s = self.scenario
         # reject: while a run is active, every competing create_or_reject is refused.
         self.submit("reject.accepted", "reject", "steps", "reject", "accepted", steps=4, delay=0.1)
@@ -136,6 +169,11 @@ class Demo:
             except ConflictError as exc:
                 s.rejected.append(str(exc))
         s.notes[s.runs["reject.accepted"]] = f"accepted; {len(s.rejected)} competitors rejected"
+        # stream: one run's events, read live while it runs.
+        streamed = self.submit("stream.run", "stream", "steps", "reject", "streamed live",
+                               **STREAMED_RUN)  # fmt: skip
+        self.tail = StreamTail(self.manager, streamed.run_id)
+        self.tail.start()
         # interrupt / cancel: long runs that a later step stops midway.
         self.submit(
             "interrupt.old", "interrupt", "steps", "interrupt", "to be interrupted", **LONG_RUN
@@ -179,6 +217,7 @@ class Demo:
         self.submit("rollback.new", "rollback", "noop", "rollback", "rolls the old run back")
 
         self.wait_for("every run to finish", lambda: all(self.final(role) for role in s.runs))
+        self.wait_for("the streamed run's end", lambda: not self.tail.is_alive(), 5.0)
         for guarantee, role in (("interrupt", "interrupt.old"), ("cancel", "cancel.target")):
             pid = self.pid_of(guarantee, role)
             if pid is not None:
@@ -217,7 +256,9 @@ class Demo:
             return
         self._last_render = now
         table = runs_table(self.runs(), title="runqueue demo", labels=self.scenario.notes)
-        self.live.update(Group(table, Text(f"now: {self.phase}", style="dim")), refresh=True)
+        parts = [table] + ([self.tail.line()] if self.tail else [])
+        parts.append(Text(f"now: {self.phase}", style="dim"))
+        self.live.update(Group(*parts), refresh=True)
 
     # -- judging -------------------------------------------------------------------------
 
@@ -228,6 +269,7 @@ class Demo:
             "rollback": self.check_rollback,
             "enqueue": self.check_enqueue,
             "cancel": self.check_cancel,
+            "stream": self.check_stream,
         }
         results = []
         for name, judge in judges.items():
@@ -345,6 +387,33 @@ class Demo:
             f"process_stopped={stopped}: run {run.run_id} cancelled after "
             f"{plural(len(steps), 'step')} ({run.status.value}); its pool process pid {pid} is "
             f"{'gone' if stopped else 'STILL ALIVE'}, {len(late)} steps after it ended",
+        )
+
+
+    def check_stream(self) -> Check:
+        run = self.run("stream.run")
+        assert self.tail is not None, "the stream was never followed"
+        events = self.tail.events
+        steps = [event.data["step"] for event in events if event.event == "step"]
+        journaled = len(self.steps_done("stream", "stream.run"))
+        ids = [int(event.id) for event in events if event.id is not None]
+        passed = (
+            self.tail.error is None
+            and bool(events)
+            and events[0].event == "metadata"
+            and steps == list(range(1, STREAMED_RUN["steps"] + 1)) == list(range(1, journaled + 1))
+            and events[-1].event == "end"
+            and events[-1].data == {"status": run.status.value}
+            and run.status is RunStatus.success
+            and ids == list(range(1, len(events) + 1))
+        )
+        ending = events[-1].data.get("status") if events and events[-1].event == "end" else "none"
+        return Check(
+            "stream",
+            passed,
+            f"run {run.run_id} streamed metadata, {plural(len(steps), 'step')} and its end "
+            f"({ending}) live to a reader: ids 1..{len(events)} in order, no gap"
+            + (f"; reader failed: {self.tail.error}" if self.tail.error else ""),
         )
 
 

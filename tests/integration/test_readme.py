@@ -23,7 +23,7 @@ from tests.support import REPO_ROOT, WorkerProcess
 pytestmark = pytest.mark.integration
 
 README = REPO_ROOT / "README.md"
-GUARANTEES = ("reject", "interrupt", "rollback", "enqueue", "cancel")
+GUARANTEES = ("reject", "interrupt", "rollback", "enqueue", "cancel", "stream")
 
 
 def block_after(marker: str, language: str) -> str:
@@ -108,7 +108,7 @@ def test_readme_demo_command_in_a_fresh_virtualenv(tmp_path):
     assert result.returncode == 0, output[-6000:]
     for guarantee in GUARANTEES:
         assert re.search(rf"^PASS {guarantee}: ", result.stdout, re.M), result.stdout[-4000:]
-    assert re.search(r"^PASS all: 5 of 5 guarantees held in ([\d.]+)s", result.stdout, re.M)
+    assert re.search(r"^PASS all: 6 of 6 guarantees held in ([\d.]+)s", result.stdout, re.M)
     assert not re.search(r"^FAIL ", result.stdout, re.M)
     assert "Traceback" not in output
     # The demo itself (not pip) finishes in under 30 s.
