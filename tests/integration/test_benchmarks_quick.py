@@ -72,3 +72,27 @@ def test_counts_and_readings_are_present(report: dict, backend: str) -> None:
     assert results["memory"]["worker_ratio"] > 0 and results["memory"]["creator_ratio"] > 0
     assert results["scale"]["large"]["rows_per_list"] >= 1
     assert results["cancel"]["runqueue_to_dead_all"]["n"] >= 1
+
+
+def test_stream_benchmark_quick_mode(tmp_path: Path) -> None:
+    """`python -m benchmarks.stream --quick`: every figure measured on both backends, every
+    reader complete, join faster than the polling it replaced on Redis."""
+    require_services()
+    out = tmp_path / "stream.json"
+    finished = subprocess.run(
+        [sys.executable, "-m", "benchmarks.stream", "--quick", "--out", str(out)],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=280,
+    )
+    assert finished.returncode == 0, finished.stderr[-4000:]
+    assert "emit->reader p50 ms" in finished.stdout
+    report = json.loads(out.read_text())
+    for backend in ("embedded", "postgres_redis"):
+        results = report["backends"][backend]
+        many = results["many_readers"]
+        assert many["complete_readers"] == many["readers"] > 0
+        assert results["latency"]["events"] == results["latency"]["n"] > 0
+        assert results["one_reader"]["events"] > 0
+    assert report["backends"]["postgres_redis"]["redis_memory"]["entries_kept"] > 0
