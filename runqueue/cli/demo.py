@@ -389,7 +389,6 @@ class Demo:
             f"{'gone' if stopped else 'STILL ALIVE'}, {len(late)} steps after it ended",
         )
 
-
     def check_stream(self) -> Check:
         run = self.run("stream.run")
         assert self.tail is not None, "the stream was never followed"

@@ -23,6 +23,7 @@ logger = logging.getLogger(__name__)
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 PING_AFTER_IDLE_SECONDS = 1.0  # a pooled connection idle longer is pinged before use
 SQLITE_BUSY_TIMEOUT_MS = 30_000  # how long a SQLite writer waits for the write lock
+READ_ONLY = "runqueue_read_only"  # execution option of a transaction that only reads
 
 _engines: dict[tuple[int, str], Engine] = {}
 _engines_lock = threading.Lock()
@@ -128,8 +129,12 @@ def _create_sqlite_engine(database_url: str) -> Engine:
     @event.listens_for(engine, "begin")
     def _on_begin(connection):  # noqa: ANN001
         # Every transaction takes the write lock up front: the SQLite equivalent of
-        # locking the thread row, so two processes deciding a strategy serialize.
+        # locking the thread row, so two processes deciding a strategy serialize. A
+        # read-only one (StoreBase.reading()) does not: WAL readers need no lock.
         dbapi_connection = connection.connection.dbapi_connection
+        if connection.get_execution_options().get(READ_ONLY):
+            dbapi_connection.execute("BEGIN")
+            return
         dbapi_connection.execute("PRAGMA busy_timeout=0")  # we wait, in small steps
         try:
             if not _spin_for_write_lock(dbapi_connection):

@@ -151,6 +151,7 @@ class RunStreamRow(Base):
 
     run_id: Mapped[str] = mapped_column(String(36), primary_key=True)
     owner_token: Mapped[str | None] = mapped_column(String(36))  # the attempt that may emit
+    owner_attempt: Mapped[int] = mapped_column(Integer, default=0)  # its number; never goes back
     last_seq: Mapped[int] = mapped_column(Integer, default=0)
     ended_status: Mapped[str | None] = mapped_column(String(16))  # set once, by `end`
     expires_at: Mapped[datetime | None] = mapped_column(Timestamp)  # NULL while not ended

@@ -18,7 +18,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from runqueue.records import DispatchState, RunRecord, RunStatus
-from runqueue.store.database import get_engine, unreachable_as_error
+from runqueue.store.database import READ_ONLY, get_engine, unreachable_as_error
 from runqueue.store.models import Run, RunEventRow, Thread
 from runqueue.store.rows import RUN_COLUMNS, run_record
 
@@ -90,6 +90,17 @@ class StoreBase:
     def transaction(self) -> Iterator[Connection]:
         """One transaction; an unreachable database becomes DatabaseUnavailableError."""
         with unreachable_as_error(self.database_url), self.engine.begin() as conn:
+            yield conn
+
+    @contextmanager
+    def reading(self) -> Iterator[Connection]:
+        """A transaction that only reads: on SQLite it does not take the write lock, so
+        readers polling often (run streams) never queue behind, or ahead of, writers."""
+        with (
+            unreachable_as_error(self.database_url),
+            self.engine.connect() as conn,
+            conn.execution_options(**{READ_ONLY: True}).begin(),
+        ):
             yield conn
 
     def lock_thread(self, conn: Connection, thread_id: str, user_id: str | None) -> None:

@@ -35,8 +35,8 @@ class Step(enum.Enum):
     """What a reader does after a silent wait on a run that has ended."""
 
     grace = "grace"  # wait a little more: the `end` may be on its way
-    repair = "repair"  # write the missing `end`
-    finish = "finish"  # the stream is gone or already past: finish with the run's status
+    repair = "repair"  # write the missing `end`; if it was there, the reader is past it
+    gone = "gone"  # the stream expired (or what it numbers is no longer there)
 
 
 class Follower:
@@ -70,7 +70,7 @@ class Follower:
         """The run has ended and the read found nothing new; `last_seq`: the stream's newest
         number (None: no stream)."""
         if last_seq is None:
-            return Step.finish
+            return Step.gone
         if not self._suspect:
             # Look once more: right away if something was written since the read, else after
             # a grace (the `end` follows the final status by a round trip).
@@ -78,14 +78,16 @@ class Follower:
             self.block = 0.0 if last_seq > self.last else REPAIR_GRACE_SECONDS
             return Step.grace
         if last_seq > self.last:  # numbered, yet not there to read (deleted): nothing more
-            return Step.finish
+            return Step.gone
         return Step.repair
 
-    def finish(self, run: RunRecord) -> list[StreamEvent]:
+    def finish(self, run: RunRecord, *, lost: bool) -> list[StreamEvent]:
         """The run ended and its stream has nothing more for this reader: its final `end`,
-        after a `gap` if this reader had read something that is no longer there."""
+        after a `gap` if events this reader had not read are gone (`lost`; a reader with no
+        position, after=None, gets the `end` alone). A reader resuming after the `end`
+        itself lost nothing: it gets the `end` again."""
         self.done = True
-        out = [events.gap(self.last, None)] if self.last > 0 else []
+        out = [events.gap(self.last, None)] if lost and self.last > 0 else []
         return [*out, events.expired_end(run.status)]
 
 
@@ -111,9 +113,9 @@ def follow(
             continue
         step = follower.ended(transport.last_seq(run_id))
         if step is Step.repair and _repair(transport, run_id, run):
-            continue
+            continue  # the `end` is written now: read it
         if step is not Step.grace:
-            yield from follower.finish(run)
+            yield from follower.finish(run, lost=step is Step.gone)
 
 
 async def afollow(
@@ -121,22 +123,26 @@ async def afollow(
 ) -> AsyncIterator[StreamEvent]:
     """follow(), waiting without holding a thread."""
     follower = Follower(after)
-    while not follower.done:
-        entries = await transport.aread(run_id, follower.last, block=follower.block, count=BATCH)
-        if entries:
-            for event in follower.received(entries):
-                yield event
-            continue
-        run = await asyncio.to_thread(run_of)
-        if not run.is_final:
-            follower.running()
-            continue
-        step = follower.ended(await asyncio.to_thread(transport.last_seq, run_id))
-        if step is Step.repair and await asyncio.to_thread(_repair, transport, run_id, run):
-            continue
-        if step is not Step.grace:
-            for event in follower.finish(run):
-                yield event
+    reader = transport.async_reader()
+    try:
+        while not follower.done:
+            entries = await reader.read(run_id, follower.last, block=follower.block, count=BATCH)
+            if entries:
+                for event in follower.received(entries):
+                    yield event
+                continue
+            run = await asyncio.to_thread(run_of)
+            if not run.is_final:
+                follower.running()
+                continue
+            step = follower.ended(await asyncio.to_thread(transport.last_seq, run_id))
+            if step is Step.repair and await asyncio.to_thread(_repair, transport, run_id, run):
+                continue
+            if step is not Step.grace:
+                for event in follower.finish(run, lost=step is Step.gone):
+                    yield event
+    finally:
+        await reader.close()
 
 
 def wait_for_end(
@@ -169,17 +175,21 @@ async def await_end(
     deadline = time.monotonic() + timeout
     run = await asyncio.to_thread(run_of)
     last = await asyncio.to_thread(transport.last_seq, run_id) or 0
-    while not run.is_final:
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            raise _timeout(run, timeout)
-        block = min(remaining, IDLE_CHECK_SECONDS)
-        entries = await transport.aread(run_id, last, block=block, count=BATCH)
-        if entries:
-            last = entries[-1].seq
-            if entries[-1].event != "end":
-                continue
-        run = await asyncio.to_thread(run_of)
+    reader = transport.async_reader()
+    try:
+        while not run.is_final:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise _timeout(run, timeout)
+            block = min(remaining, IDLE_CHECK_SECONDS)
+            entries = await reader.read(run_id, last, block=block, count=BATCH)
+            if entries:
+                last = entries[-1].seq
+                if entries[-1].event != "end":
+                    continue
+            run = await asyncio.to_thread(run_of)
+    finally:
+        await reader.close()
     return run
 
 

@@ -26,9 +26,14 @@ class RunStream:
     # -- writing ------------------------------------------------------------------------------
 
     def open(self, run_id: str, token: str, *, thread_id: str, attempt: int) -> Appended:
-        """An attempt starts: it owns the stream from now on, and says so with `metadata`."""
+        """An attempt starts: it owns the stream from now on, and says so with `metadata`.
+        Refused if the run ended or a later attempt opened the stream."""
         event, data = events.metadata(run_id, thread_id, attempt)
-        return self.transport.open(run_id, token, event, data)
+        return self.transport.open(run_id, token, attempt, event, data)
+
+    def touch(self, run_id: str) -> None:
+        """The run is still running: keep its stream (see StreamTransport.touch)."""
+        self.transport.touch(run_id)
 
     def encode(self, event: str, data: object) -> str:
         """An assistant's event checked: its data as JSON text (InvalidEventError for a
@@ -39,9 +44,9 @@ class RunStream:
         """Encoded events of an attempt, if it still owns the stream and it has not ended."""
         return self.transport.append(run_id, token, entries)
 
-    def reopen(self, run_id: str, token: str, after_seq: int) -> bool:
+    def reopen(self, run_id: str, token: str, attempt: int, after_seq: int) -> bool:
         """Recreate a stream its store lost under a running run (see StreamTransport)."""
-        reopened = self.transport.reopen(run_id, token, after_seq)
+        reopened = self.transport.reopen(run_id, token, attempt, after_seq)
         if reopened:
             logger.warning(
                 "the stream of run %s was lost (a Redis restart?); reopened after event %d",

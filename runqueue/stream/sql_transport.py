@@ -15,13 +15,19 @@ import time
 from contextlib import AbstractContextManager
 from datetime import timedelta
 
-from sqlalchemy import Connection, and_, delete, insert, or_, select, update
+from sqlalchemy import Connection, and_, delete, exists, insert, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
-from runqueue.store.models import RunStreamEventRow, RunStreamRow
+from runqueue.store.models import Run, RunStreamEventRow, RunStreamRow
 from runqueue.store.transactions import StoreBase, utcnow
-from runqueue.stream.transport import Appended, AppendOutcome, Entry, StreamTransport
+from runqueue.stream.transport import (
+    Appended,
+    AppendOutcome,
+    AsyncReader,
+    Entry,
+    StreamTransport,
+)
 
 INSERT_EVENT = insert(RunStreamEventRow.__table__)
 DIALECT_INSERT = {"postgresql": pg_insert, "sqlite": sqlite_insert}
@@ -77,17 +83,26 @@ class SqlStreamTransport(StreamTransport):
             index_elements=[RunStreamRow.run_id]
         )
 
-    def open(self, run_id: str, token: str, event: str, data: str) -> Appended:
+    def open(self, run_id: str, token: str, attempt: int, event: str, data: str) -> Appended:
         with self._transaction() as conn:
-            conn.execute(self._ensure_head(conn), dict(run_id=run_id, last_seq=0))
+            conn.execute(self._ensure_head(conn), dict(run_id=run_id, last_seq=0, owner_attempt=0))
             last = conn.execute(
                 update(RunStreamRow)
-                .where(RunStreamRow.run_id == run_id, RunStreamRow.ended_status.is_(None))
-                .values(last_seq=RunStreamRow.last_seq + 1, owner_token=token)
+                .where(
+                    RunStreamRow.run_id == run_id,
+                    RunStreamRow.ended_status.is_(None),
+                    RunStreamRow.owner_attempt < attempt,
+                )
+                .values(
+                    last_seq=RunStreamRow.last_seq + 1, owner_token=token, owner_attempt=attempt
+                )
                 .returning(RunStreamRow.last_seq)
             ).scalar()
             if last is None:
-                return Appended(AppendOutcome.ended)
+                ended = conn.execute(
+                    select(RunStreamRow.ended_status).where(RunStreamRow.run_id == run_id)
+                ).scalar()
+                return Appended(AppendOutcome.ended if ended else AppendOutcome.not_owner)
             self._write(conn, run_id, last, [(event, data)])
         return Appended(AppendOutcome.appended, last)
 
@@ -110,7 +125,9 @@ class SqlStreamTransport(StreamTransport):
     ) -> bool:
         with self._transaction() as conn:
             if create:
-                conn.execute(self._ensure_head(conn), dict(run_id=run_id, last_seq=0))
+                conn.execute(
+                    self._ensure_head(conn), dict(run_id=run_id, last_seq=0, owner_attempt=0)
+                )
             last = conn.execute(
                 update(RunStreamRow)
                 .where(RunStreamRow.run_id == run_id, RunStreamRow.ended_status.is_(None))
@@ -127,7 +144,7 @@ class SqlStreamTransport(StreamTransport):
         return True
 
     def _read_now(self, run_id: str, after: int, count: int) -> list[Entry]:
-        with self._transaction() as conn:
+        with self._store.reading() as conn:
             rows = conn.execute(
                 select(RunStreamEventRow.seq, RunStreamEventRow.event, RunStreamEventRow.data)
                 .join(RunStreamRow, RunStreamRow.run_id == RunStreamEventRow.run_id)
@@ -149,17 +166,11 @@ class SqlStreamTransport(StreamTransport):
                 return entries
             time.sleep(min(self.poll_interval, remaining))
 
-    async def aread(self, run_id: str, after: int, *, block: float, count: int) -> list[Entry]:
-        deadline = time.monotonic() + block
-        while True:
-            entries = await asyncio.to_thread(self._read_now, run_id, after, count)
-            remaining = deadline - time.monotonic()
-            if entries or remaining <= 0:
-                return entries
-            await asyncio.sleep(min(self.poll_interval, remaining))
+    def async_reader(self) -> AsyncReader:
+        return SqlAsyncReader(self)
 
     def last_seq(self, run_id: str) -> int | None:
-        with self._transaction() as conn:
+        with self._store.reading() as conn:
             return conn.execute(
                 select(RunStreamRow.last_seq).where(RunStreamRow.run_id == run_id, self._alive())
             ).scalar()
@@ -170,8 +181,36 @@ class SqlStreamTransport(StreamTransport):
             conn.execute(delete(RunStreamRow).where(RunStreamRow.run_id == run_id))
 
     def purge_expired(self) -> int:
+        """Delete streams past their retention, and streams that never got their `end` (the
+        writer died between the final status and the stream, and nobody read it since)
+        once their run has been final for longer than the retention, or was deleted."""
         now = utcnow()
+        retained_since = now - timedelta(seconds=self.retention_seconds)
+        run_still_needs_it = exists().where(
+            Run.run_id == RunStreamRow.run_id,
+            or_(Run.ended_at.is_(None), Run.ended_at > retained_since),
+        )
+        gone = or_(
+            RunStreamRow.expires_at <= now,
+            and_(RunStreamRow.ended_status.is_(None), ~run_still_needs_it),
+        )
         with self._transaction() as conn:
-            expired = select(RunStreamRow.run_id).where(RunStreamRow.expires_at <= now)
+            expired = select(RunStreamRow.run_id).where(gone)
             conn.execute(delete(RunStreamEventRow).where(RunStreamEventRow.run_id.in_(expired)))
-            return conn.execute(delete(RunStreamRow).where(RunStreamRow.expires_at <= now)).rowcount
+            return conn.execute(delete(RunStreamRow).where(gone)).rowcount
+
+
+class SqlAsyncReader(AsyncReader):
+    """Polls in a worker thread, sleeping on the event loop between looks."""
+
+    def __init__(self, transport: SqlStreamTransport):
+        self.transport = transport
+
+    async def read(self, run_id: str, after: int, *, block: float, count: int) -> list[Entry]:
+        deadline = time.monotonic() + block
+        while True:
+            entries = await asyncio.to_thread(self.transport._read_now, run_id, after, count)
+            remaining = deadline - time.monotonic()
+            if entries or remaining <= 0:
+                return entries
+            await asyncio.sleep(min(self.transport.poll_interval, remaining))

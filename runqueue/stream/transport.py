@@ -44,6 +44,17 @@ class Entry:
     data: str
 
 
+class AsyncReader(abc.ABC):
+    """Reads for one asyncio consumer, on connections of its own event loop."""
+
+    @abc.abstractmethod
+    async def read(self, run_id: str, after: int, *, block: float, count: int) -> list[Entry]:
+        """StreamTransport.read(), awaited."""
+
+    async def close(self) -> None:  # noqa: B027 - nothing to release by default
+        """Release the reader's connections."""
+
+
 class StreamTransport(abc.ABC):
     """One store of run streams (Redis Streams, or a table in the database)."""
 
@@ -53,20 +64,21 @@ class StreamTransport(abc.ABC):
         self.max_events = max_events
 
     @abc.abstractmethod
-    def open(self, run_id: str, token: str, event: str, data: str) -> Appended:
+    def open(self, run_id: str, token: str, attempt: int, event: str, data: str) -> Appended:
         """Make `token` the stream's owner and append its first event (the attempt's
-        `metadata`). Refused only if the stream ended."""
+        `metadata`). Refused if the stream ended, or if an attempt numbered `attempt` or
+        later already opened it (a late open never takes the stream from a newer one)."""
 
     @abc.abstractmethod
     def append(self, run_id: str, token: str, entries: list[tuple[str, str]]) -> Appended:
         """Append events (name, JSON text), all or none, if `token` owns the stream and it
         has not ended. Appended.seq is the number of the last one."""
 
-    def reopen(self, run_id: str, token: str, after_seq: int) -> bool:
+    def reopen(self, run_id: str, token: str, attempt: int, after_seq: int) -> bool:
         """Recreate a stream the store lost while its run was running (Redis restarted
-        without persistence), owned by `token` and numbering on after `after_seq`, so that
-        readers see a `gap`. False if the stream exists; a store that keeps its streams never
-        loses one."""
+        without persistence), owned by `token` (of `attempt`) and numbering on after
+        `after_seq`, so that readers see a `gap`. False if the stream exists; a store that
+        keeps its streams never loses one."""
         return False
 
     @abc.abstractmethod
@@ -83,8 +95,13 @@ class StreamTransport(abc.ABC):
         wait up to `block` seconds for one (0: do not wait)."""
 
     @abc.abstractmethod
-    async def aread(self, run_id: str, after: int, *, block: float, count: int) -> list[Entry]:
-        """read(), without holding a thread while it waits."""
+    def async_reader(self) -> AsyncReader:
+        """A reader for one asyncio consumer: read() without holding a thread while it
+        waits. Close it when done."""
+
+    def touch(self, run_id: str) -> None:  # noqa: B027 - a store that keeps streams
+        """A running run's stream is alive: where the store expires keys, push the expiry of
+        a stream that has not ended out again (see RedisStreamTransport.touch)."""
 
     @abc.abstractmethod
     def last_seq(self, run_id: str) -> int | None:

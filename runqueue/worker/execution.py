@@ -163,23 +163,13 @@ class RunTask(Task):
         if not claim.claimed or claim.run is None:
             logger.info("run %s not started: %s", run_id, claim.outcome.value, extra=log)
             raise Ignore()
-        opened = persist(
-            lambda: runtime.stream.open(
-                run_id, token, thread_id=thread_id, attempt=claim.run.attempt
-            ),
-            total_seconds=settings.status_write_timeout,
-            what=f"opening the stream of run {run_id}",
-            extra=log,
-        )
-        if not opened.written:  # cannot end before a final status; say so
-            logger.error("run %s: its stream had already ended", run_id, extra=log)
         execution = Execution(run_id=run_id, thread_id=thread_id, token=token)
         writer = StreamWriter(
             runtime.stream,
             run_id=run_id,
             thread_id=thread_id,
             token=token,
-            last_seq=opened.seq,
+            attempt=claim.run.attempt,
             still_owner=lambda: runtime.store.holds_run(run_id, token),
             write_timeout=settings.status_write_timeout,
         )
@@ -196,15 +186,21 @@ class RunTask(Task):
             _write_timeout=settings.status_write_timeout,
         )
         heartbeat = Heartbeat(
-            runtime.store, execution, settings.heartbeat_interval, settings.lease_seconds
+            runtime.store,
+            execution,
+            settings.heartbeat_interval,
+            settings.lease_seconds,
+            stream=runtime.stream,
         )
+        # The lease is renewed from here on, also while the stream is being opened (a slow
+        # store must not let the reaper hand the run to another attempt meanwhile).
         _executions[run_id] = execution
         heartbeat.start()
-        writer.start()
         try:
             _child.in_body = execution
             if _child.terminate:
                 raise RunTerminatedError()
+            writer.open()  # `metadata`; RunCancelledError if the run ended or moved on
             return self.run(context, **kwargs)
         except RunCancelledError:
             # However the cancel arrived (SIGTERM, a refused checkpoint, the cooperative
@@ -216,8 +212,10 @@ class RunTask(Task):
             policy = self.run_retry or NO_RETRY
             if not policy.allows(claim.run.attempt, error):
                 raise
-            # Stop renewing first: a renewal that finds the run pending must not read as a
-            # cancel (the heartbeat would SIGTERM this child).
+            # This attempt's last events go before the run is handed to the next attempt,
+            # which takes the stream over. Then stop renewing: a renewal that finds the run
+            # pending must not read as a cancel (the heartbeat would SIGTERM this child).
+            writer.close(settings.status_write_timeout)
             heartbeat.stop()
             raise self._retry_later(execution, claim.run.attempt, policy, error) from error
         finally:
@@ -275,9 +273,16 @@ def token_of(run_id: str) -> str | None:
 class Heartbeat(threading.Thread):
     """Renews the run's lease and notices a cancel even when the revoke broadcast was lost."""
 
-    def __init__(self, store: RunStore, execution: Execution, interval: float, lease: float):
+    def __init__(
+        self,
+        store: RunStore,
+        execution: Execution,
+        interval: float,
+        lease: float,
+        stream: RunStream | None = None,
+    ):
         super().__init__(name=f"runqueue-heartbeat-{execution.run_id}", daemon=True)
-        self.store, self.execution = store, execution
+        self.store, self.execution, self.stream = store, execution, stream
         self.interval, self.lease = interval, lease
         self._stopped = threading.Event()
 
@@ -298,6 +303,13 @@ class Heartbeat(threading.Thread):
                 if _in_prefork_child() and not self._stopped.is_set():
                     os.kill(os.getpid(), signal.SIGTERM)
                 return
+            if self.stream is not None:
+                try:
+                    self.stream.touch(self.execution.run_id)  # keep a quiet run's stream
+                except Exception as exc:  # the stream's store is down: next beat
+                    logger.warning(
+                        "stream keep-alive failed for run %s: %s", self.execution.run_id, exc
+                    )
 
 
 def _in_prefork_child() -> bool:

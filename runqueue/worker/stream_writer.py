@@ -37,14 +37,15 @@ class StreamWriter(threading.Thread):
         run_id: str,
         thread_id: str,
         token: str,
-        last_seq: int,
+        attempt: int,
         still_owner: Callable[[], bool],
         write_timeout: float,
     ):
         super().__init__(name=f"runqueue-stream-{run_id}", daemon=True)
-        self.stream, self.run_id, self.token = stream, run_id, token
+        self.stream, self.run_id, self.thread_id = stream, run_id, thread_id
+        self.token, self.attempt = token, attempt
         self.still_owner, self.write_timeout = still_owner, write_timeout
-        self.last_seq = last_seq  # the number of the last event written
+        self.last_seq = 0  # the number of the last event written
         self.log = {"run_id": run_id, "thread_id": thread_id}
         self._pending: deque[tuple[str, str]] = deque()
         self._changed = threading.Condition()
@@ -52,6 +53,20 @@ class StreamWriter(threading.Thread):
         self._closed = False
         self.refused: AppendOutcome | None = None  # why the stream took no more
         self.failure: BaseException | None = None  # the store stayed unreachable
+
+    def open(self) -> None:
+        """Take the stream for this attempt (its `metadata`), then start writing. Refused
+        (the run ended, or a later attempt opened it): RunCancelledError."""
+        opened = self._persist(
+            lambda: self.stream.open(
+                self.run_id, self.token, thread_id=self.thread_id, attempt=self.attempt
+            )
+        )
+        if not opened.written:
+            self.refused = opened.outcome
+            self._raise_if_stopped()
+        self.last_seq = opened.seq
+        self.start()
 
     def put(self, event: str, data: str) -> None:
         """Queue one checked event (JSON text); RunCancelledError once the stream refused."""
@@ -128,7 +143,9 @@ class StreamWriter(threading.Thread):
         numbering on after this attempt's last event (readers then see a `gap`)."""
         if not self._persist(self.still_owner):
             return False
-        self._persist(lambda: self.stream.reopen(self.run_id, self.token, self.last_seq))
+        self._persist(
+            lambda: self.stream.reopen(self.run_id, self.token, self.attempt, self.last_seq)
+        )
         return True
 
     def _persist(self, operation: Callable[[], Any]) -> Any:

@@ -23,6 +23,7 @@ def upgrade() -> None:
         "run_streams",
         sa.Column("run_id", sa.String(36), primary_key=True),
         sa.Column("owner_token", sa.String(36)),
+        sa.Column("owner_attempt", sa.Integer(), nullable=False, server_default="0"),
         sa.Column("last_seq", sa.Integer(), nullable=False),
         sa.Column("ended_status", sa.String(16)),
         sa.Column("expires_at", sa.DateTime(timezone=True)),
