@@ -86,8 +86,14 @@ class StreamWriter(threading.Thread):
     def close(self, timeout: float) -> None:
         """Write what is queued, then stop the thread."""
         if not self.flush(timeout):
-            logger.error("run %s: events still unwritten after %gs", self.run_id, timeout,
-                         extra=self.log)  # fmt: skip
+            unwritten = len(self._pending)
+            logger.error(
+                "run %s: %d events unwritten after %gs",
+                self.run_id,
+                unwritten,
+                timeout,
+                extra=self.log,
+            )
         with self._changed:
             self._closed = True
             self._changed.notify_all()
