@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import exists, insert, select, update
+from sqlalchemy import ColumnElement, exists, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import aliased
 
@@ -24,6 +24,17 @@ _OTHER_RUN = aliased(Run, name="other_run")
 THREAD_HAS_A_RUNNING_RUN = exists().where(
     _OTHER_RUN.thread_id == Run.thread_id, _OTHER_RUN.status == RUNNING
 )
+
+
+def owned_by(run_id: str, token: str) -> tuple[ColumnElement[bool], ...]:
+    """The run is running under this attempt's claim token and nobody cancelled it: what an
+    attempt's own writes (checkpoint, re-queue) and its ownership check require."""
+    return (
+        Run.run_id == run_id,
+        Run.status == RUNNING,
+        Run.claim_token == token,
+        Run.abort_action.is_(None),
+    )
 
 
 class ClaimOutcome(enum.StrEnum):
@@ -148,12 +159,7 @@ class ExecutionStatements(StoreBase):
             # it, or commits first and this insert sees the abort and writes nothing.
             owner = conn.execute(
                 select(Run.thread_id)
-                .where(
-                    Run.run_id == run_id,
-                    Run.status == RUNNING,
-                    Run.claim_token == token,
-                    Run.abort_action.is_(None),
-                )
+                .where(*owned_by(run_id, token))
                 .with_for_update(key_share=True)
             ).first()
             if owner is None:
@@ -168,14 +174,7 @@ class ExecutionStatements(StoreBase):
     def holds_run(self, run_id: str, token: str) -> bool:
         """True while this attempt (token) is the run's running, uncancelled owner."""
         with self.transaction() as conn:
-            owner = conn.execute(
-                select(Run.run_id).where(
-                    Run.run_id == run_id,
-                    Run.status == RUNNING,
-                    Run.claim_token == token,
-                    Run.abort_action.is_(None),
-                )
-            ).first()
+            owner = conn.execute(select(Run.run_id).where(*owned_by(run_id, token))).first()
         return owner is not None
 
     def renew_lease(self, run_id: str, token: str, lease_seconds: float) -> tuple[bool, str | None]:
@@ -208,12 +207,7 @@ class ExecutionStatements(StoreBase):
         with self.transaction() as conn:
             row = conn.execute(
                 update(Run)
-                .where(
-                    Run.run_id == run_id,
-                    Run.status == RUNNING,
-                    Run.claim_token == token,
-                    Run.abort_action.is_(None),
-                )
+                .where(*owned_by(run_id, token))
                 .values(
                     status=PENDING,
                     dispatch_state=QUEUED,
