@@ -77,6 +77,15 @@ class SqlStreamTransport(StreamTransport):
                 )
             )
 
+    def _refusal(self, conn: Connection, run_id: str) -> AppendOutcome:
+        """Why the guarded UPDATE of the head matched nothing, read in its transaction."""
+        head = conn.execute(
+            select(RunStreamRow.ended_status).where(RunStreamRow.run_id == run_id)
+        ).first()
+        if head is None:
+            return AppendOutcome.missing
+        return AppendOutcome.ended if head.ended_status is not None else AppendOutcome.not_owner
+
     def _ensure_head(self, conn: Connection) -> object:
         """INSERT of a head row that does nothing if the stream exists."""
         return DIALECT_INSERT[conn.dialect.name](RunStreamRow.__table__).on_conflict_do_nothing(
@@ -99,10 +108,7 @@ class SqlStreamTransport(StreamTransport):
                 .returning(RunStreamRow.last_seq)
             ).scalar()
             if last is None:
-                ended = conn.execute(
-                    select(RunStreamRow.ended_status).where(RunStreamRow.run_id == run_id)
-                ).scalar()
-                return Appended(AppendOutcome.ended if ended else AppendOutcome.not_owner)
+                return Appended(self._refusal(conn, run_id))
             self._write(conn, run_id, last, [(event, data)])
         return Appended(AppendOutcome.appended, last)
 
@@ -110,13 +116,7 @@ class SqlStreamTransport(StreamTransport):
         with self._transaction() as conn:
             last = self._take(conn, run_id, len(entries), RunStreamRow.owner_token == token)
             if last is None:
-                head = conn.execute(
-                    select(RunStreamRow.ended_status).where(RunStreamRow.run_id == run_id)
-                ).first()
-                if head is None:
-                    return Appended(AppendOutcome.missing)
-                ended = head.ended_status is not None
-                return Appended(AppendOutcome.ended if ended else AppendOutcome.not_owner)
+                return Appended(self._refusal(conn, run_id))
             self._write(conn, run_id, last, entries)
         return Appended(AppendOutcome.appended, last)
 
