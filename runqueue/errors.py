@@ -67,6 +67,15 @@ class RunCancelledError(RunQueueError):
     """The run was cancelled."""
 
 
+class FencedOffError(RunCancelledError):
+    """This attempt no longer owns its run (cancelled, reaped, or taken over): the write was
+    refused."""
+
+
+class ExtraNotInstalledError(RunQueueError, ImportError):
+    """An optional part of runqueue needs a pip extra that is not installed."""
+
+
 def first_line(error: BaseException | str) -> str:
     """The first line of an error's text, or its type's name if it has none: one-line messages
     (the CLI, "database unavailable: ...") quote errors this way."""

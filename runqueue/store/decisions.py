@@ -18,6 +18,7 @@ from sqlalchemy import Connection, delete, insert, update
 from runqueue.errors import ConflictError
 from runqueue.records import AbortAction, MultitaskStrategy, RunRecord, RunStatus
 from runqueue.store.claims import ExecutionStatements
+from runqueue.store.graph_writes import GraphWriteStatements, delete_graph_writes
 from runqueue.store.models import CheckpointRow, Run
 from runqueue.store.outbox import OutboxStatements
 from runqueue.store.rows import RUN_COLUMNS, run_record
@@ -71,7 +72,7 @@ class Effects:
     ended: list[RunEnding] = field(default_factory=list)  # streams to end
 
 
-class RunStore(ExecutionStatements, OutboxStatements):
+class RunStore(ExecutionStatements, OutboxStatements, GraphWriteStatements):
     """The SQL side of runqueue, bound to one database URL."""
 
     def create_run(self, new: NewRun, *, check_strategy: bool) -> tuple[RunRecord, Effects]:
@@ -191,7 +192,10 @@ class RunStore(ExecutionStatements, OutboxStatements):
             left_in = RunStatus.running
             effects.terminate.append(run_id)
         if action is AbortAction.rollback:
+            # The run's state goes in the cancel's own transaction, under the run row's lock:
+            # the fenced writes wait for it, then see the abort and write nothing more.
             conn.execute(delete(CheckpointRow).where(CheckpointRow.run_id == run_id))
+            delete_graph_writes(conn, run_id)
         return left_in
 
     def finish_run(

@@ -119,7 +119,10 @@ class RunEventRow(Base):
 
 
 class CheckpointRow(Base):
-    __tablename__ = "checkpoints"
+    """A plain assistant's thread state (context.checkpoint). A graph's lives in LangGraph's
+    own tables, written by its official checkpointer (runqueue.langgraph)."""
+
+    __tablename__ = "run_checkpoints"
 
     checkpoint_id: Mapped[int] = mapped_column(AutoId, primary_key=True, autoincrement=True)
     thread_id: Mapped[str] = mapped_column(ForeignKey("threads.thread_id", ondelete="CASCADE"))
@@ -128,9 +131,37 @@ class CheckpointRow(Base):
     created_at: Mapped[datetime] = mapped_column(Timestamp)
 
     __table_args__ = (
-        Index("checkpoints_thread", "thread_id", "checkpoint_id"),
-        Index("checkpoints_run", "run_id"),
+        Index("run_checkpoints_thread", "thread_id", "checkpoint_id"),
+        Index("run_checkpoints_run", "run_id"),
     )
+
+
+class GraphWriteRow(Base):
+    """One graph checkpoint (task_id NULL) or pending write a run wrote through LangGraph's
+    checkpointer: what the rollback strategy deletes from LangGraph's tables."""
+
+    __tablename__ = "graph_writes"
+
+    write_id: Mapped[int] = mapped_column(AutoId, primary_key=True, autoincrement=True)
+    run_id: Mapped[str] = mapped_column(ForeignKey("runs.run_id", ondelete="CASCADE"))
+    thread_id: Mapped[str] = mapped_column(Text)
+    checkpoint_ns: Mapped[str] = mapped_column(Text)
+    checkpoint_id: Mapped[str] = mapped_column(Text)
+    task_id: Mapped[str | None] = mapped_column(Text)
+    idx: Mapped[int | None] = mapped_column(Integer)
+
+    __table_args__ = (Index("graph_writes_run", "run_id"),)
+
+
+# The official LangGraph savers' own tables, in the same database; their setup() makes them.
+LANGGRAPH_TABLES = frozenset(
+    {"checkpoints", "checkpoint_blobs", "checkpoint_writes", "checkpoint_migrations", "writes"}
+)
+
+
+def runqueue_owns(obj, name, type_, reflected, compare_to) -> bool:  # noqa: ANN001
+    """Alembic's include_object: LangGraph's tables are left to its savers' setup()."""
+    return not (type_ == "table" and name in LANGGRAPH_TABLES)
 
 
 class MaintenanceLock(Base):

@@ -103,6 +103,18 @@ class RunQueries:
                     counts[thread_id][status] = count
         return [(t, counts[t.thread_id]) for t in threads]
 
+    def latest_checkpoint(self, thread_id: str) -> Checkpoint | None:
+        """The thread's newest plain checkpoint: its state for a plain assistant."""
+        query = (
+            select(*CHECKPOINT_COLUMNS)
+            .where(CheckpointRow.thread_id == thread_id)
+            .order_by(CheckpointRow.checkpoint_id.desc())
+            .limit(1)
+        )
+        with self.store.reading() as conn:
+            row = conn.execute(query).first()
+        return None if row is None else checkpoint(row)
+
     def checkpoints(self, thread_id: str) -> list[Checkpoint]:
         query = (
             select(*CHECKPOINT_COLUMNS)

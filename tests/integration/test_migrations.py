@@ -13,7 +13,7 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import text
 
 from runqueue.store.database import alembic_config, get_engine
-from runqueue.store.models import Base
+from runqueue.store.models import Base, runqueue_owns
 from tests.support import (
     MIGRATE_COMMAND,
     as_process,
@@ -25,7 +25,7 @@ from tests.support import (
 
 def schema_drift(database_url: str) -> list:
     with get_engine(database_url).connect() as conn:
-        context = MigrationContext.configure(conn)
+        context = MigrationContext.configure(conn, opts={"include_object": runqueue_owns})
         return compare_metadata(context, Base.metadata)
 
 
