@@ -4,6 +4,8 @@ from runqueue.app import create_app
 from runqueue.errors import (
     ConflictError,
     DatabaseUnavailableError,
+    ExtraNotInstalledError,
+    FencedOffError,
     InvalidPayloadError,
     InvalidRunIdError,
     RunCancelledError,
@@ -20,6 +22,7 @@ from runqueue.records import (
     RunRecord,
     RunStatus,
     StreamEvent,
+    ThreadState,
 )
 from runqueue.registry import RunManager, RunOptions, SyncRunManager
 from runqueue.settings import Settings
@@ -31,6 +34,8 @@ __all__ = [
     "ConflictError",
     "DatabaseUnavailableError",
     "DisconnectMode",
+    "ExtraNotInstalledError",
+    "FencedOffError",
     "InvalidPayloadError",
     "InvalidRunIdError",
     "MultitaskStrategy",
@@ -48,8 +53,20 @@ __all__ = [
     "Settings",
     "StreamEvent",
     "SyncRunManager",
+    "ThreadState",
     "UnknownAssistantError",
     "UnsupportedStrategyError",
     "assistant",
     "create_app",
+    "langgraph_assistant",
 ]
+
+
+def __getattr__(name: str):  # noqa: ANN202 - PEP 562
+    """`runqueue.langgraph_assistant`, imported on first use: LangGraph is an extra
+    (ExtraNotInstalledError, naming it, when it is missing)."""
+    if name == "langgraph_assistant":
+        from runqueue.langgraph import langgraph_assistant
+
+        return langgraph_assistant
+    raise AttributeError(f"module 'runqueue' has no attribute {name!r}")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -110,6 +110,21 @@ class Checkpoint:
     run_id: str
     values: Any
     created_at: datetime
+
+
+@dataclass(frozen=True)
+class ThreadState:
+    """A thread's current state: a graph's values and pending interrupts (the latest kept
+    LangGraph checkpoint), or a plain assistant's latest checkpoint."""
+
+    thread_id: str
+    values: Any  # JSON; None for a thread with no state yet
+    next: tuple[str, ...] = ()  # the graph nodes that run next (pending after an interrupt)
+    interrupts: tuple[dict[str, Any], ...] = ()  # pending interrupt() calls: {"value", "id"}
+    checkpoint_id: str | None = None
+    metadata: dict[str, Any] = field(default_factory=dict)
+    created_at: datetime | None = None
+    assistant_id: str | None = None  # whose state this is: the thread's latest run's assistant
 
 
 RESERVED_EVENTS = frozenset({"metadata", "error", "end", "gap"})  # written by runqueue only

@@ -35,6 +35,7 @@ from runqueue.records import (
     RunStatus,
     StreamEvent,
     ThreadRecord,
+    ThreadState,
 )
 from runqueue.settings import Settings
 from runqueue.store.decisions import NewRun
@@ -116,6 +117,7 @@ class SyncRunManager:
             kwargs=validation.json_object("kwargs", options.get("kwargs"), limit),
             follow_up_to_run_id=validation.run_id(follow_up_to) if follow_up_to else None,
         )
+        self.app.tasks[new.assistant_id].check_kwargs(new.thread_id, new.kwargs or {})
         run, effects = self.store.create_run(new, check_strategy=check_strategy)
         apply_effects(self.app, effects)
         return run
@@ -183,6 +185,18 @@ class SyncRunManager:
 
     def threads(self, limit: int = 100) -> list[tuple[ThreadRecord, dict[str, int]]]:
         return self.queries.threads(limit)
+
+    def state(self, thread_id: str) -> ThreadState:
+        """The thread's current state, as the assistant of its latest run keeps it: a graph's
+        values and pending interrupts, or a plain assistant's latest checkpoint."""
+        thread_id = validation.thread_id(thread_id)
+        latest = self.queries.list_by_thread(thread_id, user_id=None, status=None, limit=1)
+        task = self.app.tasks.get(latest[0].assistant_id) if latest else None
+        if not isinstance(task, RunTask):  # no run yet, or its assistant is not registered here
+            latest_plain = self.queries.latest_checkpoint(thread_id)
+            values = latest_plain.values if latest_plain is not None else None
+            return ThreadState(thread_id=thread_id, values=values)
+        return task.thread_state(thread_id)
 
     def join(self, run_id: str, *, timeout: float = 60.0) -> RunRecord:
         """Wait until the run reaches a final status; TimeoutError if it does not in time.
@@ -294,6 +308,7 @@ class RunManager:
     events = _in_thread(SyncRunManager.events)
     checkpoints = _in_thread(SyncRunManager.checkpoints)
     threads = _in_thread(SyncRunManager.threads)
+    state = _in_thread(SyncRunManager.state)
     set_status = _in_thread(SyncRunManager.set_status)
     cancel = _in_thread(SyncRunManager.cancel)
 

@@ -11,6 +11,8 @@ from celery import Celery
 
 from runqueue import RunContext, assistant
 from runqueue.journal import record
+from runqueue.langgraph import langgraph_assistant
+from workers.graphs import build_research_graph
 
 
 def _journal(path: str | None, context: RunContext, event: str, **fields: Any) -> None:
@@ -88,6 +90,7 @@ ASSISTANTS = {"echo": echo, "steps": steps, "fail": fail, "emitter": emitter, "n
 
 
 def register(app: Celery) -> None:
-    """Register every example assistant on `app`."""
+    """Register every example assistant on `app`, and the example graph as `research`."""
     for name, function in ASSISTANTS.items():
         assistant(app, name=name)(function)
+    langgraph_assistant(app, "research", build_research_graph)

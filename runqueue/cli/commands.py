@@ -121,6 +121,13 @@ def migrate(state: CliState) -> None:
     from runqueue.store.database import migrate as run_migrations
 
     run_migrations(state.settings)
+    try:  # LangGraph's tables, made by its official saver's setup(), when the extra is there
+        from runqueue.langgraph import setup_checkpointer
+        from runqueue.store.decisions import RunStore
+    except ImportError:
+        pass
+    else:
+        setup_checkpointer(RunStore(state.settings.database_url))
     click.echo(f"database at {redact_url(state.settings.database_url)} is up to date")
 
 

@@ -29,7 +29,9 @@ from celery.exceptions import Ignore
 
 from runqueue.app import runtime_of
 from runqueue.errors import DatabaseUnavailableError, RunCancelledError, describe
+from runqueue.records import ThreadState
 from runqueue.store.decisions import RunStore
+from runqueue.store.queries import RunQueries
 from runqueue.store.transactions import utcnow
 from runqueue.stream import RunStream
 from runqueue.worker.durability import persist
@@ -144,6 +146,24 @@ class RunTask(Task):
     throws = (RunCancelledError,)  # an expected end: logged without a traceback
     run_retry: RetryPolicy | None = None  # per assistant: @assistant(app, run_retry=...)
 
+    def check_kwargs(self, thread_id: str, kwargs: dict[str, Any]) -> None:
+        """Check a run's kwargs when it is created (InvalidPayloadError); a plain assistant
+        takes any JSON object. A graph assistant checks the LangGraph run fields."""
+
+    def thread_state(self, thread_id: str) -> ThreadState:
+        """The thread's state as this assistant keeps it: its latest checkpoint."""
+        latest = RunQueries(runtime_of(self.app).store).latest_checkpoint(thread_id)
+        if latest is None:
+            return ThreadState(thread_id=thread_id, values=None, assistant_id=self.name)
+        return ThreadState(
+            thread_id=thread_id,
+            values=latest.values,
+            checkpoint_id=str(latest.checkpoint_id),
+            metadata={"run_id": latest.run_id},
+            created_at=latest.created_at,
+            assistant_id=self.name,
+        )
+
     def __call__(self, thread_id: str, **kwargs: Any) -> Any:
         runtime = runtime_of(self.app)
         settings = runtime.settings
@@ -205,7 +225,7 @@ class RunTask(Task):
         except RunCancelledError:
             # However the cancel arrived (SIGTERM, a refused checkpoint, the cooperative
             # check), the process that ran a cancelled run stops, with whatever it started.
-            if _in_prefork_child():
+            if in_prefork_child():
                 _child.terminate = True
             raise
         except Exception as error:
@@ -250,7 +270,7 @@ class RunTask(Task):
         )
         if not requeued:
             # Cancelled while this attempt failed: the cancel wins, no further attempt.
-            if _in_prefork_child():
+            if in_prefork_child():
                 _child.terminate = True
             return RunCancelledError(f"run {run_id} was cancelled")
         logger.info(
@@ -300,7 +320,7 @@ class Heartbeat(threading.Thread):
                 continue
             if abort is not None or not ours:
                 self.execution.abort_seen.set()
-                if _in_prefork_child() and not self._stopped.is_set():
+                if in_prefork_child() and not self._stopped.is_set():
                     os.kill(os.getpid(), signal.SIGTERM)
                 return
             if self.stream is not None:
@@ -312,7 +332,9 @@ class Heartbeat(threading.Thread):
                     )
 
 
-def _in_prefork_child() -> bool:
+def in_prefork_child() -> bool:
+    """True in a prefork pool child: a cancelled run's process exits once its final status is
+    written, and anything the run left running in other threads stops with it."""
     return current_process().name != "MainProcess"
 
 
@@ -322,7 +344,7 @@ def install_sigterm_handler() -> None:
 
     Installed at the first run, not in worker_process_init: billiard replaces the SIGTERM
     handler with its own (an immediate exit) after the process initializer has run."""
-    if _in_prefork_child() and signal.getsignal(signal.SIGTERM) is not _on_sigterm:
+    if in_prefork_child() and signal.getsignal(signal.SIGTERM) is not _on_sigterm:
         signal.signal(signal.SIGTERM, _on_sigterm)
 
 

@@ -1,0 +1,115 @@
+"""A compiled LangGraph graph as a runqueue assistant.
+
+    from runqueue.langgraph import langgraph_assistant
+    langgraph_assistant(app, "agent", graph)        # a compiled graph, or a factory of one
+
+A run's kwargs are the LangGraph runs API's: `input`, `config`, `stream_mode`, `command`.
+The graph runs with the run's thread as its `thread_id`, on runqueue's fenced checkpointer;
+each stream chunk becomes one run-stream event; the run's result is the thread's values.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+from celery import Celery
+from langgraph.pregel import Pregel
+
+from runqueue.app import runtime_of
+from runqueue.errors import InvalidPayloadError
+from runqueue.langgraph.checkpointer import RunCheckpointer
+from runqueue.langgraph.events import jsonable, stream_modes
+from runqueue.langgraph.execution import run_graph
+from runqueue.records import ThreadState
+from runqueue.worker.execution import RunContext, RunTask
+
+GRAPH_KWARGS = ("input", "config", "stream_mode", "command")
+COMMAND_KEYS = ("resume", "update", "goto")
+
+GraphSource = Pregel | Callable[[], Pregel]
+
+
+class GraphTask(RunTask):
+    """The Celery task of a graph assistant: runs the graph, reads its threads' state."""
+
+    graph_source: GraphSource | None = None  # set by langgraph_assistant()
+    _graph: Pregel | None = None
+
+    def graph(self) -> Pregel:
+        """The compiled graph (a factory is called once per process)."""
+        if self._graph is None:
+            source = self.graph_source
+            graph = source if isinstance(source, Pregel) else source()  # type: ignore[misc]
+            if not isinstance(graph, Pregel):
+                raise TypeError(f"assistant {self.name!r}: the factory did not return a graph")
+            self._graph = graph
+        return self._graph
+
+    def check_kwargs(self, thread_id: str, kwargs: dict[str, Any]) -> None:
+        """A run's kwargs checked when it is created: InvalidPayloadError, nothing written."""
+        unknown = sorted(kwargs.keys() - set(GRAPH_KWARGS))
+        if unknown:
+            raise InvalidPayloadError(
+                f"graph assistant {self.name!r} takes {', '.join(GRAPH_KWARGS)}; got {unknown[0]!r}"
+            )
+        stream_modes(kwargs.get("stream_mode"))
+        config = kwargs.get("config")
+        if config is not None:
+            if not isinstance(config, dict):
+                raise InvalidPayloadError("config must be a JSON object")
+            given = (config.get("configurable") or {}).get("thread_id")
+            if given is not None and given != thread_id:
+                raise InvalidPayloadError(
+                    f"config.configurable.thread_id is {given!r}, but the run's thread is "
+                    f"{thread_id!r}"
+                )
+        command = kwargs.get("command")
+        if command is not None:
+            if not isinstance(command, dict) or not command.keys() <= set(COMMAND_KEYS):
+                raise InvalidPayloadError(
+                    f"command must be an object with any of {', '.join(COMMAND_KEYS)}"
+                )
+            if kwargs.get("input") is not None:
+                raise InvalidPayloadError("give a run input or a command, not both")
+
+    def thread_state(self, thread_id: str) -> ThreadState:
+        """The thread's latest kept checkpoint, as LangGraph's get_state() reads it."""
+        checkpointer = RunCheckpointer(runtime_of(self.app).store)
+        graph = self.graph().copy(update={"checkpointer": checkpointer})
+        snapshot = graph.get_state({"configurable": {"thread_id": thread_id}})
+        configurable = (snapshot.config or {}).get("configurable", {})
+        return ThreadState(
+            thread_id=thread_id,
+            values=jsonable(snapshot.values),
+            next=tuple(snapshot.next),
+            interrupts=tuple(jsonable(list(snapshot.interrupts))),
+            checkpoint_id=configurable.get("checkpoint_id"),
+            metadata=jsonable(snapshot.metadata or {}),
+            created_at=_parse_time(snapshot.created_at),
+            assistant_id=self.name,
+        )
+
+
+def _parse_time(value: str | None) -> datetime | None:
+    return datetime.fromisoformat(value) if value else None
+
+
+def langgraph_assistant(
+    app: Celery, name: str, graph: GraphSource, **task_options: Any
+) -> GraphTask:
+    """Register a compiled graph (or a function that builds one, called once per process) as
+    the assistant `name`."""
+    if not isinstance(graph, Pregel) and not callable(graph):
+        raise TypeError("graph must be a compiled LangGraph graph or a function returning one")
+
+    # A function stored on the task class would become a method: keep it static.
+    source = graph if isinstance(graph, Pregel) else staticmethod(graph)
+    return app.task(base=GraphTask, name=name, bind=True, graph_source=source, **task_options)(_run)
+
+
+def _run(self: GraphTask, context: RunContext, **kwargs: Any) -> Any:
+    """The body of every graph assistant's task: one function whatever the graph, so that
+    registering it on several apps registers the same callable."""
+    return run_graph(self.graph(), context, **kwargs)

@@ -1,0 +1,197 @@
+"""LangGraph's official checkpointers on runqueue's own database, every write fenced.
+
+Thread state is stored by the official savers, `PostgresSaver` (langgraph-checkpoint-postgres)
+and `SqliteSaver` (langgraph-checkpoint-sqlite), in their own tables beside runqueue's. What
+runqueue adds is where they write: each `put` and `put_writes` runs on a connection the store
+lends, inside a transaction that first locks the run row and checks that this attempt still
+owns the run (runqueue.store.graph_writes). A process that lost its lease (cut off, paused,
+cancelled) therefore writes no checkpoint after the run was ended or handed on, and the
+rollback strategy deletes a run's graph state in the very transaction that cancels it.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from langchain_core.runnables import RunnableConfig
+from langgraph.checkpoint.base import (
+    WRITES_IDX_MAP,
+    BaseCheckpointSaver,
+    ChannelVersions,
+    Checkpoint,
+    CheckpointMetadata,
+    CheckpointTuple,
+)
+from langgraph.checkpoint.postgres import PostgresSaver
+from langgraph.checkpoint.sqlite import SqliteSaver
+from sqlalchemy import Connection
+
+from runqueue.errors import FencedOffError, RunQueueError
+from runqueue.store.decisions import RunStore
+from runqueue.store.graph_writes import GraphWrite
+
+logger = logging.getLogger(__name__)
+
+SETUP_LOCK_KEY = 0x72756E71  # pg_advisory_lock key: one process runs the savers' setup()
+
+_set_up: set[tuple[int, str]] = set()
+_set_up_lock = threading.Lock()
+
+
+class _LentSqliteSaver(SqliteSaver):
+    """SqliteSaver on a connection the store lends, inside the store's transaction: it must
+    neither commit nor run its lazy setup() (setup_checkpointer did, once)."""
+
+    def __init__(self, conn: Any, **kwargs: Any):
+        super().__init__(conn, **kwargs)
+        self.is_setup = True
+
+    @contextmanager
+    def cursor(self, transaction: bool = True) -> Iterator[Any]:
+        cursor = self.conn.cursor()
+        try:
+            yield cursor
+        finally:
+            cursor.close()
+
+
+def official_saver(conn: Connection, serde: Any = None) -> BaseCheckpointSaver:
+    """The official saver for the connection's database, on its driver connection."""
+    driver = conn.connection.driver_connection
+    if conn.dialect.name == "postgresql":
+        return PostgresSaver(driver, serde=serde)
+    return _LentSqliteSaver(driver, serde=serde)
+
+
+def setup_checkpointer(store: RunStore) -> None:
+    """Create or upgrade LangGraph's tables with the official saver's own setup(): once per
+    process and database (runqueue migrate runs it too)."""
+    key = (os.getpid(), store.database_url)
+    if key in _set_up:
+        return
+    with _set_up_lock:
+        if key in _set_up:
+            return
+        with store.engine.connect() as conn:
+            if conn.dialect.name == "postgresql":
+                # setup() creates indexes CONCURRENTLY: no transaction around it.
+                conn = conn.execution_options(isolation_level="AUTOCOMMIT")
+                driver = conn.connection.driver_connection
+                driver.execute("SELECT pg_advisory_lock(%s)", (SETUP_LOCK_KEY,))
+                try:
+                    PostgresSaver(driver).setup()
+                finally:
+                    driver.execute("SELECT pg_advisory_unlock(%s)", (SETUP_LOCK_KEY,))
+            else:
+                SqliteSaver(conn.connection.driver_connection).setup()
+        _set_up.add(key)
+
+
+@dataclass(frozen=True)
+class Fence:
+    """The attempt a checkpointer writes for: its run and claim token."""
+
+    run_id: str
+    token: str
+
+
+class ReadOnlyCheckpointerError(RunQueueError):
+    """This checkpointer only reads thread state: graph runs write through a worker's."""
+
+
+class RunCheckpointer(BaseCheckpointSaver[str]):
+    """A LangGraph checkpointer for one run's attempt (writes fenced on its claim), or, with
+    no fence, for reading a thread's state."""
+
+    def __init__(self, store: RunStore, fence: Fence | None = None):
+        super().__init__()
+        self.store = store
+        self.fence = fence
+        setup_checkpointer(store)
+
+    # -- reading: the official saver on a read-only transaction ------------------------------
+
+    def get_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
+        with self.store.reading() as conn:
+            return official_saver(conn, self.serde).get_tuple(config)
+
+    def list(
+        self,
+        config: RunnableConfig | None,
+        *,
+        filter: dict[str, Any] | None = None,
+        before: RunnableConfig | None = None,
+        limit: int | None = None,
+    ) -> Iterator[CheckpointTuple]:
+        with self.store.reading() as conn:
+            saver = official_saver(conn, self.serde)
+            found = list(saver.list(config, filter=filter, before=before, limit=limit))
+        return iter(found)
+
+    def get_next_version(self, current: str | None, channel: None) -> str:
+        # The PostgreSQL saver's versions (a counter and a random part) on both databases.
+        return PostgresSaver.get_next_version(self, current, channel)  # type: ignore[arg-type]
+
+    # -- writing: fenced, recorded ------------------------------------------------------------
+
+    @contextmanager
+    def _writing(self) -> Iterator[tuple[Connection, BaseCheckpointSaver]]:
+        if self.fence is None:
+            raise ReadOnlyCheckpointerError()
+        try:
+            with self.store.graph_write(self.fence.run_id, self.fence.token) as conn:
+                yield conn, official_saver(conn, self.serde)
+        except FencedOffError:
+            logger.warning(
+                "run %s: graph checkpoint refused, this attempt no longer owns the run",
+                self.fence.run_id,
+                extra={"run_id": self.fence.run_id, "action": "graph_write_refused"},
+            )
+            raise
+
+    def put(
+        self,
+        config: RunnableConfig,
+        checkpoint: Checkpoint,
+        metadata: CheckpointMetadata,
+        new_versions: ChannelVersions,
+    ) -> RunnableConfig:
+        configurable = config["configurable"]
+        with self._writing() as (conn, saver):
+            saved = saver.put(config, checkpoint, metadata, new_versions)
+            written = GraphWrite(
+                thread_id=str(configurable["thread_id"]),
+                checkpoint_ns=configurable.get("checkpoint_ns", ""),
+                checkpoint_id=checkpoint["id"],
+            )
+            self.store.record_graph_writes(conn, self.fence.run_id, [written])
+        return saved
+
+    def put_writes(
+        self,
+        config: RunnableConfig,
+        writes: Sequence[tuple[str, Any]],
+        task_id: str,
+        task_path: str = "",
+    ) -> None:
+        configurable = config["configurable"]
+        written = [
+            GraphWrite(
+                thread_id=str(configurable["thread_id"]),
+                checkpoint_ns=configurable.get("checkpoint_ns", ""),
+                checkpoint_id=str(configurable["checkpoint_id"]),
+                task_id=task_id,
+                idx=WRITES_IDX_MAP.get(channel, idx),
+            )
+            for idx, (channel, _) in enumerate(writes)
+        ]
+        with self._writing() as (conn, saver):
+            saver.put_writes(config, writes, task_id, task_path)
+            if written:
+                self.store.record_graph_writes(conn, self.fence.run_id, written)

@@ -1,0 +1,106 @@
+"""One attempt of a graph run: the graph streams in its own thread, and the run's own thread
+turns its chunks into run-stream events and stays free to be stopped.
+
+LangGraph runs a node in a thread of its own whenever it streams `messages`, `custom` or
+subgraphs, so a SIGTERM (which Python delivers to the main thread) cannot stop the node, and
+unwinding graph.stream() would wait for the node to finish. Here the main thread only waits
+for chunks: a cancel's SIGTERM raises there at once, the run's status is written, and the
+prefork child exits, the node with it. Where no SIGTERM comes (a threads or solo pool), the
+cancel is cooperative: the graph is stopped between supersteps, and the attempt waits for it
+to stop before the run ends, so the thread's next run never overlaps it.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+from typing import Any
+
+from langgraph.pregel import Pregel
+from langgraph.types import Command
+
+from runqueue.langgraph.checkpointer import Fence, RunCheckpointer
+from runqueue.langgraph.events import event_data, event_name, jsonable, stream_modes
+from runqueue.worker.execution import RunContext, in_prefork_child
+
+WAIT_SECONDS = 0.1  # the run's thread wakes this often while the graph works
+
+
+class _Finished:
+    """The graph's stream ended: normally (error None) or by raising."""
+
+    def __init__(self, error: BaseException | None = None):
+        self.error = error
+
+
+def run_graph(
+    graph: Pregel,
+    context: RunContext,
+    input: Any = None,
+    config: dict[str, Any] | None = None,
+    stream_mode: str | list[str] | None = None,
+    command: dict[str, Any] | None = None,
+) -> Any:
+    """Run the graph for one attempt: stream its chunks, return the thread's values (with
+    `__interrupt__` when it stopped at an interrupt(), as LangGraph's invoke() does)."""
+    # Fenced on this attempt's claim: the context's own store and token.
+    checkpointer = RunCheckpointer(context._store, Fence(context.run_id, context._execution.token))
+    graph = graph.copy(update={"checkpointer": checkpointer})
+    run_config = _run_config(context, config)
+    modes = stream_modes(stream_mode)
+    payload = Command(**command) if command else input
+    chunks: queue.Queue[tuple[tuple[str, ...], str, Any] | _Finished] = queue.Queue()
+    stop = threading.Event()
+
+    def produce() -> None:
+        try:
+            for chunk in graph.stream(payload, run_config, stream_mode=modes, subgraphs=True):
+                chunks.put(chunk)
+                if stop.is_set():
+                    break  # closing the stream stops the graph before its next superstep
+            chunks.put(_Finished())
+        except BaseException as error:  # noqa: BLE001 - re-raised in the run's thread
+            chunks.put(_Finished(error))
+
+    producer = threading.Thread(target=produce, name=f"graph-{context.run_id}", daemon=True)
+    producer.start()
+    try:
+        while True:
+            try:
+                item = chunks.get(timeout=WAIT_SECONDS)
+            except queue.Empty:
+                context.raise_if_cancelled()
+                continue
+            if isinstance(item, _Finished):
+                if item.error is not None:
+                    raise item.error
+                break
+            namespace, mode, chunk = item
+            context.emit(event_name(mode, namespace), event_data(mode, chunk))
+            context.raise_if_cancelled()
+    except BaseException:
+        stop.set()
+        if not in_prefork_child():
+            producer.join()  # no process exit will stop it: wait for the superstep to end
+        raise
+    snapshot = graph.get_state(run_config)
+    result = jsonable(snapshot.values)
+    if snapshot.interrupts and isinstance(result, dict):
+        result["__interrupt__"] = jsonable(list(snapshot.interrupts))
+    return result
+
+
+def _run_config(context: RunContext, config: dict[str, Any] | None) -> dict[str, Any]:
+    """The caller's config, with the run's thread and, in every checkpoint's metadata, the
+    run that wrote it."""
+    config = dict(config or {})
+    configurable = dict(config.get("configurable") or {})
+    configurable["thread_id"] = context.thread_id
+    config["configurable"] = configurable
+    config["metadata"] = {
+        **(config.get("metadata") or {}),
+        "run_id": context.run_id,
+        "thread_id": context.thread_id,
+        "assistant_id": context.assistant_id,
+    }
+    return config
