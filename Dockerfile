@@ -5,7 +5,8 @@ WORKDIR /app
 COPY pyproject.toml README.md ./
 COPY runqueue ./runqueue
 COPY workers ./workers
-RUN pip install --no-cache-dir .
+# The deployed app (workers/) runs the example LangGraph graph too: the langgraph extra.
+RUN pip install --no-cache-dir ".[langgraph]"
 RUN useradd --create-home runqueue
 USER runqueue
 CMD ["runqueue", "worker"]

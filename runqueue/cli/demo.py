@@ -34,10 +34,15 @@ from runqueue.registry import SyncRunManager
 from runqueue.settings import redact_url
 from runqueue.store.database import migrate
 
-GUARANTEES = ("reject", "interrupt", "rollback", "enqueue", "cancel", "stream")
-REQUIRED_ASSISTANTS = ("echo", "steps", "noop")
+GUARANTEES = ("reject", "interrupt", "rollback", "enqueue", "cancel", "stream", "graph")
+REQUIRED_ASSISTANTS = ("echo", "steps", "noop", "research")
 LONG_RUN = {"steps": 200, "delay": 0.1}  # 20 s unless interrupted; the demo never waits it out
 STREAMED_RUN = {"steps": 5, "delay": 0.3}  # its stream is shown live under the table
+# The example graph (workers/graphs.py): one run streams its reply token by token, a second
+# one, working long, is rolled back midway.
+GRAPH_RUN = {"input": {"topic": "runqueue", "token_delay": 0.05},
+             "stream_mode": ["updates", "messages"]}  # fmt: skip
+LONG_GRAPH_RUN = {"input": {"topic": "rollback", "pause": 20.0}}
 REJECT_ATTEMPTS = 3
 ENQUEUED_RUNS = 4
 
@@ -96,7 +101,19 @@ class StreamTail(threading.Thread):
         except RunQueueError as exc:
             self.error = first_line(exc)
 
+    def tokens(self) -> list[str]:
+        """The chat model's reply so far, token by token (a graph's `messages` events)."""
+        return [
+            event.data[0]["content"]
+            for event in self.events
+            if event.event == "messages" and event.data[0].get("type") == "AIMessageChunk"
+        ]
+
     def line(self) -> Text:
+        if any(event.event == "messages" for event in self.events):
+            ending = [e.data["status"] for e in self.events if e.event == "end"]
+            text = "".join(self.tokens()) + (f"  [end {ending[0]}]" if ending else "")
+            return Text(f"tokens of graph run {self.run_id}: {text}")
         shown = []
         for event in self.events:
             if event.event == "step":
@@ -118,6 +135,7 @@ class Demo:
         self.scenario.journal_dir.mkdir(parents=True, exist_ok=True)
         self.phase = "starting"
         self.tail: StreamTail | None = None
+        self.graph_tail: StreamTail | None = None
         self._last_render = 0.0
 
     # -- driving ------------------------------------------------------------------------
@@ -157,7 +175,7 @@ class Demo:
         return run is not None and run.is_final
 
     def play(self) -> None:
-        """Every strategy, one cancel and one streamed run, on six threads at once."""
+        """Every strategy, one cancel, one streamed run and a graph, on seven threads at once."""
         s = self.scenario
         # reject: while a run is active, every competing create_or_reject is refused.
         self.submit("reject.accepted", "reject", "steps", "reject", "accepted", steps=4, delay=0.1)
@@ -179,6 +197,11 @@ class Demo:
             "interrupt.old", "interrupt", "steps", "interrupt", "to be interrupted", **LONG_RUN
         )
         self.submit("cancel.target", "cancel", "steps", "interrupt", "to be cancelled", **LONG_RUN)
+        # graph: a LangGraph run streams its reply's tokens, live.
+        graph_run = self.submit("graph.base", "graph", "research", "enqueue",
+                                "graph run, streaming tokens", **GRAPH_RUN)  # fmt: skip
+        self.graph_tail = StreamTail(self.manager, graph_run.run_id)
+        self.graph_tail.start()
         # rollback: a first run writes the state the rollback must come back to.
         self.submit("rollback.base", "rollback", "echo", "rollback", "writes the base state")
         # enqueue: FIFO, one at a time.
@@ -216,8 +239,10 @@ class Demo:
         )
         self.submit("rollback.new", "rollback", "noop", "rollback", "rolls the old run back")
 
+        self.play_graph_rollback()
         self.wait_for("every run to finish", lambda: all(self.final(role) for role in s.runs))
         self.wait_for("the streamed run's end", lambda: not self.tail.is_alive(), 5.0)
+        self.wait_for("the graph run's end", lambda: not self.graph_tail.is_alive(), 5.0)
         for guarantee, role in (("interrupt", "interrupt.old"), ("cancel", "cancel.target")):
             pid = self.pid_of(guarantee, role)
             if pid is not None:
@@ -225,6 +250,24 @@ class Demo:
                     self.wait_for(f"pid {pid} to exit", lambda pid=pid: not pid_alive(pid), 5.0)
         self.phase = "done"
         self.render(force=True)
+
+    def play_graph_rollback(self) -> None:
+        """After the graph run, a long one writes state, then is rolled back midway."""
+        s = self.scenario
+        thread_id = s.thread("graph")
+        self.wait_for("the graph run to finish", lambda: self.final("graph.base"), 30.0)
+        s.observed["graph_state_before"] = self.manager.state(thread_id)
+        old = self.submit("graph.old", "graph", "research", "enqueue", "graph run, rolled back",
+                          **LONG_GRAPH_RUN)  # fmt: skip
+        marker = f"plan@{old.run_id}"
+        self.wait_for(
+            "the graph run to roll back to write state",
+            lambda: marker in (self.manager.state(thread_id).values or {}).get("log", []),
+        )
+        s.observed["graph_state_during"] = self.manager.state(thread_id)
+        self.manager.cancel(old.run_id, action=AbortAction.rollback)
+        self.wait_for("the rolled-back graph run to stop", lambda: self.final("graph.old"))
+        s.observed["graph_state_after"] = self.manager.state(thread_id)
 
     # -- observing -----------------------------------------------------------------------
 
@@ -256,7 +299,7 @@ class Demo:
             return
         self._last_render = now
         table = runs_table(self.runs(), title="runqueue demo", labels=self.scenario.notes)
-        parts = [table] + ([self.tail.line()] if self.tail else [])
+        parts = [table] + [tail.line() for tail in (self.tail, self.graph_tail) if tail]
         parts.append(Text(f"now: {self.phase}", style="dim"))
         self.live.update(Group(*parts), refresh=True)
 
@@ -270,6 +313,7 @@ class Demo:
             "enqueue": self.check_enqueue,
             "cancel": self.check_cancel,
             "stream": self.check_stream,
+            "graph": self.check_graph,
         }
         results = []
         for name, judge in judges.items():
@@ -413,6 +457,33 @@ class Demo:
             f"run {run.run_id} streamed metadata, {plural(len(steps), 'step')} and its end "
             f"({ending}) live to a reader: ids 1..{len(events)} in order, no gap"
             + (f"; reader failed: {self.tail.error}" if self.tail.error else ""),
+        )
+
+    def check_graph(self) -> Check:
+        s = self.scenario
+        base, old = self.run("graph.base"), self.run("graph.old")
+        assert self.graph_tail is not None, "the graph run's stream was never followed"
+        tokens = self.graph_tail.tokens()
+        before = s.observed["graph_state_before"]
+        during = s.observed["graph_state_during"]
+        after = s.observed["graph_state_after"]
+        reply = base.result["messages"][-1]["content"] if base.result else ""
+        passed = (
+            base.status is RunStatus.success
+            and len(tokens) > 1
+            and "".join(tokens) == reply
+            and during.values != before.values
+            and old.status is RunStatus.interrupted
+            and after.values == before.values
+            and after.checkpoint_id == before.checkpoint_id
+        )
+        return Check(
+            "graph",
+            passed,
+            f"state_equal={after.values == before.values}: graph run {base.run_id} streamed "
+            f"its reply in {plural(len(tokens), 'token')}; run {old.run_id} wrote state, was "
+            f"rolled back ({old.status.value}), and the thread's state is again checkpoint "
+            f"{after.checkpoint_id}",
         )
 
 

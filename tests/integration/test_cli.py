@@ -135,7 +135,16 @@ def test_demo_on_this_backend(backend, tmp_path):
     result = runqueue(env, *args, "demo")
     elapsed = time.monotonic() - started
     assert result.returncode == 0, result.stdout + result.stderr
-    for guarantee in ("reject", "interrupt", "rollback", "enqueue", "cancel", "stream", "all"):
+    for guarantee in (
+        "reject",
+        "interrupt",
+        "rollback",
+        "enqueue",
+        "cancel",
+        "stream",
+        "graph",
+        "all",
+    ):
         assert re.search(rf"^PASS {guarantee}: ", result.stdout, re.M), result.stdout
     assert "FAIL" not in result.stdout
     assert elapsed < 30, f"the demo took {elapsed:.1f}s"

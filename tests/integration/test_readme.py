@@ -23,7 +23,7 @@ from tests.support import REPO_ROOT, WorkerProcess
 pytestmark = pytest.mark.integration
 
 README = REPO_ROOT / "README.md"
-GUARANTEES = ("reject", "interrupt", "rollback", "enqueue", "cancel", "stream")
+GUARANTEES = ("reject", "interrupt", "rollback", "enqueue", "cancel", "stream", "graph")
 
 
 def block_after(marker: str, language: str) -> str:
@@ -108,7 +108,7 @@ def test_readme_demo_command_in_a_fresh_virtualenv(tmp_path):
     assert result.returncode == 0, output[-6000:]
     for guarantee in GUARANTEES:
         assert re.search(rf"^PASS {guarantee}: ", result.stdout, re.M), result.stdout[-4000:]
-    assert re.search(r"^PASS all: 6 of 6 guarantees held in ([\d.]+)s", result.stdout, re.M)
+    assert re.search(r"^PASS all: 7 of 7 guarantees held in ([\d.]+)s", result.stdout, re.M)
     assert not re.search(r"^FAIL ", result.stdout, re.M)
     assert "Traceback" not in output
     # The demo itself (not pip) finishes in under 30 s.
@@ -159,4 +159,55 @@ def test_readme_python_example_runs(tmp_path):
     assert result.stdout.splitlines() == [
         "success {'reply': \"you said 'hello'\", 'turn': 1}",
         "success {'reply': \"you said 'again'\", 'turn': 2}",
+    ]
+
+
+def test_readme_graph_example_runs(tmp_path):
+    """The README's graph_app.py: a compiled graph registered in a few lines, run by a
+    worker of that app, streamed and read back with state()."""
+    source = block_after("example: graph_app.py", "python")
+    (tmp_path / "graph_app.py").write_text(source)
+    settings = Settings(data_dir=tmp_path / "data", queue=f"readme-graph-{tmp_path.name}")
+    env = clean_env(
+        RUNQUEUE_DATA_DIR=str(settings.data_dir),
+        RUNQUEUE_QUEUE=settings.queue,
+        PYTHONPATH=str(REPO_ROOT),
+    )
+    migrated = subprocess.run(
+        [sys.executable, "-m", "runqueue", "migrate"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert migrated.returncode == 0, migrated.stderr
+    worker = WorkerProcess(
+        settings,
+        tmp_path / "worker.log",
+        concurrency=1,
+        extra_env={
+            "RUNQUEUE_APP": "graph_app:app",
+            "PYTHONPATH": f"{tmp_path}{os.pathsep}{REPO_ROOT}",
+        },
+    )
+    worker.start()
+    try:
+        result = subprocess.run(
+            [sys.executable, "graph_app.py"],
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+    finally:
+        worker.stop()
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0].startswith("metadata {'run_id': ")
+    assert lines[1:] == [
+        "updates {'write': {'note': 'notes on queues'}}",
+        "end {'status': 'success'}",
+        "{'topic': 'queues', 'note': 'notes on queues'}",
     ]
