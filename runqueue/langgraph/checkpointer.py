@@ -141,12 +141,13 @@ class RunCheckpointer(BaseCheckpointSaver[str]):
     # -- writing: fenced, recorded ------------------------------------------------------------
 
     @contextmanager
-    def _writing(self) -> Iterator[tuple[Connection, BaseCheckpointSaver]]:
+    def _writing(self, writes: list[GraphWrite]) -> Iterator[BaseCheckpointSaver]:
+        """The official saver inside the store's fenced transaction, which records `writes`."""
         if self.fence is None:
             raise ReadOnlyCheckpointerError()
         try:
-            with self.store.graph_write(self.fence.run_id, self.fence.token) as conn:
-                yield conn, official_saver(conn, self.serde)
+            with self.store.graph_write(self.fence.run_id, self.fence.token, writes) as conn:
+                yield official_saver(conn, self.serde)
         except FencedOffError:
             logger.warning(
                 "run %s: graph checkpoint refused, this attempt no longer owns the run",
@@ -163,15 +164,13 @@ class RunCheckpointer(BaseCheckpointSaver[str]):
         new_versions: ChannelVersions,
     ) -> RunnableConfig:
         configurable = config["configurable"]
-        with self._writing() as (conn, saver):
-            saved = saver.put(config, checkpoint, metadata, new_versions)
-            written = GraphWrite(
-                thread_id=str(configurable["thread_id"]),
-                checkpoint_ns=configurable.get("checkpoint_ns", ""),
-                checkpoint_id=checkpoint["id"],
-            )
-            self.store.record_graph_writes(conn, self.fence.run_id, [written])
-        return saved
+        written = GraphWrite(
+            thread_id=str(configurable["thread_id"]),
+            checkpoint_ns=configurable.get("checkpoint_ns", ""),
+            checkpoint_id=checkpoint["id"],
+        )
+        with self._writing([written]) as saver:
+            return saver.put(config, checkpoint, metadata, new_versions)
 
     def put_writes(
         self,
@@ -191,7 +190,5 @@ class RunCheckpointer(BaseCheckpointSaver[str]):
             )
             for idx, (channel, _) in enumerate(writes)
         ]
-        with self._writing() as (conn, saver):
+        with self._writing(written) as saver:
             saver.put_writes(config, writes, task_id, task_path)
-            if written:
-                self.store.record_graph_writes(conn, self.fence.run_id, written)

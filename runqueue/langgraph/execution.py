@@ -42,19 +42,23 @@ def run_graph(
     command: dict[str, Any] | None = None,
 ) -> Any:
     """Run the graph for one attempt: stream its chunks, return the thread's values (with
-    `__interrupt__` when it stopped at an interrupt(), as LangGraph's invoke() does)."""
+    `__interrupt__` when it stopped at an interrupt(), as LangGraph's invoke() returns
+    them)."""
     # Fenced on this attempt's claim: the context's own store and token.
     checkpointer = RunCheckpointer(context._store, Fence(context.run_id, context._execution.token))
     graph = graph.copy(update={"checkpointer": checkpointer})
     run_config = _run_config(context, config)
     modes = stream_modes(stream_mode)
+    # `values` is always streamed: its last root chunk is the run's result, read for free
+    # instead of a get_state() after the run; it is emitted only if the run asked for it.
+    streamed = [*modes, "values"] if "values" not in modes else modes
     payload = Command(**command) if command else input
     chunks: queue.Queue[tuple[tuple[str, ...], str, Any] | _Finished] = queue.Queue()
     stop = threading.Event()
 
     def produce() -> None:
         try:
-            for chunk in graph.stream(payload, run_config, stream_mode=modes, subgraphs=True):
+            for chunk in graph.stream(payload, run_config, stream_mode=streamed, subgraphs=True):
                 chunks.put(chunk)
                 if stop.is_set():
                     break  # closing the stream stops the graph before its next superstep
@@ -64,30 +68,40 @@ def run_graph(
 
     producer = threading.Thread(target=produce, name=f"graph-{context.run_id}", daemon=True)
     producer.start()
+    # In a prefork child a cancel arrives as SIGTERM (from the revoke, or from the heartbeat
+    # when the revoke was lost); elsewhere the run asks the database between chunks.
+    cooperative = not in_prefork_child()
+    last_values: Any = None
     try:
         while True:
             try:
                 item = chunks.get(timeout=WAIT_SECONDS)
             except queue.Empty:
-                context.raise_if_cancelled()
+                if cooperative:
+                    context.raise_if_cancelled()
                 continue
             if isinstance(item, _Finished):
                 if item.error is not None:
                     raise item.error
                 break
             namespace, mode, chunk = item
-            context.emit(event_name(mode, namespace), event_data(mode, chunk))
-            context.raise_if_cancelled()
+            if mode in modes:
+                context.emit(event_name(mode, namespace), event_data(mode, chunk))
+            if mode == "values" and not namespace:
+                last_values = chunk
+            if cooperative:
+                context.raise_if_cancelled()
     except BaseException:
         stop.set()
         if not in_prefork_child():
             producer.join()  # no process exit will stop it: wait for the superstep to end
         raise
-    snapshot = graph.get_state(run_config)
-    result = jsonable(snapshot.values)
-    if snapshot.interrupts and isinstance(result, dict):
-        result["__interrupt__"] = jsonable(list(snapshot.interrupts))
-    return result
+    if last_values is None:  # nothing ran (a resume with nothing left to do): read the state
+        snapshot = graph.get_state(run_config)
+        last_values = dict(snapshot.values)
+        if snapshot.interrupts:
+            last_values["__interrupt__"] = snapshot.interrupts
+    return jsonable(last_values)
 
 
 def _run_config(context: RunContext, config: dict[str, Any] | None) -> dict[str, Any]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import Connection, delete, insert, select, text
 
@@ -85,31 +86,77 @@ def delete_graph_writes(conn: Connection, run_id: str) -> int:
     return conn.execute(delete(GraphWriteRow).where(GraphWriteRow.run_id == run_id)).rowcount
 
 
+# PostgreSQL: the fence is the ledger insert itself. Its run_id comes from a subquery that
+# locks the run row and finds it only while this attempt owns the run; otherwise it is NULL,
+# the NOT NULL column refuses the row, and the transaction aborts. One statement, sent in the
+# same pipeline as the saver's own, so a fenced write costs no extra round trip.
+_FENCED_LEDGER_INSERT = """INSERT INTO graph_writes
+    (run_id, thread_id, checkpoint_ns, checkpoint_id, task_id, idx)
+SELECT (SELECT run_id FROM runs WHERE run_id = %s AND status = 'running'
+        AND claim_token = %s AND abort_action IS NULL FOR NO KEY UPDATE), w.*
+FROM (VALUES {rows}) AS w(thread_id, checkpoint_ns, checkpoint_id, task_id, idx)"""
+_LEDGER_ROW = "(%s, %s, %s, %s::text, %s::integer)"
+
+
+def _refused(run_id: str) -> FencedOffError:
+    return FencedOffError(
+        f"run {run_id}: this attempt no longer owns the run; its graph checkpoint was not written"
+    )
+
+
 class GraphWriteStatements(StoreBase):
     """The transactions a run's graph checkpointer writes in."""
 
     @contextmanager
-    def graph_write(self, run_id: str, token: str) -> Iterator[Connection]:
-        """A transaction for one of the run's checkpoint writes. The run row is locked first:
-        a concurrent cancel either commits before (and this raises FencedOffError) or waits
-        until this write is recorded (and a rollback then deletes it)."""
+    def graph_write(
+        self, run_id: str, token: str, writes: Sequence[GraphWrite]
+    ) -> Iterator[Connection]:
+        """A transaction for one of the run's checkpoint writes, which records `writes` (what
+        the saver is about to write) only while this attempt owns the run, its row locked: a
+        concurrent cancel either commits first (and this raises FencedOffError, nothing
+        written) or waits until this write is done (and a rollback then deletes it)."""
         with self.transaction() as conn:
+            if conn.dialect.name == "postgresql" and writes:
+                with self._fenced_pipeline(conn, run_id, token, writes):
+                    yield conn
+                return
+            # SQLite (BEGIN IMMEDIATE already holds the write lock), or nothing to record.
             owner = conn.execute(
                 select(Run.thread_id)
                 .where(*owned_by(run_id, token))
                 .with_for_update(key_share=True)
             ).first()
             if owner is None:
-                raise FencedOffError(
-                    f"run {run_id}: this attempt no longer owns the run; "
-                    "its graph checkpoint was not written"
-                )
+                raise _refused(run_id)
+            self.record_graph_writes(conn, run_id, writes)
             yield conn
+
+    @contextmanager
+    def _fenced_pipeline(
+        self, conn: Connection, run_id: str, token: str, writes: Sequence[GraphWrite]
+    ) -> Iterator[None]:
+        import psycopg
+
+        driver = conn.connection.driver_connection
+        rows = ", ".join([_LEDGER_ROW] * len(writes))
+        params: list[Any] = [run_id, token]
+        for w in writes:
+            params += [w.thread_id, w.checkpoint_ns, w.checkpoint_id, w.task_id, w.idx]
+        try:
+            with driver.pipeline():
+                driver.execute(_FENCED_LEDGER_INSERT.format(rows=rows), params)
+                yield
+        except psycopg.errors.NotNullViolation as error:
+            if error.diag.table_name == "graph_writes":
+                raise _refused(run_id) from None
+            raise
 
     def record_graph_writes(
         self, conn: Connection, run_id: str, writes: Sequence[GraphWrite]
     ) -> None:
         """Record, in the write's own transaction, what the run wrote."""
+        if not writes:
+            return
         conn.execute(
             INSERT_GRAPH_WRITE,
             [

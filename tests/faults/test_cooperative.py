@@ -55,3 +55,43 @@ def test_cancel_running_run_in_pool_without_terminate(
     assert last_step <= cancelled_at + BOUND_SECONDS  # its side effects stopped
     assert next_run.status is RunStatus.success
     assert journal.overlapping() == 0 and journal.duplicated() == 0
+
+
+@pytest.mark.parametrize("pool", ["threads", "solo"])
+def test_cancel_a_graph_run_between_supersteps(pool, shared_backend, workers, report, tmp_path):
+    """No SIGTERM reaches a graph's node here: the cancel stops the graph between supersteps,
+    and the run ends only once its node has returned, so the thread's next run (which
+    continues from the last kept checkpoint) never overlaps it."""
+    settings = shared_backend.settings
+    manager = faultkit.manager_for(settings)
+    journal = Journal(tmp_path / "journal.jsonl")
+    workers(settings, concurrency=2, pool=pool)
+    thread_id = f"coop-graph-{uuid.uuid4().hex[:10]}"
+    run = manager.create(
+        thread_id,
+        "research",
+        kwargs={"input": {"topic": "coop", "pause": 1.0, "journal": str(journal)}},
+    )
+    faultkit.wait_for(lambda: journal.count(run_id=run.run_id, event="tick") >= 3, 30, "research")
+    cancelled_at = time.time()
+    assert manager.cancel(run.run_id) is True
+    ended = manager.join(run.run_id, timeout=10)
+    last_tick = max(line["time"] for line in journal.lines(run_id=run.run_id, event="tick"))
+    state = manager.state(thread_id)
+    report(
+        f"cooperative-graph-cancel-{pool}",
+        runs=1,
+        free_after_s=ended.ended_at.timestamp() - cancelled_at,
+        node_done_before_end=last_tick <= ended.ended_at.timestamp(),
+    )
+    assert ended.status is RunStatus.interrupted
+    assert last_tick <= ended.ended_at.timestamp()  # the node had returned: no overlap
+    assert ended.ended_at.timestamp() - cancelled_at <= BOUND_SECONDS
+    # The node's result came after the cancel: refused. The graph stopped before `review`.
+    assert state.values["log"] == [f"plan@{run.run_id}"] and state.next == ("research",)
+
+    follow_up = manager.create(thread_id, "research", kwargs={})
+    assert manager.join(follow_up.run_id, timeout=30).status is RunStatus.success
+    assert manager.state(thread_id).values["log"][1:] == [
+        f"{node}@{follow_up.run_id}" for node in ("research", "review", "respond")
+    ]

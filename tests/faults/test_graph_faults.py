@@ -88,4 +88,7 @@ def test_a_paused_graph_run_writes_no_checkpoint_after_it_was_reaped(
         refused_writes=refused,
     )
     assert after == at_the_end
+    # The paused process did try: it came back before its heartbeat could stop it, and its
+    # node's writes were refused (the worker logs each refusal).
+    assert refused >= 1
     assert manager.state(thread_id).values["log"] == [f"plan@{run.run_id}"]
