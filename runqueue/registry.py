@@ -191,11 +191,14 @@ class SyncRunManager:
         values and pending interrupts, or a plain assistant's latest checkpoint."""
         thread_id = validation.thread_id(thread_id)
         latest = self.queries.list_by_thread(thread_id, user_id=None, status=None, limit=1)
-        task = self.app.tasks.get(latest[0].assistant_id) if latest else None
-        if not isinstance(task, RunTask):  # no run yet, or its assistant is not registered here
-            latest_plain = self.queries.latest_checkpoint(thread_id)
-            values = latest_plain.values if latest_plain is not None else None
-            return ThreadState(thread_id=thread_id, values=values)
+        if not latest:  # no run yet: no state
+            return ThreadState(thread_id=thread_id, values=None)
+        task = self.app.tasks.get(latest[0].assistant_id)
+        if not isinstance(task, RunTask):
+            raise UnknownAssistantError(
+                f"thread {thread_id}'s latest run is of assistant {latest[0].assistant_id!r}, "
+                "which this app does not register: its state cannot be read here"
+            )
         return task.thread_state(thread_id)
 
     def join(self, run_id: str, *, timeout: float = 60.0) -> RunRecord:

@@ -9,10 +9,14 @@ from typing import Any
 
 from celery import Celery
 
-from runqueue import RunContext, assistant
+from runqueue import ExtraNotInstalledError, RunContext, assistant
 from runqueue.journal import record
-from runqueue.langgraph import langgraph_assistant
-from workers.graphs import build_research_graph
+
+try:  # the example graph needs the langgraph extra; the plain assistants do not
+    from runqueue.langgraph import langgraph_assistant
+    from workers.graphs import build_research_graph
+except ExtraNotInstalledError:
+    langgraph_assistant = None
 
 
 def _journal(path: str | None, context: RunContext, event: str, **fields: Any) -> None:
@@ -90,7 +94,9 @@ ASSISTANTS = {"echo": echo, "steps": steps, "fail": fail, "emitter": emitter, "n
 
 
 def register(app: Celery) -> None:
-    """Register every example assistant on `app`, and the example graph as `research`."""
+    """Register every example assistant on `app`, and the example graph as `research` (when
+    the langgraph extra is installed)."""
     for name, function in ASSISTANTS.items():
         assistant(app, name=name)(function)
-    langgraph_assistant(app, "research", build_research_graph)
+    if langgraph_assistant is not None:
+        langgraph_assistant(app, "research", build_research_graph)

@@ -121,10 +121,12 @@ def migrate(state: CliState) -> None:
     from runqueue.store.database import migrate as run_migrations
 
     run_migrations(state.settings)
+    from runqueue.errors import ExtraNotInstalledError
+    from runqueue.store.decisions import RunStore
+
     try:  # LangGraph's tables, made by its official saver's setup(), when the extra is there
         from runqueue.langgraph import setup_checkpointer
-        from runqueue.store.decisions import RunStore
-    except ImportError:
+    except ExtraNotInstalledError:
         pass
     else:
         setup_checkpointer(RunStore(state.settings.database_url))

@@ -55,22 +55,10 @@ class GraphTask(RunTask):
                 f"graph assistant {self.name!r} takes {', '.join(GRAPH_KWARGS)}; got {unknown[0]!r}"
             )
         stream_modes(kwargs.get("stream_mode"))
-        config = kwargs.get("config")
-        if config is not None:
-            if not isinstance(config, dict):
-                raise InvalidPayloadError("config must be a JSON object")
-            given = (config.get("configurable") or {}).get("thread_id")
-            if given is not None and given != thread_id:
-                raise InvalidPayloadError(
-                    f"config.configurable.thread_id is {given!r}, but the run's thread is "
-                    f"{thread_id!r}"
-                )
+        _check_config(thread_id, kwargs.get("config"))
         command = kwargs.get("command")
         if command is not None:
-            if not isinstance(command, dict) or not command.keys() <= set(COMMAND_KEYS):
-                raise InvalidPayloadError(
-                    f"command must be an object with any of {', '.join(COMMAND_KEYS)}"
-                )
+            _check_command(command)
             if kwargs.get("input") is not None:
                 raise InvalidPayloadError("give a run input or a command, not both")
 
@@ -90,6 +78,47 @@ class GraphTask(RunTask):
             created_at=_parse_time(snapshot.created_at),
             assistant_id=self.name,
         )
+
+
+def _check_config(thread_id: str, config: Any) -> None:
+    if config is None:
+        return
+    if not isinstance(config, dict):
+        raise InvalidPayloadError("config must be a JSON object")
+    for key in ("configurable", "metadata"):
+        if config.get(key) is not None and not isinstance(config[key], dict):
+            raise InvalidPayloadError(f"config.{key} must be a JSON object")
+    configurable = config.get("configurable") or {}
+    given = configurable.get("thread_id")
+    if given is not None and given != thread_id:
+        raise InvalidPayloadError(
+            f"config.configurable.thread_id is {given!r}, but the run's thread is {thread_id!r}"
+        )
+    reserved = sorted(k for k in configurable if k == "checkpoint_ns" or k.startswith("__"))
+    if reserved:
+        raise InvalidPayloadError(
+            f"config.configurable.{reserved[0]} is set by the graph run itself, not by a caller"
+        )
+
+
+def _check_command(command: Any) -> None:
+    if not isinstance(command, dict) or not command.keys() <= set(COMMAND_KEYS):
+        raise InvalidPayloadError(
+            f"command must be an object with any of {', '.join(COMMAND_KEYS)}"
+        )
+    if all(value is None for value in command.values()):
+        raise InvalidPayloadError(
+            f"command needs one of {', '.join(COMMAND_KEYS)} with a value (resume: the answer "
+            "to the pending interrupt())"
+        )
+    goto = command.get("goto")
+    if goto is not None and not (
+        isinstance(goto, str) or (isinstance(goto, list) and all(isinstance(g, str) for g in goto))
+    ):
+        raise InvalidPayloadError("command.goto must be a node name or a list of them")
+    update = command.get("update")
+    if update is not None and not isinstance(update, dict | list):
+        raise InvalidPayloadError("command.update must be an object (or a list of [key, value])")
 
 
 def _parse_time(value: str | None) -> datetime | None:

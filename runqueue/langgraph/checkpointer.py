@@ -14,10 +14,10 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.base import (
@@ -35,8 +35,11 @@ from sqlalchemy import Connection
 from runqueue.errors import FencedOffError, RunQueueError
 from runqueue.store.decisions import RunStore
 from runqueue.store.graph_writes import GraphWrite
+from runqueue.worker.durability import persist
 
 logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 SETUP_LOCK_KEY = 0x72756E71  # pg_advisory_lock key: one process runs the savers' setup()
 
@@ -95,10 +98,12 @@ def setup_checkpointer(store: RunStore) -> None:
 
 @dataclass(frozen=True)
 class Fence:
-    """The attempt a checkpointer writes for: its run and claim token."""
+    """The attempt a checkpointer writes for: its run and claim token, and how long a write
+    waits out a database outage (Settings.status_write_timeout)."""
 
     run_id: str
     token: str
+    write_timeout: float = 120.0
 
 
 class ReadOnlyCheckpointerError(RunQueueError):
@@ -140,19 +145,30 @@ class RunCheckpointer(BaseCheckpointSaver[str]):
 
     # -- writing: fenced, recorded ------------------------------------------------------------
 
-    @contextmanager
-    def _writing(self, writes: list[GraphWrite]) -> Iterator[BaseCheckpointSaver]:
-        """The official saver inside the store's fenced transaction, which records `writes`."""
-        if self.fence is None:
+    def _write(self, writes: list[GraphWrite], write: Callable[[BaseCheckpointSaver], T]) -> T:
+        """Run `write` with the official saver inside the store's fenced transaction, which
+        records `writes`. A database outage is waited out, as for a plain checkpoint: the
+        transaction is all or nothing, so a retry is safe."""
+        fence = self.fence
+        if fence is None:
             raise ReadOnlyCheckpointerError()
+
+        def once() -> T:
+            with self.store.graph_write(fence.run_id, fence.token, writes) as conn:
+                return write(official_saver(conn, self.serde))
+
         try:
-            with self.store.graph_write(self.fence.run_id, self.fence.token, writes) as conn:
-                yield official_saver(conn, self.serde)
+            return persist(
+                once,
+                total_seconds=fence.write_timeout,
+                what=f"graph checkpoint of run {fence.run_id}",
+                extra={"run_id": fence.run_id},
+            )
         except FencedOffError:
             logger.warning(
                 "run %s: graph checkpoint refused, this attempt no longer owns the run",
-                self.fence.run_id,
-                extra={"run_id": self.fence.run_id, "action": "graph_write_refused"},
+                fence.run_id,
+                extra={"run_id": fence.run_id, "action": "graph_write_refused"},
             )
             raise
 
@@ -169,8 +185,9 @@ class RunCheckpointer(BaseCheckpointSaver[str]):
             checkpoint_ns=configurable.get("checkpoint_ns", ""),
             checkpoint_id=checkpoint["id"],
         )
-        with self._writing([written]) as saver:
-            return saver.put(config, checkpoint, metadata, new_versions)
+        return self._write(
+            [written], lambda saver: saver.put(config, checkpoint, metadata, new_versions)
+        )
 
     def put_writes(
         self,
@@ -190,5 +207,4 @@ class RunCheckpointer(BaseCheckpointSaver[str]):
             )
             for idx, (channel, _) in enumerate(writes)
         ]
-        with self._writing(written) as saver:
-            saver.put_writes(config, writes, task_id, task_path)
+        self._write(written, lambda saver: saver.put_writes(config, writes, task_id, task_path))

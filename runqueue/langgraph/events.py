@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import re
 from collections.abc import Sequence
 from datetime import date, datetime
 from typing import Any
@@ -35,9 +36,24 @@ def stream_modes(stream_mode: str | Sequence[str] | None) -> list[str]:
     return list(dict.fromkeys(modes))
 
 
+MAX_EVENT_NAME = 200  # runqueue.stream.events.EVENT_NAME
+
+
 def event_name(mode: str, namespace: Sequence[str]) -> str:
-    """`values`, or `values|parent:<task id>|child:<task id>` for a subgraph's chunk."""
-    return "|".join((mode, *namespace))
+    """`values`, or `values|parent:<task id>|child:<task id>` for a subgraph's chunk, as the
+    LangGraph Agent Server names them. A stream event's name has no whitespace and at most
+    200 characters: whitespace in a node's name is percent-encoded, and a namespace deeper
+    than that keeps its innermost levels after `...`."""
+    parts = [_encoded(part) for part in namespace]
+    name = "|".join((mode, *parts))
+    while len(name) > MAX_EVENT_NAME and parts:
+        parts.pop(0)
+        name = "|".join((mode, "...", *parts))
+    return name[:MAX_EVENT_NAME]
+
+
+def _encoded(part: str) -> str:
+    return re.sub(r"[%\s]", lambda match: f"%{ord(match.group()):02X}", part)
 
 
 def event_data(mode: str, chunk: Any) -> Any:

@@ -12,6 +12,7 @@ to stop before the run ends, so the thread's next run never overlaps it.
 
 from __future__ import annotations
 
+import logging
 import queue
 import threading
 from typing import Any
@@ -19,9 +20,12 @@ from typing import Any
 from langgraph.pregel import Pregel
 from langgraph.types import Command
 
+from runqueue.errors import InvalidEventError
 from runqueue.langgraph.checkpointer import Fence, RunCheckpointer
 from runqueue.langgraph.events import event_data, event_name, jsonable, stream_modes
-from runqueue.worker.execution import RunContext, in_prefork_child
+from runqueue.worker.execution import RunContext, exit_after_run, in_prefork_child
+
+logger = logging.getLogger(__name__)
 
 WAIT_SECONDS = 0.1  # the run's thread wakes this often while the graph works
 
@@ -44,8 +48,8 @@ def run_graph(
     """Run the graph for one attempt: stream its chunks, return the thread's values (with
     `__interrupt__` when it stopped at an interrupt(), as LangGraph's invoke() returns
     them)."""
-    # Fenced on this attempt's claim: the context's own store and token.
-    checkpointer = RunCheckpointer(context._store, Fence(context.run_id, context._execution.token))
+    fence = Fence(context.run_id, context.claim_token, context.write_timeout)
+    checkpointer = RunCheckpointer(context.store, fence)
     graph = graph.copy(update={"checkpointer": checkpointer})
     run_config = _run_config(context, config)
     modes = stream_modes(stream_mode)
@@ -86,15 +90,18 @@ def run_graph(
                 break
             namespace, mode, chunk = item
             if mode in modes:
-                context.emit(event_name(mode, namespace), event_data(mode, chunk))
+                _emit(context, event_name(mode, namespace), event_data(mode, chunk))
             if mode == "values" and not namespace:
                 last_values = chunk
             if cooperative:
                 context.raise_if_cancelled()
     except BaseException:
         stop.set()
-        if not in_prefork_child():
-            producer.join()  # no process exit will stop it: wait for the superstep to end
+        if producer.is_alive():
+            if in_prefork_child():
+                exit_after_run()  # the node dies with the process, once the status is written
+            else:
+                producer.join()  # nothing else will stop it: wait for the superstep to end
         raise
     if last_values is None:  # nothing ran (a resume with nothing left to do): read the state
         snapshot = graph.get_state(run_config)
@@ -102,6 +109,22 @@ def run_graph(
         if snapshot.interrupts:
             last_values["__interrupt__"] = snapshot.interrupts
     return jsonable(last_values)
+
+
+def _emit(context: RunContext, event: str, data: Any) -> None:
+    """One chunk to the run's stream. A chunk over the stream's size limit (a `values` of a
+    long conversation) is left out, with a log line, rather than failing the graph: the state
+    itself is whole in the checkpointer (state())."""
+    try:
+        context.emit(event, data)
+    except InvalidEventError as error:
+        logger.warning(
+            "run %s: %s event left out of the stream: %s",
+            context.run_id,
+            event,
+            error,
+            extra={"run_id": context.run_id, "thread_id": context.thread_id},
+        )
 
 
 def _run_config(context: RunContext, config: dict[str, Any] | None) -> dict[str, Any]:

@@ -1,9 +1,10 @@
 """LangGraph's checkpoint writes: fenced on the run's claim, and recorded so that the rollback
-strategy can delete exactly what a run wrote.
+strategy can undo exactly what a run wrote.
 
 The official savers (runqueue.langgraph) write through a connection the store lends them,
-inside a transaction that first locks the run row and checks that this attempt still owns the
-run. The statements here know LangGraph's table names; the savers' setup() creates the tables.
+inside a transaction that first records what they are about to write, and only while this
+attempt owns the run. The statements here know the savers' table layout (LangGraph's
+`checkpoints`, `checkpoint_writes` / `writes`, `checkpoint_blobs`); their setup() makes them.
 """
 
 from __future__ import annotations
@@ -13,58 +14,102 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, delete, insert, select, text
+from sqlalchemy import Connection, delete, select, text
+from sqlalchemy.exc import IntegrityError
 
-from runqueue.errors import FencedOffError
+from runqueue.errors import DatabaseUnavailableError, FencedOffError
 from runqueue.store.claims import owned_by
 from runqueue.store.models import GraphWriteRow, Run
-from runqueue.store.transactions import StoreBase
+from runqueue.store.transactions import IS_INFLIGHT, StoreBase
 
-INSERT_GRAPH_WRITE = insert(GraphWriteRow.__table__)
+# LangGraph's table of pending writes and its value column, per saver.
+WRITES_TABLE = {"postgresql": ("checkpoint_writes", "blob"), "sqlite": ("writes", "value")}
 
-# The rolled-back run's own rows (graph_writes), matched against LangGraph's tables. A row
-# with no task_id is a checkpoint the run wrote: it goes with every write stored under it.
-# A row with a task_id is a pending write the run added under an older checkpoint (resuming
-# an interrupt, or a node finished after a cancel): only that write goes.
+# The fence is the ledger insert itself: its run_id comes from a subquery that finds the run
+# only while this attempt owns it (and locks its row on PostgreSQL; SQLite's BEGIN IMMEDIATE
+# already holds the database's write lock). Otherwise it is NULL, the NOT NULL column refuses
+# the row, and the transaction aborts. Each row also copies the pending write it is about to
+# replace, if any: LangGraph upserts its special channels (__resume__, __interrupt__, ...)
+# and re-sends writes already stored, so rollback must restore those, not delete them.
+_LEDGER_INSERT = """WITH w(thread_id, checkpoint_ns, checkpoint_id, task_id, idx) AS (
+    VALUES {rows})
+INSERT INTO graph_writes (run_id, thread_id, checkpoint_ns, checkpoint_id, task_id, idx,
+    overwrote, prev_channel, prev_type, prev_value, prev_task_path)
+SELECT (SELECT run_id FROM runs WHERE run_id = {run_id} AND status = 'running'
+        AND claim_token = {token} AND abort_action IS NULL {lock}),
+    w.thread_id, w.checkpoint_ns, w.checkpoint_id, w.task_id, w.idx,
+    o.task_id IS NOT NULL, o.channel, o.type, o.{value}, o.task_path
+FROM w LEFT JOIN {writes} o ON o.thread_id = w.thread_id AND o.checkpoint_ns = w.checkpoint_ns
+    AND o.checkpoint_id = w.checkpoint_id AND o.task_id = w.task_id AND o.idx = w.idx"""
+_LEDGER_ROW = "({}, {}, {}, CAST({} AS TEXT), CAST({} AS INTEGER))"
+
+# Undoing a rolled-back run. A ledger row with no task_id is a checkpoint the run wrote: it
+# goes, with every write stored under it. A row with a task_id is a pending write, under an
+# older checkpoint too (resuming an interrupt, a node finished after a cancel): the first
+# time the run touched that key decides whether the key was new (delete it) or replaced
+# (restore what was there).
+_FIRST_TOUCH = """g.write_id = (SELECT min(f.write_id) FROM graph_writes f
+    WHERE f.run_id = g.run_id AND f.thread_id = g.thread_id AND f.checkpoint_ns = g.checkpoint_ns
+      AND f.checkpoint_id = g.checkpoint_id AND f.task_id = g.task_id AND f.idx = g.idx)"""
 _OWN_CHECKPOINT = """EXISTS (SELECT 1 FROM graph_writes g WHERE g.run_id = :run_id
     AND g.task_id IS NULL AND g.thread_id = {t}.thread_id
     AND g.checkpoint_ns = {t}.checkpoint_ns AND g.checkpoint_id = {t}.checkpoint_id)"""
-_OWN_WRITE = """EXISTS (SELECT 1 FROM graph_writes g WHERE g.run_id = :run_id
-    AND g.thread_id = {t}.thread_id AND g.checkpoint_ns = {t}.checkpoint_ns
-    AND g.checkpoint_id = {t}.checkpoint_id
-    AND (g.task_id IS NULL OR (g.task_id = {t}.task_id AND g.idx = {t}.idx)))"""
+_RESTORE_REPLACED = (
+    """UPDATE {writes} SET channel = g.prev_channel, type = g.prev_type,
+    {value} = g.prev_value, task_path = g.prev_task_path
+FROM graph_writes g
+WHERE g.run_id = :run_id AND g.overwrote AND {writes}.thread_id = g.thread_id
+  AND {writes}.checkpoint_ns = g.checkpoint_ns AND {writes}.checkpoint_id = g.checkpoint_id
+  AND {writes}.task_id = g.task_id AND {writes}.idx = g.idx AND """
+    + _FIRST_TOUCH
+)
+_DELETE_WRITTEN = (
+    """DELETE FROM {writes} WHERE EXISTS (SELECT 1 FROM graph_writes g
+    WHERE g.run_id = :run_id AND g.thread_id = {writes}.thread_id
+      AND g.checkpoint_ns = {writes}.checkpoint_ns AND g.checkpoint_id = {writes}.checkpoint_id
+      AND (g.task_id IS NULL OR (g.task_id = {writes}.task_id AND g.idx = {writes}.idx
+           AND NOT g.overwrote AND """
+    + _FIRST_TOUCH
+    + ")))"
+)
+# PostgreSQL keeps channel values apart, in checkpoint_blobs: the ones only the run's
+# checkpoints reference go too (versions carry a random part, so a later run never writes
+# the same key again; this only reclaims space).
+_DELETE_BLOBS = (
+    """DELETE FROM checkpoint_blobs b USING checkpoints c,
+    jsonb_each_text(c.checkpoint -> 'channel_versions') v
+WHERE """
+    + _OWN_CHECKPOINT.format(t="c")
+    + """ AND b.thread_id = c.thread_id AND b.checkpoint_ns = c.checkpoint_ns
+  AND b.channel = v.key AND b.version = v.value
+  AND NOT EXISTS (
+    SELECT 1 FROM checkpoints k, jsonb_each_text(k.checkpoint -> 'channel_versions') kv
+    WHERE k.thread_id = c.thread_id AND k.checkpoint_ns = c.checkpoint_ns
+      AND kv.key = v.key AND kv.value = v.value AND NOT """
+    + _OWN_CHECKPOINT.format(t="k")
+    + ")"
+)
 
-ROLLBACK_STATEMENTS = {
-    "postgresql": (
-        # Channel values that only the run's checkpoints reference (versions carry a random
-        # part, so a later run never writes the same key again; this only reclaims space).
-        text(
-            """DELETE FROM checkpoint_blobs b USING checkpoints c,
-                jsonb_each_text(c.checkpoint -> 'channel_versions') v
-            WHERE """
-            + _OWN_CHECKPOINT.format(t="c")
-            + """ AND b.thread_id = c.thread_id AND b.checkpoint_ns = c.checkpoint_ns
-              AND b.channel = v.key AND b.version = v.value
-              AND NOT EXISTS (
-                SELECT 1 FROM checkpoints k, jsonb_each_text(k.checkpoint -> 'channel_versions') kv
-                WHERE k.thread_id = c.thread_id AND k.checkpoint_ns = c.checkpoint_ns
-                  AND kv.key = v.key AND kv.value = v.value AND NOT """
-            + _OWN_CHECKPOINT.format(t="k")
-            + ")"
-        ),
-        text("DELETE FROM checkpoint_writes w WHERE " + _OWN_WRITE.format(t="w")),
-        text("DELETE FROM checkpoints c WHERE " + _OWN_CHECKPOINT.format(t="c")),
-    ),
-    "sqlite": (
-        text("DELETE FROM writes WHERE " + _OWN_WRITE.format(t="writes")),
-        text("DELETE FROM checkpoints WHERE " + _OWN_CHECKPOINT.format(t="checkpoints")),
-    ),
-}
+
+def _rollback_statements(dialect: str) -> tuple[Any, ...]:
+    writes, value = WRITES_TABLE[dialect]
+    statements = [
+        _RESTORE_REPLACED.format(writes=writes, value=value),
+        _DELETE_WRITTEN.format(writes=writes),
+    ]
+    if dialect == "postgresql":
+        statements.append(_DELETE_BLOBS)
+    statements.append("DELETE FROM checkpoints WHERE " + _OWN_CHECKPOINT.format(t="checkpoints"))
+    return tuple(text(statement) for statement in statements)
+
+
+ROLLBACK_STATEMENTS = {dialect: _rollback_statements(dialect) for dialect in WRITES_TABLE}
 
 
 @dataclass(frozen=True)
 class GraphWrite:
-    """One row LangGraph's saver wrote: a checkpoint (task_id None) or a pending write."""
+    """One row LangGraph's saver is about to write: a checkpoint (task_id None) or a
+    pending write (task_id, idx)."""
 
     thread_id: str
     checkpoint_ns: str
@@ -74,7 +119,7 @@ class GraphWrite:
 
 
 def delete_graph_writes(conn: Connection, run_id: str) -> int:
-    """Delete the graph checkpoints and pending writes the run wrote, in the caller's
+    """Undo the graph checkpoints and pending writes the run wrote, in the caller's
     transaction (the rollback strategy's cancel). Returns how many rows it had recorded."""
     recorded = conn.execute(
         select(GraphWriteRow.write_id).where(GraphWriteRow.run_id == run_id).limit(1)
@@ -86,22 +131,37 @@ def delete_graph_writes(conn: Connection, run_id: str) -> int:
     return conn.execute(delete(GraphWriteRow).where(GraphWriteRow.run_id == run_id)).rowcount
 
 
-# PostgreSQL: the fence is the ledger insert itself. Its run_id comes from a subquery that
-# locks the run row and finds it only while this attempt owns the run; otherwise it is NULL,
-# the NOT NULL column refuses the row, and the transaction aborts. One statement, sent in the
-# same pipeline as the saver's own, so a fenced write costs no extra round trip.
-_FENCED_LEDGER_INSERT = """INSERT INTO graph_writes
-    (run_id, thread_id, checkpoint_ns, checkpoint_id, task_id, idx)
-SELECT (SELECT run_id FROM runs WHERE run_id = %s AND status = 'running'
-        AND claim_token = %s AND abort_action IS NULL FOR NO KEY UPDATE), w.*
-FROM (VALUES {rows}) AS w(thread_id, checkpoint_ns, checkpoint_id, task_id, idx)"""
-_LEDGER_ROW = "(%s, %s, %s, %s::text, %s::integer)"
-
-
 def _refused(run_id: str) -> FencedOffError:
     return FencedOffError(
         f"run {run_id}: this attempt no longer owns the run; its graph checkpoint was not written"
     )
+
+
+def _ledger_insert(dialect: str, writes: Sequence[GraphWrite], placeholder: Any) -> str:
+    """The ledger insert for `writes`; placeholder(n) names the n-th parameter, numbered in
+    the order they appear (positional on psycopg): the rows, then the run and its token."""
+    table, value = WRITES_TABLE[dialect]
+    count = 5 * len(writes)
+    rows = ", ".join(
+        _LEDGER_ROW.format(*(placeholder(5 * row + column) for column in range(5)))
+        for row in range(len(writes))
+    )
+    lock = "FOR NO KEY UPDATE" if dialect == "postgresql" else ""
+    return _LEDGER_INSERT.format(
+        rows=rows,
+        run_id=placeholder(count),
+        token=placeholder(count + 1),
+        lock=lock,
+        writes=table,
+        value=value,
+    )
+
+
+def _ledger_params(run_id: str, token: str, writes: Sequence[GraphWrite]) -> list[Any]:
+    params: list[Any] = []
+    for w in writes:
+        params += [w.thread_id, w.checkpoint_ns, w.checkpoint_id, w.task_id, w.idx]
+    return [*params, run_id, token]
 
 
 class GraphWriteStatements(StoreBase):
@@ -111,63 +171,66 @@ class GraphWriteStatements(StoreBase):
     def graph_write(
         self, run_id: str, token: str, writes: Sequence[GraphWrite]
     ) -> Iterator[Connection]:
-        """A transaction for one of the run's checkpoint writes, which records `writes` (what
-        the saver is about to write) only while this attempt owns the run, its row locked: a
+        """A transaction for one of the run's checkpoint writes. It first records `writes`
+        (what the saver is about to write), only while this attempt owns the run: a
         concurrent cancel either commits first (and this raises FencedOffError, nothing
-        written) or waits until this write is done (and a rollback then deletes it)."""
+        written) or waits until this write is done (and a rollback then undoes it)."""
         with self.transaction() as conn:
-            if conn.dialect.name == "postgresql" and writes:
-                with self._fenced_pipeline(conn, run_id, token, writes):
+            dialect = conn.dialect.name
+            if not writes:  # nothing to record: the fence alone
+                owner = conn.execute(
+                    select(Run.thread_id)
+                    .where(*owned_by(run_id, token))
+                    .with_for_update(key_share=True)
+                ).first()
+                if owner is None:
+                    raise _refused(run_id)
+                yield conn
+            elif dialect == "postgresql":
+                with self._pipelined(conn, run_id, token, writes):
                     yield conn
-                return
-            # SQLite (BEGIN IMMEDIATE already holds the write lock), or nothing to record.
-            owner = conn.execute(
-                select(Run.thread_id)
-                .where(*owned_by(run_id, token))
-                .with_for_update(key_share=True)
-            ).first()
-            if owner is None:
-                raise _refused(run_id)
-            self.record_graph_writes(conn, run_id, writes)
-            yield conn
+            else:
+                params = _ledger_params(run_id, token, writes)
+                statement = text(_ledger_insert(dialect, writes, lambda n: f":p{n}"))
+                try:
+                    conn.execute(statement, {f"p{n}": value for n, value in enumerate(params)})
+                except IntegrityError as error:
+                    if "graph_writes.run_id" in str(error.orig):
+                        raise _refused(run_id) from None
+                    raise
+                yield conn
+
+    def purge_graph_writes(self, limit: int = 5000) -> int:
+        """Forget what finished runs wrote: only a run in flight can be rolled back, so the
+        ledger of a final run is never read again (the maintenance pass calls this)."""
+        finished = (
+            select(GraphWriteRow.write_id)
+            .join(Run, Run.run_id == GraphWriteRow.run_id)
+            .where(~IS_INFLIGHT)
+            .limit(limit)
+        )
+        with self.transaction() as conn:
+            return conn.execute(
+                delete(GraphWriteRow).where(GraphWriteRow.write_id.in_(finished.scalar_subquery()))
+            ).rowcount
 
     @contextmanager
-    def _fenced_pipeline(
+    def _pipelined(
         self, conn: Connection, run_id: str, token: str, writes: Sequence[GraphWrite]
     ) -> Iterator[None]:
+        """PostgreSQL: the ledger insert and the saver's statements in one pipeline, so the
+        fence costs no round trip of its own."""
         import psycopg
 
         driver = conn.connection.driver_connection
-        rows = ", ".join([_LEDGER_ROW] * len(writes))
-        params: list[Any] = [run_id, token]
-        for w in writes:
-            params += [w.thread_id, w.checkpoint_ns, w.checkpoint_id, w.task_id, w.idx]
+        statement = _ledger_insert("postgresql", writes, lambda _: "%s")
         try:
             with driver.pipeline():
-                driver.execute(_FENCED_LEDGER_INSERT.format(rows=rows), params)
+                driver.execute(statement, _ledger_params(run_id, token, writes))
                 yield
         except psycopg.errors.NotNullViolation as error:
             if error.diag.table_name == "graph_writes":
                 raise _refused(run_id) from None
             raise
-
-    def record_graph_writes(
-        self, conn: Connection, run_id: str, writes: Sequence[GraphWrite]
-    ) -> None:
-        """Record, in the write's own transaction, what the run wrote."""
-        if not writes:
-            return
-        conn.execute(
-            INSERT_GRAPH_WRITE,
-            [
-                dict(
-                    run_id=run_id,
-                    thread_id=w.thread_id,
-                    checkpoint_ns=w.checkpoint_ns,
-                    checkpoint_id=w.checkpoint_id,
-                    task_id=w.task_id,
-                    idx=w.idx,
-                )
-                for w in writes
-            ],
-        )
+        except psycopg.OperationalError as error:  # below SQLAlchemy: map it here
+            raise DatabaseUnavailableError(f"database unavailable: {error}") from error

@@ -8,12 +8,15 @@ from typing import Any
 from sqlalchemy import (
     JSON,
     BigInteger,
+    Boolean,
     DateTime,
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     String,
     Text,
+    false,
     text,
 )
 from sqlalchemy.dialects.postgresql import JSONB
@@ -138,7 +141,8 @@ class CheckpointRow(Base):
 
 class GraphWriteRow(Base):
     """One graph checkpoint (task_id NULL) or pending write a run wrote through LangGraph's
-    checkpointer: what the rollback strategy deletes from LangGraph's tables."""
+    checkpointer, with the pending write it replaced if any: what the rollback strategy
+    undoes in LangGraph's tables."""
 
     __tablename__ = "graph_writes"
 
@@ -149,6 +153,11 @@ class GraphWriteRow(Base):
     checkpoint_id: Mapped[str] = mapped_column(Text)
     task_id: Mapped[str | None] = mapped_column(Text)
     idx: Mapped[int | None] = mapped_column(Integer)
+    overwrote: Mapped[bool] = mapped_column(Boolean, server_default=false())
+    prev_channel: Mapped[str | None] = mapped_column(Text)
+    prev_type: Mapped[str | None] = mapped_column(Text)
+    prev_value: Mapped[bytes | None] = mapped_column(LargeBinary)
+    prev_task_path: Mapped[str | None] = mapped_column(Text)
 
     __table_args__ = (Index("graph_writes_run", "run_id"),)
 

@@ -111,6 +111,22 @@ class RunContext:
         off, or a newer attempt took it) the next emit() raises RunCancelledError."""
         self._writer.put(event, self._stream.encode(event, data))
 
+    @property
+    def claim_token(self) -> str:
+        """This attempt's claim token: what its writes are fenced on (an integration's own
+        checkpointer, such as runqueue.langgraph's, writes only while the run holds it)."""
+        return self._execution.token
+
+    @property
+    def store(self) -> RunStore:
+        """The store this attempt writes through, for integrations that write thread state."""
+        return self._store
+
+    @property
+    def write_timeout(self) -> float:
+        """How long this attempt's writes wait out a database outage."""
+        return self._write_timeout
+
     def _persist(self, operation: Callable[[], T], what: str) -> T:
         return persist(
             operation,
@@ -330,6 +346,14 @@ class Heartbeat(threading.Thread):
                     logger.warning(
                         "stream keep-alive failed for run %s: %s", self.execution.run_id, exc
                     )
+
+
+def exit_after_run() -> None:
+    """In a prefork child: exit once this run's final status is written (what a cancel
+    does), for a run that leaves work running in threads of its own that nothing else can
+    stop. Elsewhere: nothing."""
+    if in_prefork_child():
+        _child.terminate = True
 
 
 def in_prefork_child() -> bool:

@@ -78,9 +78,12 @@ def _requeue_lost(app: Celery, run_id: str, token: str) -> bool:
 
 def run_once(app: Celery) -> tuple[int, int]:
     """One maintenance pass: (runs relayed, runs reaped). Streams past their retention are
-    deleted too, where the transport does not expire them itself (the database)."""
+    deleted too, where the transport does not expire them itself (the database), and the
+    ledger of graph writes of runs that can no longer be rolled back."""
     relayed, reaped = relay(app), reap(app)
-    runtime_of(app).stream.purge_expired()
+    runtime = runtime_of(app)
+    runtime.stream.purge_expired()
+    runtime.store.purge_graph_writes()
     return relayed, reaped
 
 

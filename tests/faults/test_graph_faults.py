@@ -87,8 +87,8 @@ def test_a_paused_graph_run_writes_no_checkpoint_after_it_was_reaped(
         checkpoints_after=len(after[0]),
         refused_writes=refused,
     )
+    # Nothing written after the end. (Whether the paused process got to try before its
+    # heartbeat stopped it is a race, reported as refused_writes; the fence itself is shown
+    # deterministically in tests/integration/test_graph_checkpointer.py.)
     assert after == at_the_end
-    # The paused process did try: it came back before its heartbeat could stop it, and its
-    # node's writes were refused (the worker logs each refusal).
-    assert refused >= 1
     assert manager.state(thread_id).values["log"] == [f"plan@{run.run_id}"]

@@ -96,3 +96,24 @@ def test_stream_benchmark_quick_mode(tmp_path: Path) -> None:
         assert results["latency"]["events"] == results["latency"]["n"] > 0
         assert results["one_reader"]["events"] > 0 and not results["one_reader"]["gap"]
     assert report["backends"]["postgres_redis"]["redis_memory"]["entries_kept"] > 0
+
+
+def test_graph_benchmark_quick_mode(tmp_path: Path) -> None:
+    """`python -m benchmarks.graph --quick`: both sides measured on both backends, every
+    graph run through runqueue a success (the script checks each)."""
+    require_services()
+    out = tmp_path / "graph.json"
+    finished = subprocess.run(
+        [sys.executable, "-m", "benchmarks.graph", "--quick", "--out", str(out)],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=280,
+    )
+    assert finished.returncode == 0, finished.stderr[-4000:]
+    assert "overhead per graph run, p50" in finished.stdout
+    report = json.loads(out.read_text())
+    for backend in ("embedded", "postgres_redis"):
+        results = report["backends"][backend]
+        assert results["runs_per_side"] == 5
+        assert results["in_process"]["p50_ms"] > 0 and results["runqueue"]["p50_ms"] > 0

@@ -49,6 +49,27 @@ def build_graph():  # noqa: ANN201
 GRAPH = build_graph()
 
 
+class TwoQuestions(TypedDict, total=False):
+    a: int
+    answers: list[str]
+
+
+def build_two_question_graph():  # noqa: ANN201
+    """One node that asks twice: each resume re-runs it, LangGraph replaying the answers."""
+
+    def ask_twice(state: TwoQuestions) -> TwoQuestions:
+        return {"answers": [interrupt("first?"), interrupt("second?")]}
+
+    graph = StateGraph(TwoQuestions)
+    graph.add_node("ask_twice", ask_twice)
+    graph.add_edge(START, "ask_twice")
+    graph.add_edge("ask_twice", END)
+    return graph.compile()
+
+
+TWO_QUESTIONS = build_two_question_graph()
+
+
 def claimed_run(manager, thread_id: str) -> tuple[str, RunCheckpointer]:  # noqa: ANN001
     """A run of the thread, claimed here as a worker would: its fenced checkpointer."""
     run = manager.create(thread_id, "echo")  # the assistant does not matter: no worker runs
@@ -143,6 +164,57 @@ def test_rollback_deletes_the_runs_checkpoints_and_its_writes_under_older_ones(m
         Command(resume="no"), config(thread_id)
     )
     assert state(manager, thread_id).values == {"log": ["first", "ask", "last"], "answer": "no"}
+
+
+def test_rollback_restores_the_pending_writes_a_run_replaced(manager):
+    """A resume re-sends, and LangGraph's savers upsert, pending writes already stored under
+    the waiting checkpoint (the earlier run's `update`, its resume values): rolling the
+    resuming run back must put those back, not delete them."""
+    thread_id = f"replaced-{uuid.uuid4().hex[:10]}"
+
+    def run(command_or_input):  # noqa: ANN001, ANN202
+        run_id, checkpointer = claimed_run(manager, thread_id)
+        graph = TWO_QUESTIONS.copy(update={"checkpointer": checkpointer})
+        graph.invoke(command_or_input, config(thread_id))
+        return run_id, checkpointer
+
+    def read():  # noqa: ANN202
+        reader = TWO_QUESTIONS.copy(update={"checkpointer": RunCheckpointer(manager.store)})
+        s = reader.get_state(config(thread_id))
+        return s.values, s.next, [i.value for i in s.interrupts]
+
+    first, _ = run({"a": 1})
+    finish(manager, first)
+    second, _ = run(Command(update={"a": 5}, resume="x"))
+    finish(manager, second)
+    before = read()
+    assert before == ({"a": 5}, ("ask_twice",), ["second?"])
+
+    third, checkpointer = run(Command(resume="y"))
+    assert read()[0] == {"a": 5, "answers": ["x", "y"]}
+    assert manager.cancel(third, action="rollback")
+    assert read() == before
+    token = checkpointer.fence.token
+    assert manager.store.finish_run(third, RunStatus.interrupted, token=token)[0]
+
+    fourth, _ = run(Command(resume="z"))
+    assert read()[0] == {"a": 5, "answers": ["x", "z"]}
+
+
+def test_the_state_of_a_thread_whose_assistant_is_not_registered_here(manager, backend):
+    from runqueue import SyncRunManager, UnknownAssistantError, assistant, create_app
+
+    thread_id = f"unknown-{uuid.uuid4().hex[:10]}"
+    name = f"only_elsewhere_{uuid.uuid4().hex[:6]}"
+    elsewhere = create_app(backend.settings, name=f"elsewhere-{thread_id}")
+
+    def only_elsewhere(context) -> None:  # noqa: ANN001
+        return None
+
+    assistant(elsewhere, name=name, shared=False)(only_elsewhere)
+    SyncRunManager(elsewhere).create(thread_id, name)
+    with pytest.raises(UnknownAssistantError, match=name):
+        manager.state(thread_id)
 
 
 def test_interrupt_keeps_what_the_run_wrote(manager):

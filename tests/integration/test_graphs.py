@@ -189,6 +189,15 @@ def test_interrupt_then_resume_with_a_command(manager, worker):
         ({"command": {"resume": 1}, "input": {"topic": "x"}}, "not both"),
         ({"command": {"jump": 1}}, "command must be an object"),
         ({"config": {"configurable": {"thread_id": "other"}}}, "thread_id is 'other'"),
+        ({"config": {"configurable": "x"}}, "config.configurable must be a JSON object"),
+        ({"config": {"metadata": ["x"]}}, "config.metadata must be a JSON object"),
+        ({"config": {"configurable": {"checkpoint_ns": "a"}}}, "checkpoint_ns is set by"),
+        ({"config": {"configurable": {"__pregel_x": 1}}}, "__pregel_x is set by"),
+        ({"config": []}, "config must be a JSON object"),
+        ({"command": {}}, "command needs one of"),
+        ({"command": {"resume": None}}, "command needs one of"),
+        ({"command": {"goto": 5}}, "command.goto must be"),
+        ({"command": {"update": "x"}}, "command.update must be"),
     ],
 )
 def test_bad_graph_kwargs_are_refused_before_anything_is_written(manager, kwargs, message):
@@ -196,6 +205,21 @@ def test_bad_graph_kwargs_are_refused_before_anything_is_written(manager, kwargs
     with pytest.raises(InvalidPayloadError, match=message):
         manager.create_or_reject(thread_id, "research", kwargs=kwargs)
     assert manager.list_by_thread(thread_id) == []
+
+
+def test_what_a_finished_run_wrote_is_forgotten_by_the_maintenance_pass(manager, worker):
+    """The ledger of graph writes serves rollback only, so only runs in flight keep it."""
+    from sqlalchemy import func, select
+
+    from runqueue.store.models import GraphWriteRow
+
+    run_id = run_through(manager, new_thread(), topic="ledger")
+
+    def recorded() -> int:
+        with manager.store.reading() as conn:
+            return conn.execute(select(func.count()).where(GraphWriteRow.run_id == run_id)).scalar()
+
+    wait_until(lambda: recorded() == 0, 10, message="the ledger purge")
 
 
 def test_state_of_a_plain_assistant_is_its_latest_checkpoint(manager, worker):

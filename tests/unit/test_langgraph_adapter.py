@@ -21,6 +21,13 @@ def test_event_names_are_langgraphs_stream_modes_with_subgraph_namespaces():
     assert event_name("updates", ("parent:1a2b", "child:3c4d")) == "updates|parent:1a2b|child:3c4d"
 
 
+def test_event_names_stay_valid_stream_event_names():
+    assert event_name("updates", ("research agent:1a", "x:2")) == "updates|research%20agent:1a|x:2"
+    deep = tuple(f"level{n}:{'f' * 36}" for n in range(8))
+    name = event_name("values", deep)
+    assert len(name) <= 200 and name.startswith("values|...|") and name.endswith(deep[-1])
+
+
 def test_a_messages_chunk_is_a_pair_of_message_and_metadata():
     chunk = AIMessageChunk(content="Hel", id="m1")
     data = event_data("messages", (chunk, {"langgraph_node": "respond", "tags": ("a",)}))

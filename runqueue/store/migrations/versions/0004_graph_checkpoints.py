@@ -4,7 +4,7 @@ runqueue's own `checkpoints` table becomes `run_checkpoints`: the official LangG
 (langgraph-checkpoint-postgres and -sqlite) create a table named `checkpoints` in the same
 database, and the rollback strategy deletes a run's graph checkpoints in the same transaction
 that cancels it. `graph_writes` records which run wrote which graph checkpoint or pending
-write, so that rollback can delete exactly those.
+write (and what that write replaced), so that rollback can undo exactly those.
 
 Revision ID: 0004
 Revises: 0003
@@ -62,17 +62,27 @@ def upgrade() -> None:
         sa.Column("checkpoint_id", sa.Text(), nullable=False),
         sa.Column("task_id", sa.Text()),  # NULL: the run wrote the checkpoint itself
         sa.Column("idx", sa.Integer()),
+        # The pending write this one replaced (LangGraph upserts its special channels and
+        # re-sends stored writes): rollback puts it back instead of deleting the row.
+        sa.Column("overwrote", sa.Boolean(), nullable=False, server_default=sa.false()),
+        sa.Column("prev_channel", sa.Text()),
+        sa.Column("prev_type", sa.Text()),
+        sa.Column("prev_value", sa.LargeBinary()),
+        sa.Column("prev_task_path", sa.Text()),
     )
     op.create_index("graph_writes_run", "graph_writes", ["run_id"])
 
 
 def downgrade() -> None:
+    """Below 0004 there is no room for LangGraph's savers: their tables (the graphs' thread
+    state) go, as every table a downgrade passes does."""
     bind = op.get_bind()
-    if "checkpoints" in sa.inspect(bind).get_table_names():
-        raise RuntimeError(
-            "LangGraph's `checkpoints` table exists: drop LangGraph's tables before "
-            "downgrading below revision 0004"
-        )
+    existing = set(sa.inspect(bind).get_table_names())
+    for table in ("checkpoint_writes", "checkpoint_blobs", "checkpoints", "writes"):
+        if table in existing:
+            op.drop_table(table)
+    if "checkpoint_migrations" in existing:
+        op.drop_table("checkpoint_migrations")
     op.drop_index("graph_writes_run", table_name="graph_writes")
     op.drop_table("graph_writes")
     if bind.dialect.name == "postgresql":
