@@ -64,11 +64,27 @@ class _LentSqliteSaver(SqliteSaver):
             cursor.close()
 
 
-def official_saver(conn: Connection, serde: Any = None) -> BaseCheckpointSaver:
-    """The official saver for the connection's database, on its driver connection."""
+class _QueueOnly:
+    """A pipeline the PostgreSQL saver queues its statements in without syncing it: the
+    store sends them with the fence and the commit, as one round trip. (PostgresSaver takes
+    a `pipe` and syncs it after each write; this one's sync is the store's.)"""
+
+    def __init__(self, pipeline: Any):
+        self.pipeline = pipeline
+
+    def sync(self) -> None:
+        pass
+
+
+def official_saver(
+    conn: Connection, serde: Any = None, pipeline: Any | None = None
+) -> BaseCheckpointSaver:
+    """The official saver for the connection's database, on its driver connection (queueing
+    into `pipeline`, on PostgreSQL, when given one)."""
     driver = conn.connection.driver_connection
     if conn.dialect.name == "postgresql":
-        return PostgresSaver(driver, serde=serde)
+        pipe = _QueueOnly(pipeline) if pipeline is not None else None
+        return PostgresSaver(driver, pipe=pipe, serde=serde)  # type: ignore[arg-type]
     return _LentSqliteSaver(driver, serde=serde)
 
 
@@ -120,10 +136,10 @@ class RunCheckpointer(BaseCheckpointSaver[str]):
         self.fence = fence
         setup_checkpointer(store)
 
-    # -- reading: the official saver on a read-only transaction ------------------------------
+    # -- reading: the official saver, one round trip per read --------------------------------
 
     def get_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
-        with self.store.reading() as conn:
+        with self.store.graph_read() as conn:
             return official_saver(conn, self.serde).get_tuple(config)
 
     def list(
@@ -134,7 +150,7 @@ class RunCheckpointer(BaseCheckpointSaver[str]):
         before: RunnableConfig | None = None,
         limit: int | None = None,
     ) -> Iterator[CheckpointTuple]:
-        with self.store.reading() as conn:
+        with self.store.graph_read() as conn:
             saver = official_saver(conn, self.serde)
             found = list(saver.list(config, filter=filter, before=before, limit=limit))
         return iter(found)
@@ -154,8 +170,8 @@ class RunCheckpointer(BaseCheckpointSaver[str]):
             raise ReadOnlyCheckpointerError()
 
         def once() -> T:
-            with self.store.graph_write(fence.run_id, fence.token, writes) as conn:
-                return write(official_saver(conn, self.serde))
+            with self.store.graph_write(fence.run_id, fence.token, writes) as tx:
+                return write(official_saver(tx.connection, self.serde, tx.pipeline))
 
         try:
             return persist(

@@ -19,6 +19,7 @@ from sqlalchemy.exc import IntegrityError
 
 from runqueue.errors import DatabaseUnavailableError, FencedOffError
 from runqueue.store.claims import owned_by
+from runqueue.store.database import unreachable_as_error
 from runqueue.store.models import GraphWriteRow, Run
 from runqueue.store.transactions import IS_INFLIGHT, StoreBase
 
@@ -107,6 +108,15 @@ ROLLBACK_STATEMENTS = {dialect: _rollback_statements(dialect) for dialect in WRI
 
 
 @dataclass(frozen=True)
+class GraphWriteTransaction:
+    """What a fenced graph write runs in: the connection, and on PostgreSQL the pipeline its
+    statements are queued in, sent with the ledger insert and the commit as one round trip."""
+
+    connection: Connection
+    pipeline: Any | None = None
+
+
+@dataclass(frozen=True)
 class GraphWrite:
     """One row LangGraph's saver is about to write: a checkpoint (task_id None) or a
     pending write (task_id, idx)."""
@@ -168,9 +178,21 @@ class GraphWriteStatements(StoreBase):
     """The transactions a run's graph checkpointer writes in."""
 
     @contextmanager
+    def graph_read(self) -> Iterator[Connection]:
+        """A connection for a saver's reads: autocommit on PostgreSQL (each read one round
+        trip, as the saver's own), a read-only transaction on SQLite."""
+        with self.engine.connect() as conn:
+            if conn.dialect.name == "postgresql":
+                with unreachable_as_error(self.database_url), _driver_errors_mapped():
+                    yield conn.execution_options(isolation_level="AUTOCOMMIT")
+                return
+        with self.reading() as conn:
+            yield conn
+
+    @contextmanager
     def graph_write(
         self, run_id: str, token: str, writes: Sequence[GraphWrite]
-    ) -> Iterator[Connection]:
+    ) -> Iterator[GraphWriteTransaction]:
         """A transaction for one of the run's checkpoint writes. It first records `writes`
         (what the saver is about to write), only while this attempt owns the run: a
         concurrent cancel either commits first (and this raises FencedOffError, nothing
@@ -185,10 +207,10 @@ class GraphWriteStatements(StoreBase):
                 ).first()
                 if owner is None:
                     raise _refused(run_id)
-                yield conn
+                yield GraphWriteTransaction(conn)
             elif dialect == "postgresql":
-                with self._pipelined(conn, run_id, token, writes):
-                    yield conn
+                with self._pipelined(conn, run_id, token, writes) as pipelined:
+                    yield pipelined
             else:
                 params = _ledger_params(run_id, token, writes)
                 statement = text(_ledger_insert(dialect, writes, lambda n: f":p{n}"))
@@ -198,7 +220,7 @@ class GraphWriteStatements(StoreBase):
                     if "graph_writes.run_id" in str(error.orig):
                         raise _refused(run_id) from None
                     raise
-                yield conn
+                yield GraphWriteTransaction(conn)
 
     def purge_graph_writes(self, limit: int = 5000) -> int:
         """Forget what finished runs wrote: only a run in flight can be rolled back, so the
@@ -217,20 +239,32 @@ class GraphWriteStatements(StoreBase):
     @contextmanager
     def _pipelined(
         self, conn: Connection, run_id: str, token: str, writes: Sequence[GraphWrite]
-    ) -> Iterator[None]:
-        """PostgreSQL: the ledger insert and the saver's statements in one pipeline, so the
-        fence costs no round trip of its own."""
+    ) -> Iterator[GraphWriteTransaction]:
+        """PostgreSQL: the ledger insert (the fence), the saver's statements and the commit,
+        queued in one pipeline and sent as one round trip. If the fence refuses, PostgreSQL
+        skips everything after it and the transaction is rolled back."""
         import psycopg
 
         driver = conn.connection.driver_connection
         statement = _ledger_insert("postgresql", writes, lambda _: "%s")
         try:
-            with driver.pipeline():
+            with _driver_errors_mapped(), driver.pipeline() as pipeline:
                 driver.execute(statement, _ledger_params(run_id, token, writes))
-                yield
+                yield GraphWriteTransaction(conn, pipeline)
+                driver.execute("COMMIT")  # SQLAlchemy's own commit then finds nothing to do
         except psycopg.errors.NotNullViolation as error:
             if error.diag.table_name == "graph_writes":
                 raise _refused(run_id) from None
             raise
-        except psycopg.OperationalError as error:  # below SQLAlchemy: map it here
-            raise DatabaseUnavailableError(f"database unavailable: {error}") from error
+
+
+@contextmanager
+def _driver_errors_mapped() -> Iterator[None]:
+    """psycopg's own connection errors, raised below SQLAlchemy (pipelines, a saver's
+    cursors), as the DatabaseUnavailableError every other store call raises."""
+    import psycopg
+
+    try:
+        yield
+    except psycopg.OperationalError as error:
+        raise DatabaseUnavailableError(f"database unavailable: {error}") from error
