@@ -14,9 +14,15 @@ from runqueue.journal import record
 
 try:  # the example graph needs the langgraph extra; the plain assistants do not
     from runqueue.langgraph import langgraph_assistant
-    from workers.graphs import build_research_graph
 except ExtraNotInstalledError:
     langgraph_assistant = None
+
+
+def research_graph() -> Any:
+    """The example graph, built (and LangGraph imported) at a process's first graph run."""
+    from workers.graphs import build_research_graph
+
+    return build_research_graph()
 
 
 def _journal(path: str | None, context: RunContext, event: str, **fields: Any) -> None:
@@ -99,4 +105,4 @@ def register(app: Celery) -> None:
     for name, function in ASSISTANTS.items():
         assistant(app, name=name)(function)
     if langgraph_assistant is not None:
-        langgraph_assistant(app, "research", build_research_graph)
+        langgraph_assistant(app, "research", research_graph)

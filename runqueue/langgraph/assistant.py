@@ -12,36 +12,40 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from celery import Celery
-from langgraph.pregel import Pregel
 
 from runqueue.app import runtime_of
 from runqueue.errors import InvalidPayloadError
-from runqueue.langgraph.checkpointer import RunCheckpointer
-from runqueue.langgraph.events import jsonable, stream_modes
-from runqueue.langgraph.execution import run_graph
 from runqueue.records import ThreadState
 from runqueue.worker.execution import RunContext, RunTask
+
+if TYPE_CHECKING:
+    from langgraph.pregel import Pregel
 
 GRAPH_KWARGS = ("input", "config", "stream_mode", "command")
 COMMAND_KEYS = ("resume", "update", "goto")
 
-GraphSource = Pregel | Callable[[], Pregel]
+
+def _is_compiled_graph(graph: Any) -> bool:
+    """A compiled graph, told apart from a factory without importing LangGraph."""
+    return hasattr(graph, "get_state") and hasattr(graph, "stream")
 
 
 class GraphTask(RunTask):
     """The Celery task of a graph assistant: runs the graph, reads its threads' state."""
 
-    graph_source: GraphSource | None = None  # set by langgraph_assistant()
+    graph_source: Any = None  # set by langgraph_assistant(): a graph, or a factory of one
     _graph: Pregel | None = None
 
     def graph(self) -> Pregel:
         """The compiled graph (a factory is called once per process)."""
         if self._graph is None:
+            from langgraph.pregel import Pregel
+
             source = self.graph_source
-            graph = source if isinstance(source, Pregel) else source()  # type: ignore[misc]
+            graph = source if _is_compiled_graph(source) else source()
             if not isinstance(graph, Pregel):
                 raise TypeError(f"assistant {self.name!r}: the factory did not return a graph")
             self._graph = graph
@@ -54,6 +58,8 @@ class GraphTask(RunTask):
             raise InvalidPayloadError(
                 f"graph assistant {self.name!r} takes {', '.join(GRAPH_KWARGS)}; got {unknown[0]!r}"
             )
+        from runqueue.langgraph.events import stream_modes
+
         stream_modes(kwargs.get("stream_mode"))
         _check_config(thread_id, kwargs.get("config"))
         command = kwargs.get("command")
@@ -64,6 +70,9 @@ class GraphTask(RunTask):
 
     def thread_state(self, thread_id: str) -> ThreadState:
         """The thread's latest kept checkpoint, as LangGraph's get_state() reads it."""
+        from runqueue.langgraph.checkpointer import RunCheckpointer
+        from runqueue.langgraph.events import jsonable
+
         checkpointer = RunCheckpointer(runtime_of(self.app).store)
         graph = self.graph().copy(update={"checkpointer": checkpointer})
         snapshot = graph.get_state({"configurable": {"thread_id": thread_id}})
@@ -117,7 +126,10 @@ def _check_command(command: Any) -> None:
     ):
         raise InvalidPayloadError("command.goto must be a node name or a list of them")
     update = command.get("update")
-    if update is not None and not isinstance(update, dict | list):
+    pairs = isinstance(update, list) and all(
+        isinstance(pair, list) and len(pair) == 2 and isinstance(pair[0], str) for pair in update
+    )
+    if update is not None and not (isinstance(update, dict) or pairs):
         raise InvalidPayloadError("command.update must be an object (or a list of [key, value])")
 
 
@@ -126,19 +138,22 @@ def _parse_time(value: str | None) -> datetime | None:
 
 
 def langgraph_assistant(
-    app: Celery, name: str, graph: GraphSource, **task_options: Any
+    app: Celery, name: str, graph: Pregel | Callable[[], Pregel], **task_options: Any
 ) -> GraphTask:
     """Register a compiled graph (or a function that builds one, called once per process) as
     the assistant `name`."""
-    if not isinstance(graph, Pregel) and not callable(graph):
+    compiled = _is_compiled_graph(graph)
+    if not compiled and not callable(graph):
         raise TypeError("graph must be a compiled LangGraph graph or a function returning one")
 
     # A function stored on the task class would become a method: keep it static.
-    source = graph if isinstance(graph, Pregel) else staticmethod(graph)
+    source = graph if compiled else staticmethod(graph)
     return app.task(base=GraphTask, name=name, bind=True, graph_source=source, **task_options)(_run)
 
 
 def _run(self: GraphTask, context: RunContext, **kwargs: Any) -> Any:
     """The body of every graph assistant's task: one function whatever the graph, so that
     registering it on several apps registers the same callable."""
+    from runqueue.langgraph.execution import run_graph
+
     return run_graph(self.graph(), context, **kwargs)

@@ -56,7 +56,7 @@ def run_graph(
     # `values` is always streamed: its last root chunk is the run's result, read for free
     # instead of a get_state() after the run; it is emitted only if the run asked for it.
     streamed = [*modes, "values"] if "values" not in modes else modes
-    payload = Command(**command) if command else input
+    payload = _command(command) if command else input
     chunks: queue.Queue[tuple[tuple[str, ...], str, Any] | _Finished] = queue.Queue()
     stop = threading.Event()
 
@@ -125,6 +125,15 @@ def _emit(context: RunContext, event: str, data: Any) -> None:
             error,
             extra={"run_id": context.run_id, "thread_id": context.thread_id},
         )
+
+
+def _command(command: dict[str, Any]) -> Command:
+    """A run's command as LangGraph's Command: an update given as [key, value] pairs (JSON has
+    no tuples) becomes the tuples LangGraph expects."""
+    update = command.get("update")
+    if isinstance(update, list):
+        command = {**command, "update": [tuple(pair) for pair in update]}
+    return Command(**command)
 
 
 def _run_config(context: RunContext, config: dict[str, Any] | None) -> dict[str, Any]:

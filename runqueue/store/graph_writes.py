@@ -55,17 +55,22 @@ _FIRST_TOUCH = """g.write_id = (SELECT min(f.write_id) FROM graph_writes f
 _OWN_CHECKPOINT = """EXISTS (SELECT 1 FROM graph_writes g WHERE g.run_id = :run_id
     AND g.task_id IS NULL AND g.thread_id = {t}.thread_id
     AND g.checkpoint_ns = {t}.checkpoint_ns AND g.checkpoint_id = {t}.checkpoint_id)"""
+# Row-value IN (...) lets both databases find the run's rows by their primary keys instead of
+# scanning LangGraph's tables (inside the cancel's transaction).
+_TOUCHED = """({t}.thread_id, {t}.checkpoint_ns, {t}.checkpoint_id) IN (
+    SELECT thread_id, checkpoint_ns, checkpoint_id FROM graph_writes
+    WHERE run_id = :run_id{only})"""
 _RESTORE_REPLACED = (
     """UPDATE {writes} SET channel = g.prev_channel, type = g.prev_type,
     {value} = g.prev_value, task_path = g.prev_task_path
 FROM graph_writes g
-WHERE g.run_id = :run_id AND g.overwrote AND {writes}.thread_id = g.thread_id
+WHERE {touched} AND g.run_id = :run_id AND g.overwrote AND {writes}.thread_id = g.thread_id
   AND {writes}.checkpoint_ns = g.checkpoint_ns AND {writes}.checkpoint_id = g.checkpoint_id
   AND {writes}.task_id = g.task_id AND {writes}.idx = g.idx AND """
     + _FIRST_TOUCH
 )
 _DELETE_WRITTEN = (
-    """DELETE FROM {writes} WHERE EXISTS (SELECT 1 FROM graph_writes g
+    """DELETE FROM {writes} WHERE {touched} AND EXISTS (SELECT 1 FROM graph_writes g
     WHERE g.run_id = :run_id AND g.thread_id = {writes}.thread_id
       AND g.checkpoint_ns = {writes}.checkpoint_ns AND g.checkpoint_id = {writes}.checkpoint_id
       AND (g.task_id IS NULL OR (g.task_id = {writes}.task_id AND g.idx = {writes}.idx
@@ -94,13 +99,17 @@ WHERE """
 
 def _rollback_statements(dialect: str) -> tuple[Any, ...]:
     writes, value = WRITES_TABLE[dialect]
+    touched = _TOUCHED.format(t=writes, only="")
+    own = _TOUCHED.format(t="checkpoints", only=" AND task_id IS NULL")
     statements = [
-        _RESTORE_REPLACED.format(writes=writes, value=value),
-        _DELETE_WRITTEN.format(writes=writes),
+        _RESTORE_REPLACED.format(writes=writes, value=value, touched=touched),
+        _DELETE_WRITTEN.format(writes=writes, touched=touched),
     ]
     if dialect == "postgresql":
         statements.append(_DELETE_BLOBS)
-    statements.append("DELETE FROM checkpoints WHERE " + _OWN_CHECKPOINT.format(t="checkpoints"))
+    statements.append(
+        f"DELETE FROM checkpoints WHERE {own} AND " + _OWN_CHECKPOINT.format(t="checkpoints")
+    )
     return tuple(text(statement) for statement in statements)
 
 
@@ -181,13 +190,16 @@ class GraphWriteStatements(StoreBase):
     def graph_read(self) -> Iterator[Connection]:
         """A connection for a saver's reads: autocommit on PostgreSQL (each read one round
         trip, as the saver's own), a read-only transaction on SQLite."""
-        with self.engine.connect() as conn:
-            if conn.dialect.name == "postgresql":
-                with unreachable_as_error(self.database_url), _driver_errors_mapped():
-                    yield conn.execution_options(isolation_level="AUTOCOMMIT")
-                return
-        with self.reading() as conn:
-            yield conn
+        if self.engine.dialect.name != "postgresql":
+            with self.reading() as conn:
+                yield conn
+            return
+        with (
+            unreachable_as_error(self.database_url),
+            _driver_errors_mapped(),
+            self.engine.connect() as conn,
+        ):
+            yield conn.execution_options(isolation_level="AUTOCOMMIT")
 
     @contextmanager
     def graph_write(
@@ -197,8 +209,11 @@ class GraphWriteStatements(StoreBase):
         (what the saver is about to write), only while this attempt owns the run: a
         concurrent cancel either commits first (and this raises FencedOffError, nothing
         written) or waits until this write is done (and a rollback then undoes it)."""
+        if writes and self.engine.dialect.name == "postgresql":
+            with self._pipelined(run_id, token, writes) as pipelined:
+                yield pipelined
+            return
         with self.transaction() as conn:
-            dialect = conn.dialect.name
             if not writes:  # nothing to record: the fence alone
                 owner = conn.execute(
                     select(Run.thread_id)
@@ -208,19 +223,16 @@ class GraphWriteStatements(StoreBase):
                 if owner is None:
                     raise _refused(run_id)
                 yield GraphWriteTransaction(conn)
-            elif dialect == "postgresql":
-                with self._pipelined(conn, run_id, token, writes) as pipelined:
-                    yield pipelined
-            else:
-                params = _ledger_params(run_id, token, writes)
-                statement = text(_ledger_insert(dialect, writes, lambda n: f":p{n}"))
-                try:
-                    conn.execute(statement, {f"p{n}": value for n, value in enumerate(params)})
-                except IntegrityError as error:
-                    if "graph_writes.run_id" in str(error.orig):
-                        raise _refused(run_id) from None
-                    raise
-                yield GraphWriteTransaction(conn)
+                return
+            params = _ledger_params(run_id, token, writes)
+            statement = text(_ledger_insert(conn.dialect.name, writes, lambda n: f":p{n}"))
+            try:
+                conn.execute(statement, {f"p{n}": value for n, value in enumerate(params)})
+            except IntegrityError as error:
+                if "graph_writes.run_id" in str(error.orig):
+                    raise _refused(run_id) from None
+                raise
+            yield GraphWriteTransaction(conn)
 
     def purge_graph_writes(self, limit: int = 5000) -> int:
         """Forget what finished runs wrote: only a run in flight can be rolled back, so the
@@ -238,24 +250,33 @@ class GraphWriteStatements(StoreBase):
 
     @contextmanager
     def _pipelined(
-        self, conn: Connection, run_id: str, token: str, writes: Sequence[GraphWrite]
+        self, run_id: str, token: str, writes: Sequence[GraphWrite]
     ) -> Iterator[GraphWriteTransaction]:
-        """PostgreSQL: the ledger insert (the fence), the saver's statements and the commit,
-        queued in one pipeline and sent as one round trip. If the fence refuses, PostgreSQL
-        skips everything after it and the transaction is rolled back."""
+        """PostgreSQL: BEGIN, the ledger insert (the fence), the saver's statements and
+        COMMIT, queued in one pipeline on an autocommit connection and sent as one round
+        trip. If the fence refuses, PostgreSQL skips everything after it, and the failed
+        transaction is rolled back here."""
         import psycopg
 
-        driver = conn.connection.driver_connection
         statement = _ledger_insert("postgresql", writes, lambda _: "%s")
-        try:
-            with _driver_errors_mapped(), driver.pipeline() as pipeline:
-                driver.execute(statement, _ledger_params(run_id, token, writes))
-                yield GraphWriteTransaction(conn, pipeline)
-                driver.execute("COMMIT")  # SQLAlchemy's own commit then finds nothing to do
-        except psycopg.errors.NotNullViolation as error:
-            if error.diag.table_name == "graph_writes":
-                raise _refused(run_id) from None
-            raise
+        with unreachable_as_error(self.database_url), self.engine.connect() as conn:
+            conn = conn.execution_options(isolation_level="AUTOCOMMIT")
+            driver = conn.connection.driver_connection
+            try:
+                with _driver_errors_mapped():
+                    try:
+                        with driver.pipeline() as pipeline:
+                            driver.execute("BEGIN")
+                            driver.execute(statement, _ledger_params(run_id, token, writes))
+                            yield GraphWriteTransaction(conn, pipeline)
+                            driver.execute("COMMIT")
+                    finally:
+                        if driver.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+                            driver.rollback()
+            except psycopg.errors.NotNullViolation as error:
+                if error.diag.table_name == "graph_writes":
+                    raise _refused(run_id) from None
+                raise
 
 
 @contextmanager

@@ -171,10 +171,14 @@ def test_interrupt_then_resume_with_a_command(manager, worker):
     assert [i["value"] for i in waiting.interrupts] == [question]
     assert "approval" not in waiting.values
 
-    resumed = manager.create(thread_id, "research", kwargs={"command": {"resume": "yes"}})
+    # The answer, and an update given as [key, value] pairs (JSON has no tuples).
+    command = {"resume": "yes", "update": [["topic", "approved hitl"]]}
+    resumed = manager.create(thread_id, "research", kwargs={"command": command})
     assert manager.join(resumed.run_id, timeout=60).status is RunStatus.success
     done = manager.state(thread_id)
     assert done.values["approval"] == "yes"
+    assert done.values["topic"] == "approved hitl"
+    assert done.values["messages"][-1]["content"] == REPLY.format(topic="approved hitl")
     assert done.next == () and done.interrupts == ()
     assert logged_by(done, resumed.run_id) == ["review", "respond"]
     assert manager.get(resumed.run_id).result["approval"] == "yes"
@@ -198,6 +202,7 @@ def test_interrupt_then_resume_with_a_command(manager, worker):
         ({"command": {"resume": None}}, "command needs one of"),
         ({"command": {"goto": 5}}, "command.goto must be"),
         ({"command": {"update": "x"}}, "command.update must be"),
+        ({"command": {"update": [["topic"]]}}, "command.update must be"),
     ],
 )
 def test_bad_graph_kwargs_are_refused_before_anything_is_written(manager, kwargs, message):
