@@ -74,6 +74,8 @@ def configure_filesystem_broker(app: Celery, settings: Settings) -> None:
     broadcast (fanout) that revoke needs."""
     for folder in (settings.broker_dir, settings.control_dir):
         folder.mkdir(parents=True, exist_ok=True)
+    # kombu's own filesystem transport, but writing each message atomically (see there).
+    app.conf.broker_transport = "runqueue.filesystem_transport:Transport"
     app.conf.broker_transport_options = {
         "data_folder_in": str(settings.broker_dir),
         "data_folder_out": str(settings.broker_dir),
