@@ -8,9 +8,16 @@ from pathlib import Path
 import pytest
 import redis
 
-from tests.conftest import require_services
+from tests.conftest import BACKENDS, require_services
 from tests.faults import faultkit
-from tests.support import REDIS_HOST, REDIS_PORT, Backend, create_database, drop_database
+from tests.support import (
+    REDIS_HOST,
+    REDIS_PORT,
+    Backend,
+    create_database,
+    drop_database,
+    make_backend,
+)
 
 
 @pytest.fixture
@@ -80,3 +87,24 @@ def workers(tmp_path: Path) -> Iterator[Callable[..., list]]:
     yield start
     for worker in started:
         worker.stop()
+
+
+FAULT_SETTINGS = dict(
+    app=faultkit.FAULT_APP,
+    heartbeat_interval=1.0,
+    lease_seconds=4.0,
+    maintenance_interval=0.5,
+    republish_after=30.0,
+    status_write_timeout=60.0,
+)
+
+
+@pytest.fixture(params=BACKENDS)
+def each_backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]:
+    """A fresh backend of each kind in turn (embedded, then PostgreSQL + Redis), with the
+    fault suite's short leases and the fault app."""
+    if request.param != "embedded":
+        require_services()
+    backend = make_backend(request.param, tmp_path, **FAULT_SETTINGS)
+    yield backend
+    backend.close()

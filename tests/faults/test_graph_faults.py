@@ -7,29 +7,14 @@ import os
 import signal
 import time
 import uuid
-from collections.abc import Iterator
-from pathlib import Path
-
-import pytest
 
 from runqueue import RunStatus
 from runqueue.journal import Journal
 from runqueue.langgraph import RunCheckpointer
-from tests.conftest import BACKENDS, require_services
 from tests.faults import faultkit
-from tests.faults.test_stream_faults import FAULT_SETTINGS
-from tests.support import Backend, make_backend, pid_alive
+from tests.support import pid_alive
 
 TICK = 0.05  # workers/graphs.py TICK_SECONDS
-
-
-@pytest.fixture(params=BACKENDS)
-def graph_backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]:
-    if request.param != "embedded":
-        require_services()
-    backend = make_backend(request.param, tmp_path, **FAULT_SETTINGS)
-    yield backend
-    backend.close()
 
 
 def written(manager, thread_id: str) -> tuple[list[str], int]:  # noqa: ANN001
@@ -41,12 +26,12 @@ def written(manager, thread_id: str) -> tuple[list[str], int]:  # noqa: ANN001
 
 
 def test_a_paused_graph_run_writes_no_checkpoint_after_it_was_reaped(
-    graph_backend, workers, report, tmp_path
+    each_backend, workers, report, tmp_path
 ):
     """SIGSTOP the pool child while its `research` node is about to finish, past the lease;
     the reaper ends the run; SIGCONT: the node returns and LangGraph writes its step, which
     the fence refuses."""
-    settings = graph_backend.settings
+    settings = each_backend.settings
     manager = faultkit.manager_for(settings)
     journal = Journal(tmp_path / "journal.jsonl")
     (worker,) = workers(settings, concurrency=1)

@@ -8,35 +8,14 @@ import os
 import signal
 import time
 import uuid
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
 from runqueue import RunStatus
 from runqueue.errors import StreamUnavailableError
 from runqueue.journal import Journal
-from tests.conftest import BACKENDS, require_services
 from tests.faults import faultkit
-from tests.support import Backend, RunFactory, StreamReader, make_backend, stream_ids
-
-FAULT_SETTINGS = dict(
-    app=faultkit.FAULT_APP,
-    heartbeat_interval=1.0,
-    lease_seconds=4.0,
-    maintenance_interval=0.5,
-    republish_after=30.0,
-    status_write_timeout=60.0,
-)
-
-
-@pytest.fixture(params=BACKENDS)
-def stream_backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]:
-    if request.param != "embedded":
-        require_services()
-    backend = make_backend(request.param, tmp_path, **FAULT_SETTINGS)
-    yield backend
-    backend.close()
+from tests.support import RunFactory, StreamReader, stream_ids
 
 
 def _thread() -> str:
@@ -50,8 +29,8 @@ def _ending(events) -> list:  # noqa: ANN001
 
 
 @pytest.mark.parametrize("assistant", ["soft_limited", "hard_limited"])
-def test_a_time_limit_ends_the_stream(stream_backend, workers, assistant, report):
-    settings = stream_backend.settings
+def test_a_time_limit_ends_the_stream(each_backend, workers, assistant, report):
+    settings = each_backend.settings
     manager = faultkit.manager_for(settings)
     workers(settings, concurrency=1)
     run = manager.create(_thread(), assistant, kwargs={"seconds": 30})
@@ -68,10 +47,8 @@ def test_a_time_limit_ends_the_stream(stream_backend, workers, assistant, report
     assert late <= 1.0
 
 
-def test_a_sigkilled_worker_stream_is_ended_by_the_reaper(
-    stream_backend, workers, report, tmp_path
-):
-    settings = stream_backend.settings
+def test_a_sigkilled_worker_stream_is_ended_by_the_reaper(each_backend, workers, report, tmp_path):
+    settings = each_backend.settings
     manager = faultkit.manager_for(settings)
     journal = Journal(tmp_path / "journal.jsonl")
     first, second = workers(settings, count=2, concurrency=1)  # the survivor reaps
@@ -96,11 +73,11 @@ def test_a_sigkilled_worker_stream_is_ended_by_the_reaper(
 
 @pytest.mark.parametrize("assistant", ["steps", "emitter"])
 def test_a_paused_child_cannot_write_after_the_end(
-    stream_backend, workers, assistant, report, tmp_path
+    each_backend, workers, assistant, report, tmp_path
 ):
     """SIGSTOP the pool child past its lease; the reaper ends the run; SIGCONT: the child's
     next checkpoint or event is refused and the stream has nothing after its `end`."""
-    settings = stream_backend.settings
+    settings = each_backend.settings
     manager = faultkit.manager_for(settings)
     journal = Journal(tmp_path / "journal.jsonl")
     (worker,) = workers(settings, concurrency=2)

@@ -117,57 +117,13 @@ def test_readme_demo_command_in_a_fresh_virtualenv(tmp_path):
     print(f"README demo command: {time.monotonic() - started:.0f}s, demo {demo_seconds:.1f}s")
 
 
-def test_readme_python_example_runs(tmp_path):
-    """The README's chat.py, with the worker and commands the README gives."""
-    source = block_after("example: chat.py", "python")
-    assert len(source.splitlines()) <= 30
-    (tmp_path / "chat.py").write_text(source)
-    settings = Settings(data_dir=tmp_path / "data", queue=f"readme-{tmp_path.name}")
-    env = clean_env(
-        RUNQUEUE_DATA_DIR=str(settings.data_dir),
-        RUNQUEUE_QUEUE=settings.queue,
-        PYTHONPATH=str(REPO_ROOT),
-    )
-    migrated = subprocess.run(
-        [sys.executable, "-m", "runqueue", "migrate"],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert migrated.returncode == 0, migrated.stderr
-    worker = WorkerProcess(
-        settings,
-        tmp_path / "worker.log",
-        concurrency=1,
-        extra_env={"RUNQUEUE_APP": "chat:app", "PYTHONPATH": f"{tmp_path}{os.pathsep}{REPO_ROOT}"},
-    )
-    worker.start()
-    try:
-        result = subprocess.run(
-            [sys.executable, "chat.py"],
-            cwd=tmp_path,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
-    finally:
-        worker.stop()
-    assert result.returncode == 0, result.stderr
-    assert result.stdout.splitlines() == [
-        "success {'reply': \"you said 'hello'\", 'turn': 1}",
-        "success {'reply': \"you said 'again'\", 'turn': 2}",
-    ]
-
-
-def test_readme_graph_example_runs(tmp_path):
-    """The README's graph_app.py: a compiled graph registered in a few lines, run by a
-    worker of that app, streamed and read back with state()."""
-    source = block_after("example: graph_app.py", "python")
-    (tmp_path / "graph_app.py").write_text(source)
-    settings = Settings(data_dir=tmp_path / "data", queue=f"readme-graph-{tmp_path.name}")
+def run_readme_example(tmp_path: Path, block: str) -> subprocess.CompletedProcess[str]:
+    """Save the README's example `block` (e.g. "chat.py") as that file, then, as the README
+    says: `runqueue migrate`, a worker of the file's `app`, and `python <file>`."""
+    source = block_after(f"example: {block}", "python")
+    (tmp_path / block).write_text(source)
+    module = block.removesuffix(".py")
+    settings = Settings(data_dir=tmp_path / "data", queue=f"readme-{module}-{tmp_path.name}")
     env = clean_env(
         RUNQUEUE_DATA_DIR=str(settings.data_dir),
         RUNQUEUE_QUEUE=settings.queue,
@@ -187,14 +143,14 @@ def test_readme_graph_example_runs(tmp_path):
         tmp_path / "worker.log",
         concurrency=1,
         extra_env={
-            "RUNQUEUE_APP": "graph_app:app",
+            "RUNQUEUE_APP": f"{module}:app",
             "PYTHONPATH": f"{tmp_path}{os.pathsep}{REPO_ROOT}",
         },
     )
     worker.start()
     try:
         result = subprocess.run(
-            [sys.executable, "graph_app.py"],
+            [sys.executable, block],
             cwd=tmp_path,
             env=env,
             capture_output=True,
@@ -204,7 +160,23 @@ def test_readme_graph_example_runs(tmp_path):
     finally:
         worker.stop()
     assert result.returncode == 0, result.stderr
-    lines = result.stdout.splitlines()
+    return result
+
+
+def test_readme_python_example_runs(tmp_path):
+    """The README's chat.py, with the worker and commands the README gives."""
+    assert len(block_after("example: chat.py", "python").splitlines()) <= 30
+    result = run_readme_example(tmp_path, "chat.py")
+    assert result.stdout.splitlines() == [
+        "success {'reply': \"you said 'hello'\", 'turn': 1}",
+        "success {'reply': \"you said 'again'\", 'turn': 2}",
+    ]
+
+
+def test_readme_graph_example_runs(tmp_path):
+    """The README's graph_app.py: a compiled graph registered in a few lines, run by a
+    worker of that app, streamed and read back with state()."""
+    lines = run_readme_example(tmp_path, "graph_app.py").stdout.splitlines()
     assert lines[0].startswith("metadata {'run_id': ")
     assert lines[1:] == [
         "updates {'write': {'note': 'notes on queues'}}",
