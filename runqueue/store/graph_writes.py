@@ -243,6 +243,11 @@ class GraphWriteStatements(StoreBase):
             .where(~IS_INFLIGHT)
             .limit(limit)
         )
+        # Most passes find nothing (no graph ran): look first without the write lock, which
+        # on SQLite every other writer of the database would wait for.
+        with self.reading() as conn:
+            if conn.execute(finished.limit(1)).first() is None:
+                return 0
         with self.transaction() as conn:
             return conn.execute(
                 delete(GraphWriteRow).where(GraphWriteRow.write_id.in_(finished.scalar_subquery()))
