@@ -62,7 +62,9 @@ def create_app(
         }
     app.runqueue = Runtime(
         settings=settings,
-        store=RunStore(settings.database_url, settings.republish_after),
+        store=RunStore(
+            settings.database_url, settings.republish_after, settings.database_pool_size
+        ),
         stream=open_stream(settings),
     )
     return app

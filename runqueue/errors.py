@@ -6,6 +6,8 @@ from __future__ import annotations
 class RunQueueError(Exception):
     """Unexpected runqueue error."""
 
+    http_status = 500  # what the HTTP API answers for it (runqueue.api maps by this alone)
+
     def __init__(self, message: str | None = None):
         super().__init__(message or self.__doc__)
 
@@ -13,29 +15,43 @@ class RunQueueError(Exception):
 class ConflictError(RunQueueError):
     """The thread already has an active run."""
 
+    http_status = 409
+
 
 class UnsupportedStrategyError(RunQueueError):
     """Unsupported multitask strategy."""
+
+    http_status = 422
 
 
 class UnknownAssistantError(RunQueueError):
     """No assistant is registered under that name."""
 
+    http_status = 404
+
 
 class InvalidPayloadError(RunQueueError):
     """The payload is not valid JSON for a run."""
+
+    http_status = 422
 
 
 class InvalidRunIdError(RunQueueError):
     """The id is not a valid run or thread id."""
 
+    http_status = 422
+
 
 class RunNotFoundError(RunQueueError):
     """No run with that id."""
 
+    http_status = 404
+
 
 class InvalidStatusError(RunQueueError):
     """Unknown run status."""
+
+    http_status = 422
 
 
 class SettingsError(RunQueueError):
@@ -45,9 +61,33 @@ class SettingsError(RunQueueError):
 class DatabaseUnavailableError(RunQueueError):
     """The database cannot be reached."""
 
+    http_status = 503
+
 
 class StreamUnavailableError(RunQueueError):
     """The run stream's store (Redis) cannot be reached."""
+
+    http_status = 503
+
+
+class ThreadNotFoundError(RunQueueError):
+    """No thread with that id."""
+
+    http_status = 404
+
+
+class ThreadExistsError(ConflictError):
+    """A thread with that id already exists."""
+
+
+class ThreadBusyError(ConflictError):
+    """The thread has a run in flight: cancel it first."""
+
+
+class AuthenticationError(RunQueueError):
+    """A valid API key is required (header x-api-key)."""
+
+    http_status = 401
 
 
 class InvalidEventError(InvalidPayloadError):
@@ -58,9 +98,13 @@ class InvalidEventError(InvalidPayloadError):
 class InvalidCursorError(RunQueueError):
     """Not a stream event id: resume after an id a stream gave."""
 
+    http_status = 422
+
 
 class BrokerUnavailableError(RunQueueError):
     """The message broker cannot be reached."""
+
+    http_status = 503
 
 
 class RunCancelledError(RunQueueError):

@@ -101,6 +101,21 @@ class ThreadRecord:
     updated_at: datetime
 
 
+class ThreadStatus(enum.StrEnum):
+    idle = "idle"  # no run in flight; the latest one did not fail or stop at an interrupt
+    busy = "busy"  # a run is pending or running
+    interrupted = "interrupted"  # the latest run stopped at a graph's interrupt()
+    error = "error"  # the latest run failed or timed out
+
+
+@dataclass(frozen=True)
+class ThreadView:
+    """A thread with its status, read in one statement with it."""
+
+    thread: ThreadRecord
+    status: ThreadStatus
+
+
 @dataclass(frozen=True)
 class Checkpoint:
     """Thread state a run saved."""
@@ -139,3 +154,13 @@ class StreamEvent:
     id: str | None
     event: str  # metadata | error | end | gap, or what the assistant emitted
     data: Any  # JSON
+
+
+@dataclass(frozen=True)
+class ApiKeyRecord:
+    """An HTTP API key as stored: never the key itself, only who it speaks for."""
+
+    key_id: str
+    user_id: str
+    created_at: datetime
+    revoked_at: datetime | None

@@ -11,6 +11,7 @@ import asyncio
 import functools
 import logging
 import time
+import uuid
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
 from typing import Any, Concatenate, ParamSpec, TypedDict, TypeVar, Unpack
 
@@ -20,9 +21,11 @@ from runqueue import validation
 from runqueue.app import load_app, runtime_of
 from runqueue.dispatch import apply_effects
 from runqueue.errors import (
+    InvalidPayloadError,
     InvalidStatusError,
     RunNotFoundError,
     StreamUnavailableError,
+    ThreadNotFoundError,
     UnknownAssistantError,
 )
 from runqueue.records import (
@@ -36,6 +39,8 @@ from runqueue.records import (
     StreamEvent,
     ThreadRecord,
     ThreadState,
+    ThreadStatus,
+    ThreadView,
 )
 from runqueue.settings import Settings
 from runqueue.store.decisions import NewRun
@@ -49,7 +54,7 @@ logger = logging.getLogger(__name__)
 class RunOptions(TypedDict, total=False):
     """The keyword options of create() and create_or_reject(), on both managers. Left out:
     on_disconnect "continue", no metadata, no kwargs, multitask_strategy "reject", no
-    follow-up run, no user."""
+    follow-up run, no user, if_not_exists "create"."""
 
     on_disconnect: DisconnectMode | str
     metadata: dict[str, Any] | None
@@ -57,6 +62,7 @@ class RunOptions(TypedDict, total=False):
     multitask_strategy: MultitaskStrategy | str
     follow_up_to_run_id: str | None
     user_id: str | None
+    if_not_exists: str  # "create" (the default): a new thread id makes a thread; "reject"
 
 
 class SyncRunManager:
@@ -105,7 +111,7 @@ class SyncRunManager:
         new = NewRun(
             run_id=validation.new_run_id(),
             thread_id=validation.thread_id(thread_id),
-            assistant_id=self._assistant(assistant_id),
+            assistant_id=self.assistant_name(assistant_id),
             user_id=validation.user_id(options.get("user_id")),
             multitask_strategy=validation.strategy(
                 options.get("multitask_strategy", MultitaskStrategy.reject)
@@ -116,13 +122,16 @@ class SyncRunManager:
             metadata=validation.json_object("metadata", options.get("metadata"), limit),
             kwargs=validation.json_object("kwargs", options.get("kwargs"), limit),
             follow_up_to_run_id=validation.run_id(follow_up_to) if follow_up_to else None,
+            create_thread=validation.if_not_exists(options.get("if_not_exists", "create")),
         )
         self.app.tasks[new.assistant_id].check_kwargs(new.thread_id, new.kwargs or {})
         run, effects = self.store.create_run(new, check_strategy=check_strategy)
         apply_effects(self.app, effects)
         return run
 
-    def _assistant(self, assistant_id: str | None) -> str:
+    def assistant_name(self, assistant_id: str | None) -> str:
+        """The registered assistant a run names (the default if None); UnknownAssistantError
+        if this app registers none by that name."""
         name = assistant_id or self.settings.default_assistant
         if not name:
             raise UnknownAssistantError("no assistant_id given and no default assistant is set")
@@ -139,6 +148,9 @@ class SyncRunManager:
     # -- reading ------------------------------------------------------------------------------
 
     def get(self, run_id: str, *, user_id: str | None = None) -> RunRecord | None:
+        """The run; None for an unknown or malformed id, or another user's run."""
+        if not validation.is_run_id(run_id):
+            return None
         return self.queries.get(validation.run_id(run_id), validation.user_id(user_id))
 
     def list_by_thread(
@@ -227,6 +239,68 @@ class SyncRunManager:
 
         return run_of
 
+    # -- threads ------------------------------------------------------------------------------
+
+    def create_thread(
+        self,
+        thread_id: str | None = None,
+        *,
+        metadata: dict[str, Any] | None = None,
+        if_exists: str = "raise",
+        user_id: str | None = None,
+    ) -> ThreadRecord:
+        """A new thread (a UUID if no id is given). If it exists: ThreadExistsError
+        (`raise`), or the existing thread (`do_nothing`) if it is this user's."""
+        if if_exists not in ("raise", "do_nothing"):
+            raise InvalidPayloadError(f"invalid if_exists {if_exists!r} (raise or do_nothing)")
+        return self.store.create_thread(
+            validation.thread_id(thread_id) if thread_id is not None else str(uuid.uuid4()),
+            validation.user_id(user_id),
+            validation.json_object("metadata", metadata, self.settings.max_payload_bytes),
+            if_exists=if_exists,
+        )
+
+    def get_thread(self, thread_id: str, *, user_id: str | None = None) -> ThreadView | None:
+        """The thread with its status; None if unknown, malformed, or another user's."""
+        if not validation.is_thread_id(thread_id):
+            return None
+        return self.store.get_thread(thread_id, validation.user_id(user_id))
+
+    def search_threads(
+        self,
+        *,
+        user_id: str | None = None,
+        metadata: dict[str, Any] | None = None,
+        ids: list[str] | None = None,
+        status: ThreadStatus | str | None = None,
+        limit: int = 10,
+        offset: int = 0,
+    ) -> list[ThreadView]:
+        """Threads, newest first: those whose metadata contains `metadata`, among `ids`, in
+        `status`."""
+        if limit < 0 or offset < 0:
+            raise InvalidPayloadError("limit and offset must not be negative")
+        return self.store.search_threads(
+            user_id=validation.user_id(user_id),
+            metadata=validation.json_object("metadata", metadata, self.settings.max_payload_bytes),
+            ids=[i for i in ids if validation.is_thread_id(i)] if ids is not None else None,
+            status=validation.thread_status(status) if status is not None else None,
+            limit=limit,
+            offset=offset,
+        )
+
+    def delete_thread(self, thread_id: str, *, user_id: str | None = None) -> None:
+        """Delete the thread, its runs, their history and its graph state. ThreadBusyError
+        while a run is in flight (cancel it first); ThreadNotFoundError if there is no such
+        thread of this user's."""
+        if not validation.is_thread_id(thread_id):
+            raise ThreadNotFoundError(f"no thread {thread_id}")
+        for run_id in self.store.delete_thread(thread_id, validation.user_id(user_id)):
+            try:
+                self.runtime.stream.delete(run_id)
+            except StreamUnavailableError as exc:  # it expires on its own (ended: retention)
+                logger.warning("run %s deleted; its stream is left to expire: %s", run_id, exc)
+
     # -- changing -----------------------------------------------------------------------------
 
     def set_status(self, run_id: str, status: RunStatus | str, *, error: str | None = None) -> bool:
@@ -253,13 +327,17 @@ class SyncRunManager:
         action: AbortAction | str = AbortAction.interrupt,
         user_id: str | None = None,
     ) -> bool:
-        """Cancel a pending or running run; True only if it was pending or running.
+        """Cancel a pending or running run; True only if it was pending or running (False
+        for an unknown or malformed id, or another user's run).
 
         A pending run is interrupted at once and never executes. A running run's process is
         terminated (SIGTERM, so its finally blocks run); it reads `interrupted` once stopped.
         """
+        action = validation.abort_action(action)
+        if not validation.is_run_id(run_id):
+            return False
         cancelled, effects = self.store.cancel_run(
-            validation.run_id(run_id), validation.abort_action(action), validation.user_id(user_id)
+            validation.run_id(run_id), action, validation.user_id(user_id)
         )
         apply_effects(self.app, effects)
         return cancelled
@@ -312,13 +390,22 @@ class RunManager:
     checkpoints = _in_thread(SyncRunManager.checkpoints)
     threads = _in_thread(SyncRunManager.threads)
     state = _in_thread(SyncRunManager.state)
+    create_thread = _in_thread(SyncRunManager.create_thread)
+    get_thread = _in_thread(SyncRunManager.get_thread)
+    search_threads = _in_thread(SyncRunManager.search_threads)
+    delete_thread = _in_thread(SyncRunManager.delete_thread)
     set_status = _in_thread(SyncRunManager.set_status)
     cancel = _in_thread(SyncRunManager.cancel)
 
     def assistants(self) -> list[str]:
-        """Names of the registered assistants. Not a coroutine, the one method that is not:
-        it reads the Celery app's task registry, no I/O."""
+        """Names of the registered assistants. Not a coroutine, like assistant_name(): both
+        read the Celery app's task registry, no I/O."""
         return self.sync.assistants()
+
+    def assistant_name(self, assistant_id: str | None) -> str:
+        """The registered assistant a run names (the default if None); UnknownAssistantError
+        if this app registers none by that name."""
+        return self.sync.assistant_name(assistant_id)
 
     async def join(self, run_id: str, *, timeout: float = 60.0) -> RunRecord:
         """Wait until the run reaches a final status; TimeoutError if it does not in time.

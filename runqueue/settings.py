@@ -47,6 +47,9 @@ class Settings:
     stream_max_events: int = 10_000  # per run; older events are trimmed (readers get `gap`)
     stream_max_event_bytes: int = 1024 * 1024  # one emitted event's JSON data, at most
     stream_poll_interval: float = 0.05  # seconds; the database transport's readers poll
+    database_pool_size: int = 5  # PostgreSQL connections a process keeps open (+10 overflow)
+    api_auth: str = "on"  # HTTP API keys required; "off" only on a loopback address
+    api_threads: int = 16  # the HTTP API's threads for blocking database calls
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "data_dir", Path(self.data_dir).expanduser())
@@ -61,7 +64,15 @@ class Settings:
             object.__setattr__(self, "stream_url", url)
         if self.lease_seconds <= self.heartbeat_interval:
             raise SettingsError("lease_seconds must be longer than heartbeat_interval")
-        for name in ("max_payload_bytes", "stream_max_events", "stream_max_event_bytes"):
+        if self.api_auth not in ("on", "off"):
+            raise SettingsError(f"api_auth must be 'on' or 'off', not {self.api_auth!r}")
+        for name in (
+            "max_payload_bytes",
+            "stream_max_events",
+            "stream_max_event_bytes",
+            "database_pool_size",
+            "api_threads",
+        ):
             if getattr(self, name) <= 0:
                 raise SettingsError(f"{name} must be positive")
         if self.stream_retention_seconds <= 0:

@@ -14,7 +14,13 @@ from runqueue.errors import (
     InvalidStatusError,
     UnsupportedStrategyError,
 )
-from runqueue.records import AbortAction, DisconnectMode, MultitaskStrategy, RunStatus
+from runqueue.records import (
+    AbortAction,
+    DisconnectMode,
+    MultitaskStrategy,
+    RunStatus,
+    ThreadStatus,
+)
 
 THREAD_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@/-]{0,127}$")
 UUID_PATTERN = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
@@ -30,6 +36,14 @@ def run_id(value: Any) -> str:
     if not isinstance(value, str) or not UUID_PATTERN.match(value.lower()):
         raise InvalidRunIdError(f"invalid run id: {value!r} (expected a UUID)")
     return value.lower()
+
+
+def is_run_id(value: Any) -> bool:
+    return isinstance(value, str) and UUID_PATTERN.match(value.lower()) is not None
+
+
+def is_thread_id(value: Any) -> bool:
+    return isinstance(value, str) and THREAD_ID_PATTERN.match(value) is not None
 
 
 def thread_id(value: Any) -> str:
@@ -80,6 +94,21 @@ def status(value: Any) -> RunStatus:
     except ValueError:
         choices = ", ".join(s.value for s in RunStatus)
         raise InvalidStatusError(f"unknown run status {value!r} (one of: {choices})") from None
+
+
+def if_not_exists(value: Any) -> bool:
+    """True: a run for an unknown thread creates it ("create"); False: refused ("reject")."""
+    if value not in ("create", "reject"):
+        raise InvalidPayloadError(f"invalid if_not_exists {value!r} (create or reject)")
+    return value == "create"
+
+
+def thread_status(value: Any) -> ThreadStatus:
+    try:
+        return ThreadStatus(value)
+    except ValueError:
+        choices = ", ".join(s.value for s in ThreadStatus)
+        raise InvalidStatusError(f"unknown thread status {value!r} (one of: {choices})") from None
 
 
 def json_object(name: str, value: Any, max_bytes: int) -> dict[str, Any]:

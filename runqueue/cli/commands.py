@@ -243,7 +243,7 @@ def show(state: CliState, run_id: str) -> None:
     from runqueue.cli.render import console, events_table, run_table
 
     manager = state.manager()
-    run = manager.get(run_id)
+    run = manager.get(validation.run_id(run_id))
     if run is None:
         raise CliError(f"no run {run_id}")
     out = console()
@@ -266,7 +266,7 @@ def cancel(state: CliState, run_id: str, action: AbortAction) -> None:
     from runqueue.dispatch import check_broker
 
     manager = state.manager()
-    run = manager.get(run_id)
+    run = manager.get(validation.run_id(run_id))
     if run is None:
         raise CliError(f"no run {run_id}")
     if run.status is RunStatus.running:

@@ -36,6 +36,7 @@ def _is_compiled_graph(graph: Any) -> bool:
 class GraphTask(RunTask):
     """The Celery task of a graph assistant: runs the graph, reads its threads' state."""
 
+    takes_run_fields = True
     graph_source: Any = None  # set by langgraph_assistant(): a graph, or a factory of one
     _graph: Pregel | None = None
 

@@ -29,15 +29,16 @@ _engines: dict[tuple[int, str], Engine] = {}
 _engines_lock = threading.Lock()
 
 
-def get_engine(database_url: str) -> Engine:
-    """The engine for this URL in this process; a forked child builds its own."""
+def get_engine(database_url: str, pool_size: int = 5) -> Engine:
+    """The engine for this URL in this process; a forked child builds its own. `pool_size`:
+    connections kept open (PostgreSQL); the first caller in a process sets it."""
     key = (os.getpid(), database_url)
     engine = _engines.get(key)
     if engine is None:
         with _engines_lock:
             engine = _engines.get(key)
             if engine is None:
-                engine = _engines[key] = _create_engine(database_url)
+                engine = _engines[key] = _create_engine(database_url, pool_size)
     return engine
 
 
@@ -64,7 +65,7 @@ def _forget_inherited_engines() -> None:
 os.register_at_fork(after_in_child=_forget_inherited_engines)
 
 
-def _create_engine(database_url: str) -> Engine:
+def _create_engine(database_url: str, pool_size: int) -> Engine:
     try:
         url = make_url(database_url)
     except ArgumentError:
@@ -75,7 +76,7 @@ def _create_engine(database_url: str) -> Engine:
         url = url.set(drivername="postgresql+psycopg")
     engine = create_engine(
         url,
-        pool_size=5,
+        pool_size=pool_size,
         max_overflow=10,
         connect_args={"connect_timeout": 5} if url.get_backend_name() == "postgresql" else {},
     )

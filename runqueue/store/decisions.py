@@ -17,11 +17,13 @@ from sqlalchemy import Connection, delete, insert, update
 
 from runqueue.errors import ConflictError
 from runqueue.records import AbortAction, MultitaskStrategy, RunRecord, RunStatus
+from runqueue.store.api_keys import ApiKeyStatements
 from runqueue.store.claims import ExecutionStatements
 from runqueue.store.graph_writes import GraphWriteStatements, delete_graph_writes
 from runqueue.store.models import CheckpointRow, Run
 from runqueue.store.outbox import OutboxStatements
 from runqueue.store.rows import RUN_COLUMNS, run_record
+from runqueue.store.threads import ThreadStatements
 from runqueue.store.transactions import (
     HELD,
     IS_INFLIGHT,
@@ -50,6 +52,7 @@ class NewRun:
     metadata: dict[str, Any]
     kwargs: dict[str, Any]
     follow_up_to_run_id: str | None
+    create_thread: bool = True  # False: ThreadNotFoundError unless the thread exists
 
 
 @dataclass(frozen=True)
@@ -72,14 +75,16 @@ class Effects:
     ended: list[RunEnding] = field(default_factory=list)  # streams to end
 
 
-class RunStore(ExecutionStatements, OutboxStatements, GraphWriteStatements):
+class RunStore(
+    ExecutionStatements, OutboxStatements, GraphWriteStatements, ThreadStatements, ApiKeyStatements
+):
     """The SQL side of runqueue, bound to one database URL."""
 
     def create_run(self, new: NewRun, *, check_strategy: bool) -> tuple[RunRecord, Effects]:
         """Apply the thread's strategy and record the run, in one thread-locked transaction."""
         effects = Effects()
         with self.transaction() as conn:
-            self.lock_thread(conn, new.thread_id, new.user_id)
+            self.lock_thread(conn, new.thread_id, new.user_id, create=new.create_thread)
             now = utcnow()
             strategy = new.multitask_strategy
             inflight = self._inflight(conn, new.thread_id)

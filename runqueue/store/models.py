@@ -43,6 +43,21 @@ class Thread(Base):
     created_at: Mapped[datetime] = mapped_column(Timestamp)
     updated_at: Mapped[datetime] = mapped_column(Timestamp)
 
+    __table_args__ = (Index("threads_user_created", "user_id", "created_at"),)
+
+
+class ApiKey(Base):
+    """An HTTP API key: only its SHA-256 is kept. Revoking sets revoked_at; every request
+    reads this row, so a revoked key is refused at once by every API process."""
+
+    __tablename__ = "api_keys"
+
+    key_id: Mapped[str] = mapped_column(String(32), primary_key=True)  # public part of the key
+    user_id: Mapped[str] = mapped_column(String(128))
+    key_hash: Mapped[str] = mapped_column(String(64))  # hex SHA-256 of the whole key
+    created_at: Mapped[datetime] = mapped_column(Timestamp)
+    revoked_at: Mapped[datetime | None] = mapped_column(Timestamp)
+
 
 class Run(Base):
     __tablename__ = "runs"

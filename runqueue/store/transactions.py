@@ -17,6 +17,7 @@ from sqlalchemy import ColumnElement, Connection, Row, insert, literal_column, s
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
+from runqueue.errors import ThreadNotFoundError
 from runqueue.records import DispatchState, RunRecord, RunStatus
 from runqueue.store.database import READ_ONLY, get_engine, unreachable_as_error
 from runqueue.store.models import Run, RunEventRow, Thread
@@ -40,7 +41,7 @@ def _upsert_thread(insert_for_dialect: Any) -> Any:
     stmt = insert_for_dialect(Thread.__table__)
     return stmt.on_conflict_do_update(
         index_elements=[Thread.thread_id], set_={"updated_at": stmt.excluded.updated_at}
-    )
+    ).returning(Thread.user_id)
 
 
 UPSERT_THREAD = {"postgresql": _upsert_thread(pg_insert), "sqlite": _upsert_thread(sqlite_insert)}
@@ -72,9 +73,10 @@ def holds_thread(run: InflightRow) -> bool:
 class StoreBase:
     """A database URL and the helpers every group of statements shares."""
 
-    def __init__(self, database_url: str, republish_after: float = 30.0):
+    def __init__(self, database_url: str, republish_after: float = 30.0, pool_size: int = 5):
         self.database_url = database_url
         self.republish_after = republish_after
+        self.pool_size = pool_size
 
     def _next_publish(self, now: datetime, published: int) -> datetime:
         """When the relay publishes a still-unclaimed queued run again: republish_after, then
@@ -84,7 +86,7 @@ class StoreBase:
 
     @property
     def engine(self):  # noqa: ANN201
-        return get_engine(self.database_url)
+        return get_engine(self.database_url, self.pool_size)
 
     @contextmanager
     def transaction(self) -> Iterator[Connection]:
@@ -103,15 +105,33 @@ class StoreBase:
         ):
             yield conn
 
-    def lock_thread(self, conn: Connection, thread_id: str, user_id: str | None) -> None:
-        """Create the thread if needed and hold its row lock until the transaction ends
-        (one statement; on SQLite BEGIN IMMEDIATE already holds the write lock)."""
-        now = utcnow()
-        upsert = UPSERT_THREAD[conn.dialect.name]
-        conn.execute(
-            upsert,
-            dict(thread_id=thread_id, user_id=user_id, metadata={}, created_at=now, updated_at=now),
-        )
+    def lock_thread(
+        self, conn: Connection, thread_id: str, user_id: str | None, *, create: bool = True
+    ) -> None:
+        """Create the thread if needed (`create`), and hold its row lock until the transaction
+        ends (one statement; on SQLite BEGIN IMMEDIATE already holds the write lock).
+        ThreadNotFoundError if it does not exist and may not be created, or belongs to another
+        user than `user_id` (None: any user's)."""
+        if create:
+            now = utcnow()
+            owner = conn.execute(
+                UPSERT_THREAD[conn.dialect.name],
+                dict(
+                    thread_id=thread_id,
+                    user_id=user_id,
+                    metadata={},
+                    created_at=now,
+                    updated_at=now,
+                ),
+            ).one()
+        else:
+            owner = conn.execute(
+                select(Thread.user_id)
+                .where(Thread.thread_id == thread_id)
+                .with_for_update(key_share=True)
+            ).first()
+        if owner is None or (user_id is not None and owner.user_id != user_id):
+            raise ThreadNotFoundError(f"no thread {thread_id}")
 
     def _lock_thread_of(
         self, conn: Connection, run_id: str, user_id: str | None = None

@@ -161,6 +161,9 @@ class RunTask(Task):
     typing = False  # the message carries (thread_id, **kwargs); the body takes a context
     throws = (RunCancelledError,)  # an expected end: logged without a traceback
     run_retry: RetryPolicy | None = None  # per assistant: @assistant(app, run_retry=...)
+    # True: the kwargs are the LangGraph runs API's fields (input, config, command,
+    # stream_mode), as a graph takes them; False: `input` is the task's keyword arguments.
+    takes_run_fields = False
 
     def check_kwargs(self, thread_id: str, kwargs: dict[str, Any]) -> None:
         """Check a run's kwargs when it is created (InvalidPayloadError); a plain assistant

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import yaml
 
+from tests.api_support import SERVE_COMMAND
 from tests.support import FLOWER_COMMAND, MIGRATE_COMMAND, REPO_ROOT, WORKER_COMMAND
 
 COMPOSE = yaml.safe_load((REPO_ROOT / "docker-compose.yml").read_text())
@@ -15,6 +16,12 @@ def command_of(service: str) -> list[str]:
 
 def test_compose_deploys_broker_database_migrations_fleet_and_flower():
     assert {"postgres", "redis", "migrate", "worker", "flower"} <= set(COMPOSE["services"])
+
+
+def test_compose_serves_the_http_api_with_keys_required():
+    api = COMPOSE["services"]["api"]
+    assert command_of("api")[: len(SERVE_COMMAND)] == SERVE_COMMAND
+    assert api["environment"]["RUNQUEUE_API_AUTH"] == "on"
 
 
 def test_compose_commands_are_the_ones_the_tests_start():

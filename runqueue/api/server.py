@@ -1,0 +1,85 @@
+"""create_api(): the FastAPI application over a Celery app's registry, and serve(), which runs
+it under uvicorn.
+
+The registry's async methods run their database calls in the event loop's default executor.
+asyncio sizes that pool min(32, cores + 4): 6 threads on 2 cores, which would cap the whole
+API at 6 concurrent database calls. The lifespan replaces it with RUNQUEUE_API_THREADS
+threads, and the process's connection pool keeps as many connections open (see
+docs/api.md, "Performance"). Streams and joins wait on Redis with its asyncio client, not
+in a thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager
+
+from celery import Celery
+from fastapi import FastAPI
+
+from runqueue.api import assistants, runs, threads
+from runqueue.api.context import ApiContext
+from runqueue.api.errors import BodySizeLimit, install_error_handlers
+from runqueue.api.users import ApiKeys
+from runqueue.registry import RunManager
+from runqueue.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+BODY_OVERHEAD_BYTES = 64 * 1024  # a request may carry this much besides its JSON payloads
+
+
+def create_api(app: Celery | None = None, settings: Settings | None = None) -> FastAPI:
+    """The LangGraph runs API over this Celery app's registry (its assistants, database,
+    broker and run stream)."""
+    manager = RunManager(app, settings)
+    settings = manager.sync.settings
+    state = ApiContext(
+        manager=manager,
+        keys=ApiKeys(manager.sync.store),
+        settings=settings,
+        auth_required=settings.api_auth == "on",
+    )
+
+    @asynccontextmanager
+    async def lifespan(_api: FastAPI) -> AsyncIterator[None]:
+        executor = ThreadPoolExecutor(settings.api_threads, thread_name_prefix="runqueue-api")
+        asyncio.get_running_loop().set_default_executor(executor)
+        try:
+            yield
+        finally:
+            executor.shutdown(wait=False, cancel_futures=True)
+
+    api = FastAPI(
+        title="runqueue",
+        summary="The LangGraph runs API over runqueue: durable runs on a Celery fleet.",
+        version="1",
+        lifespan=lifespan,
+    )
+    api.state.runqueue = state
+    install_error_handlers(api)
+    api.add_middleware(
+        BodySizeLimit, max_bytes=2 * settings.max_payload_bytes + BODY_OVERHEAD_BYTES
+    )
+    api.include_router(assistants.router)
+    api.include_router(threads.router)
+    api.include_router(runs.router)
+
+    @api.get("/ok", tags=["meta"])
+    async def ok() -> dict[str, bool]:
+        """Liveness: the process answers (no key needed)."""
+        return {"ok": True}
+
+    return api
+
+
+def api_from_environment() -> FastAPI:
+    """The factory `runqueue serve` hands uvicorn: each uvicorn worker process builds its
+    API from the RUNQUEUE_* environment (the CLI exports its options there first)."""
+    from runqueue.app import load_app
+
+    settings = Settings.from_env()
+    return create_api(load_app(settings.app), settings)

@@ -1,0 +1,202 @@
+"""Threads as the HTTP API sees them: created on their own, searched, deleted with their runs.
+
+A thread's status is not stored: it is read from its runs in the same statement (busy while a
+run is pending or running, else what its latest run says), so it can never disagree with them.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    and_,
+    case,
+    delete,
+    exists,
+    func,
+    inspect,
+    literal,
+    select,
+    text,
+    type_coerce,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+from runqueue.errors import ThreadBusyError, ThreadExistsError
+from runqueue.records import ThreadRecord, ThreadStatus, ThreadView
+from runqueue.store.models import Run, Thread
+from runqueue.store.rows import THREAD_COLUMNS, thread_record
+from runqueue.store.transactions import IS_INFLIGHT, StoreBase, utcnow
+
+# LangGraph's savers keep a thread's graph state under its thread_id (their setup() makes
+# these tables; they may be absent where the extra was never installed).
+GRAPH_STATE_TABLES = ("checkpoint_writes", "checkpoint_blobs", "checkpoints", "writes")
+INSERT_THREAD = {
+    "postgresql": pg_insert(Thread.__table__).on_conflict_do_nothing().returning(*THREAD_COLUMNS),
+    "sqlite": sqlite_insert(Thread.__table__).on_conflict_do_nothing().returning(*THREAD_COLUMNS),
+}
+
+
+def _latest(column: Any) -> Any:
+    """A value of the thread's newest run, as a correlated scalar subquery."""
+    return (
+        select(column)
+        .where(Run.thread_id == Thread.thread_id)
+        .order_by(Run.created_at.desc(), Run.run_id.desc())
+        .limit(1)
+        .correlate(Thread)
+        .scalar_subquery()
+    )
+
+
+def _stopped_at_interrupt(dialect: str) -> ColumnElement[Any]:
+    """The run's result carries `__interrupt__`: its graph waits for a human."""
+    if dialect == "postgresql":
+        return func.jsonb_exists(type_coerce(Run.result, JSONB), "__interrupt__")
+    return func.json_type(Run.result, "$.__interrupt__").is_not(None)
+
+
+def status_expression(dialect: str) -> ColumnElement[str]:
+    inflight = exists().where(Run.thread_id == Thread.thread_id, IS_INFLIGHT)
+    latest_status = _latest(Run.status)
+    return case(
+        (inflight, literal(ThreadStatus.busy.value)),
+        (latest_status.in_(["error", "timeout"]), literal(ThreadStatus.error.value)),
+        (_latest(_stopped_at_interrupt(dialect)), literal(ThreadStatus.interrupted.value)),
+        else_=literal(ThreadStatus.idle.value),
+    )
+
+
+_SQLITE_JSON_TYPES = {bool: None, int: "integer", float: "real", str: "text"}
+
+
+def metadata_contains(dialect: str, wanted: dict[str, Any]) -> list[ColumnElement[bool]]:
+    """Conditions: the thread's metadata holds every key of `wanted` with its value.
+    PostgreSQL: JSONB containment (@>). SQLite: per top-level key; a nested value must be
+    equal, not merely contained (docs/api.md)."""
+    if not wanted:
+        return []
+    if dialect == "postgresql":
+        return [type_coerce(Thread.metadata_, JSONB).contains(wanted)]
+    conditions = []
+    for key, value in wanted.items():
+        path = "$." + json.dumps(key)
+        if value is None or isinstance(value, bool):
+            kind = "null" if value is None else ("true" if value else "false")
+            conditions.append(func.json_type(Thread.metadata_, path) == kind)
+        elif isinstance(value, (dict, list)):
+            conditions.append(
+                func.json_extract(Thread.metadata_, path) == func.json(json.dumps(value))
+            )
+        else:
+            conditions.append(
+                and_(
+                    func.json_type(Thread.metadata_, path) == _SQLITE_JSON_TYPES[type(value)],
+                    func.json_extract(Thread.metadata_, path) == value,
+                )
+            )
+    return conditions
+
+
+class ThreadStatements(StoreBase):
+    """Creating, reading, searching and deleting threads."""
+
+    def create_thread(
+        self, thread_id: str, user_id: str | None, metadata: dict[str, Any], *, if_exists: str
+    ) -> ThreadRecord:
+        """A new thread; if one exists: ThreadExistsError (`raise`), or the existing one
+        (`do_nothing`), unless it is another user's (ThreadExistsError: it cannot be used)."""
+        now = utcnow()
+        with self.transaction() as conn:
+            row = conn.execute(
+                INSERT_THREAD[conn.dialect.name],
+                dict(
+                    thread_id=thread_id,
+                    user_id=user_id,
+                    metadata=metadata,
+                    created_at=now,
+                    updated_at=now,
+                ),
+            ).first()
+            if row is not None:
+                return thread_record(row)
+            existing = self._thread(conn, thread_id, user_id)
+        if existing is None or if_exists == "raise":
+            raise ThreadExistsError(f"thread {thread_id} already exists")
+        return existing
+
+    def _thread(self, conn: Connection, thread_id: str, user_id: str | None) -> ThreadRecord | None:
+        query = select(*THREAD_COLUMNS).where(Thread.thread_id == thread_id)
+        if user_id is not None:
+            query = query.where(Thread.user_id == user_id)
+        row = conn.execute(query).first()
+        return None if row is None else thread_record(row)
+
+    def get_thread(self, thread_id: str, user_id: str | None) -> ThreadView | None:
+        views = self.search_threads(user_id=user_id, ids=[thread_id], limit=1)
+        return views[0] if views else None
+
+    def search_threads(
+        self,
+        *,
+        user_id: str | None,
+        metadata: dict[str, Any] | None = None,
+        ids: Sequence[str] | None = None,
+        status: ThreadStatus | None = None,
+        limit: int = 10,
+        offset: int = 0,
+    ) -> list[ThreadView]:
+        """Threads, newest first, with their status."""
+        with self.reading() as conn:
+            dialect = conn.dialect.name
+            status_column = status_expression(dialect).label("thread_status")
+            inner = select(*THREAD_COLUMNS, status_column)
+            if user_id is not None:
+                inner = inner.where(Thread.user_id == user_id)
+            if ids is not None:
+                inner = inner.where(Thread.thread_id.in_(list(ids)))
+            for condition in metadata_contains(dialect, metadata or {}):
+                inner = inner.where(condition)
+            threads = inner.subquery()
+            query = select(threads)
+            if status is not None:
+                query = query.where(threads.c.thread_status == status.value)
+            query = (
+                query.order_by(threads.c.created_at.desc(), threads.c.thread_id.desc())
+                .limit(limit)
+                .offset(offset)
+            )
+            return [
+                ThreadView(thread_record(row), ThreadStatus(row.thread_status))
+                for row in conn.execute(query)
+            ]
+
+    def delete_thread(self, thread_id: str, user_id: str | None) -> list[str]:
+        """Delete a thread with its runs (their history and checkpoints) and its graph
+        state; the ids of the deleted runs, whose streams the caller deletes. Refused with
+        ThreadBusyError while a run is pending or running: deleting never stops work."""
+        with self.transaction() as conn:
+            self.lock_thread(conn, thread_id, user_id, create=False)
+            busy = select(Run.run_id).where(Run.thread_id == thread_id, IS_INFLIGHT).limit(1)
+            if conn.execute(busy).first() is not None:
+                raise ThreadBusyError(
+                    f"thread {thread_id} has a run in flight: cancel it first, then delete"
+                )
+            run_ids = list(
+                conn.execute(delete(Run).where(Run.thread_id == thread_id).returning(Run.run_id))
+                .scalars()
+                .all()
+            )
+            present = set(inspect(conn).get_table_names())
+            for table in GRAPH_STATE_TABLES:
+                if table in present:
+                    statement = text(f"DELETE FROM {table} WHERE thread_id = :thread_id")
+                    conn.execute(statement, {"thread_id": thread_id})
+            conn.execute(delete(Thread).where(Thread.thread_id == thread_id))
+        return run_ids

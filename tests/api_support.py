@@ -1,0 +1,98 @@
+"""The HTTP API tests' processes: `runqueue serve` (the same command the compose file's `api`
+service runs), and the LangGraph reference server for differential tests. Each runs in a
+session of its own and is stopped by its pid."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+from runqueue.settings import Settings
+from tests.support import REPO_ROOT, checkout_path
+
+API_APP = "tests.api_app:app"
+SERVE_COMMAND = ["runqueue", "serve"]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class ServerProcess:
+    """A server process, ready once GET /ok answers; stopped (its whole group) by pid."""
+
+    def __init__(self, argv: list[str], env: dict[str, str], log_path: Path, port: int, cwd: Path):
+        self.argv, self.env, self.log_path, self.port, self.cwd = argv, env, log_path, port, cwd
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self, timeout: float = 60.0) -> ServerProcess:
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        with self.log_path.open("ab") as log:
+            self.process = subprocess.Popen(
+                self.argv,
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+                cwd=self.cwd,
+            )
+        deadline = time.monotonic() + timeout
+        while True:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"server exited {self.process.returncode}:\n{self.log()}")
+            with contextlib.suppress(httpx.HTTPError):
+                if httpx.get(f"{self.url}/ok", timeout=1).status_code == 200:
+                    return self
+            if time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError(f"server not ready in {timeout:.0f}s:\n{self.log()}")
+            time.sleep(0.1)
+
+    def log(self) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")
+        except OSError:
+            return ""
+
+    @property
+    def pid(self) -> int:
+        assert self.process is not None
+        return self.process.pid
+
+    def stop(self, timeout: float = 10.0) -> None:
+        if self.process is None:
+            return
+        process, self.process = self.process, None
+        with contextlib.suppress(ProcessLookupError):
+            if process.poll() is None:
+                os.killpg(process.pid, signal.SIGTERM)
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    process.wait(timeout)
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+
+
+def api_server(
+    settings: Settings, log_path: Path, *, workers: int = 1, extra_env: dict[str, str] | None = None
+) -> ServerProcess:
+    """`runqueue serve` on a free loopback port, for these settings."""
+    port = free_port()
+    argv = [sys.executable, "-m", *SERVE_COMMAND, "--port", str(port), "--workers", str(workers)]
+    argv += ["--log-level", "warning"]
+    env = settings.process_environment() | checkout_path() | (extra_env or {})
+    return ServerProcess(argv, env, log_path, port, REPO_ROOT)

@@ -1,0 +1,228 @@
+"""Who may do what over HTTP, and what bad input gets: every cross-user access answers 404
+like an unknown id, every request without a valid key 401, every bad request a 4xx with a
+JSON `detail`, and none of them changes a row."""
+
+from __future__ import annotations
+
+import subprocess
+import uuid
+
+import httpx
+import pytest
+from sqlalchemy import create_engine, text
+
+from tests.support import as_process, settings_env
+
+pytestmark = pytest.mark.integration
+
+AGENT = "agent"
+
+
+@pytest.fixture(scope="module")
+def alice_run(server, keys) -> tuple[str, str]:  # noqa: ANN001
+    """A thread of alice's with one finished run."""
+    http = httpx.Client(base_url=server.url, headers={"x-api-key": keys["alice"]}, timeout=60)
+    tid = http.post("/threads", json={"metadata": {"owner": "alice"}}).json()["thread_id"]
+    run = http.post(f"/threads/{tid}/runs/wait", json={"assistant_id": AGENT, "input": {}})
+    assert run.status_code == 200, run.text
+    rid = http.get(f"/threads/{tid}/runs").json()[0]["run_id"]
+    return tid, rid
+
+
+def requests_on(tid: str, rid: str) -> list[tuple[str, str, dict | None]]:
+    """Every endpoint that reads or changes that thread or run."""
+    run = {"assistant_id": AGENT, "input": {}, "if_not_exists": "reject"}
+    return [
+        ("GET", f"/threads/{tid}", None),
+        ("GET", f"/threads/{tid}/state", None),
+        ("DELETE", f"/threads/{tid}", None),
+        ("GET", f"/threads/{tid}/runs", None),
+        ("POST", f"/threads/{tid}/runs", run),
+        ("POST", f"/threads/{tid}/runs/stream", run),
+        ("POST", f"/threads/{tid}/runs/wait", run),
+        ("GET", f"/threads/{tid}/runs/{rid}", None),
+        ("GET", f"/threads/{tid}/runs/{rid}/join", None),
+        ("GET", f"/threads/{tid}/runs/{rid}/stream", None),
+        ("POST", f"/threads/{tid}/runs/{rid}/cancel", None),
+        ("DELETE", f"/threads/{tid}/runs/{rid}", None),
+    ]
+
+
+def row_counts(backend) -> dict[str, int]:  # noqa: ANN001
+    engine = create_engine(backend.settings.database_url)
+    try:
+        with engine.connect() as conn:
+            return {
+                table: conn.execute(text(f"SELECT count(*) FROM {table}")).scalar_one()
+                for table in ("threads", "runs", "run_events", "checkpoints", "api_keys")
+            }
+    finally:
+        engine.dispose()
+
+
+def test_another_users_thread_and_run_answer_404_like_unknown_ones(
+    server,
+    keys,
+    alice_run,
+    api_backend,  # noqa: ANN001
+) -> None:
+    tid, rid = alice_run
+    bob = httpx.Client(base_url=server.url, headers={"x-api-key": keys["bob"]}, timeout=30)
+    before = row_counts(api_backend)
+    unknown = requests_on(str(uuid.uuid4()), str(uuid.uuid4()))
+    for (method, path, body), (_, unknown_path, _) in zip(
+        requests_on(tid, rid), unknown, strict=True
+    ):
+        answer = bob.request(method, path, json=body)
+        assert answer.status_code == 404, (method, path, answer.text)
+        assert isinstance(answer.json()["detail"], str)
+        same = bob.request(method, unknown_path, json=body)
+        assert same.status_code == 404, (method, unknown_path, same.text)
+    assert bob.post("/threads/search", json={}).json() == []
+    assert row_counts(api_backend) == before
+    alice = httpx.Client(base_url=server.url, headers={"x-api-key": keys["alice"]}, timeout=30)
+    assert alice.get(f"/threads/{tid}/runs/{rid}").json()["status"] == "success"
+    assert [t["thread_id"] for t in alice.post("/threads/search", json={}).json()] == [tid]
+
+
+def test_every_request_without_a_valid_key_answers_401(
+    server,
+    keys,
+    alice_run,
+    api_backend,  # noqa: ANN001
+) -> None:
+    tid, rid = alice_run
+    endpoints = [
+        *requests_on(tid, rid),
+        ("POST", "/threads", {}),
+        ("POST", "/threads/search", {}),
+        ("POST", "/runs", {"assistant_id": AGENT}),
+        ("POST", "/runs/wait", {"assistant_id": AGENT}),
+        ("POST", "/runs/stream", {"assistant_id": AGENT}),
+        ("POST", "/assistants/search", {}),
+        ("GET", f"/assistants/{AGENT}", None),
+    ]
+    before = row_counts(api_backend)
+    wrong = keys["alice"][:-4] + "AAAA"
+    for headers in ({}, {"x-api-key": ""}, {"x-api-key": wrong}, {"x-api-key": "bogus"}):
+        http = httpx.Client(base_url=server.url, headers=headers, timeout=30)
+        for method, path, body in endpoints:
+            answer = http.request(method, path, json=body)
+            assert answer.status_code == 401, (headers, method, path, answer.text)
+            assert "detail" in answer.json()
+    assert row_counts(api_backend) == before
+
+
+def test_a_revoked_key_answers_401_at_once(server, api_backend) -> None:  # noqa: ANN001
+    from tests.integration.conftest import create_key
+
+    key = create_key(api_backend, "carol")
+    http = httpx.Client(base_url=server.url, headers={"x-api-key": key}, timeout=30)
+    assert http.post("/threads/search", json={}).status_code == 200
+    key_id = key.split("_")[1]
+    subprocess.run(
+        as_process(["runqueue", "api-key", "revoke", key_id]),
+        env=settings_env(api_backend.settings),
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )
+    assert http.post("/threads/search", json={}).status_code == 401
+
+
+def bad_requests(tid: str, rid: str) -> list[tuple[str, str, str, object, dict]]:
+    """(why, method, path, JSON body, headers): each must answer a 4xx with a detail."""
+    runs = f"/threads/{tid}/runs"
+    return [
+        ("unknown field", "POST", runs, {"assistant_id": AGENT, "bogus": 1}, {}),
+        ("unknown thread field", "POST", "/threads", {"thread_id": None, "x": 1}, {}),
+        ("wrong type", "POST", runs, {"assistant_id": AGENT, "metadata": "text"}, {}),
+        ("wrong type", "POST", runs, {"assistant_id": 42}, {}),
+        ("missing assistant", "POST", runs, {"input": {}}, {}),
+        ("unknown assistant", "POST", runs, {"assistant_id": "nope"}, {}),
+        ("unknown strategy", "POST", runs, {"assistant_id": AGENT, "multitask_strategy": "x"}, {}),
+        ("unknown stream mode", "POST", runs, {"assistant_id": AGENT, "stream_mode": "x"}, {}),
+        ("unserved stream mode", "POST", runs, {"assistant_id": AGENT, "stream_mode": "debug"}, {}),
+        ("unknown on_disconnect", "POST", runs, {"assistant_id": AGENT, "on_disconnect": "x"}, {}),
+        ("unsupported field", "POST", runs, {"assistant_id": AGENT, "webhook": "http://x"}, {}),
+        ("bad command", "POST", runs, {"assistant_id": AGENT, "command": {"resume": None}}, {}),
+        (
+            "input and command",
+            "POST",
+            runs,
+            {"assistant_id": AGENT, "input": {}, "command": {"resume": 1}},
+            {},
+        ),
+        ("plain task with config", "POST", runs, {"assistant_id": "echo", "config": {"a": 1}}, {}),
+        ("plain task with a list", "POST", runs, {"assistant_id": "echo", "input": [1]}, {}),
+        ("unknown thread", "POST", f"/threads/{uuid.uuid4()}/runs", {"assistant_id": AGENT}, {}),
+        (
+            "oversize body",
+            "POST",
+            runs,
+            {"assistant_id": AGENT, "input": {"x": "a" * 3_000_000}},
+            {},
+        ),
+        ("malformed thread id", "GET", "/threads/not a thread!", None, {}),
+        ("malformed run id", "GET", f"/threads/{tid}/runs/not-a-uuid", None, {}),
+        ("malformed run id", "POST", f"/threads/{tid}/runs/not-a-uuid/cancel", None, {}),
+        ("unknown action", "POST", f"/threads/{tid}/runs/{rid}/cancel?action=explode", None, {}),
+        ("unknown run status", "GET", f"{runs}?status=weird", None, {}),
+        ("negative limit", "GET", f"{runs}?limit=-1", None, {}),
+        ("bad Last-Event-ID", "GET", f"{runs}/{rid}/stream", None, {"Last-Event-ID": "x"}),
+        ("thread exists", "POST", "/threads", {"thread_id": tid}, {}),
+        ("bad if_exists", "POST", "/threads", {"if_exists": "maybe"}, {}),
+        ("bad search status", "POST", "/threads/search", {"status": "sleepy"}, {}),
+        ("bad search limit", "POST", "/threads/search", {"limit": 0}, {}),
+        ("search by values", "POST", "/threads/search", {"values": {"a": 1}}, {}),
+        ("not JSON", "POST", "/threads", "{not json", {"content-type": "application/json"}),
+        ("JSON not an object", "POST", runs, [1, 2], {}),
+        (
+            "NaN",
+            "POST",
+            runs,
+            '{"assistant_id": "agent", "input": NaN}',
+            {"content-type": "application/json"},
+        ),
+    ]
+
+
+def test_bad_input_gets_a_4xx_with_a_json_detail_and_changes_nothing(
+    server,
+    keys,
+    alice_run,
+    api_backend,  # noqa: ANN001
+) -> None:
+    tid, rid = alice_run
+    http = httpx.Client(base_url=server.url, headers={"x-api-key": keys["alice"]}, timeout=30)
+    before = row_counts(api_backend)
+    for why, method, path, body, headers in bad_requests(tid, rid):
+        if isinstance(body, str):
+            answer = http.request(method, path, content=body, headers=headers)
+        else:
+            answer = http.request(method, path, json=body, headers=headers)
+        assert 400 <= answer.status_code < 500, (why, answer.status_code, answer.text)
+        assert "detail" in answer.json(), (why, answer.text)
+    assert row_counts(api_backend) == before
+
+
+def test_a_database_outage_answers_503_with_retry_after(api_backend, tmp_path) -> None:  # noqa: ANN001
+    """The database port closed: a real outage, answered 503, never 500."""
+    from tests.api_support import api_server, free_port
+
+    down = api_backend.settings.with_overrides(
+        database_url=f"postgresql+psycopg://postgres@127.0.0.1:{free_port()}/gone",
+        api_auth="off",
+    )
+    server = api_server(down, tmp_path / "api.log").start()
+    try:
+        for method, path, body in (
+            ("POST", "/threads", {}),
+            ("POST", "/threads/search", {}),
+            ("GET", f"/threads/{uuid.uuid4()}", None),
+        ):
+            answer = httpx.request(method, server.url + path, json=body, timeout=30)
+            assert answer.status_code == 503, (path, answer.text)
+            assert answer.headers["Retry-After"] == "5" and "detail" in answer.json()
+    finally:
+        server.stop()
