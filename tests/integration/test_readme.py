@@ -183,3 +183,65 @@ def test_readme_graph_example_runs(tmp_path):
         "end {'status': 'success'}",
         "{'topic': 'queues', 'note': 'notes on queues'}",
     ]
+
+
+def test_readme_http_api_example_runs(tmp_path):
+    """The README's api_client.py, through `runqueue serve` (keys off, on loopback) and a
+    worker of graph_app.py, on the embedded default."""
+    from tests.api_support import ServerProcess, free_port
+
+    (tmp_path / "graph_app.py").write_text(block_after("example: graph_app.py", "python"))
+    (tmp_path / "api_client.py").write_text(block_after("example: api_client.py", "python"))
+    assert len(block_after("example: api_client.py", "python").splitlines()) <= 20
+    settings = Settings(data_dir=tmp_path / "data", queue=f"readme-api-{tmp_path.name}")
+    path = f"{tmp_path}{os.pathsep}{REPO_ROOT}"
+    env = clean_env(
+        RUNQUEUE_DATA_DIR=str(settings.data_dir),
+        RUNQUEUE_QUEUE=settings.queue,
+        RUNQUEUE_APP="graph_app:app",
+        PYTHONPATH=path,
+    )
+    subprocess.run(
+        [sys.executable, "-m", "runqueue", "migrate"],
+        cwd=tmp_path,
+        env=env,
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
+    worker = WorkerProcess(
+        settings,
+        tmp_path / "worker.log",
+        concurrency=1,
+        extra_env={"RUNQUEUE_APP": "graph_app:app", "PYTHONPATH": path},
+    ).start()
+    port = free_port()
+    server = ServerProcess(
+        [sys.executable, "-m", "runqueue", "serve", "--port", str(port)],
+        env | {"RUNQUEUE_API_AUTH": "off"},
+        tmp_path / "api.log",
+        port,
+        tmp_path,
+    )
+    try:
+        server.start()
+        client = (tmp_path / "api_client.py").read_text().replace("8123", str(port))
+        (tmp_path / "api_client.py").write_text(client)
+        result = subprocess.run(
+            [sys.executable, "api_client.py"],
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+    finally:
+        server.stop()
+        worker.stop()
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0].startswith("metadata {'run_id': ")
+    assert lines[1:] == [
+        "updates {'write': {'note': 'notes on http'}}",
+        "end {'status': 'success'}",
+    ]
