@@ -102,9 +102,9 @@ class ThreadRecord:
 
 
 class ThreadStatus(enum.StrEnum):
-    idle = "idle"  # no run in flight; the latest one did not fail or stop at an interrupt
+    idle = "idle"  # no run in flight; the latest one succeeded, or was rolled back
     busy = "busy"  # a run is pending or running
-    interrupted = "interrupted"  # the latest run stopped at a graph's interrupt()
+    interrupted = "interrupted"  # the latest run stopped at an interrupt(), or was cancelled
     error = "error"  # the latest run failed or timed out
 
 
@@ -136,6 +136,7 @@ class ThreadState:
     values: Any  # JSON; None for a thread with no state yet
     next: tuple[str, ...] = ()  # the graph nodes that run next (pending after an interrupt)
     interrupts: tuple[dict[str, Any], ...] = ()  # pending interrupt() calls: {"value", "id"}
+    tasks: tuple[dict[str, Any], ...] = ()  # the next tasks: {"id", "name", "interrupts", ...}
     checkpoint_id: str | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
     created_at: datetime | None = None

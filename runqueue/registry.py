@@ -50,6 +50,8 @@ from runqueue.worker.execution import RunTask
 
 logger = logging.getLogger(__name__)
 
+THREAD_SORT_KEYS = ("thread_id", "status", "created_at", "updated_at")
+
 
 class RunOptions(TypedDict, total=False):
     """The keyword options of create() and create_or_reject(), on both managers. Left out:
@@ -275,11 +277,18 @@ class SyncRunManager:
         status: ThreadStatus | str | None = None,
         limit: int = 10,
         offset: int = 0,
+        sort_by: str = "created_at",
+        sort_order: str = "desc",
     ) -> list[ThreadView]:
-        """Threads, newest first: those whose metadata contains `metadata`, among `ids`, in
-        `status`."""
+        """Threads whose metadata contains `metadata`, among `ids`, in `status`; newest
+        first unless `sort_by` (thread_id, status, created_at, updated_at) and `sort_order`
+        (asc, desc) say otherwise."""
         if limit < 0 or offset < 0:
             raise InvalidPayloadError("limit and offset must not be negative")
+        if sort_by not in THREAD_SORT_KEYS or sort_order not in ("asc", "desc"):
+            raise InvalidPayloadError(
+                f"sort_by must be one of {', '.join(THREAD_SORT_KEYS)}, sort_order asc or desc"
+            )
         return self.store.search_threads(
             user_id=validation.user_id(user_id),
             metadata=validation.json_object("metadata", metadata, self.settings.max_payload_bytes),
@@ -287,6 +296,8 @@ class SyncRunManager:
             status=validation.thread_status(status) if status is not None else None,
             limit=limit,
             offset=offset,
+            sort_by=sort_by,
+            descending=sort_order == "desc",
         )
 
     def delete_thread(self, thread_id: str, *, user_id: str | None = None) -> None:

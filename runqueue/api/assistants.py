@@ -20,7 +20,7 @@ router = APIRouter(
 
 def _assistant(api: ApiContext, name: str) -> Assistant:
     task = api.manager.sync.app.tasks[name]
-    doc = (task.__doc__ or "").strip()
+    doc = "" if task.takes_run_fields else (task.__doc__ or "").strip()  # a graph: no doc
     return Assistant(
         assistant_id=name,
         graph_id=name,

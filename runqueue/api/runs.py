@@ -8,8 +8,8 @@ import asyncio
 import json
 import re
 import uuid
-from collections.abc import AsyncIterator, Awaitable
-from typing import Any, Literal
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Header, Query, Response
 from fastapi.responses import StreamingResponse
@@ -90,9 +90,15 @@ async def result_body(api: ApiContext, run: RunRecord) -> Any:
     return state.values if state is not None and state.values is not None else {}
 
 
-def _json_when_done(result: Awaitable[Any], headers: dict[str, str]) -> StreamingResponse:
+def _json_when_done(
+    result: Awaitable[Any],
+    headers: dict[str, str],
+    on_client_gone: Callable[[], Awaitable[object]] | None = None,
+) -> StreamingResponse:
     """200 at once, a newline every few seconds while the run works (so no proxy takes the
-    connection for idle), then the JSON body."""
+    connection for idle), then the JSON body. If the client goes away first (Starlette
+    cancels the body on `http.disconnect`), `on_client_gone` runs: cancel the run for
+    on_disconnect=cancel."""
 
     async def body() -> AsyncIterator[bytes]:
         task = asyncio.ensure_future(result)
@@ -104,9 +110,24 @@ def _json_when_done(result: Awaitable[Any], headers: dict[str, str]) -> Streamin
                     return
                 yield b"\n"
         finally:
-            task.cancel()
+            if not task.done():
+                task.cancel()
+                if on_client_gone is not None:
+                    # Shielded: this generator is being cancelled itself.
+                    await asyncio.shield(on_client_gone())
 
     return StreamingResponse(body(), media_type="application/json", headers=headers)
+
+
+def _canceller(api: ApiContext, run: RunRecord, user: str | None, body: RunCreate):  # noqa: ANN202
+    """What a waiting client's disconnect does: cancel its run if it asked for that."""
+    if body.on_disconnect != "cancel":
+        return None
+
+    async def cancel() -> bool:
+        return await api.manager.cancel(run.run_id, user_id=user)
+
+    return cancel
 
 
 async def _finished(api: ApiContext, run: RunRecord) -> Any:
@@ -212,7 +233,8 @@ async def create_waited_run(
     user: User,
 ) -> Response:
     run = await create_run(api, thread_id, body, user, stateless=False)
-    return _json_when_done(_finished(api, run), _locations(run, "join"))
+    gone = _canceller(api, run, user, body)
+    return _json_when_done(_finished(api, run), _locations(run, "join"), gone)
 
 
 @router.post("/runs", response_model=Run)
@@ -239,7 +261,8 @@ async def create_stateless_streamed_run(*, body: RunCreate, api: Api, user: User
 @router.post("/runs/wait", responses=JSON_RESPONSE)
 async def create_stateless_waited_run(*, body: RunCreate, api: Api, user: User) -> Response:
     run = await create_run(api, str(uuid.uuid4()), body, user, stateless=True)
-    return _json_when_done(_finished(api, run), _locations(run, "join"))
+    gone = _canceller(api, run, user, body)
+    return _json_when_done(_finished(api, run), _locations(run, "join"), gone)
 
 
 # -- a thread's runs -------------------------------------------------------------------------
@@ -307,15 +330,26 @@ async def join_run_stream(
     thread_id: str,
     run_id: str,
     cancel_on_disconnect: bool = False,
+    stream_mode: Annotated[list[str] | None, Query()] = None,
     last_event_id: str | None = Header(default=None),
     api: Api,
     user: User,
 ) -> Response:
-    """The run's events after Last-Event-ID (none: from its first), live, through `end`."""
+    """The run's events after Last-Event-ID (none: from its first), live, through `end`;
+    with stream_mode, a graph run's events of those modes only."""
     run = await run_of_user(api, thread_id, run_id, user)
     if last_event_id:
         cursor(last_event_id)  # 422 for an id no stream gave
-    return _stream(api, run, last_event_id or None, cancel_on_disconnect, user)
+    wanted = [mode for mode in stream_mode or [] if mode]  # the SDK sends stream_mode= for None
+    unknown = [mode for mode in wanted if mode not in GRAPH_MODES]
+    if unknown:
+        raise InvalidPayloadError(
+            f"stream_mode {unknown[0]!r} is not served (one of: {', '.join(GRAPH_MODES)})"
+        )
+    modes = None
+    if wanted and api.manager.sync.app.tasks[run.assistant_id].takes_run_fields:
+        modes = {GRAPH_MODES[mode] for mode in wanted}
+    return _stream(api, run, last_event_id or None, cancel_on_disconnect, user, modes)
 
 
 @router.post("/threads/{thread_id}/runs/{run_id}/cancel", status_code=202)
@@ -346,6 +380,7 @@ def _stream(
     last_event_id: str | None,
     cancel_on_disconnect: bool,
     user: str | None,
+    modes: set[str] | None = None,
 ) -> Response:
     return stream_response(
         api.manager,
@@ -354,4 +389,5 @@ def _stream(
         cancel_on_disconnect=cancel_on_disconnect,
         user_id=user,
         headers=_locations(run, "stream"),
+        modes=modes,
     )

@@ -75,6 +75,13 @@ class AssistantSearch(Strict):
     sort_order: Literal["asc", "desc"] | None = None
     select: list[str] | None = None
 
+    @field_validator("select")
+    @classmethod
+    def _no_select(cls, value: Any) -> Any:
+        if value:
+            raise ValueError("select is not supported by runqueue: every field is returned")
+        return value
+
 
 # -- threads --------------------------------------------------------------------------------
 
@@ -100,7 +107,7 @@ class Thread(BaseModel):
     updated_at: datetime
     metadata: Json
     status: ThreadStatusName
-    values: Any = None
+    values: Any = None  # null until a run wrote state, as the reference server
     interrupts: Json = Field(default_factory=dict)
     config: Json = Field(default_factory=dict)
 
@@ -116,7 +123,7 @@ class Thread(BaseModel):
             updated_at=thread.updated_at,
             metadata=thread.metadata,
             status=view.status.value,
-            values=state.values if state is not None and state.values is not None else {},
+            values=state.values if state is not None else None,
             interrupts=interrupts,
         )
 
@@ -131,6 +138,13 @@ class ThreadSearch(Strict):
     sort_by: Literal["thread_id", "status", "created_at", "updated_at"] | None = None
     sort_order: Literal["asc", "desc"] | None = None
     select: list[str] | None = None
+
+    @field_validator("select")
+    @classmethod
+    def _no_select(cls, value: Any) -> Any:
+        if value:
+            raise ValueError("select is not supported by runqueue: every field is returned")
+        return value
 
     @field_validator("values")
     @classmethod
@@ -164,6 +178,7 @@ class ThreadStateBody(BaseModel):
             checkpoint=CheckpointRef(thread_id=state.thread_id, checkpoint_id=state.checkpoint_id),
             metadata=state.metadata,
             created_at=state.created_at,
+            tasks=[dict(t) for t in state.tasks],
             interrupts=[dict(i) for i in state.interrupts],
         )
 

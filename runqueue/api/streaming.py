@@ -1,10 +1,11 @@
 """A run's stream as server-sent events, with sse-starlette.
 
-Framing: every frame has `event:`, `data:` (JSON) and, where the run stream numbers it,
-`id:`; a reconnect sends it back as Last-Event-ID and resumes after it. A fresh stream starts
-with `metadata` (sent by the API at once, so a client sees it before a queued run starts;
-the worker's own per-attempt `metadata` events are not repeated) and ends with `end`.
-A comment line every PING_SECONDS keeps proxies from closing a silent stream.
+Framing: every frame has `event:`, `data:` (JSON) and `id:` (the run stream's number; 0 for
+the API's `metadata`); a reconnect sends it back as Last-Event-ID and resumes after it. A
+fresh stream starts with `metadata`, sent by the API at once so that a client sees it before
+a queued run starts (the worker's own per-attempt `metadata` events are not repeated), and
+ends with `end`. A comment line every PING_SECONDS keeps proxies from closing a silent
+stream.
 
 Disconnects: sse-starlette listens for the transport's `http.disconnect` while the stream is
 idle, so a client that goes away is noticed at once, not at the next event. A run with
@@ -23,17 +24,23 @@ from typing import Any
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
 from runqueue.errors import RunQueueError
-from runqueue.records import AbortAction, RunRecord
+from runqueue.records import RESERVED_EVENTS, AbortAction, RunRecord
 from runqueue.registry import RunManager
 
 logger = logging.getLogger(__name__)
 
 PING_SECONDS = 15.0
+METADATA_ID = "0"  # the run stream numbers its own events from 1
 
 
 def _frame(event: str, data: Any, event_id: str | None) -> ServerSentEvent:
     text = json.dumps(data, separators=(",", ":"), ensure_ascii=False)
     return ServerSentEvent(data=text, event=event, id=event_id)
+
+
+def _wanted(name: str, modes: set[str]) -> bool:
+    """An event of one of `modes` (`updates`, or a subgraph's `updates|ns`), or runqueue's."""
+    return name in RESERVED_EVENTS or name.split("|", 1)[0] in modes
 
 
 def stream_response(
@@ -44,16 +51,22 @@ def stream_response(
     cancel_on_disconnect: bool,
     user_id: str | None,
     headers: dict[str, str],
+    modes: set[str] | None = None,
 ) -> EventSourceResponse:
-    """The run's events after `last_event_id` (None: from the start), live, through `end`."""
+    """The run's events after `last_event_id` (None: from the start), live, through `end`;
+    with `modes`, only the events of those stream modes (and runqueue's own)."""
     finished = asyncio.Event()  # the stream reached its end
 
     async def frames() -> AsyncIterator[ServerSentEvent]:
         if last_event_id is None:
-            yield _frame("metadata", {"run_id": run.run_id, "thread_id": run.thread_id}, None)
+            # Id 0: a client cut off right after it resumes from the run's first event.
+            metadata = {"run_id": run.run_id, "thread_id": run.thread_id}
+            yield _frame("metadata", metadata, METADATA_ID)
         try:
             async for event in manager.stream(run.run_id, after=last_event_id):
                 if event.event == "metadata":
+                    continue
+                if modes is not None and not _wanted(event.event, modes):
                     continue
                 yield _frame(event.event, event.data, event.id)
         except RunQueueError as exc:  # the stream's store went away mid-stream

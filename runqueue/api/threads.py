@@ -75,6 +75,8 @@ async def search_threads(*, body: ThreadSearch, api: Api, user: User) -> list[Th
         status=body.status,
         limit=body.limit,
         offset=body.offset,
+        sort_by=body.sort_by or "created_at",
+        sort_order=body.sort_order or "desc",
     )
     return [Thread.of(view, await state_of(api, view.thread.thread_id)) for view in views]
 

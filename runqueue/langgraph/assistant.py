@@ -78,16 +78,42 @@ class GraphTask(RunTask):
         graph = self.graph().copy(update={"checkpointer": checkpointer})
         snapshot = graph.get_state({"configurable": {"thread_id": thread_id}})
         configurable = (snapshot.config or {}).get("configurable", {})
+        if configurable.get("checkpoint_id") is None:  # never written, or all rolled back
+            return ThreadState(thread_id=thread_id, values=None, assistant_id=self.name)
         return ThreadState(
             thread_id=thread_id,
             values=jsonable(snapshot.values),
             next=tuple(snapshot.next),
-            interrupts=tuple(jsonable(list(snapshot.interrupts))),
+            interrupts=tuple(_interrupt(i) for i in snapshot.interrupts),
+            tasks=tuple(
+                {
+                    "id": task.id,
+                    "name": task.name,
+                    "path": jsonable(task.path),
+                    "error": None if task.error is None else str(task.error),
+                    "interrupts": [_interrupt(i) for i in task.interrupts],
+                    "checkpoint": None,
+                    "state": None,
+                    "result": jsonable(task.result),
+                }
+                for task in snapshot.tasks
+            ),
             checkpoint_id=configurable.get("checkpoint_id"),
             metadata=jsonable(snapshot.metadata or {}),
             created_at=_parse_time(snapshot.created_at),
             assistant_id=self.name,
         )
+
+
+def _interrupt(interrupt: Any) -> dict[str, Any]:
+    """A pending interrupt as state reads show it: value and id, and its response_schema
+    only when it has one (as the Agent Server's state endpoints do)."""
+    from runqueue.langgraph.events import jsonable
+
+    out = jsonable(interrupt)
+    if out.get("response_schema") is None:
+        out.pop("response_schema", None)
+    return out
 
 
 def _check_config(thread_id: str, config: Any) -> None:

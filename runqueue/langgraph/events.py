@@ -66,15 +66,19 @@ def event_data(mode: str, chunk: Any) -> Any:
 
 def jsonable(value: Any) -> Any:
     """Graph values as JSON: messages and pydantic models as their model_dump(), interrupts as
-    {"value", "id"}, tuples and sets as lists; anything else unknown as its str()."""
+    {"value", "id", "response_schema"}, tuples and sets as lists; anything else unknown as its
+    str()."""
     if value is None or isinstance(value, str | bool | int | float):
         return value
     if isinstance(value, dict):
         return {str(key): jsonable(item) for key, item in value.items()}
     if isinstance(value, list | tuple | set | frozenset):
         return [jsonable(item) for item in value]
-    if isinstance(value, Interrupt):
-        return {"value": jsonable(value.value), "id": value.id}
+    if isinstance(value, Interrupt):  # as LangGraph serializes it (response_schema: 1.2+)
+        out = {"value": jsonable(value.value), "id": value.id}
+        if hasattr(value, "response_schema"):
+            out["response_schema"] = jsonable(value.response_schema)
+        return out
     if isinstance(value, Send):
         return {"node": value.node, "arg": jsonable(value.arg)}
     model_dump = getattr(value, "model_dump", None)

@@ -65,10 +65,16 @@ def _stopped_at_interrupt(dialect: str) -> ColumnElement[Any]:
 def status_expression(dialect: str) -> ColumnElement[str]:
     inflight = exists().where(Run.thread_id == Thread.thread_id, IS_INFLIGHT)
     latest_status = _latest(Run.status)
+    # A run cancelled with `interrupt` leaves its thread interrupted (its writes are kept, as
+    # the reference server's threads read); one rolled back leaves it as it was: idle.
+    kept_cancel = and_(
+        Run.status == "interrupted", func.coalesce(Run.abort_action, "interrupt") != "rollback"
+    )
     return case(
         (inflight, literal(ThreadStatus.busy.value)),
         (latest_status.in_(["error", "timeout"]), literal(ThreadStatus.error.value)),
         (_latest(_stopped_at_interrupt(dialect)), literal(ThreadStatus.interrupted.value)),
+        (_latest(kept_cancel), literal(ThreadStatus.interrupted.value)),
         else_=literal(ThreadStatus.idle.value),
     )
 
@@ -151,8 +157,11 @@ class ThreadStatements(StoreBase):
         status: ThreadStatus | None = None,
         limit: int = 10,
         offset: int = 0,
+        sort_by: str = "created_at",
+        descending: bool = True,
     ) -> list[ThreadView]:
-        """Threads, newest first, with their status."""
+        """Threads with their status, newest first unless `sort_by` / `descending` say
+        otherwise (thread_id, status, created_at or updated_at; ties by thread id)."""
         with self.reading() as conn:
             dialect = conn.dialect.name
             status_column = status_expression(dialect).label("thread_status")
@@ -167,11 +176,13 @@ class ThreadStatements(StoreBase):
             query = select(threads)
             if status is not None:
                 query = query.where(threads.c.thread_status == status.value)
-            query = (
-                query.order_by(threads.c.created_at.desc(), threads.c.thread_id.desc())
-                .limit(limit)
-                .offset(offset)
+            key = threads.c.thread_status if sort_by == "status" else threads.c[sort_by]
+            order = (
+                [key.desc(), threads.c.thread_id.desc()]
+                if descending
+                else [key, threads.c.thread_id]
             )
+            query = query.order_by(*order).limit(limit).offset(offset)
             return [
                 ThreadView(thread_record(row), ThreadStatus(row.thread_status))
                 for row in conn.execute(query)

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 
 import httpx
@@ -240,6 +241,20 @@ def test_join_stream_reconnects_through_a_dropping_proxy(server, keys) -> None: 
         assert [p.data for p in parts[1:]] == [p.data for p in replay[1:]]
         assert names(parts)[-1] == "end" and "custom" in names(parts)
 
+        # join_stream of a run already running, through a proxy that cuts it too.
+        run = await direct.runs.create(
+            tid, AGENT, input={"seconds": 2}, stream_mode=["custom", "updates"]
+        )
+        async with CuttingProxy(server.port, cut_after_bytes=160) as proxy:  # after metadata
+            sdk = get_client(url=proxy.url, api_key=keys["alice"])
+            joined = [part async for part in sdk.runs.join_stream(tid, run["run_id"])]
+            assert proxy.cuts == 1 and proxy.connections >= 2
+        replay = [part async for part in direct.runs.join_stream(tid, run["run_id"])]
+        assert names(joined) == names(replay) and names(joined)[-1] == "end"
+        assert [p.data for p in joined[1:]] == [p.data for p in replay[1:]]
+        only = [p async for p in direct.runs.join_stream(tid, run["run_id"], stream_mode="custom")]
+        assert names(only) == ["metadata", "custom", "end"]
+
     asyncio.run(scenario())
 
 
@@ -269,7 +284,7 @@ class CuttingProxy:
         async def requests() -> None:
             nonlocal armed
             while data := await client_r.read(65536):
-                if self.cuts == 0 and b"/stream HTTP/1.1" in data:
+                if self.cuts == 0 and re.search(rb"^[A-Z]+ \S*/stream[ ?]", data):
                     armed = True
                 up_w.write(data)
                 await up_w.drain()

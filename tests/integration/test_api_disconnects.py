@@ -69,3 +69,22 @@ def test_a_client_that_stays_through_a_silent_60s_run_is_never_taken_for_gone(
     assert status_of(http, tid, rid) == "success"
     gaps = [b - a for a, b in zip([began, *heartbeats], heartbeats, strict=False)]
     assert len(heartbeats) >= 3 and max(gaps) <= 16.0, gaps
+
+
+def test_a_waiting_client_that_goes_away_has_its_run_cancelled(server, keys) -> None:  # noqa: ANN001
+    """POST .../runs/wait with on_disconnect=cancel: the same promise as a stream's."""
+    http = httpx.Client(base_url=server.url, headers={"x-api-key": keys["alice"]}, timeout=60)
+    tid = http.post("/threads", json={}).json()["thread_id"]
+    body = {"assistant_id": AGENT, "input": {"seconds": 30}, "on_disconnect": "cancel"}
+    with http.stream("POST", f"/threads/{tid}/runs/wait", json=body) as response:
+        assert response.status_code == 200
+        rid = response.headers["Content-Location"].rsplit("/", 1)[1]
+        deadline = time.monotonic() + 30
+        while status_of(http, tid, rid) != "running":
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        gone_at = time.monotonic()
+    while status_of(http, tid, rid) != "interrupted":
+        assert time.monotonic() - gone_at < 2.0, "run not cancelled within 2 s of the disconnect"
+        time.sleep(0.05)
+    print(f"cancelled {time.monotonic() - gone_at:.2f} s after the waiting client went away")
