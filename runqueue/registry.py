@@ -56,7 +56,8 @@ THREAD_SORT_KEYS = ("thread_id", "status", "created_at", "updated_at")
 class RunOptions(TypedDict, total=False):
     """The keyword options of create() and create_or_reject(), on both managers. Left out:
     on_disconnect "continue", no metadata, no kwargs, multitask_strategy "reject", no
-    follow-up run, no user, if_not_exists "create"."""
+    follow-up run, no user, if_not_exists "create", own_thread False (runs of several
+    users may share a thread)."""
 
     on_disconnect: DisconnectMode | str
     metadata: dict[str, Any] | None
@@ -65,6 +66,7 @@ class RunOptions(TypedDict, total=False):
     follow_up_to_run_id: str | None
     user_id: str | None
     if_not_exists: str  # "create" (the default): a new thread id makes a thread; "reject"
+    own_thread: bool  # True: the thread must be new or user_id's (the HTTP API's isolation)
 
 
 class SyncRunManager:
@@ -125,6 +127,7 @@ class SyncRunManager:
             kwargs=validation.json_object("kwargs", options.get("kwargs"), limit),
             follow_up_to_run_id=validation.run_id(follow_up_to) if follow_up_to else None,
             create_thread=validation.if_not_exists(options.get("if_not_exists", "create")),
+            own_thread=bool(options.get("own_thread", False)),
         )
         self.app.tasks[new.assistant_id].check_kwargs(new.thread_id, new.kwargs or {})
         run, effects = self.store.create_run(new, check_strategy=check_strategy)

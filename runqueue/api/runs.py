@@ -192,6 +192,7 @@ async def create_run(
         on_disconnect=body.on_disconnect,
         user_id=user,
         if_not_exists="create" if stateless else body.if_not_exists,
+        own_thread=True,
     )
 
 

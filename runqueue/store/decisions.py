@@ -53,6 +53,7 @@ class NewRun:
     kwargs: dict[str, Any]
     follow_up_to_run_id: str | None
     create_thread: bool = True  # False: ThreadNotFoundError unless the thread exists
+    own_thread: bool = False  # True: ThreadNotFoundError if the thread is another user's
 
 
 @dataclass(frozen=True)
@@ -84,7 +85,9 @@ class RunStore(
         """Apply the thread's strategy and record the run, in one thread-locked transaction."""
         effects = Effects()
         with self.transaction() as conn:
-            self.lock_thread(conn, new.thread_id, new.user_id, create=new.create_thread)
+            self.lock_thread(
+                conn, new.thread_id, new.user_id, create=new.create_thread, owned=new.own_thread
+            )
             now = utcnow()
             strategy = new.multitask_strategy
             inflight = self._inflight(conn, new.thread_id)

@@ -193,7 +193,7 @@ class ThreadStatements(StoreBase):
         state; the ids of the deleted runs, whose streams the caller deletes. Refused with
         ThreadBusyError while a run is pending or running: deleting never stops work."""
         with self.transaction() as conn:
-            self.lock_thread(conn, thread_id, user_id, create=False)
+            self.lock_thread(conn, thread_id, user_id, create=False, owned=True)
             busy = select(Run.run_id).where(Run.thread_id == thread_id, IS_INFLIGHT).limit(1)
             if conn.execute(busy).first() is not None:
                 raise ThreadBusyError(

@@ -106,12 +106,18 @@ class StoreBase:
             yield conn
 
     def lock_thread(
-        self, conn: Connection, thread_id: str, user_id: str | None, *, create: bool = True
+        self,
+        conn: Connection,
+        thread_id: str,
+        user_id: str | None,
+        *,
+        create: bool = True,
+        owned: bool = False,
     ) -> None:
         """Create the thread if needed (`create`), and hold its row lock until the transaction
         ends (one statement; on SQLite BEGIN IMMEDIATE already holds the write lock).
-        ThreadNotFoundError if it does not exist and may not be created, or belongs to another
-        user than `user_id` (None: any user's)."""
+        ThreadNotFoundError if it does not exist and may not be created, or if `owned` and it
+        belongs to another user than `user_id` (None: any user's)."""
         if create:
             now = utcnow()
             owner = conn.execute(
@@ -130,7 +136,7 @@ class StoreBase:
                 .where(Thread.thread_id == thread_id)
                 .with_for_update(key_share=True)
             ).first()
-        if owner is None or (user_id is not None and owner.user_id != user_id):
+        if owner is None or (owned and user_id is not None and owner.user_id != user_id):
             raise ThreadNotFoundError(f"no thread {thread_id}")
 
     def _lock_thread_of(

@@ -62,7 +62,7 @@ def test_runs_make_a_thread_busy_then_error_and_its_owner_alone_may_add_runs(
 ) -> None:
     tid = manager.create_thread(user_id="owner").thread_id
     with pytest.raises(ThreadNotFoundError):
-        manager.create_or_reject(tid, "echo", user_id="intruder")
+        manager.create_or_reject(tid, "echo", user_id="intruder", own_thread=True)
     with pytest.raises(ThreadNotFoundError):
         manager.create_or_reject(new_id(), "echo", user_id="owner", if_not_exists="reject")
     run = manager.create_or_reject(tid, "steps", user_id="owner", kwargs={"steps": 20})

@@ -42,7 +42,9 @@ def test_graph_values_become_json():
         "__interrupt__": (Interrupt(value={"question": "ok?"}, id="i1"),),
         "seen": {1},
     }
-    assert jsonable(value)["__interrupt__"] == [{"value": {"question": "ok?"}, "id": "i1"}]
+    assert jsonable(value)["__interrupt__"] == [
+        {"value": {"question": "ok?"}, "id": "i1", "response_schema": None}
+    ]
     assert jsonable(value)["messages"][0]["content"] == "hi"
     assert jsonable(value)["seen"] == [1]
 
