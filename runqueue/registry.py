@@ -51,6 +51,7 @@ from runqueue.worker.execution import RunTask
 logger = logging.getLogger(__name__)
 
 THREAD_SORT_KEYS = ("thread_id", "status", "created_at", "updated_at")
+MAX_PAGE = 2**31 - 1  # a larger limit or offset overflows the databases' integers
 
 
 class RunOptions(TypedDict, total=False):
@@ -286,8 +287,8 @@ class SyncRunManager:
         """Threads whose metadata contains `metadata`, among `ids`, in `status`; newest
         first unless `sort_by` (thread_id, status, created_at, updated_at) and `sort_order`
         (asc, desc) say otherwise."""
-        if limit < 0 or offset < 0:
-            raise InvalidPayloadError("limit and offset must not be negative")
+        if not (0 <= limit <= MAX_PAGE and 0 <= offset <= MAX_PAGE):
+            raise InvalidPayloadError(f"limit and offset must be between 0 and {MAX_PAGE}")
         if sort_by not in THREAD_SORT_KEYS or sort_order not in ("asc", "desc"):
             raise InvalidPayloadError(
                 f"sort_by must be one of {', '.join(THREAD_SORT_KEYS)}, sort_order asc or desc"

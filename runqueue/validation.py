@@ -123,6 +123,12 @@ def json_object(name: str, value: Any, max_bytes: int) -> dict[str, Any]:
         raise InvalidPayloadError(f"{name} is not JSON-serializable: {exc}") from None
     if len(text.encode()) > max_bytes:
         raise InvalidPayloadError(f"{name} is {len(text.encode())} bytes; the limit is {max_bytes}")
+    try:
+        json.dumps(value, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        raise InvalidPayloadError(
+            f"{name} contains a lone UTF-16 surrogate, which is not valid UTF-8"
+        ) from None
     if "\x00" in text or "\\u0000" in text:
         raise InvalidPayloadError(f"{name} contains a NUL character, which databases refuse")
     return json.loads(text)

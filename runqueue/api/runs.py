@@ -16,11 +16,17 @@ from fastapi.responses import StreamingResponse
 
 from runqueue import validation
 from runqueue.api.context import Api, ApiContext
-from runqueue.api.schemas import ERROR_RESPONSES, Run, RunCreate, RunStatusName
+from runqueue.api.schemas import ERROR_RESPONSES, MAX_OFFSET, Run, RunCreate, RunStatusName
 from runqueue.api.streaming import stream_response
 from runqueue.api.threads import state_of, thread_of_user
 from runqueue.api.users import User
-from runqueue.errors import ConflictError, InvalidPayloadError, RunNotFoundError
+from runqueue.errors import (
+    ConflictError,
+    InvalidPayloadError,
+    RunNotFoundError,
+    RunQueueError,
+    StreamUnavailableError,
+)
 from runqueue.records import RunRecord, RunStatus
 from runqueue.stream.events import cursor
 from runqueue.worker.execution import RunTask
@@ -29,6 +35,7 @@ router = APIRouter(tags=["runs"], responses=ERROR_RESPONSES)
 
 WAIT_FOREVER = 7 * 24 * 3600.0  # join and wait hold on as long as the client does
 KEEPALIVE_SECONDS = 5.0  # a waiting JSON response sends a newline this often (JSON ignores it)
+DATABASE_POLL_SECONDS = 1.0  # a wait reads the run's status this often while Redis is down
 SSE_RESPONSE: dict[int | str, dict[str, Any]] = {
     200: {"content": {"text/event-stream": {}}, "description": "server-sent events"}
 }
@@ -106,7 +113,11 @@ def _json_when_done(
             while True:
                 done, _ = await asyncio.wait({task}, timeout=KEEPALIVE_SECONDS)
                 if done:
-                    yield json.dumps(task.result(), ensure_ascii=False).encode()
+                    try:
+                        answer = task.result()
+                    except RunQueueError as exc:  # the 200 is sent: the error goes in the body
+                        answer = {"__error__": {"error": type(exc).__name__, "message": str(exc)}}
+                    yield json.dumps(answer, ensure_ascii=False).encode()
                     return
                 yield b"\n"
         finally:
@@ -131,7 +142,21 @@ def _canceller(api: ApiContext, run: RunRecord, user: str | None, body: RunCreat
 
 
 async def _finished(api: ApiContext, run: RunRecord) -> Any:
-    final = await api.manager.join(run.run_id, timeout=WAIT_FOREVER)
+    """The run's result body once it has ended. Woken by the stream's `end`; while the
+    stream's store (Redis) is down, the database (the truth of a run's status) is read
+    every DATABASE_POLL_SECONDS instead, so a wait outlives the outage."""
+    while True:
+        try:
+            final = await api.manager.join(run.run_id, timeout=WAIT_FOREVER)
+            break
+        except StreamUnavailableError:
+            current = await api.manager.get(run.run_id)
+            if current is None:
+                raise RunNotFoundError(f"run {run.run_id} was deleted") from None
+            if current.is_final:
+                final = current
+                break
+            await asyncio.sleep(DATABASE_POLL_SECONDS)
     return await result_body(api, final)
 
 
@@ -274,7 +299,7 @@ async def list_runs(
     *,
     thread_id: str,
     limit: int = Query(10, ge=1, le=1000),
-    offset: int = Query(0, ge=0),
+    offset: int = Query(0, ge=0, le=MAX_OFFSET),
     status: RunStatusName | None = None,
     api: Api,
     user: User,
@@ -348,7 +373,8 @@ async def join_run_stream(
             f"stream_mode {unknown[0]!r} is not served (one of: {', '.join(GRAPH_MODES)})"
         )
     modes = None
-    if wanted and api.manager.sync.app.tasks[run.assistant_id].takes_run_fields:
+    task = api.manager.sync.app.tasks.get(run.assistant_id)
+    if wanted and getattr(task, "takes_run_fields", False):
         modes = {GRAPH_MODES[mode] for mode in wanted}
     return _stream(api, run, last_event_id or None, cancel_on_disconnect, user, modes)
 

@@ -26,6 +26,7 @@ StreamModeName = Literal[
 RunStatusName = Literal["pending", "running", "success", "error", "timeout", "interrupted"]
 ThreadStatusName = Literal["idle", "busy", "interrupted", "error"]
 Json = dict[str, Any]
+MAX_OFFSET = 2**31 - 1  # past any real listing; a larger one overflows the databases' integers
 
 # The fields the official SDK may send that runqueue cannot honour: accepted only when unset
 # or at their default, refused (422, naming the field) otherwise. docs/api.md lists them.
@@ -70,7 +71,7 @@ class AssistantSearch(Strict):
     graph_id: str | None = None
     name: str | None = None
     limit: int = Field(10, ge=1, le=1000)
-    offset: int = Field(0, ge=0)
+    offset: int = Field(0, ge=0, le=MAX_OFFSET)
     sort_by: Literal["assistant_id", "graph_id", "name", "created_at", "updated_at"] | None = None
     sort_order: Literal["asc", "desc"] | None = None
     select: list[str] | None = None
@@ -134,7 +135,7 @@ class ThreadSearch(Strict):
     values: Json | None = None
     status: ThreadStatusName | None = None
     limit: int = Field(10, ge=1, le=1000)
-    offset: int = Field(0, ge=0)
+    offset: int = Field(0, ge=0, le=MAX_OFFSET)
     sort_by: Literal["thread_id", "status", "created_at", "updated_at"] | None = None
     sort_order: Literal["asc", "desc"] | None = None
     select: list[str] | None = None
@@ -222,8 +223,22 @@ class RunCreate(Strict):
     context: Json | None = None
 
     def unsupported(self) -> list[str]:
-        """The fields set that runqueue cannot honour."""
-        return [name for name in UNSUPPORTED_RUN_FIELDS if getattr(self, name)]
+        """The fields set that runqueue cannot honour: it keeps a run and its thread
+        (on_completion keep), writes every checkpoint before going on (durability sync,
+        checkpoint_during), and does not trace to LangSmith."""
+        refused = [name for name in UNSUPPORTED_RUN_FIELDS if getattr(self, name)]
+        refused += [
+            name
+            for name, honoured in (
+                ("on_completion", self.on_completion in (None, "keep")),
+                ("durability", self.durability in (None, "sync")),
+                ("checkpoint_during", self.checkpoint_during in (None, True)),
+                ("langsmith_tracer", self.langsmith_tracer is None),
+                ("strict_resume", not self.strict_resume),
+            )
+            if not honoured
+        ]
+        return refused
 
 
 class Run(BaseModel):

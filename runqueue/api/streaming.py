@@ -69,14 +69,17 @@ def stream_response(
                 if modes is not None and not _wanted(event.event, modes):
                     continue
                 yield _frame(event.event, event.data, event.id)
-        except RunQueueError as exc:  # the stream's store went away mid-stream
+        except RunQueueError as exc:
+            # The stream's store went away (Redis down): close without `end` or `error`, which
+            # would tell the client the run ended. The SDK asks the run's status, sees it
+            # still running, and reconnects to Location with Last-Event-ID.
             logger.warning(
-                "stream of run %s stopped: %s",
+                "stream of run %s cut: %s",
                 run.run_id,
                 exc,
-                extra={"run_id": run.run_id, "thread_id": run.thread_id, "action": "sse_error"},
+                extra={"run_id": run.run_id, "thread_id": run.thread_id, "action": "sse_cut"},
             )
-            yield _frame("error", {"error": type(exc).__name__, "message": str(exc)}, None)
+            return
         finished.set()  # not on a disconnect: that cancels this generator before it gets here
 
     async def on_client_gone(_message: Any) -> None:

@@ -14,7 +14,7 @@ from runqueue.api.schemas import (
     ThreadStateBody,
 )
 from runqueue.api.users import User
-from runqueue.errors import ThreadNotFoundError, UnknownAssistantError
+from runqueue.errors import InvalidRunIdError, ThreadNotFoundError, UnknownAssistantError
 from runqueue.records import ThreadState, ThreadView
 
 router = APIRouter(tags=["threads"], responses=ERROR_RESPONSES)
@@ -37,6 +37,17 @@ async def state_of(api: ApiContext, thread_id: str) -> ThreadState | None:
         return None
 
 
+def addressable(thread_id: str) -> str:
+    """A thread id the API can make: one that fits in a URL path segment (no `/`; threads
+    the library made with one are listed, not addressed)."""
+    validation.thread_id(thread_id)
+    if "/" in thread_id:
+        raise InvalidRunIdError(
+            f"invalid thread id: {thread_id!r} (over HTTP, a thread id has no '/')"
+        )
+    return thread_id
+
+
 @router.post("/threads", response_model=Thread)
 async def create_thread(
     *,
@@ -44,8 +55,9 @@ async def create_thread(
     api: Api,
     user: User,
 ) -> Thread:
+    thread_id = addressable(body.thread_id) if body.thread_id is not None else None
     record = await api.manager.create_thread(
-        body.thread_id, metadata=body.metadata, if_exists=body.if_exists, user_id=user
+        thread_id, metadata=body.metadata, if_exists=body.if_exists, user_id=user
     )
     view = await thread_of_user(api, record.thread_id, user)
     return Thread.of(view, await state_of(api, record.thread_id))

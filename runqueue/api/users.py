@@ -47,6 +47,11 @@ async def current_user(
     """The caller's user id (None with auth off); AuthenticationError (401) otherwise."""
     state = request.app.state.runqueue
     if not state.auth_required:
+        server = request.scope.get("server")
+        if server is not None and not is_loopback(server[0]):  # served by another command
+            raise AuthenticationError(
+                "API keys are off (RUNQUEUE_API_AUTH=off), which is allowed on loopback only"
+            )
         return None
     if not x_api_key:
         raise AuthenticationError("missing API key: send it in the x-api-key header")
@@ -63,8 +68,9 @@ def check_auth_setting(auth: str, host: str) -> None:
     """Keys may be switched off only on a loopback address: anyone else could reach it."""
     if auth == "off" and not is_loopback(host):
         raise SettingsError(
-            f"RUNQUEUE_API_AUTH=off is refused on {host}: serve on 127.0.0.1 (or ::1, "
-            "localhost), or create API keys with `runqueue api-key create USER`"
+            f"RUNQUEUE_API_AUTH=off is refused on {host}, which is not a loopback address: "
+            "serve on 127.0.0.1 (or ::1, localhost), or create API keys with "
+            "`runqueue api-key create USER`"
         )
 
 

@@ -42,7 +42,8 @@ def serve(state: CliState, host: str, port: int, workers: int, log_level: str) -
     check_auth_setting(settings.api_auth, host)
     state.export()
     # One pooled connection per API thread, so that no call waits for, or churns, one.
-    os.environ.setdefault("RUNQUEUE_DATABASE_POOL_SIZE", str(settings.api_threads))
+    pool = max(settings.database_pool_size, settings.api_threads)
+    os.environ["RUNQUEUE_DATABASE_POOL_SIZE"] = str(pool)
     uvicorn.run(
         "runqueue.api.server:api_from_environment",
         factory=True,

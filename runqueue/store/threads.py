@@ -79,35 +79,38 @@ def status_expression(dialect: str) -> ColumnElement[str]:
     )
 
 
-_SQLITE_JSON_TYPES = {bool: None, int: "integer", float: "real", str: "text"}
+INT64 = 2**63
+
+
+def _sqlite_has(key: str, value: Any) -> ColumnElement[bool]:
+    """SQLite: the metadata has `key` (any characters: matched as json_each's key, never
+    parsed as a path) with this value. Numbers compare by value (1 matches 1.0, as JSONB
+    does); objects and arrays must be equal, not merely contain it (docs/api.md)."""
+    entry = func.json_each(Thread.metadata_).table_valued("key", "value", "type").alias()
+    if value is None or isinstance(value, bool):
+        kind = "null" if value is None else ("true" if value else "false")
+        matches = entry.c.type == kind
+    elif isinstance(value, int | float):
+        number = float(value) if isinstance(value, int) and abs(value) >= INT64 else value
+        matches = and_(entry.c.type.in_(["integer", "real"]), entry.c.value == number)
+    elif isinstance(value, str):
+        matches = and_(entry.c.type == "text", entry.c.value == value)
+    else:
+        matches = and_(
+            entry.c.type.in_(["object", "array"]),
+            func.json(entry.c.value) == func.json(json.dumps(value)),
+        )
+    return exists().where(entry.c.key == key, matches)
 
 
 def metadata_contains(dialect: str, wanted: dict[str, Any]) -> list[ColumnElement[bool]]:
     """Conditions: the thread's metadata holds every key of `wanted` with its value.
-    PostgreSQL: JSONB containment (@>). SQLite: per top-level key; a nested value must be
-    equal, not merely contained (docs/api.md)."""
+    PostgreSQL: JSONB containment (@>). SQLite: per top-level key (see _sqlite_has)."""
     if not wanted:
         return []
     if dialect == "postgresql":
         return [type_coerce(Thread.metadata_, JSONB).contains(wanted)]
-    conditions = []
-    for key, value in wanted.items():
-        path = "$." + json.dumps(key)
-        if value is None or isinstance(value, bool):
-            kind = "null" if value is None else ("true" if value else "false")
-            conditions.append(func.json_type(Thread.metadata_, path) == kind)
-        elif isinstance(value, (dict, list)):
-            conditions.append(
-                func.json_extract(Thread.metadata_, path) == func.json(json.dumps(value))
-            )
-        else:
-            conditions.append(
-                and_(
-                    func.json_type(Thread.metadata_, path) == _SQLITE_JSON_TYPES[type(value)],
-                    func.json_extract(Thread.metadata_, path) == value,
-                )
-            )
-    return conditions
+    return [_sqlite_has(key, value) for key, value in wanted.items()]
 
 
 class ThreadStatements(StoreBase):

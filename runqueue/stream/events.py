@@ -15,6 +15,7 @@ from runqueue.stream.transport import Entry
 # (`values`, `messages`, `updates|agent:3f2a`).
 EVENT_NAME = re.compile(r"^\S{1,200}$")
 FAILED = frozenset({RunStatus.error, RunStatus.timeout})
+MAX_CURSOR = 2**63 - 1  # event ids are 64-bit (a Redis stream id's part, a SQL BIGINT)
 
 
 def _json(data: Any) -> str:
@@ -89,6 +90,6 @@ def cursor(after: str | int | None) -> int | None:
     if isinstance(after, bool) or not isinstance(after, str | int):
         raise InvalidCursorError(f"invalid stream cursor {after!r} (an event id such as '42')")
     text = str(after).strip()
-    if not text.isdigit() or not text.isascii():
+    if not text.isdigit() or not text.isascii() or int(text) > MAX_CURSOR:
         raise InvalidCursorError(f"invalid stream cursor {after!r} (an event id such as '42')")
     return int(text)

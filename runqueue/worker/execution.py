@@ -28,7 +28,12 @@ from celery import Celery, Task
 from celery.exceptions import Ignore
 
 from runqueue.app import runtime_of
-from runqueue.errors import DatabaseUnavailableError, RunCancelledError, describe
+from runqueue.errors import (
+    DatabaseUnavailableError,
+    InvalidPayloadError,
+    RunCancelledError,
+    describe,
+)
 from runqueue.records import ThreadState
 from runqueue.store.decisions import RunStore
 from runqueue.store.queries import RunQueries
@@ -39,6 +44,9 @@ from runqueue.worker.retries import NO_RETRY, RetryPolicy
 from runqueue.worker.stream_writer import StreamWriter
 
 logger = logging.getLogger(__name__)
+
+# RunTask.__call__(self, thread_id, **kwargs): a run's kwargs may not use these names.
+RESERVED_KWARGS = frozenset({"self", "thread_id"})
 
 T = TypeVar("T")
 
@@ -167,7 +175,14 @@ class RunTask(Task):
 
     def check_kwargs(self, thread_id: str, kwargs: dict[str, Any]) -> None:
         """Check a run's kwargs when it is created (InvalidPayloadError); a plain assistant
-        takes any JSON object. A graph assistant checks the LangGraph run fields."""
+        takes any JSON object whose keys are not the message's own arguments (the worker
+        would fail to call it before it could claim the run). A graph assistant checks the
+        LangGraph run fields."""
+        taken = sorted(RESERVED_KWARGS & kwargs.keys())
+        if taken:
+            raise InvalidPayloadError(
+                f"kwargs may not use the name {taken[0]!r}: runqueue passes it itself"
+            )
 
     def thread_state(self, thread_id: str) -> ThreadState:
         """The thread's state as this assistant keeps it: its latest checkpoint."""

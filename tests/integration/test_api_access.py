@@ -16,6 +16,7 @@ from tests.support import as_process, settings_env
 pytestmark = pytest.mark.integration
 
 AGENT = "agent"
+JSON = {"content-type": "application/json"}
 
 
 @pytest.fixture(scope="module")
@@ -184,6 +185,37 @@ def bad_requests(tid: str, rid: str) -> list[tuple[str, str, str, object, dict]]
             '{"assistant_id": "agent", "input": NaN}',
             {"content-type": "application/json"},
         ),
+        (
+            "kwarg runqueue passes",
+            "POST",
+            runs,
+            {"assistant_id": "echo", "input": {"thread_id": "x"}},
+            {},
+        ),
+        ("kwarg runqueue passes", "POST", runs, {"assistant_id": "echo", "input": {"self": 1}}, {}),
+        ("huge offset", "POST", "/threads/search", {"offset": 10**20}, {}),
+        ("huge offset", "GET", f"{runs}?offset=100000000000000000000", None, {}),
+        ("lone surrogate", "POST", "/threads", '{"metadata": {"a": "\\ud800"}}', JSON),
+        (
+            "lone surrogate",
+            "POST",
+            runs,
+            '{"assistant_id": "echo", "input": {"a": "\\udfff"}}',
+            JSON,
+        ),
+        ("lone surrogate", "POST", runs, '{"assistant_id": "\\ud800"}', JSON),
+        ("lone surrogate", "POST", "/threads", '{"thread_id": "\\ud800"}', JSON),
+        ("huge Last-Event-ID", "GET", f"{runs}/{rid}/stream", None, {"Last-Event-ID": "9" * 25}),
+        ("'/' in a thread id", "POST", "/threads", {"thread_id": "a/b"}, {}),
+        (
+            "on_completion delete",
+            "POST",
+            runs,
+            {"assistant_id": AGENT, "on_completion": "delete"},
+            {},
+        ),
+        ("durability exit", "POST", runs, {"assistant_id": AGENT, "durability": "exit"}, {}),
+        ("strict_resume", "POST", runs, {"assistant_id": AGENT, "strict_resume": True}, {}),
     ]
 
 
@@ -226,3 +258,24 @@ def test_a_database_outage_answers_503_with_retry_after(api_backend, tmp_path) -
             assert answer.headers["Retry-After"] == "5" and "detail" in answer.json()
     finally:
         server.stop()
+
+
+def test_a_chunked_body_over_the_limit_answers_413(server, keys, alice_run, api_backend) -> None:  # noqa: ANN001
+    tid, _ = alice_run
+    http = httpx.Client(base_url=server.url, headers={"x-api-key": keys["alice"]}, timeout=30)
+    before = row_counts(api_backend)
+
+    def chunks():  # noqa: ANN202 - no Content-Length: sent chunked
+        yield b'{"assistant_id": "agent", "input": {"x": "'
+        for _ in range(400):
+            yield b"a" * 10_000
+        yield b'"}}'
+
+    answer = http.post(f"/threads/{tid}/runs", content=chunks(), headers=JSON)
+    assert answer.status_code == 413 and "detail" in answer.json()
+    small = http.post(
+        f"/threads/{tid}/runs", content=iter([b'{"assistant_id": "agent"', b"}"]), headers=JSON
+    )
+    assert small.status_code == 200, small.text  # a chunked body within the limit goes through
+    http.get(f"/threads/{tid}/runs/{small.json()['run_id']}/join")
+    assert row_counts(api_backend)["runs"] == before["runs"] + 1

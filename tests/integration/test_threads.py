@@ -54,6 +54,9 @@ def test_search_by_metadata_ids_and_status(manager) -> None:  # noqa: ANN001
     assert len(manager.search_threads(user_id=user, limit=2)) == 2
     assert len(manager.search_threads(user_id=user, limit=2, offset=2)) == 1
     assert found(metadata={"kind": "x"}) & found(ids=[c.thread_id]) == set()
+    odd = manager.create_thread(metadata={'we"ird.key': 1.0, "big": 2**70}, user_id=user)
+    assert found(metadata={'we"ird.key': 1}) == {odd.thread_id}  # 1 == 1.0, as JSONB
+    assert found(metadata={"big": 2**70}) == {odd.thread_id}
 
 
 def test_runs_make_a_thread_busy_then_error_and_its_owner_alone_may_add_runs(

@@ -7,7 +7,19 @@ from click.testing import CliRunner
 
 from runqueue.cli import main
 
-COMMANDS = ("demo", "worker", "migrate", "submit", "runs", "show", "cancel", "threads", "reap")
+COMMANDS = (
+    "demo",
+    "worker",
+    "migrate",
+    "submit",
+    "runs",
+    "show",
+    "cancel",
+    "threads",
+    "reap",
+    "serve",
+    "api-key",
+)
 
 
 @pytest.fixture
@@ -71,3 +83,33 @@ def test_submit_requires_a_thread(invoke):
     result = invoke("submit", "echo")
     assert result.exit_code == 2
     assert "Missing option '--thread'" in result.stderr
+
+
+def test_serve_refuses_keys_off_on_a_public_address(tmp_path):
+    result = CliRunner().invoke(
+        main,
+        ["serve", "--host", "0.0.0.0"],
+        env={"RUNQUEUE_DATA_DIR": str(tmp_path), "RUNQUEUE_API_AUTH": "off"},
+    )
+    assert "RUNQUEUE_API_AUTH=off is refused on 0.0.0.0" in one_line_error(result)
+
+
+def test_api_key_revoke_of_an_unknown_key_is_one_line(tmp_path):
+    """In a process of its own: the app module caches the settings it was imported with."""
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RUNQUEUE_")}
+    env["RUNQUEUE_DATA_DIR"] = str(tmp_path)
+    runqueue = [sys.executable, "-m", "runqueue"]
+    subprocess.run([*runqueue, "migrate"], env=env, check=True, capture_output=True, timeout=120)
+    done = subprocess.run(
+        [*runqueue, "api-key", "revoke", "nope"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 1
+    assert done.stderr.strip() == "error: no active key nope (see runqueue api-key list)"
