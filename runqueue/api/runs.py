@@ -16,7 +16,7 @@ from fastapi.responses import StreamingResponse
 
 from runqueue import validation
 from runqueue.api.context import Api, ApiContext
-from runqueue.api.schemas import ERROR_RESPONSES, MAX_OFFSET, Run, RunCreate, RunStatusName
+from runqueue.api.schemas import ERROR_RESPONSES, MAX_PAGE, Run, RunCreate, RunStatusName
 from runqueue.api.streaming import stream_response
 from runqueue.api.threads import state_of, thread_of_user
 from runqueue.api.users import User
@@ -299,7 +299,7 @@ async def list_runs(
     *,
     thread_id: str,
     limit: int = Query(10, ge=1, le=1000),
-    offset: int = Query(0, ge=0, le=MAX_OFFSET),
+    offset: int = Query(0, ge=0, le=MAX_PAGE),
     status: RunStatusName | None = None,
     api: Api,
     user: User,

@@ -7,9 +7,10 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 from runqueue.records import RunRecord, ThreadState, ThreadView
+from runqueue.registry import MAX_PAGE
 
 MultitaskStrategyName = Literal["reject", "interrupt", "rollback", "enqueue"]
 StreamModeName = Literal[
@@ -26,7 +27,6 @@ StreamModeName = Literal[
 RunStatusName = Literal["pending", "running", "success", "error", "timeout", "interrupted"]
 ThreadStatusName = Literal["idle", "busy", "interrupted", "error"]
 Json = dict[str, Any]
-MAX_OFFSET = 2**31 - 1  # past any real listing; a larger one overflows the databases' integers
 
 # The fields the official SDK may send that runqueue cannot honour: accepted only when unset
 # or at their default, refused (422, naming the field) otherwise. docs/api.md lists them.
@@ -50,6 +50,27 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+def refused_when_set(*names: str) -> Any:
+    """A validator: these fields are accepted only unset (null, empty or false), as the SDK
+    sends them by default; set, they are refused with 422 rather than ignored."""
+
+    def refuse(cls: type, value: Any, info: ValidationInfo) -> Any:
+        if value:
+            raise ValueError(f"{info.field_name} is not supported by runqueue")
+        return value
+
+    return field_validator(*names)(refuse)
+
+
+class SearchBody(Strict):
+    limit: int = Field(10, ge=1, le=1000)
+    offset: int = Field(0, ge=0, le=MAX_PAGE)
+    sort_order: Literal["asc", "desc"] | None = None
+    select: list[str] | None = None  # every field is returned
+
+    _refused = refused_when_set("select")
+
+
 # -- assistants ----------------------------------------------------------------------------
 
 
@@ -66,22 +87,11 @@ class Assistant(BaseModel):
     updated_at: datetime
 
 
-class AssistantSearch(Strict):
+class AssistantSearch(SearchBody):
     metadata: Json | None = None
     graph_id: str | None = None
     name: str | None = None
-    limit: int = Field(10, ge=1, le=1000)
-    offset: int = Field(0, ge=0, le=MAX_OFFSET)
     sort_by: Literal["assistant_id", "graph_id", "name", "created_at", "updated_at"] | None = None
-    sort_order: Literal["asc", "desc"] | None = None
-    select: list[str] | None = None
-
-    @field_validator("select")
-    @classmethod
-    def _no_select(cls, value: Any) -> Any:
-        if value:
-            raise ValueError("select is not supported by runqueue: every field is returned")
-        return value
 
 
 # -- threads --------------------------------------------------------------------------------
@@ -91,15 +101,10 @@ class ThreadCreate(Strict):
     thread_id: str | None = Field(None, max_length=128)
     metadata: Json | None = None
     if_exists: Literal["raise", "do_nothing"] = "raise"
-    ttl: Any = None  # accepted and ignored when null only (validator)
+    ttl: Any = None
     supersteps: Any = None
 
-    @field_validator("ttl", "supersteps")
-    @classmethod
-    def _unsupported(cls, value: Any, info: Any) -> Any:
-        if value is not None:
-            raise ValueError(f"{info.field_name} is not supported by runqueue")
-        return value
+    _refused = refused_when_set("ttl", "supersteps")
 
 
 class Thread(BaseModel):
@@ -129,30 +134,14 @@ class Thread(BaseModel):
         )
 
 
-class ThreadSearch(Strict):
+class ThreadSearch(SearchBody):
     ids: list[str] | None = Field(None, max_length=1000)
     metadata: Json | None = None
-    values: Json | None = None
+    values: Json | None = None  # search by values
     status: ThreadStatusName | None = None
-    limit: int = Field(10, ge=1, le=1000)
-    offset: int = Field(0, ge=0, le=MAX_OFFSET)
     sort_by: Literal["thread_id", "status", "created_at", "updated_at"] | None = None
-    sort_order: Literal["asc", "desc"] | None = None
-    select: list[str] | None = None
 
-    @field_validator("select")
-    @classmethod
-    def _no_select(cls, value: Any) -> Any:
-        if value:
-            raise ValueError("select is not supported by runqueue: every field is returned")
-        return value
-
-    @field_validator("values")
-    @classmethod
-    def _no_values_filter(cls, value: Any) -> Any:
-        if value:
-            raise ValueError("searching threads by values is not supported by runqueue")
-        return value
+    _refused_values = refused_when_set("values")
 
 
 class CheckpointRef(BaseModel):
