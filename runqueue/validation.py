@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Any
+from typing import Any, TypeVar
 
 import uuid_utils
 
@@ -23,6 +23,7 @@ from runqueue.records import (
 )
 
 THREAD_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@/-]{0,127}$")
+StatusT = TypeVar("StatusT", RunStatus, ThreadStatus)
 UUID_PATTERN = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 
 
@@ -32,14 +33,14 @@ def new_run_id() -> str:
     return str(uuid_utils.uuid7())
 
 
-def run_id(value: Any) -> str:
-    if not isinstance(value, str) or not UUID_PATTERN.match(value.lower()):
-        raise InvalidRunIdError(f"invalid run id: {value!r} (expected a UUID)")
-    return value.lower()
-
-
 def is_run_id(value: Any) -> bool:
     return isinstance(value, str) and UUID_PATTERN.match(value.lower()) is not None
+
+
+def run_id(value: Any) -> str:
+    if not is_run_id(value):
+        raise InvalidRunIdError(f"invalid run id: {value!r} (expected a UUID)")
+    return value.lower()
 
 
 def is_thread_id(value: Any) -> bool:
@@ -47,7 +48,7 @@ def is_thread_id(value: Any) -> bool:
 
 
 def thread_id(value: Any) -> str:
-    if not isinstance(value, str) or not THREAD_ID_PATTERN.match(value):
+    if not is_thread_id(value):
         raise InvalidRunIdError(
             f"invalid thread id: {value!r} (1-128 characters: letters, digits, . _ : @ / -)"
         )
@@ -88,12 +89,16 @@ def abort_action(value: Any) -> AbortAction:
         ) from None
 
 
-def status(value: Any) -> RunStatus:
+def _status_of(kind: type[StatusT], what: str, value: Any) -> StatusT:
     try:
-        return RunStatus(value)
+        return kind(value)
     except ValueError:
-        choices = ", ".join(s.value for s in RunStatus)
-        raise InvalidStatusError(f"unknown run status {value!r} (one of: {choices})") from None
+        choices = ", ".join(s.value for s in kind)
+        raise InvalidStatusError(f"unknown {what} {value!r} (one of: {choices})") from None
+
+
+def status(value: Any) -> RunStatus:
+    return _status_of(RunStatus, "run status", value)
 
 
 def if_not_exists(value: Any) -> bool:
@@ -104,11 +109,7 @@ def if_not_exists(value: Any) -> bool:
 
 
 def thread_status(value: Any) -> ThreadStatus:
-    try:
-        return ThreadStatus(value)
-    except ValueError:
-        choices = ", ".join(s.value for s in ThreadStatus)
-        raise InvalidStatusError(f"unknown thread status {value!r} (one of: {choices})") from None
+    return _status_of(ThreadStatus, "thread status", value)
 
 
 def json_object(name: str, value: Any, max_bytes: int) -> dict[str, Any]:
