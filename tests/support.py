@@ -3,6 +3,7 @@ journals and run factories."""
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
@@ -41,6 +42,23 @@ FLOWER_COMMAND = ["celery", "-A", "workers.app", "flower"]
 def as_process(command: list[str]) -> list[str]:
     """Run a console-script command with this interpreter (the same entry point)."""
     return [sys.executable, "-m", command[0], *command[1:]]
+
+
+def run_quick_benchmark(
+    module: str, out: Path, table_line: str, *extra: str, timeout: float = 280
+) -> dict:
+    """`python -m <module> --quick --out OUT` from the checkout, as its smoke test: it exits
+    0 and prints its table (`table_line` is in it); its JSON report."""
+    finished = subprocess.run(
+        [sys.executable, "-m", module, "--quick", *extra, "--out", str(out)],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    assert finished.returncode == 0, finished.stderr[-4000:]
+    assert table_line in finished.stdout  # the table was printed
+    return json.loads(out.read_text())
 
 
 def service_reachable(host: str, port: int) -> bool:

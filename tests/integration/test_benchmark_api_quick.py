@@ -4,17 +4,13 @@ asserted."""
 
 from __future__ import annotations
 
-import json
 import math
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
 from benchmarks.api_report import QUICK, SYSTEMS, metric_names
 from tests.conftest import require_services
-from tests.support import REPO_ROOT
+from tests.support import run_quick_benchmark
 
 pytestmark = pytest.mark.integration
 
@@ -23,16 +19,7 @@ pytestmark = pytest.mark.integration
 def report(tmp_path_factory: pytest.TempPathFactory) -> dict:
     require_services()
     out = tmp_path_factory.mktemp("bench-api") / "api.json"
-    finished = subprocess.run(
-        [sys.executable, "-m", "benchmarks.api", "--quick", "--out", str(out)],
-        cwd=REPO_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=240,
-    )
-    assert finished.returncode == 0, finished.stderr[-4000:]
-    assert "runs/s" in finished.stdout  # the table was printed
-    return json.loads(Path(out).read_text())
+    return run_quick_benchmark("benchmarks.api", out, "runs/s", timeout=240)
 
 
 @pytest.mark.parametrize("system", SYSTEMS)

@@ -3,16 +3,13 @@ scenario on both backends, and what it measured was correct. Times are never ass
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from benchmarks.plan import SCENARIOS
 from tests.conftest import require_services
-from tests.support import REPO_ROOT
+from tests.support import run_quick_benchmark
 
 pytestmark = pytest.mark.integration
 
@@ -21,16 +18,7 @@ pytestmark = pytest.mark.integration
 def report(tmp_path_factory: pytest.TempPathFactory) -> dict:
     require_services()
     out = tmp_path_factory.mktemp("bench") / "results.json"
-    finished = subprocess.run(
-        [sys.executable, "-m", "benchmarks", "--quick", "--backend", "all", "--out", str(out)],
-        cwd=REPO_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=280,
-    )
-    assert finished.returncode == 0, finished.stderr[-4000:]
-    assert "runs/s" in finished.stdout  # the table was printed
-    return json.loads(Path(out).read_text())
+    return run_quick_benchmark("benchmarks", out, "runs/s", "--backend", "all")
 
 
 @pytest.mark.parametrize("backend", ["embedded", "postgres_redis"])
@@ -79,16 +67,7 @@ def test_stream_benchmark_quick_mode(tmp_path: Path) -> None:
     reader complete, join faster than the polling it replaced on Redis."""
     require_services()
     out = tmp_path / "stream.json"
-    finished = subprocess.run(
-        [sys.executable, "-m", "benchmarks.stream", "--quick", "--out", str(out)],
-        cwd=REPO_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=280,
-    )
-    assert finished.returncode == 0, finished.stderr[-4000:]
-    assert "emit->reader p50 ms" in finished.stdout
-    report = json.loads(out.read_text())
+    report = run_quick_benchmark("benchmarks.stream", out, "emit->reader p50 ms")
     for backend in ("embedded", "postgres_redis"):
         results = report["backends"][backend]
         many = results["many_readers"]
@@ -103,16 +82,7 @@ def test_graph_benchmark_quick_mode(tmp_path: Path) -> None:
     graph run through runqueue a success (the script checks each)."""
     require_services()
     out = tmp_path / "graph.json"
-    finished = subprocess.run(
-        [sys.executable, "-m", "benchmarks.graph", "--quick", "--out", str(out)],
-        cwd=REPO_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=280,
-    )
-    assert finished.returncode == 0, finished.stderr[-4000:]
-    assert "overhead per graph run, p50" in finished.stdout
-    report = json.loads(out.read_text())
+    report = run_quick_benchmark("benchmarks.graph", out, "overhead per graph run, p50")
     for backend in ("embedded", "postgres_redis"):
         results = report["backends"][backend]
         assert results["runs_per_side"] == 5
