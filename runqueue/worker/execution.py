@@ -65,7 +65,14 @@ class Execution:
     thread_id: str
     token: str
     abort_seen: threading.Event = field(default_factory=threading.Event)
-    terminating: bool = False
+    terminating: bool = False  # the run is unwinding from a cancel: a SIGTERM raises no more
+
+    def cancelled_error(self, message: str) -> RunCancelledError:
+        """The error that unwinds the assistant once runqueue saw the run cancelled or moved
+        on. From here on a SIGTERM (the revoke's, or the heartbeat's for the same cause)
+        raises nothing: it would land in the assistant's finally blocks and cut them short."""
+        self.terminating = True
+        return RunCancelledError(message)
 
 
 _executions: dict[str, Execution] = {}  # run_id -> execution, in this process
@@ -106,7 +113,7 @@ class RunContext:
             f"checkpoint of run {self.run_id}",
         )
         if not saved:
-            raise RunCancelledError(f"run {self.run_id} no longer owns its thread")
+            raise self._execution.cancelled_error(f"run {self.run_id} no longer owns its thread")
         self.values = values
 
     def emit(self, event: str, data: Any = None) -> None:
@@ -117,7 +124,10 @@ class RunContext:
         Events are written in order, in batches, by the attempt's stream writer; once this
         attempt no longer owns the run (it was cancelled, reaped while this process was cut
         off, or a newer attempt took it) the next emit() raises RunCancelledError."""
-        self._writer.put(event, self._stream.encode(event, data))
+        try:
+            self._writer.put(event, self._stream.encode(event, data))
+        except RunCancelledError as refused:
+            raise self._execution.cancelled_error(str(refused)) from None
 
     @property
     def claim_token(self) -> str:
@@ -160,7 +170,7 @@ class RunContext:
     def raise_if_cancelled(self) -> None:
         """Stop here, through the assistant's finally blocks, if the run was cancelled."""
         if self.cancelled():
-            raise RunCancelledError(f"run {self.run_id} was cancelled")
+            raise self._execution.cancelled_error(f"run {self.run_id} was cancelled")
 
 
 class RunTask(Task):

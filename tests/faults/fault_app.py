@@ -34,6 +34,24 @@ def sleepy(context: RunContext, seconds: float = 5.0, journal: str | None = None
         _journal(journal, context, "end")
 
 
+def slow_finally(
+    context: RunContext, finally_seconds: float = 2.0, journal: str | None = None
+) -> None:
+    """Checkpoints in a tight loop until the run is cancelled, then spends `finally_seconds`
+    in its finally block (the README promises that finally blocks run)."""
+    _journal(journal, context, "start")
+    try:
+        n = 0
+        while True:
+            n += 1
+            context.checkpoint({"n": n})
+            time.sleep(0.02)
+    finally:
+        _journal(journal, context, "finally")
+        time.sleep(finally_seconds)
+        _journal(journal, context, "end")
+
+
 FLAKY_POLICY = RetryPolicy(max_attempts=3, backoff=0.5)
 
 
@@ -44,6 +62,7 @@ def register_fault_assistants(app: Celery) -> None:
     assistant(app, name="steps_retried", run_retry=RetryPolicy(max_attempts=2, backoff=0))(steps)
     assistant(app, name="soft_limited", soft_time_limit=1)(sleepy)
     assistant(app, name="hard_limited", time_limit=1)(sleepy)
+    assistant(app, name="slow_finally")(slow_finally)
 
 
 app = create_app(name="fault-workers")

@@ -4,6 +4,7 @@ cancel still ends the running run through the cooperative check, within one step
 
 from __future__ import annotations
 
+import dataclasses
 import time
 import uuid
 
@@ -95,3 +96,35 @@ def test_cancel_a_graph_run_between_supersteps(pool, shared_backend, workers, re
     assert manager.state(thread_id).values["log"][1:] == [
         f"{node}@{follow_up.run_id}" for node in ("research", "review", "respond")
     ]
+
+
+def test_a_finally_block_after_a_refused_checkpoint_runs_to_its_end(
+    shared_backend, workers, report, tmp_path
+):
+    """Cancelled while the broker is unreachable from the canceller: the run's next
+    checkpoint is refused and it unwinds; a second later the heartbeat reads the cancel and
+    SIGTERMs its own process, inside the assistant's 2 s finally block. That SIGTERM must
+    not raise again there: the finally block runs to its end, then the child exits."""
+    settings = shared_backend.settings
+    manager = faultkit.manager_for(settings)
+    cut_off = faultkit.manager_for(
+        dataclasses.replace(settings, broker_url="redis://127.0.0.1:9/0")
+    )
+    journal = Journal(tmp_path / "journal.jsonl")
+    (worker,) = workers(settings, concurrency=1)
+    run = manager.create(
+        f"finally-{uuid.uuid4().hex[:10]}",
+        "slow_finally",
+        kwargs={"finally_seconds": 2.0, "journal": str(journal.path)},
+    )
+    faultkit.wait_for(lambda: journal.count(run_id=run.run_id, event="start"), 30, "the start")
+    pid = journal.pid(run.run_id)
+    assert cut_off.cancel(run.run_id) is True  # recorded; the revoke broadcast is lost
+    ended = manager.join(run.run_id, timeout=30)
+    faultkit.wait_for(lambda: pid not in worker.pool_pids(), 30, "the child to exit")
+    began = journal.lines(run_id=run.run_id, event="finally")
+    finished = journal.lines(run_id=run.run_id, event="end")
+    report("finally-after-refused-checkpoint", runs=1, finally_completed=len(finished))
+    assert ended.status is RunStatus.interrupted
+    assert len(began) == 1 and len(finished) == 1
+    assert finished[0]["time"] - began[0]["time"] >= 2.0
