@@ -12,6 +12,7 @@ from collections.abc import Iterable
 
 from celery import Celery
 
+from runqueue import task_events
 from runqueue.app import runtime_of
 from runqueue.errors import BrokerUnavailableError, first_line
 from runqueue.records import RunRecord
@@ -30,7 +31,9 @@ PUBLISH_RETRY_POLICY = {
 
 
 def publish(app: Celery, run: RunRecord) -> bool:
-    """Send the run's task message (task id = run id). False if the broker refused."""
+    """Send the run's task message (task id = run id). False if the broker refused.
+    Flower shows the message's argsrepr and kwargsrepr: the thread, labelled, and the
+    kwargs only if Settings.flower_payloads is on."""
     runtime = runtime_of(app)
     try:
         app.send_task(
@@ -42,6 +45,8 @@ def publish(app: Celery, run: RunRecord) -> bool:
             retry=True,
             retry_policy=PUBLISH_RETRY_POLICY,
             headers={"runqueue_thread_id": run.thread_id},
+            argsrepr=task_events.thread_label(run.thread_id),
+            kwargsrepr=task_events.kwargs_label(run.kwargs, runtime.settings.flower_payloads),
         )
     except Exception as exc:  # kombu raises many types for a broker that is down
         logger.warning(
@@ -89,10 +94,14 @@ def end_streams(app: Celery, effects: Effects) -> None:
             )
 
 
-def apply_effects(app: Celery, effects: Effects) -> None:
-    """Carry out, after commit, what a transaction decided: the ended runs' streams, then
+def apply_effects(app: Celery, effects: Effects, *, announce_ends: bool = True) -> None:
+    """Carry out, after commit, what a transaction decided: the ended runs' streams (and
+    their ends to Flower, unless the caller's Celery worker reports them itself), then
     terminations, then publishes."""
     end_streams(app, effects)
+    if announce_ends:
+        for ending in effects.ended:
+            task_events.announce_end(app, ending.run_id, ending.status, reason=ending.detail)
     revoke(app, effects.terminate)
     for run in effects.publish:
         publish(app, run)
