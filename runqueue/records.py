@@ -165,3 +165,18 @@ class ApiKeyRecord:
     user_id: str
     created_at: datetime
     revoked_at: datetime | None
+
+
+@dataclass(frozen=True)
+class WorkerRecord:
+    """A worker of the fleet as it recorded itself (the `workers` table)."""
+
+    name: str  # Celery node name, e.g. worker@host
+    pool: str  # prefork, threads, solo
+    concurrency: int
+    assistants: list[str]  # the assistants it serves
+    host: str
+    pid: int
+    started_at: datetime
+    heartbeat_at: datetime
+    stopped_at: datetime | None = None

@@ -17,7 +17,7 @@ from typing import Any, Concatenate, ParamSpec, TypedDict, TypeVar, Unpack
 
 from celery import Celery
 
-from runqueue import validation
+from runqueue import task_events, validation
 from runqueue.app import load_app, runtime_of
 from runqueue.dispatch import apply_effects
 from runqueue.errors import (
@@ -41,6 +41,7 @@ from runqueue.records import (
     ThreadState,
     ThreadStatus,
     ThreadView,
+    WorkerRecord,
 )
 from runqueue.settings import Settings
 from runqueue.store.decisions import NewRun
@@ -52,6 +53,7 @@ logger = logging.getLogger(__name__)
 
 THREAD_SORT_KEYS = ("thread_id", "status", "created_at", "updated_at")
 MAX_PAGE = 2**31 - 1  # a larger limit or offset overflows the databases' integers
+FLEET_CACHE_SECONDS = 5.0  # create() reads which assistants live workers serve this often
 
 
 class RunOptions(TypedDict, total=False):
@@ -83,6 +85,9 @@ class SyncRunManager:
         self.settings = runtime.settings
         self.store = runtime.store
         self.queries = RunQueries(runtime.store)
+        # (read again after, assistants live workers serve or None if unreadable), for create()
+        self._served: tuple[float, frozenset[str] | None] = (0.0, None)
+        self._warned: set[str] = set()
 
     # -- creating ---------------------------------------------------------------------------
 
@@ -131,8 +136,12 @@ class SyncRunManager:
             own_thread=bool(options.get("own_thread", False)),
         )
         self.app.tasks[new.assistant_id].check_kwargs(new.thread_id, new.kwargs or {})
+        self._warn_if_unserved(new.assistant_id)
         run, effects = self.store.create_run(new, check_strategy=check_strategy)
         apply_effects(self.app, effects)
+        if run.status is RunStatus.pending and all(r.run_id != run.run_id for r in effects.publish):
+            # Held behind its thread: not published, so only this tells Flower it exists.
+            task_events.announce_held(self.app, run, self.settings.flower_payloads)
         return run
 
     def assistant_name(self, assistant_id: str | None) -> str:
@@ -150,6 +159,32 @@ class SyncRunManager:
     def assistants(self) -> list[str]:
         """Names of the registered assistants."""
         return sorted(name for name, task in self.app.tasks.items() if isinstance(task, RunTask))
+
+    def _warn_if_unserved(self, assistant_id: str) -> None:
+        """One warning line when no live worker serves the assistant. Not refused: runs may
+        be created before the workers start. The fleet is read once per FLEET_CACHE_SECONDS
+        (create is the hot path), and each assistant warned about once per read."""
+        now = time.monotonic()
+        read_after, served = self._served
+        if now >= read_after:
+            try:
+                live = self.store.live_workers(self.settings.lease_seconds)
+                served = frozenset(name for worker in live for name in worker.assistants)
+            except Exception as exc:  # an older schema, a blip: no warning, the create goes on
+                logger.debug("could not read the fleet: %s", exc)
+                served = None
+            self._served = (now + FLEET_CACHE_SECONDS, served)
+            self._warned = set()
+        if served is None or assistant_id in served or assistant_id in self._warned:
+            return
+        self._warned.add(assistant_id)
+        logger.warning(
+            "no live worker serves assistant %r: its runs stay pending until one does "
+            "(workers serving it were not seen within the last %gs)",
+            assistant_id,
+            self.settings.lease_seconds,
+            extra={"action": "unserved"},
+        )
 
     # -- reading ------------------------------------------------------------------------------
 
@@ -187,7 +222,7 @@ class SyncRunManager:
         return self.queries.list_runs(
             thread_id=validation.thread_id(thread_id) if thread_id is not None else None,
             status=validation.status(status) if status is not None else None,
-            limit=limit,
+            limit=validation.page_limit(limit),
         )
 
     def has_inflight(self, thread_id: str) -> bool:
@@ -198,11 +233,36 @@ class SyncRunManager:
         """The run's status transitions, oldest first."""
         return self.queries.events(validation.run_id(run_id))
 
+    def workers(self) -> list[WorkerRecord]:
+        """The live fleet: workers not stopped whose heartbeat is younger than a lease."""
+        return self.store.live_workers(self.settings.lease_seconds)
+
+    def why_pending(self, run_id: str) -> str | None:
+        """Why a pending run has not started, in one sentence (for `runqueue show`); None if
+        the run is not pending, or unknown."""
+        run = self.get(run_id)
+        if run is None or run.status is not RunStatus.pending:
+            return None
+        holder = self.store.thread_holder(run.run_id)
+        if holder is not None:
+            return f"held behind run {holder[0]} ({holder[1]}) of its thread {run.thread_id}"
+        live = self.workers()
+        serving = [worker.name for worker in live if run.assistant_id in worker.assistants]
+        last = self.events(run.run_id)[-1]
+        if not serving:
+            others = f" (live workers: {', '.join(w.name for w in live)})" if live else ""
+            return f"no live worker serves assistant {run.assistant_id}{others}"
+        lately = f"; last: {last.detail}" if last.detail not in (None, "queued", "held") else ""
+        return (
+            f"waiting for a worker: {len(serving)} live worker(s) serve assistant "
+            f"{run.assistant_id} ({', '.join(serving)}){lately}"
+        )
+
     def checkpoints(self, thread_id: str) -> list[Checkpoint]:
         return self.queries.checkpoints(validation.thread_id(thread_id))
 
     def threads(self, limit: int = 100) -> list[tuple[ThreadRecord, dict[str, int]]]:
-        return self.queries.threads(limit)
+        return self.queries.threads(validation.page_limit(limit))
 
     def state(self, thread_id: str) -> ThreadState:
         """The thread's current state, as the assistant of its latest run keeps it: a graph's
@@ -403,6 +463,8 @@ class RunManager:
     has_inflight = _in_thread(SyncRunManager.has_inflight)
     events = _in_thread(SyncRunManager.events)
     checkpoints = _in_thread(SyncRunManager.checkpoints)
+    workers = _in_thread(SyncRunManager.workers)
+    why_pending = _in_thread(SyncRunManager.why_pending)
     threads = _in_thread(SyncRunManager.threads)
     state = _in_thread(SyncRunManager.state)
     create_thread = _in_thread(SyncRunManager.create_thread)

@@ -19,6 +19,7 @@ from runqueue.errors import ConflictError
 from runqueue.records import AbortAction, MultitaskStrategy, RunRecord, RunStatus
 from runqueue.store.api_keys import ApiKeyStatements
 from runqueue.store.claims import ExecutionStatements
+from runqueue.store.fleet import FleetStatements
 from runqueue.store.graph_writes import GraphWriteStatements, delete_graph_writes
 from runqueue.store.models import CheckpointRow, Run
 from runqueue.store.outbox import OutboxStatements
@@ -64,6 +65,7 @@ class RunEnding:
     status: RunStatus
     error: str | None = None
     error_type: str | None = None  # the exception's class name, for the stream's `error`
+    detail: str | None = None  # why, as the run's history says it: "cancelled (rollback)"
 
 
 @dataclass
@@ -77,7 +79,12 @@ class Effects:
 
 
 class RunStore(
-    ExecutionStatements, OutboxStatements, GraphWriteStatements, ThreadStatements, ApiKeyStatements
+    ExecutionStatements,
+    OutboxStatements,
+    GraphWriteStatements,
+    ThreadStatements,
+    ApiKeyStatements,
+    FleetStatements,
 ):
     """The SQL side of runqueue, bound to one database URL."""
 
@@ -143,22 +150,39 @@ class RunStore(
         return run, effects
 
     def cancel_run(
-        self, run_id: str, action: AbortAction, user_id: str | None = None
+        self,
+        run_id: str,
+        action: AbortAction,
+        user_id: str | None = None,
+        *,
+        uncancelled_only: bool = False,
     ) -> tuple[bool, Effects]:
-        """Cancel a pending or running run; False if it was already final (or not found)."""
+        """Cancel a pending or running run; False if it was already final (or not found).
+        uncancelled_only: False too for a running run whose cancel is already recorded (a
+        revoke runqueue sent itself), whose action must stay as it was asked."""
         effects = Effects()
         with self.transaction() as conn:
             thread_id = self._lock_thread_of(conn, run_id, user_id)
             if thread_id is None:
                 return False, effects
             now = utcnow()
-            cancelled = self._request_cancel(conn, run_id, action, now, effects) is not None
+            left_in = self._request_cancel(
+                conn, run_id, action, now, effects, uncancelled_only=uncancelled_only
+            )
+            cancelled = left_in is not None
             if cancelled:
                 effects.publish.extend(self._advance_thread(conn, thread_id, now))
         return cancelled, effects
 
     def _request_cancel(
-        self, conn: Connection, run_id: str, action: AbortAction, now: datetime, effects: Effects
+        self,
+        conn: Connection,
+        run_id: str,
+        action: AbortAction,
+        now: datetime,
+        effects: Effects,
+        *,
+        uncancelled_only: bool = False,
     ) -> RunStatus | None:
         """Stop a pending run at once; ask a running one to stop (its process writes the end).
         Returns the status the run is left in (interrupted, or running until its process has
@@ -177,21 +201,26 @@ class RunStore(
         ).first()
         if row is not None:
             left_in = RunStatus.interrupted
-            effects.ended.append(RunEnding(run_id, RunStatus.interrupted))
+            detail = f"cancelled before start ({action.value})"
+            effects.ended.append(RunEnding(run_id, RunStatus.interrupted, detail=detail))
             self._record_event(
                 conn,
                 run_id=run_id,
                 thread_id=row.thread_id,
                 status=RunStatus.interrupted,
                 at=now,
-                detail=f"cancelled before start ({action.value})",
+                detail=detail,
             )
         else:
             # Running: the status stays `running` until the process has really stopped, so
             # the thread's next run cannot start while the old one still executes.
             row = conn.execute(
                 update(Run)
-                .where(Run.run_id == run_id, Run.status == RUNNING)
+                .where(
+                    Run.run_id == run_id,
+                    Run.status == RUNNING,
+                    *([Run.abort_action.is_(None)] if uncancelled_only else []),
+                )
                 .values(abort_action=action.value, cancel_requested_at=now, updated_at=now)
                 .returning(Run.thread_id)
             ).first()
@@ -254,7 +283,7 @@ class RunStore(
                 detail=detail or error,
             )
             effects.publish.extend(self._advance_thread(conn, thread_id, now))
-        effects.ended.append(RunEnding(run_id, status, error, error_type))
+        effects.ended.append(RunEnding(run_id, status, error, error_type, detail or error))
         return True, effects
 
     def _advance_thread(self, conn: Connection, thread_id: str, now: datetime) -> list[RunRecord]:

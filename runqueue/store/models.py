@@ -230,3 +230,22 @@ class RunStreamEventRow(Base):
     seq: Mapped[int] = mapped_column(Integer, primary_key=True)
     event: Mapped[str] = mapped_column(String(200))
     data: Mapped[str] = mapped_column(Text)
+
+
+class WorkerRow(Base):
+    """A worker of the fleet, as it recorded itself: registered at start, heartbeated by its
+    main process, stopped_at set on a clean shutdown. Live = heartbeat younger than a lease."""
+
+    __tablename__ = "workers"
+
+    name: Mapped[str] = mapped_column(String(255), primary_key=True)  # Celery node name
+    pool: Mapped[str] = mapped_column(String(32))
+    concurrency: Mapped[int] = mapped_column(Integer)
+    assistants: Mapped[list[str]] = mapped_column(JSONType)  # the RunTask names it serves
+    host: Mapped[str] = mapped_column(String(255))
+    pid: Mapped[int] = mapped_column(Integer)
+    started_at: Mapped[datetime] = mapped_column(Timestamp)
+    heartbeat_at: Mapped[datetime] = mapped_column(Timestamp)
+    stopped_at: Mapped[datetime | None] = mapped_column(Timestamp)
+
+    __table_args__ = (Index("workers_heartbeat", "heartbeat_at"),)

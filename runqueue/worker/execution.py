@@ -27,6 +27,7 @@ from billiard.process import current_process
 from celery import Celery, Task
 from celery.exceptions import Ignore
 
+from runqueue import task_events
 from runqueue.app import runtime_of
 from runqueue.errors import (
     DatabaseUnavailableError,
@@ -51,10 +52,19 @@ RESERVED_KWARGS = frozenset({"self", "thread_id"})
 T = TypeVar("T")
 
 CANCEL_POLL_SECONDS = 0.25  # how often context.cancelled() may ask the database
+# A SIGTERM with no cancel recorded waits this long for one before it hands the run back: a
+# revoke runqueue did not send (Flower's terminate) is recorded by the worker's main process,
+# in task_revoked, just after Celery sent the SIGTERM.
+CANCEL_WAIT_SECONDS = 1.0
+HAND_BACK_WRITE_SECONDS = 10.0  # the hand-back's write waits out a database blip this long
 
 
 class RunTerminatedError(RunCancelledError):
     """The run's worker process received SIGTERM."""
+
+
+class RunHandedBackError(RunTerminatedError):
+    """The worker is shutting down: the run went back to pending, for another worker."""
 
 
 @dataclass
@@ -177,6 +187,8 @@ class RunTask(Task):
     """Base class of every assistant task."""
 
     typing = False  # the message carries (thread_id, **kwargs); the body takes a context
+    # Celery's task events for a run, corrected where runqueue knows better (for Flower).
+    Request = "runqueue.worker.task_request:RunRequest"
     throws = (RunCancelledError,)  # an expected end: logged without a traceback
     run_retry: RetryPolicy | None = None  # per assistant: @assistant(app, run_retry=...)
     # True: the kwargs are the LangGraph runs API's fields (input, config, command,
@@ -226,6 +238,8 @@ class RunTask(Task):
         )
         if not claim.claimed or claim.run is None:
             logger.info("run %s not started: %s", run_id, claim.outcome.value, extra=log)
+            # Ignore sends no task event: say in Flower what became of this delivery.
+            task_events.announce_skip(self.app, run_id, thread_id, claim.outcome)
             raise Ignore()
         execution = Execution(run_id=run_id, thread_id=thread_id, token=token)
         writer = StreamWriter(
@@ -266,6 +280,14 @@ class RunTask(Task):
                 raise RunTerminatedError()
             writer.open()  # `metadata`; RunCancelledError if the run ended or moved on
             return self.run(context, **kwargs)
+        except RunTerminatedError:
+            if in_prefork_child():
+                _child.terminate = True
+            # A SIGTERM that no cancel explains (the worker is shutting down): the run goes
+            # back to pending, its checkpoints kept, and another worker resumes it.
+            if not execution.abort_seen.is_set() and self._hand_back(execution, writer, heartbeat):
+                raise RunHandedBackError(f"run {run_id} handed back at shutdown") from None
+            raise
         except RunCancelledError:
             # However the cancel arrived (SIGTERM, a refused checkpoint, the cooperative
             # check), the process that ran a cancelled run stops, with whatever it started.
@@ -287,6 +309,46 @@ class RunTask(Task):
             writer.close(settings.status_write_timeout)  # every event before the end
             heartbeat.stop()
             _executions.pop(run_id, None)
+
+    def _hand_back(self, execution: Execution, writer: StreamWriter, heartbeat: Heartbeat) -> bool:
+        """running -> pending for another worker, guarded by the claim token; False if the
+        SIGTERM was a cancel after all (or the run is no longer this attempt's)."""
+        runtime = runtime_of(self.app)
+        run_id, worker = execution.run_id, self.request.hostname
+        log = {"run_id": run_id, "thread_id": execution.thread_id, "action": "hand_back"}
+        deadline = time.monotonic() + CANCEL_WAIT_SECONDS
+        while True:
+            try:
+                if runtime.store.abort_action(run_id) is not None:
+                    return False
+            except DatabaseUnavailableError:
+                pass  # not known to be a cancel; the guarded re-queue decides
+            if time.monotonic() >= deadline:
+                break
+            time.sleep(CANCEL_POLL_SECONDS / 2)
+        # This attempt's last events go first; the next attempt takes the stream over. Then
+        # stop renewing: a renewal that finds the run pending would read as a cancel.
+        writer.close(HAND_BACK_WRITE_SECONDS)
+        heartbeat.stop()
+        try:
+            handed_back = persist(
+                lambda: runtime.store.requeue_run(
+                    run_id,
+                    execution.token,
+                    publish_at=None,  # the relay publishes it now
+                    detail=f"handed back by worker {worker} at shutdown",
+                    worker=worker,
+                ),
+                total_seconds=HAND_BACK_WRITE_SECONDS,
+                what=f"handing back run {run_id}",
+                extra=log,
+            )
+        except DatabaseUnavailableError as exc:
+            logger.warning("run %s not handed back: %s", run_id, exc, extra=log)
+            return False  # the lease reaper frees it
+        if handed_back:
+            logger.warning("run %s handed back: worker %s shuts down", run_id, worker, extra=log)
+        return handed_back
 
     def _retry_later(
         self, execution: Execution, attempt: int, policy: RetryPolicy, error: Exception
@@ -427,7 +489,11 @@ def _exit_by_sigterm() -> None:
 def assistant(
     app: Celery, name: str | None = None, **task_options: Any
 ) -> Callable[[Callable[..., Any]], RunTask]:
-    """Register a function as an assistant: a Celery task named `name` taking a RunContext."""
+    """Register a function as an assistant: a Celery task named `name` taking a RunContext.
+
+    Registered on `app` alone (Celery's default, shared=True, would add it to every app the
+    process creates later, and the first callable registered under a name would win)."""
+    task_options.setdefault("shared", False)
 
     def register(function: Callable[..., Any]) -> RunTask:
         return app.task(base=RunTask, name=name or function.__name__, **task_options)(function)

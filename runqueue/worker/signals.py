@@ -16,13 +16,15 @@ from billiard.exceptions import Terminated, WorkerLostError
 from celery import signals
 from celery.exceptions import SoftTimeLimitExceeded, TimeLimitExceeded
 
+from runqueue import task_events
 from runqueue.app import runtime_of
 from runqueue.dispatch import apply_effects
 from runqueue.errors import RunCancelledError, describe
-from runqueue.records import RunStatus
+from runqueue.records import AbortAction, RunStatus
 from runqueue.store.transactions import PENDING
 from runqueue.worker import execution
 from runqueue.worker.durability import persist
+from runqueue.worker.fleet import FleetStep
 from runqueue.worker.maintenance import MaintenanceStep
 
 logger = logging.getLogger(__name__)
@@ -42,7 +44,9 @@ def _finish(task: Any, run_id: str, status: RunStatus, **fields: Any) -> bool:
         what=f"status {status.value} of run {run_id}",
         extra={"run_id": run_id},
     )
-    apply_effects(task.app, effects)
+    # Celery's own task events report success, error and timeout; runqueue reports an
+    # interrupt itself, with its action (interrupt or rollback) as the reason.
+    apply_effects(task.app, effects, announce_ends=status is RunStatus.interrupted)
     if changed:
         logger.info("run %s -> %s", run_id, status.value, extra={"run_id": run_id})
     return changed
@@ -73,6 +77,8 @@ def _on_task_failure(
     fields: dict[str, Any] = dict(token=execution.token_of(task_id))
     error = describe(exception) if exception is not None else "unknown error"
     error_type = type(exception).__name__ if exception is not None else None
+    if isinstance(exception, execution.RunHandedBackError):
+        return  # the worker shuts down: the run is pending again, for another worker
     if isinstance(exception, RunCancelledError | Terminated):
         action = persist(
             lambda: runtime.store.abort_action(task_id),
@@ -81,8 +87,8 @@ def _on_task_failure(
             extra={"run_id": task_id},
         )
         if action is None:
-            # SIGTERM that no cancel asked for (a worker shutting down): the main process's
-            # WorkerLostError, or the lease reaper, records how the run ended.
+            # SIGTERM that no cancel asked for and the run not handed back (no longer this
+            # attempt's): the main process's WorkerLostError, or the lease reaper, ends it.
             return
         _finish(sender, task_id, RunStatus.interrupted, detail=f"cancelled ({action})", **fields)
     elif isinstance(exception, SoftTimeLimitExceeded | TimeLimitExceeded):
@@ -103,9 +109,32 @@ def _on_task_revoked(
     if terminated:
         # The child is being stopped; it writes `interrupted` itself once its finally blocks
         # ran, so the thread's next run cannot start while this one still executes.
+        _record_outside_cancel(sender, request.id)
         return
     # Revoked before it started (the cancel reached the worker first): never executes.
     _finish(sender, request.id, RunStatus.interrupted, detail="revoked", from_statuses=(PENDING,))
+
+
+def _record_outside_cancel(task: Any, run_id: str) -> None:
+    """A terminate runqueue did not send (Flower's Terminate, `celery control revoke`) is a
+    cancel: record it (interrupt) unless one is recorded, so the child, which waits a moment
+    for it after its SIGTERM, ends the run `interrupted` and the thread moves on. No revoke
+    is sent: Celery already signalled the child."""
+    runtime = runtime_of(task.app)
+    cancelled, effects = persist(
+        lambda: runtime.store.cancel_run(run_id, AbortAction.interrupt, uncancelled_only=True),
+        total_seconds=runtime.settings.status_write_timeout,
+        what=f"recording the terminate of run {run_id}",
+        extra={"run_id": run_id},
+    )
+    effects.terminate.clear()
+    apply_effects(task.app, effects)
+    if cancelled:
+        logger.info(
+            "run %s terminated from outside runqueue: cancel recorded (interrupt)",
+            run_id,
+            extra={"run_id": run_id, "action": "outside_terminate"},
+        )
 
 
 @signals.task_postrun.connect
@@ -119,4 +148,6 @@ def _on_worker_init(sender: Any = None, **_: Any) -> None:
     """Relaying and reaping start and stop with the worker: add their bootstep before the
     worker builds its blueprint from app.steps["worker"] (worker_init comes just before)."""
     if getattr(sender.app, "runqueue", None) is not None:
+        task_events.use_worker_hostname(sender.hostname)
         sender.app.steps["worker"].add(MaintenanceStep)
+        sender.app.steps["worker"].add(FleetStep)  # readiness, the workers table, grace

@@ -69,3 +69,20 @@ def test_redact_url_hides_passwords(url, shown):
 def test_environment_round_trips_every_setting(tmp_path):
     settings = Settings(data_dir=tmp_path, queue="fleet", lease_seconds=12.5, max_payload_bytes=7)
     assert Settings.from_env(settings.environment()) == settings
+
+
+def test_shutdown_grace_and_ready_timeout_are_read_and_checked():
+    settings = Settings.from_env(
+        {"RUNQUEUE_SHUTDOWN_GRACE_SECONDS": "45", "RUNQUEUE_READY_TIMEOUT": "7.5"}
+    )
+    assert settings.shutdown_grace_seconds == 45.0 and settings.ready_timeout == 7.5
+    assert Settings(shutdown_grace_seconds=0).shutdown_grace_seconds == 0  # hand back at once
+    defaults = Settings()
+    assert defaults.shutdown_grace_seconds == 20.0 and defaults.ready_timeout == 30.0
+    for bad in ({"shutdown_grace_seconds": -1}, {"shutdown_grace_seconds": float("inf")},
+                {"shutdown_grace_seconds": float("nan")}, {"ready_timeout": 0},
+                {"ready_timeout": float("nan")}):  # fmt: skip
+        with pytest.raises(SettingsError, match=next(iter(bad))):
+            Settings(**bad)
+    with pytest.raises(SettingsError, match="RUNQUEUE_READY_TIMEOUT"):
+        Settings.from_env({"RUNQUEUE_READY_TIMEOUT": "soon"})

@@ -1,0 +1,95 @@
+"""`runqueue workers` (the live fleet) and `runqueue health` (a container's health check)."""
+
+from __future__ import annotations
+
+import json
+import urllib.error
+import urllib.request
+from typing import TYPE_CHECKING
+
+import click
+
+from runqueue.cli.commands import CliError, CliState, main
+from runqueue.records import WorkerRecord
+
+if TYPE_CHECKING:
+    from rich.table import Table
+
+
+def workers_table(workers: list[WorkerRecord]) -> Table:
+    """One row per live worker: what it serves, how, and when it last said it lives."""
+    from rich.markup import escape
+    from rich.table import Table
+
+    from runqueue.cli.render import clock
+
+    table = Table(title="workers")
+    for column in ("worker", "pool", "concurrency", "assistants", "host", "pid", "started"):
+        table.add_column(column, overflow="fold")
+    table.add_column("heartbeat")
+    for worker in workers:
+        table.add_row(
+            escape(worker.name),
+            worker.pool,
+            str(worker.concurrency),
+            escape(", ".join(worker.assistants) or "-"),
+            escape(worker.host),
+            str(worker.pid),
+            clock(worker.started_at),
+            clock(worker.heartbeat_at),
+        )
+    return table
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+@click.pass_obj
+def workers(state: CliState, as_json: bool) -> None:
+    """List the live workers: registered, not stopped, heartbeat younger than a lease."""
+    from runqueue.cli.render import console, json_value
+
+    fleet = state.manager().workers()
+    if as_json:
+        click.echo(json.dumps(json_value(fleet)))
+    else:
+        console().print(workers_table(fleet))
+
+
+@main.command()
+@click.option(
+    "--worker",
+    "node",
+    default=None,
+    help="Also ping this Celery node (name@host; %h is this host's name).",
+)
+@click.option("--url", default=None, help="Also GET this URL; it must answer 200.")
+@click.option("--timeout", type=float, default=5.0, show_default=True, help="Seconds per check.")
+@click.pass_obj
+def health(state: CliState, node: str | None, url: str | None, timeout: float) -> None:
+    """Check the database (reachable, migrated) and the broker, and optionally a worker node
+    and an HTTP endpoint: one line, exit 0 if all answer, 1 if one does not."""
+    from celery.utils.nodenames import default_nodename, host_format
+
+    from runqueue.worker.readiness import check_services
+
+    app = state.app()
+    check_services(app, broker_timeout=timeout)
+    checked = ["database", "broker"]
+    if node is not None:
+        node = default_nodename(host_format(node))
+        replies = app.control.ping(destination=[node], timeout=timeout)
+        if not any(node in reply for reply in replies or []):
+            raise CliError(f"worker {node} did not answer a ping within {timeout:g}s")
+        checked.append(f"worker {node}")
+    if url is not None:
+        try:
+            with urllib.request.urlopen(url, timeout=timeout) as response:
+                status = response.status
+        except urllib.error.HTTPError as exc:
+            status = exc.code
+        except (urllib.error.URLError, OSError) as exc:
+            raise CliError(f"{url} unreachable: {getattr(exc, 'reason', exc)}") from None
+        if status != 200:
+            raise CliError(f"{url} answered {status}, not 200")
+        checked.append(url)
+    click.echo(f"ok: {', '.join(checked)}")

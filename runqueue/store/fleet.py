@@ -1,0 +1,133 @@
+"""The fleet's workers in SQL: each registers itself at start, heartbeats from its main process
+and marks itself stopped on shutdown; readers ask which live workers serve an assistant.
+A worker is live while its heartbeat is younger than `live_seconds` (the run lease)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import timedelta
+
+from sqlalchemy import select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+from runqueue.records import RunStatus, WorkerRecord
+from runqueue.store.models import Run, WorkerRow
+from runqueue.store.transactions import PENDING, QUEUED, StoreBase, holds_thread, utcnow
+
+_UPSERT = {"postgresql": pg_insert, "sqlite": sqlite_insert}
+WORKER_COLUMNS = tuple(WorkerRow.__table__.columns)
+
+
+def _worker_record(row) -> WorkerRecord:  # noqa: ANN001 - a Row of WORKER_COLUMNS
+    return WorkerRecord(**row._asdict())
+
+
+class FleetStatements(StoreBase):
+    """What workers write about themselves, and what readers ask about the fleet."""
+
+    def register_worker(
+        self,
+        name: str,
+        *,
+        pool: str,
+        concurrency: int,
+        assistants: Sequence[str],
+        host: str,
+        pid: int,
+    ) -> None:
+        """Record (or re-record, for a restarted node of the same name) a starting worker."""
+        now = utcnow()
+        values = dict(
+            pool=pool,
+            concurrency=concurrency,
+            assistants=sorted(assistants),
+            host=host,
+            pid=pid,
+            started_at=now,
+            heartbeat_at=now,
+            stopped_at=None,
+        )
+        with self.transaction() as conn:
+            stmt = _UPSERT[conn.dialect.name](WorkerRow.__table__).values(name=name, **values)
+            conn.execute(stmt.on_conflict_do_update(index_elements=[WorkerRow.name], set_=values))
+
+    def beat_worker(self, name: str) -> bool:
+        """The worker's main process is alive; False if it was marked stopped meanwhile."""
+        with self.transaction() as conn:
+            beaten = conn.execute(
+                update(WorkerRow)
+                .where(WorkerRow.name == name, WorkerRow.stopped_at.is_(None))
+                .values(heartbeat_at=utcnow())
+            ).rowcount
+        return beaten == 1
+
+    def stop_worker(self, name: str) -> None:
+        """The worker shut down cleanly: it is no longer live, at once."""
+        now = utcnow()
+        with self.transaction() as conn:
+            conn.execute(
+                update(WorkerRow)
+                .where(WorkerRow.name == name, WorkerRow.stopped_at.is_(None))
+                .values(stopped_at=now, heartbeat_at=now)
+            )
+
+    def live_workers(self, live_seconds: float) -> list[WorkerRecord]:
+        """Workers not stopped whose heartbeat is younger than `live_seconds`, by name."""
+        since = utcnow() - timedelta(seconds=live_seconds)
+        with self.reading() as conn:
+            rows = conn.execute(
+                select(*WORKER_COLUMNS)
+                .where(WorkerRow.stopped_at.is_(None), WorkerRow.heartbeat_at >= since)
+                .order_by(WorkerRow.name)
+            ).all()
+        return [_worker_record(row) for row in rows]
+
+    def note_on_pending_run(
+        self, run_id: str, detail: str, worker: str | None = None, discarded: bool = False
+    ) -> bool:
+        """Add a line to a pending run's history (why it does not start); False if the run
+        is gone or no longer pending. `discarded`: its message is gone from the broker (a
+        worker without its assistant dropped it), so the relay publishes it again after
+        republish_after, every time, rather than on the growing backoff meant for messages
+        that may still be in a backlog: a worker that serves it, started later, gets it."""
+        with self.transaction() as conn:
+            run = conn.execute(
+                select(Run.thread_id).where(Run.run_id == run_id, Run.status == PENDING)
+            ).first()
+            if run is None:
+                return False
+            if discarded:
+                conn.execute(
+                    update(Run)
+                    .where(
+                        Run.run_id == run_id, Run.status == PENDING, Run.dispatch_state == QUEUED
+                    )
+                    .values(
+                        publish_count=0,
+                        next_publish_at=utcnow() + timedelta(seconds=self.republish_after),
+                    )
+                )
+            self._record_event(
+                conn,
+                run_id=run_id,
+                thread_id=run.thread_id,
+                status=RunStatus.pending,
+                at=utcnow(),
+                worker=worker,
+                detail=detail,
+            )
+        return True
+
+    def thread_holder(self, run_id: str) -> tuple[str, str] | None:
+        """(run_id, status) of the run of the same thread that keeps this one waiting (running,
+        or queued to start before it); None if nothing else holds the thread."""
+        with self.reading() as conn:
+            thread_id = conn.execute(select(Run.thread_id).where(Run.run_id == run_id)).scalar()
+            if thread_id is None:
+                return None
+            inflight = self._inflight(conn, thread_id)
+        for row in inflight:
+            if row.run_id != run_id and holds_thread(row):
+                return row.run_id, row.status
+        return None

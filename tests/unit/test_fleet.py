@@ -1,0 +1,96 @@
+"""The fleet in SQL, in-process on SQLite: workers register, heartbeat, stop and age out;
+create() warns once about an assistant no live worker serves; why_pending explains."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import update
+
+from runqueue import RunStatus, Settings, SyncRunManager, create_app
+from runqueue.store.database import migrate
+from runqueue.store.models import WorkerRow
+from runqueue.store.transactions import utcnow
+from workers.assistants import register
+
+
+@pytest.fixture
+def manager(tmp_path) -> SyncRunManager:  # noqa: ANN001
+    settings = Settings(data_dir=tmp_path, heartbeat_interval=1.0, lease_seconds=4.0)
+    migrate(settings)
+    app = create_app(settings)
+    register(app)
+    return SyncRunManager(app)
+
+
+def _register(manager: SyncRunManager, name: str, assistants: list[str]) -> None:
+    manager.store.register_worker(
+        name, pool="prefork", concurrency=2, assistants=assistants, host="h", pid=1
+    )
+
+
+def _age(manager: SyncRunManager, name: str, seconds: float) -> None:
+    with manager.store.transaction() as conn:
+        conn.execute(
+            update(WorkerRow)
+            .where(WorkerRow.name == name)
+            .values(heartbeat_at=utcnow() - timedelta(seconds=seconds))
+        )
+
+
+def test_live_workers_are_registered_not_stopped_and_recently_heartbeated(manager):
+    _register(manager, "a@h", ["echo", "steps"])
+    _register(manager, "b@h", ["echo"])
+    _register(manager, "c@h", ["echo"])
+    assert [w.name for w in manager.workers()] == ["a@h", "b@h", "c@h"]
+    assert manager.workers()[0].assistants == ["echo", "steps"]
+
+    manager.store.stop_worker("b@h")
+    _age(manager, "c@h", 5.0)  # older than a lease (4 s): its main process is gone
+    assert [w.name for w in manager.workers()] == ["a@h"]
+    assert manager.store.beat_worker("b@h") is False  # a stopped worker stays stopped
+    assert manager.store.beat_worker("c@h") is True  # a late heartbeat: live again
+    assert [w.name for w in manager.workers()] == ["a@h", "c@h"]
+    _register(manager, "b@h", ["noop"])  # the same node name, restarted
+    assert [w.assistants for w in manager.workers() if w.name == "b@h"] == [["noop"]]
+
+
+def test_create_warns_once_about_an_assistant_no_live_worker_serves(manager, caplog):
+    _register(manager, "a@h", ["echo"])
+    with caplog.at_level(logging.WARNING, logger="runqueue.registry"):
+        for n in range(3):
+            manager.create(f"t-{n}", "echo")
+            manager.create(f"u-{n}", "steps")
+    warnings = [r.getMessage() for r in caplog.records if r.name == "runqueue.registry"]
+    assert len(warnings) == 1
+    assert warnings[0].startswith("no live worker serves assistant 'steps'")
+
+
+def test_why_pending_names_the_holder_the_missing_worker_or_the_wait(manager):
+    thread_id = f"t-{uuid.uuid4().hex[:6]}"
+    first = manager.create_or_reject(thread_id, "steps")
+    second = manager.create_or_reject(thread_id, "echo", multitask_strategy="enqueue")
+    assert manager.why_pending(second.run_id) == (
+        f"held behind run {first.run_id} (pending) of its thread {thread_id}"
+    )
+    assert manager.why_pending(first.run_id) == "no live worker serves assistant steps"
+
+    _register(manager, "a@h", ["echo"])
+    assert manager.why_pending(first.run_id) == (
+        "no live worker serves assistant steps (live workers: a@h)"
+    )
+    assert manager.store.note_on_pending_run(first.run_id, "worker a@h does not serve steps")
+    assert manager.events(first.run_id)[-1].detail == "worker a@h does not serve steps"
+
+    _register(manager, "b@h", ["echo", "steps"])
+    assert manager.why_pending(first.run_id) == (
+        "waiting for a worker: 1 live worker(s) serve assistant steps (b@h); "
+        "last: worker a@h does not serve steps"
+    )
+    manager.set_status(first.run_id, RunStatus.success)
+    assert manager.why_pending(first.run_id) is None
+    assert manager.store.note_on_pending_run(first.run_id, "late") is False
+    assert manager.why_pending("not-a-run-id") is None
