@@ -42,6 +42,10 @@ class InvalidRunIdError(RunQueueError):
     http_status = 422
 
 
+class AmbiguousRunIdError(InvalidRunIdError):
+    """That run id prefix matches more than one run: give more characters."""
+
+
 class RunNotFoundError(RunQueueError):
     """No run with that id."""
 
@@ -60,6 +64,12 @@ class SettingsError(RunQueueError):
 
 class DatabaseUnavailableError(RunQueueError):
     """The database cannot be reached."""
+
+    http_status = 503
+
+
+class SchemaMissingError(RunQueueError):
+    """The database has no runqueue schema, or an older one: run `runqueue migrate`."""
 
     http_status = 503
 
@@ -118,6 +128,12 @@ class FencedOffError(RunCancelledError):
 
 class ExtraNotInstalledError(RunQueueError, ImportError):
     """An optional part of runqueue needs a pip extra that is not installed."""
+
+
+class NotReadyError(RunQueueError):
+    """The worker could not reach its database or broker in time."""
+
+    http_status = 503
 
 
 def first_line(error: BaseException | str) -> str:

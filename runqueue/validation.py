@@ -43,6 +43,34 @@ def run_id(value: Any) -> str:
     return value.lower()
 
 
+RUN_ID_PREFIX_PATTERN = re.compile(r"^[0-9a-f][0-9a-f-]{5,35}$")
+MIN_RUN_ID_PREFIX = 6
+MAX_PAGE = 2**31 - 1  # a larger limit or offset overflows the databases' integers
+
+
+def run_id_or_prefix(value: Any) -> str:
+    """A full run id, or the start of one (at least 6 characters) that the CLI resolves;
+    lower-cased, as run ids are stored."""
+    if is_run_id(value):
+        return value.lower()
+    if isinstance(value, str) and RUN_ID_PREFIX_PATTERN.match(value.lower()):
+        return value.lower()
+    raise InvalidRunIdError(
+        f"invalid run id: {value!r} (expected a UUID, or a unique prefix of one of at least "
+        f"{MIN_RUN_ID_PREFIX} characters)"
+    )
+
+
+def page_limit(value: Any) -> int:
+    """How many rows a listing returns: 0 to MAX_PAGE (a negative limit is 'all' to SQLite
+    and an error to PostgreSQL)."""
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_PAGE:
+        raise InvalidPayloadError(
+            f"limit must be an integer between 0 and {MAX_PAGE}, not {value!r}"
+        )
+    return value
+
+
 def is_thread_id(value: Any) -> bool:
     return isinstance(value, str) and THREAD_ID_PATTERN.match(value) is not None
 

@@ -1,6 +1,12 @@
 """The terminal: the `runqueue` command, the demo and their Rich renderings."""
 
-from runqueue.cli import api_commands  # noqa: F401  (registers serve and api-key)
+from runqueue.cli import (
+    api_commands,  # noqa: F401  (registers serve and api-key)
+    fleet_commands,  # noqa: F401  (registers workers and health)
+    flower_commands,  # noqa: F401  (registers flower)
+    run_commands,  # noqa: F401  (registers submit and cancel)
+    views,  # noqa: F401  (registers runs, show, threads and assistants)
+)
 from runqueue.cli.commands import main
 
 __all__ = ["main"]

@@ -1,4 +1,5 @@
-"""The `runqueue` command: demo, worker, migrate, submit, cancel and the read-only views."""
+"""The `runqueue` command: the group and its one-line errors, the global options, and demo,
+worker, migrate and reap (submit and cancel: run_commands.py; the views: views.py)."""
 
 from __future__ import annotations
 
@@ -13,10 +14,10 @@ from typing import Any
 
 import click
 
-from runqueue import validation
-from runqueue.errors import RunQueueError, first_line
-from runqueue.records import AbortAction, MultitaskStrategy, RunStatus
+from runqueue.errors import RunQueueError, describe, first_line
 from runqueue.settings import Settings
+
+logger = logging.getLogger(__name__)
 
 
 class CliState:
@@ -49,36 +50,83 @@ class CliState:
 
         return SyncRunManager(self.app())
 
+    def queries(self):  # noqa: ANN201
+        """The read-only queries, without loading the app: a read creates no file or folder
+        (a missing SQLite database is SchemaMissingError, not a new empty file)."""
+        from runqueue.store.decisions import RunStore
+        from runqueue.store.queries import RunQueries
+
+        settings = self.settings
+        return RunQueries(
+            RunStore(settings.database_url, settings.republish_after, settings.database_pool_size)
+        )
+
 
 class CliError(click.ClickException):
-    """What the command says when it fails: `error: ...`, one line on stderr, exit 1."""
+    """What the command says when it fails: `error: ...`, one line on stderr, exit 1 (2 for
+    a usage error: a missing argument, an unknown option, a value outside the choices)."""
+
+    def __init__(self, message: str, exit_code: int = 1):
+        super().__init__(message)
+        self.exit_code = exit_code
 
     def show(self, file: Any = None) -> None:
         click.echo(f"error: {first_line(self.message) or 'failed'}", err=True)
 
 
+def one_line(error: click.ClickException) -> CliError:
+    """click's own error (usage, bad value) as one line, with its exit code; click prints
+    the usage and a hint on lines of their own."""
+    message = error.format_message()
+    ctx = getattr(error, "ctx", None)
+    if isinstance(error, click.UsageError) and ctx is not None:
+        message = f"{first_line(message)} (see '{ctx.command_path} --help')"
+    return CliError(message, exit_code=error.exit_code)
+
+
 class RunQueueGroup(click.Group):
-    """Every command's runqueue errors (and timeouts) end as a CliError: no traceback."""
+    """Every error ends as one line on stderr: runqueue's, click's and (last resort) any
+    other exception; no traceback."""
+
+    def make_context(self, *args: Any, **kwargs: Any) -> click.Context:
+        try:
+            return super().make_context(*args, **kwargs)
+        except click.exceptions.NoArgsIsHelpError:
+            raise  # `runqueue` alone prints the help
+        except click.ClickException as exc:
+            raise (exc if isinstance(exc, CliError) else one_line(exc)) from None
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
+        except (click.exceptions.Exit, click.exceptions.Abort, click.exceptions.NoArgsIsHelpError):
+            raise
+        except CliError:
+            raise
+        except click.ClickException as exc:
+            raise one_line(exc) from None
         except RunQueueError as exc:
             raise CliError(str(exc)) from None
         except TimeoutError as exc:
             raise CliError(str(exc) or "timed out") from None
+        except Exception as exc:  # a bug or an unforeseen driver error: still one line
+            logger.debug("unexpected error", exc_info=True)
+            raise CliError(f"unexpected error: {describe(exc)}") from None
 
 
 class EnumChoice(click.Choice):
-    """click.Choice over an enum's values (listed in --help). A value outside it gets the
-    library's own error through `parse`, one line like every other error."""
+    """click.Choice over an enum's values (listed in --help). A value outside it is a usage
+    error (exit 2) with the library's own message, which lists the choices."""
 
     def __init__(self, members: type[Enum], parse: Callable[[Any], Enum]):
         super().__init__([member.value for member in members])
         self.parse = parse
 
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
-        return self.parse(value)
+        try:
+            return self.parse(value)
+        except RunQueueError as exc:
+            self.fail(str(exc), param, ctx)
 
 
 class _NoHostnameFilter(logging.Filter):
@@ -88,12 +136,45 @@ class _NoHostnameFilter(logging.Filter):
         return "No hostname was supplied" not in record.getMessage()
 
 
-@click.group(cls=RunQueueGroup)
-@click.option("--database-url", envvar="RUNQUEUE_DATABASE_URL", help="SQLAlchemy URL.")
-@click.option("--broker-url", envvar="RUNQUEUE_BROKER_URL", help="Celery broker URL.")
-@click.option("--data-dir", envvar="RUNQUEUE_DATA_DIR", help="Embedded data directory.")
-@click.option("--app", "app_path", envvar="RUNQUEUE_APP", help="Celery app, module:attribute.")
-@click.option("--queue", envvar="RUNQUEUE_QUEUE", help="Celery queue for runs.")
+GLOBAL_HELP_EPILOG = (
+    "Every setting is also a RUNQUEUE_<NAME> environment variable (README, Configuration); "
+    "an option given here wins. Errors are one line on stderr: exit 1, or 2 for a usage error."
+)
+
+
+@click.group(cls=RunQueueGroup, epilog=GLOBAL_HELP_EPILOG)
+@click.option(
+    "--database-url",
+    envvar="RUNQUEUE_DATABASE_URL",
+    show_envvar=True,
+    help="SQLAlchemy URL: sqlite:///PATH or postgresql+psycopg://... [default: a SQLite "
+    "file in the data directory]",
+)
+@click.option(
+    "--broker-url",
+    envvar="RUNQUEUE_BROKER_URL",
+    show_envvar=True,
+    help="Celery broker URL (redis://...) [default: a filesystem broker in the data directory]",
+)
+@click.option(
+    "--data-dir",
+    envvar="RUNQUEUE_DATA_DIR",
+    show_envvar=True,
+    help="Embedded data directory [default: ~/.local/share/runqueue].",
+)
+@click.option(
+    "--app",
+    "app_path",
+    envvar="RUNQUEUE_APP",
+    show_envvar=True,
+    help="Celery app that registers the assistants, module:attribute [default: workers.app:app].",
+)
+@click.option(
+    "--queue",
+    envvar="RUNQUEUE_QUEUE",
+    show_envvar=True,
+    help="Celery queue for runs [default: runqueue].",
+)
 @click.pass_context
 def main(ctx: click.Context, database_url, broker_url, data_dir, app_path, queue) -> None:  # noqa: ANN001
     """runqueue: durable, fleet-safe runs for agent platforms, on Celery and SQL."""
@@ -116,11 +197,14 @@ def main(ctx: click.Context, database_url, broker_url, data_dir, app_path, queue
 @main.command()
 @click.pass_obj
 def migrate(state: CliState) -> None:
-    """Create or upgrade the database schema."""
+    """Create or upgrade the database schema.
+
+    Says what it did (created, upgraded from one revision to another, or nothing) and the
+    schema's revision. The only command that creates the database."""
     from runqueue.settings import redact_url
     from runqueue.store.database import migrate as run_migrations
 
-    run_migrations(state.settings)
+    migration = run_migrations(state.settings)
     from runqueue.errors import ExtraNotInstalledError
     from runqueue.store.decisions import RunStore
 
@@ -130,7 +214,15 @@ def migrate(state: CliState) -> None:
         pass
     else:
         setup_checkpointer(RunStore(state.settings.database_url))
-    click.echo(f"database at {redact_url(state.settings.database_url)} is up to date")
+    where = redact_url(state.settings.database_url)
+    if migration.created:
+        click.echo(f"created the schema at {where}: revision {migration.after}")
+    elif migration.changed:
+        click.echo(
+            f"upgraded the schema at {where} from revision {migration.before} to {migration.after}"
+        )
+    else:
+        click.echo(f"the schema at {where} is already at revision {migration.after}; nothing to do")
 
 
 @main.command()
@@ -162,130 +254,15 @@ def worker(
     ]
     if hostname:
         argv.append(f"--hostname={hostname}")
+    # app.worker_main drops the worker's exit code; a worker that could not reach its
+    # database or broker (NotReadyError in its start-up) must exit non-zero all the same.
+    from celery.signals import worker_shutdown
+
+    exitcodes: list[int] = []
+    worker_shutdown.connect(lambda sender, **_: exitcodes.append(sender.exitcode), weak=False)
     app.worker_main(argv)
-
-
-@main.command()
-@click.argument("assistant")
-@click.option("--thread", "thread_id", required=True, help="Thread id.")
-@click.option(
-    "--strategy",
-    type=EnumChoice(MultitaskStrategy, validation.strategy),
-    default=MultitaskStrategy.reject.value,
-    show_default=True,
-    help="What to do when the thread already has a run in flight.",
-)
-@click.option("--kwargs", "kwargs_json", default="{}", help="Keyword arguments, as JSON.")
-@click.option("--wait", is_flag=True, help="Wait for the final status.")
-@click.option("--timeout", type=float, default=300.0, show_default=True)
-@click.pass_obj
-def submit(
-    state: CliState,
-    assistant: str,
-    thread_id: str,
-    strategy: MultitaskStrategy,
-    kwargs_json: str,
-    wait: bool,
-    timeout: float,
-) -> None:
-    """Create a run of ASSISTANT on a thread, applying the strategy."""
-    from runqueue.dispatch import check_broker
-    from runqueue.errors import InvalidPayloadError
-
-    try:
-        kwargs = json.loads(kwargs_json)
-    except json.JSONDecodeError as exc:
-        raise InvalidPayloadError(f"--kwargs is not JSON: {exc}") from None
-    validation.thread_id(thread_id)
-    manager = state.manager()
-    check_broker(manager.app)
-    run = manager.create_or_reject(thread_id, assistant, kwargs=kwargs, multitask_strategy=strategy)
-    if wait:
-        run = manager.join(run.run_id, timeout=timeout)
-    click.echo(
-        json.dumps(
-            {
-                "run_id": run.run_id,
-                "thread_id": run.thread_id,
-                "status": run.status.value,
-                "result": run.result,
-                "error": run.error,
-            }
-        )
-    )
-    if wait and run.status is not RunStatus.success:
-        sys.exit(2)
-
-
-@main.command()
-@click.option("--thread", "thread_id", default=None, help="Only this thread's runs.")
-@click.option(
-    "--status",
-    type=EnumChoice(RunStatus, validation.status),
-    default=None,
-    help="Only runs in this status.",
-)
-@click.option("--limit", type=int, default=50, show_default=True)
-@click.pass_obj
-def runs(state: CliState, thread_id: str | None, status: RunStatus | None, limit: int) -> None:
-    """List runs, newest first."""
-    from runqueue.cli.render import console, runs_table
-
-    records = state.manager().list_runs(thread_id=thread_id, status=status, limit=limit)
-    console().print(runs_table(records, title=f"{len(records)} runs"))
-
-
-@main.command()
-@click.argument("run_id")
-@click.pass_obj
-def show(state: CliState, run_id: str) -> None:
-    """Show a run and its transition history."""
-    from runqueue.cli.render import console, events_table, run_table
-
-    manager = state.manager()
-    run = manager.get(validation.run_id(run_id))
-    if run is None:
-        raise CliError(f"no run {run_id}")
-    out = console()
-    out.print(run_table(run))
-    out.print(events_table(manager.events(run.run_id)))
-
-
-@main.command()
-@click.argument("run_id")
-@click.option(
-    "--action",
-    type=EnumChoice(AbortAction, validation.abort_action),
-    default=AbortAction.interrupt.value,
-    show_default=True,
-    help="interrupt (keep its checkpoints) or rollback (delete them).",
-)
-@click.pass_obj
-def cancel(state: CliState, run_id: str, action: AbortAction) -> None:
-    """Cancel a pending or running run."""
-    from runqueue.dispatch import check_broker
-
-    manager = state.manager()
-    run = manager.get(validation.run_id(run_id))
-    if run is None:
-        raise CliError(f"no run {run_id}")
-    if run.status is RunStatus.running:
-        check_broker(manager.app)  # the revoke must reach the worker
-    if not manager.cancel(run.run_id, action=action):
-        current = manager.get(run.run_id)
-        raise CliError(f"run {run.run_id} is already {current.status.value if current else 'gone'}")
-    current = manager.get(run.run_id)
-    click.echo(f"cancelled run {run.run_id} ({action.value}); status now {current.status.value}")
-
-
-@main.command()
-@click.option("--limit", type=int, default=50, show_default=True)
-@click.pass_obj
-def threads(state: CliState, limit: int) -> None:
-    """List threads with their run counts by status."""
-    from runqueue.cli.render import console, threads_table
-
-    console().print(threads_table(state.manager().threads(limit)))
+    if exitcodes and exitcodes[-1]:
+        sys.exit(exitcodes[-1])
 
 
 @main.command()

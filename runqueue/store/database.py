@@ -9,13 +9,26 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
+from urllib.request import pathname2url
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError, DisconnectionError, InterfaceError, OperationalError
+from sqlalchemy.exc import (
+    ArgumentError,
+    DisconnectionError,
+    InterfaceError,
+    OperationalError,
+    ProgrammingError,
+)
 
-from runqueue.errors import DatabaseUnavailableError, SettingsError, first_line
+from runqueue.errors import (
+    DatabaseUnavailableError,
+    SchemaMissingError,
+    SettingsError,
+    first_line,
+)
 from runqueue.settings import Settings, redact_url
 
 logger = logging.getLogger(__name__)
@@ -107,11 +120,26 @@ def _ping_idle_connections(engine: Engine) -> None:
             raise DisconnectionError(str(exc)) from exc
 
 
+def sqlite_path(database_url: str) -> Path | None:
+    """The file of a SQLite URL; None for another database or an in-memory one."""
+    url = make_url(database_url)
+    if url.get_backend_name() != "sqlite" or url.database in (None, "", ":memory:"):
+        return None
+    return Path(url.database)
+
+
 def _create_sqlite_engine(database_url: str) -> Engine:
-    path = make_url(database_url).database
-    if path and path != ":memory:":
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
     engine = create_engine(database_url, connect_args={"timeout": 30})
+
+    if sqlite_path(database_url) is not None:
+
+        @event.listens_for(engine, "do_connect")
+        def _open_existing_only(_dialect, _record, cargs, cparams):  # noqa: ANN001
+            # mode=rw: a connection never creates the file (sqlite3 would, empty, with its
+            # folders missing an error). Only migrate() creates the database, so a typo in
+            # a path, or a read-only command on a fresh machine, leaves nothing behind.
+            cargs[0] = f"file:{pathname2url(os.path.abspath(cargs[0]))}?mode=rw"
+            cparams["uri"] = True
 
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection, _record):  # noqa: ANN001
@@ -169,16 +197,66 @@ def _spin_for_write_lock(dbapi_connection: sqlite3.Connection) -> bool:
         pause = min(pause * 2, 0.002)
 
 
+# PostgreSQL's undefined_table; SQLite says "no such table: X" (an OperationalError).
+UNDEFINED_TABLE = "42P01"
+_SQLITE_NO_SUCH_TABLE = "no such table: "
+
+
 @contextmanager
 def unreachable_as_error(database_url: str) -> Iterator[None]:
     """A database that cannot be reached (or refuses the connection) becomes a
-    DatabaseUnavailableError naming the URL without its password."""
+    DatabaseUnavailableError naming the URL without its password; one without runqueue's
+    tables (or a SQLite file that does not exist) a SchemaMissingError saying to migrate."""
     try:
         yield
-    except (OperationalError, InterfaceError) as exc:
+    except (OperationalError, InterfaceError, ProgrammingError) as exc:
+        missing = schema_missing(database_url, exc)
+        if missing is not None:
+            raise missing from exc
+        if isinstance(exc, ProgrammingError):
+            raise
         raise DatabaseUnavailableError(
             f"database unavailable ({redact_url(database_url)}): {first_line(exc.orig or exc)}"
         ) from exc
+
+
+def create_sqlite_database(database_url: str) -> None:
+    """An empty SQLite file (and its folder) if the URL names one that is not there: the
+    migrations' first step, as the engine opens existing files only."""
+    path = sqlite_path(database_url)
+    if path is not None and not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        sqlite3.connect(path).close()
+
+
+def require_database(database_url: str) -> None:
+    """SchemaMissingError if the URL names a SQLite file that does not exist: said before
+    anything else (the app, its broker folders) is set up for a command that needs it."""
+    path = sqlite_path(database_url)
+    if path is not None and not path.exists():
+        raise SchemaMissingError(f"no database at {path}; run `runqueue migrate`")
+
+
+def schema_missing(database_url: str, exc: Exception) -> SchemaMissingError | None:
+    """The SchemaMissingError that a driver error means, if it means one."""
+    path = sqlite_path(database_url)
+    if path is not None and not path.exists():
+        return SchemaMissingError(f"no database at {path}; run `runqueue migrate`")
+    orig = getattr(exc, "orig", None)
+    text = str(orig or exc)
+    table = None
+    if getattr(orig, "sqlstate", None) == UNDEFINED_TABLE:
+        diag = getattr(orig, "diag", None)
+        table = first_line(getattr(diag, "message_primary", None) or text)
+    elif _SQLITE_NO_SUCH_TABLE in text:
+        table = text.split(_SQLITE_NO_SUCH_TABLE, 1)[1].split()[0]
+        table = f"no table {table}"
+    if table is None:
+        return None
+    return SchemaMissingError(
+        f"the database at {redact_url(database_url)} has no runqueue schema, or an older "
+        f"one ({table}); run `runqueue migrate`"
+    )
 
 
 def alembic_config(settings: Settings):  # noqa: ANN201 - alembic is imported lazily
@@ -190,10 +268,41 @@ def alembic_config(settings: Settings):  # noqa: ANN201 - alembic is imported la
     return config
 
 
-def migrate(settings: Settings, revision: str = "head") -> None:
-    """Bring the schema to `revision`; the only way runqueue creates tables."""
+@dataclass(frozen=True)
+class Migration:
+    """What migrate() did: the schema revision before (None: no schema) and after."""
+
+    before: str | None
+    after: str | None
+
+    @property
+    def created(self) -> bool:
+        return self.before is None and self.after is not None
+
+    @property
+    def changed(self) -> bool:
+        return self.before != self.after
+
+
+def current_revision(settings: Settings) -> str | None:
+    """The schema revision the database is at; None if it has no runqueue schema."""
+    from alembic.runtime.migration import MigrationContext
+
+    with (
+        unreachable_as_error(settings.database_url),
+        get_engine(settings.database_url).connect() as connection,
+    ):
+        return MigrationContext.configure(connection).get_current_revision()
+
+
+def migrate(settings: Settings, revision: str = "head") -> Migration:
+    """Bring the schema to `revision`; the only way runqueue creates tables (and, on SQLite,
+    the database file and its folder)."""
     from alembic import command
 
     logger.info("migrating %s to %s", redact_url(settings.database_url), revision)
+    create_sqlite_database(settings.database_url)
+    before = current_revision(settings)
     with unreachable_as_error(settings.database_url):
         command.upgrade(alembic_config(settings), revision)
+    return Migration(before=before, after=current_revision(settings))

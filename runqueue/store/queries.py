@@ -69,6 +69,29 @@ class RunQueries:
         with self.store.transaction() as conn:
             return [run_record(row) for row in conn.execute(query)]
 
+    def run_ids_with_prefix(self, prefix: str, limit: int = 3) -> list[str]:
+        """Up to `limit` run ids starting with `prefix` (lower-case hex and hyphens), in id
+        order: one means the prefix names a run, more that it is ambiguous."""
+        query = (
+            select(Run.run_id)
+            .where(Run.run_id.like(f"{prefix}%"))
+            .order_by(Run.run_id)
+            .limit(limit)
+        )
+        with self.store.reading() as conn:
+            return list(conn.execute(query).scalars())
+
+    def run_ids_sharing_prefixes(self, prefixes: set[str], length: int) -> list[str]:
+        """Every run id whose first `length` characters are one of `prefixes`: the ids that
+        a shortened id could be confused with."""
+        if not prefixes:
+            return []
+        head = func.substr(Run.run_id, 1, length)
+        with self.store.reading() as conn:
+            return list(
+                conn.execute(select(Run.run_id).where(head.in_(sorted(prefixes)))).scalars()
+            )
+
     def has_inflight(self, thread_id: str) -> bool:
         query = select(Run.run_id).where(Run.thread_id == thread_id, IS_INFLIGHT).limit(1)
         with self.store.transaction() as conn:

@@ -12,6 +12,7 @@ import subprocess
 import sys
 import time
 import uuid
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -25,10 +26,13 @@ UNREACHABLE_DATABASE = "postgresql+psycopg://postgres@127.0.0.1:1/runqueue"
 UNREACHABLE_BROKER = "redis://127.0.0.1:1/0"
 
 
-def runqueue(env: dict[str, str], *args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+def runqueue(
+    env: dict[str, str], *args: str, stdin: str | None = None, timeout: float = 120
+) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-m", "runqueue", *args],
         env=env,
+        input=stdin,
         capture_output=True,
         text=True,
         timeout=timeout,
@@ -52,13 +56,45 @@ def thread() -> str:
 
 @pytest.fixture(scope="module")
 def env(backend) -> dict[str, str]:
-    return settings_env(backend.settings)
+    """The backend's settings; no COLUMNS, so that piped tables show whole run ids."""
+    return {k: v for k, v in settings_env(backend.settings).items() if k != "COLUMNS"}
 
 
 def test_migrate_is_idempotent(env):
     result = runqueue(env, "migrate")
     assert result.returncode == 0, result.stderr
-    assert "is up to date" in result.stdout
+    assert re.fullmatch(
+        r"the schema at \S+ is already at revision \w+; nothing to do\n", result.stdout
+    ), result.stdout
+
+
+def test_migrate_says_what_it_did(tmp_path):
+    """Created (and the revision), upgraded from R1 to R2, or already at R: three messages."""
+    from alembic.script import ScriptDirectory
+
+    from runqueue import Settings
+    from runqueue.store.database import alembic_config, migrate
+
+    settings = Settings(data_dir=tmp_path / "data")
+    env = settings_env(settings)
+    head = ScriptDirectory.from_config(alembic_config(settings)).get_current_head()
+    database = tmp_path / "data" / "runqueue.sqlite3"
+
+    created = runqueue(env, "migrate")
+    assert created.returncode == 0, created.stderr
+    assert created.stdout == f"created the schema at sqlite:///{database}: revision {head}\n"
+
+    older = Settings(data_dir=tmp_path / "older")
+    migrate(older, "0003")  # a database an older runqueue made
+    upgraded = runqueue(settings_env(older), "migrate")
+    assert upgraded.stdout == (
+        f"upgraded the schema at sqlite:///{older.data_dir / 'runqueue.sqlite3'} "
+        f"from revision 0003 to {head}\n"
+    )
+    again = runqueue(env, "migrate")
+    assert again.stdout == (
+        f"the schema at sqlite:///{database} is already at revision {head}; nothing to do\n"
+    )
 
 
 def test_submit_wait_then_show_runs_and_threads(env, worker, manager):
@@ -113,7 +149,7 @@ def test_cancel_running_run_with_rollback(env, worker, manager, journal, run_fac
     result = runqueue(env, "cancel", run.run_id, "--action", "rollback")
 
     assert result.returncode == 0, result.stderr
-    assert f"cancelled run {run.run_id} (rollback)" in result.stdout
+    assert result.stdout == f"cancel of run {run.run_id} recorded (rollback); its worker stops it\n"
     done = manager.join(run.run_id, timeout=30)
     assert done.status is RunStatus.interrupted
     assert done.abort_action is AbortAction.rollback
@@ -177,17 +213,117 @@ def test_bad_status_and_unknown_assistant_are_one_line(env):
     assert_one_line_error(result, "unknown assistant 'nobody'")
 
 
-def test_unreachable_broker_fails_submit_before_writing(env, manager):
-    thread_id = thread()
-    started = time.monotonic()
-    result = runqueue(
-        env, "--broker-url", UNREACHABLE_BROKER, "submit", "echo", "--thread", thread_id
-    )
-    assert_one_line_error(result, r"broker unavailable \(redis://127\.0\.0\.1:1/0\)")
-    assert time.monotonic() - started < 15
-    assert manager.list_by_thread(thread_id) == []
+def test_unreachable_broker_fails_the_demo(env):
+    """The demo needs the broker (submit does not: tests/integration/test_cli_errors.py)."""
     demo = runqueue(env, "--broker-url", UNREACHABLE_BROKER, "demo")
     assert_one_line_error(demo, "broker unavailable")
+
+
+# -- JSON, ids, kwargs, assistants ----------------------------------------------------------
+
+
+def test_json_of_runs_show_and_threads(env, worker, manager):
+    thread_id = thread()
+    submitted = json.loads(
+        runqueue(
+            env, "submit", "echo", "--thread", thread_id, "--kwargs", '{"x": 2}', "--wait"
+        ).stdout
+    )
+    run_id = submitted["run_id"]
+
+    listed = json.loads(runqueue(env, "runs", "--thread", thread_id, "--json").stdout)
+    assert [run["run_id"] for run in listed] == [run_id]
+    run = listed[0]
+    assert run["status"] == "success" and run["multitask_strategy"] == "reject"
+    assert run["kwargs"] == {"x": 2} and run["result"] == {"echo": {"x": 2}, "turn": 1}
+    for field in ("created_at", "started_at", "ended_at"):
+        assert datetime.fromisoformat(run[field]).tzinfo is not None, field
+    assert json.loads(runqueue(env, "runs", "--status", "error", "--json").stdout) == [
+        r for r in json.loads(runqueue(env, "runs", "--json").stdout) if r["status"] == "error"
+    ]
+
+    shown = json.loads(runqueue(env, "show", run_id, "--json").stdout)
+    assert {k: v for k, v in shown.items() if k not in ("events", "pending_reason")} == run
+    assert [event["status"] for event in shown["events"]][-3:] == ["pending", "running", "success"]
+    assert shown["pending_reason"] is None
+    assert all(datetime.fromisoformat(event["at"]) for event in shown["events"])
+
+    threads = json.loads(runqueue(env, "threads", "--json").stdout)
+    mine = next(t for t in threads if t["thread_id"] == thread_id)
+    assert mine["runs"] == {
+        "pending": 0, "running": 0, "success": 1, "error": 0, "timeout": 0, "interrupted": 0
+    }  # fmt: skip
+    assert datetime.fromisoformat(mine["updated_at"]).tzinfo is not None
+
+
+def test_runs_at_80_columns_shows_unique_prefixes_that_show_and_cancel_take(
+    env, worker, manager, run_factory
+):
+    thread_id = f"a-thread-with-a-long-name-{uuid.uuid4().hex}"
+    running = run_factory(thread_id, steps=400, delay=0.05)
+    held = run_factory(thread_id, strategy="enqueue", steps=1, delay=0)
+
+    table = runqueue(env | {"COLUMNS": "80"}, "runs", "--thread", thread_id)
+
+    assert table.returncode == 0, table.stderr
+    assert all(len(line) <= 80 for line in table.stdout.splitlines()), table.stdout
+    assert running.run_id not in table.stdout  # 36 characters do not fit with the rest
+    shown_ids = re.findall(rf"\b({re.escape(running.run_id[:8])}[0-9a-f-]*)", table.stdout)
+    prefixes = {
+        run.run_id: next(prefix for prefix in shown_ids if run.run_id.startswith(prefix))
+        for run in (running, held)
+    }
+    assert len(shown_ids) == 2 and all(len(prefix) < 36 for prefix in shown_ids), table.stdout
+    assert "unique prefixes" in table.stdout
+    wide = runqueue(env | {"COLUMNS": "200"}, "runs", "--thread", thread_id)
+    assert running.run_id in wide.stdout and held.run_id in wide.stdout  # whole when they fit
+
+    shown = runqueue(env, "show", prefixes[held.run_id], "--json")
+    assert json.loads(shown.stdout)["run_id"] == held.run_id
+    reason = json.loads(shown.stdout)["pending_reason"]  # the registry's why_pending()
+    assert reason.startswith(f"held behind run {running.run_id}"), reason
+    cancelled = runqueue(env, "cancel", prefixes[running.run_id])
+    assert cancelled.stdout == (
+        f"cancel of run {running.run_id} recorded (interrupt); its worker stops it\n"
+    )
+    assert manager.join(running.run_id, timeout=30).status is RunStatus.interrupted
+    assert manager.join(held.run_id, timeout=30).status is RunStatus.success
+
+
+def test_kwargs_from_a_file_and_from_stdin(env, worker, tmp_path):
+    (tmp_path / "kwargs.json").write_text('{"from": "file", "n": [1, 2]}')
+    from_file = runqueue(
+        env,
+        "submit",
+        "echo",
+        "--thread",
+        thread(),
+        "--kwargs",
+        f"@{tmp_path}/kwargs.json",
+        "--wait",
+    )
+    assert from_file.returncode == 0, from_file.stderr
+    assert json.loads(from_file.stdout)["result"]["echo"] == {"from": "file", "n": [1, 2]}
+
+    from_stdin = runqueue(
+        env, "submit", "echo", "--thread", thread(), "--kwargs", "-", "--wait",
+        stdin='{"from": "stdin"}',
+    )  # fmt: skip
+    assert from_stdin.returncode == 0, from_stdin.stderr
+    assert json.loads(from_stdin.stdout)["result"]["echo"] == {"from": "stdin"}
+
+
+def test_assistants_lists_the_registered_ones(env):
+    listed = json.loads(runqueue(env, "assistants", "--json").stdout)
+    by_name = {entry["name"]: entry for entry in listed}
+    assert {"echo", "steps", "noop", "fail", "emitter"} <= set(by_name)
+    assert by_name["echo"]["kind"] == "task"
+    assert by_name["echo"]["description"].startswith("Returns its kwargs")
+    if "research" in by_name:  # the langgraph extra is installed
+        assert by_name["research"]["kind"] == "graph"
+    table = runqueue(env, "assistants")
+    assert table.returncode == 0, table.stderr
+    assert re.search(r"\bsteps\b.*\btask\b", table.stdout)
 
 
 def test_unreachable_database_is_one_line(tmp_path: Path):

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from alembic import context
 
-from runqueue.store.database import get_engine
+from runqueue.store.database import create_sqlite_database, get_engine
 from runqueue.store.models import Base, runqueue_owns
 
 config = context.config
 database_url = config.attributes["database_url"]
+create_sqlite_database(database_url)  # only migrations create a SQLite database
 
 with get_engine(database_url).connect() as connection:
     context.configure(

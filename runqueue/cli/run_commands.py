@@ -1,0 +1,191 @@
+"""The commands that change runs, `submit` and `cancel`, and what they share with the views:
+run ids given as a prefix, --kwargs from a file or stdin, and what a down broker means."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from runqueue import validation
+from runqueue.cli.commands import CliError, CliState, EnumChoice, main
+from runqueue.errors import BrokerUnavailableError, InvalidPayloadError
+from runqueue.records import AbortAction, MultitaskStrategy, RunRecord, RunStatus
+
+# Loggers that warn when the broker is down (a publish, a revoke, a Flower event).
+BROKER_LOGGERS = ("runqueue.dispatch", "runqueue.task_events")
+
+
+def quiet_dispatch() -> None:
+    """A command that says itself what a down broker means: no log warning on top."""
+    for name in BROKER_LOGGERS:
+        logging.getLogger(name).setLevel(logging.ERROR)
+
+
+def broker_problem(app) -> str | None:  # noqa: ANN001
+    """Why the broker cannot be used now (None: it answers)."""
+    from runqueue.dispatch import check_broker
+
+    try:
+        check_broker(app)
+    except BrokerUnavailableError as exc:
+        return str(exc)
+    return None
+
+
+def read_kwargs(value: str) -> dict[str, Any]:
+    """--kwargs: JSON text, `@FILE` (a JSON file) or `-` (JSON on stdin)."""
+    source = "--kwargs"
+    if value == "-":
+        value, source = click.get_text_stream("stdin").read(), "--kwargs from stdin"
+    elif value.startswith("@"):
+        path = Path(value[1:]).expanduser()
+        try:
+            value = path.read_text()
+        except OSError as exc:
+            raise InvalidPayloadError(
+                f"cannot read the --kwargs file {path}: {exc.strerror}"
+            ) from None
+        source = f"--kwargs file {path}"
+    try:
+        kwargs = json.loads(value)
+    except json.JSONDecodeError as exc:
+        raise InvalidPayloadError(f"{source} is not JSON: {exc}") from None
+    if not isinstance(kwargs, dict):
+        raise InvalidPayloadError(f"{source} must be a JSON object, got {type(kwargs).__name__}")
+    return kwargs
+
+
+def resolve_run(queries, value: str) -> RunRecord:  # noqa: ANN001
+    """The run a full id, or a unique prefix of one, names: RunNotFoundError if none,
+    AmbiguousRunIdError if the prefix names several."""
+    from runqueue.errors import AmbiguousRunIdError, RunNotFoundError
+
+    value = validation.run_id_or_prefix(value)
+    if not validation.is_run_id(value):
+        matches = queries.run_ids_with_prefix(value, limit=3)
+        if not matches:
+            raise RunNotFoundError(f"no run id starts with {value}")
+        if len(matches) > 1:
+            more = " and more" if len(matches) > 2 else ""
+            raise AmbiguousRunIdError(
+                f"run id prefix {value} is ambiguous: it matches {matches[0]}, {matches[1]}"
+                f"{more}; give more characters"
+            )
+        value = matches[0]
+    run = queries.get(value)
+    if run is None:
+        raise RunNotFoundError(f"no run {value}")
+    return run
+
+
+@main.command()
+@click.argument("assistant")
+@click.option("--thread", "thread_id", required=True, help="Thread id.")
+@click.option(
+    "--strategy",
+    type=EnumChoice(MultitaskStrategy, validation.strategy),
+    default=MultitaskStrategy.reject.value,
+    show_default=True,
+    help="What to do when the thread already has a run in flight.",
+)
+@click.option(
+    "--kwargs",
+    "kwargs_json",
+    default="{}",
+    show_default=True,
+    help="Keyword arguments: a JSON object, @FILE (read from a file) or - (read from stdin).",
+)
+@click.option("--wait", is_flag=True, help="Wait for the final status.")
+@click.option(
+    "--timeout", type=float, default=300.0, show_default=True, help="Seconds --wait waits."
+)
+@click.pass_obj
+def submit(
+    state: CliState,
+    assistant: str,
+    thread_id: str,
+    strategy: MultitaskStrategy,
+    kwargs_json: str,
+    wait: bool,
+    timeout: float,
+) -> None:
+    """Create a run of ASSISTANT on a thread.
+
+    Applies the thread's multitask strategy and prints the run as JSON. With the broker
+    down the run is still kept, as the library keeps it: the relay of any worker publishes
+    it once the broker is back (a note on stderr says so; exit 0)."""
+    from runqueue.store.database import require_database
+
+    kwargs = read_kwargs(kwargs_json)
+    validation.thread_id(thread_id)
+    require_database(state.settings.database_url)  # before the app makes its broker folders
+    manager = state.manager()
+    quiet_dispatch()
+    problem = broker_problem(manager.app)
+    run = manager.create_or_reject(thread_id, assistant, kwargs=kwargs, multitask_strategy=strategy)
+    if problem:
+        click.echo(
+            f"note: {problem}; run {run.run_id} is kept ({run.status.value}) and is published "
+            "when the broker is back (a worker's relay)",
+            err=True,
+        )
+    if wait:
+        run = manager.join(run.run_id, timeout=timeout)
+    click.echo(
+        json.dumps(
+            {
+                "run_id": run.run_id,
+                "thread_id": run.thread_id,
+                "status": run.status.value,
+                "result": run.result,
+                "error": run.error,
+            }
+        )
+    )
+    if wait and run.status is not RunStatus.success:
+        sys.exit(2)
+
+
+@main.command()
+@click.argument("run_id")
+@click.option(
+    "--action",
+    type=EnumChoice(AbortAction, validation.abort_action),
+    default=AbortAction.interrupt.value,
+    show_default=True,
+    help="interrupt (keep its checkpoints) or rollback (delete them).",
+)
+@click.pass_obj
+def cancel(state: CliState, run_id: str, action: AbortAction) -> None:
+    """Cancel a pending or running run.
+
+    RUN_ID: a full run id, or a unique prefix of one. A pending run is interrupted at
+    once. A running run's cancel is recorded in the database: its worker is told through
+    the broker, and reads it at its next heartbeat anyway, so a cancel works with the
+    broker down too."""
+    run = resolve_run(state.queries(), run_id)  # an unknown id: no app, nothing created
+    if run.is_final:
+        raise CliError(f"run {run.run_id} is already {run.status.value}")
+    manager = state.manager()
+    quiet_dispatch()
+    problem = broker_problem(manager.app) if run.status is RunStatus.running else None
+    if not manager.cancel(run.run_id, action=action):
+        current = manager.get(run.run_id)
+        raise CliError(f"run {run.run_id} is already {current.status.value if current else 'gone'}")
+    current = manager.get(run.run_id)
+    if run.status is RunStatus.pending and current is not None and current.is_final:
+        click.echo(f"run {run.run_id} {current.status.value} before it started ({action.value})")
+        return
+    click.echo(f"cancel of run {run.run_id} recorded ({action.value}); its worker stops it")
+    if problem:
+        every = state.settings.heartbeat_interval
+        click.echo(
+            f"note: {problem}; the worker reads the cancel from the database at its next "
+            f"heartbeat (every {every:g} s) and stops the run",
+            err=True,
+        )
