@@ -60,6 +60,7 @@ def create_app(
             "unacked_restore_interval": min(10.0, settings.broker_visibility_timeout),
             "unacked_restore_throttle": 1,
         }
+    app.conf.imports = [entry for entry in imported_modules(settings) if ":" not in entry]
     app.runqueue = Runtime(
         settings=settings,
         store=RunStore(
@@ -67,15 +68,35 @@ def create_app(
         ),
         stream=open_stream(settings),
     )
+    register_imports(app, settings)
     return app
+
+
+def imported_modules(settings: Settings) -> list[str]:
+    """Settings.imports as a list of "module" and "module:function" entries."""
+    return [entry.strip() for entry in settings.imports.split(",") if entry.strip()]
+
+
+def register_imports(app: Celery, settings: Settings) -> None:
+    """Call each "module:function" of Settings.imports with the app, so that every process
+    of the fleet (worker, API, CLI) knows the same assistants. Plain modules are Celery's
+    `imports`: loaded by the worker at start and by load_app()."""
+    for entry in imported_modules(settings):
+        module_name, _, function_name = entry.partition(":")
+        if not function_name:
+            continue
+        try:
+            register = getattr(importlib.import_module(module_name), function_name)
+        except (ImportError, AttributeError) as exc:
+            raise SettingsError(f"RUNQUEUE_IMPORTS: cannot load {entry!r}: {exc}") from None
+        register(app)
 
 
 def configure_filesystem_broker(app: Celery, settings: Settings) -> None:
     """kombu's filesystem broker in the data directory. revoke(terminate=True) only works on
     filesystem:// with late acks and a prefetch of one; the control folder gives the
-    broadcast (fanout) that revoke needs."""
-    for folder in (settings.broker_dir, settings.control_dir):
-        folder.mkdir(parents=True, exist_ok=True)
+    broadcast (fanout) that revoke needs. The folders are made on first connection
+    (runqueue.filesystem_transport)."""
     # kombu's own filesystem transport, but writing each message atomically (see there).
     app.conf.broker_transport = "runqueue.filesystem_transport:Transport"
     app.conf.broker_transport_options = {
@@ -103,5 +124,8 @@ def load_app(path: str) -> Celery:
     app = getattr(module, attribute or "app", None)
     if not isinstance(app, Celery):
         raise SettingsError(f"{path!r} is not a Celery app")
-    app.loader.import_default_modules()
+    try:
+        app.loader.import_default_modules()
+    except ImportError as exc:
+        raise SettingsError(f"RUNQUEUE_IMPORTS: {exc}") from None
     return app

@@ -22,6 +22,15 @@ from kombu.utils.json import dumps
 
 
 class Channel(filesystem.Channel):
+    def __init__(self, connection: Any, **kwargs: Any) -> None:
+        """Make the broker's folders when a connection first needs them, not when an app is
+        created: a read-only command creates nothing."""
+        options = connection.client.transport_options
+        for key in ("data_folder_in", "data_folder_out", "control_folder"):
+            if options.get(key):
+                os.makedirs(options[key], exist_ok=True)
+        super().__init__(connection, **kwargs)
+
     def _put(self, queue: str, payload: Any, **kwargs: Any) -> None:
         """Put a message onto `queue`: written whole under a temporary name, then renamed."""
         name = f"{int(round(monotonic() * 1000))}_{uuid.uuid4()}.{queue}.msg"

@@ -32,6 +32,9 @@ class Settings:
     database_url: str = ""  # empty: sqlite file under data_dir
     broker_url: str = ""  # empty: filesystem broker under data_dir
     app: str = "workers.app:app"  # the Celery app that registers the assistants
+    # The assistants to serve, beyond the app's own: comma-separated "module:function"
+    # (called with the app, registers its assistants) or "module" (Celery's `imports`).
+    imports: str = ""
     queue: str = "runqueue"  # the Celery queue runs are published to
     default_assistant: str = ""  # used when create() gets no assistant_id
     max_payload_bytes: int = 1024 * 1024  # kwargs/metadata size limit
@@ -50,6 +53,9 @@ class Settings:
     database_pool_size: int = 5  # PostgreSQL connections a process keeps open (+10 overflow)
     api_auth: str = "on"  # HTTP API keys required; "off" only on a loopback address
     api_threads: int = 16  # the HTTP API's threads for blocking database calls
+    flower_payloads: str = "off"  # "on": Flower shows runs' kwargs and results too
+    shutdown_grace_seconds: float = 20.0  # SIGTERM: running runs may finish this long
+    ready_timeout: float = 30.0  # a starting worker waits this long for database and broker
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "data_dir", Path(self.data_dir).expanduser())
@@ -58,6 +64,7 @@ class Settings:
             object.__setattr__(self, "database_url", url)
         if not self.broker_url:
             object.__setattr__(self, "broker_url", "filesystem://")
+        _check_url_schemes(self.database_url, self.broker_url)
         if not self.stream_url:
             redis_broker = self.broker_url.startswith(REDIS_SCHEMES) and ";" not in self.broker_url
             url = self.broker_url if redis_broker else self.database_url
@@ -66,6 +73,10 @@ class Settings:
             raise SettingsError("lease_seconds must be longer than heartbeat_interval")
         if self.api_auth not in ("on", "off"):
             raise SettingsError(f"api_auth must be 'on' or 'off', not {self.api_auth!r}")
+        if self.flower_payloads not in ("on", "off"):
+            raise SettingsError(
+                f"flower_payloads must be 'on' or 'off', not {self.flower_payloads!r}"
+            )
         for name in (
             "max_payload_bytes",
             "stream_max_events",
@@ -77,6 +88,10 @@ class Settings:
                 raise SettingsError(f"{name} must be positive")
         if self.stream_retention_seconds <= 0:
             raise SettingsError("stream_retention_seconds must be positive")
+        if not 0 <= self.shutdown_grace_seconds < float("inf"):
+            raise SettingsError("shutdown_grace_seconds must be zero or more (and finite)")
+        if not 0 < self.ready_timeout < float("inf"):
+            raise SettingsError("ready_timeout must be positive (and finite)")
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None, **overrides: object) -> Settings:
@@ -129,6 +144,32 @@ class Settings:
     @property
     def control_dir(self) -> Path:
         return self.data_dir / "broker-control"
+
+
+DATABASE_BACKENDS = ("sqlite", "postgresql")  # what the store speaks (make_url backend names)
+
+
+def _check_url_schemes(database_url: str, broker_url: str) -> None:
+    """SettingsError naming the supported schemes, for a URL no part of runqueue can open
+    (said now, in one line, rather than as a driver's traceback at the first query)."""
+    try:
+        backend = make_url(database_url).get_backend_name()
+    except (ArgumentError, ValueError):
+        raise SettingsError(f"invalid database URL: {redact_url(database_url)}") from None
+    if backend not in DATABASE_BACKENDS:
+        raise SettingsError(
+            f"unsupported database URL {redact_url(database_url)} "
+            "(supported: sqlite:///PATH, postgresql+psycopg://...)"
+        )
+    from kombu.transport import TRANSPORT_ALIASES
+
+    for part in broker_url.split(";"):
+        scheme = part.partition("://")[0].partition("+")[0]
+        if scheme not in TRANSPORT_ALIASES:
+            raise SettingsError(
+                f"unsupported broker URL {redact_url(part)} "
+                "(supported: redis://, rediss://, amqp://, filesystem://, ... as kombu names them)"
+            )
 
 
 _PARSERS: dict[str, type] = {"Path": Path, "str": str, "int": int, "float": float}

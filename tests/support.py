@@ -35,8 +35,9 @@ REDIS_HOST, REDIS_PORT = "127.0.0.1", 6379
 
 # The commands docker-compose.yml runs; tests start the very same ones as real processes.
 MIGRATE_COMMAND = ["runqueue", "migrate"]
+HEALTH_COMMAND = ["runqueue", "health"]  # the compose health checks
 WORKER_COMMAND = list(processes.WorkerProcess.COMMAND)
-FLOWER_COMMAND = ["celery", "-A", "workers.app", "flower"]
+FLOWER_COMMAND = ["runqueue", "flower"]
 
 
 def as_process(command: list[str]) -> list[str]:

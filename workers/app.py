@@ -1,7 +1,9 @@
-"""The fleet's Celery app, configured from RUNQUEUE_* variables."""
+"""The fleet's Celery app, configured from RUNQUEUE_* variables. It serves the assistants that
+RUNQUEUE_IMPORTS names; with none named, the example assistants (the demo, the tests)."""
 
 from runqueue import create_app
 from workers.assistants import register
 
 app = create_app(name="workers")
-register(app)
+if not app.runqueue.settings.imports:
+    register(app)

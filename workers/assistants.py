@@ -4,12 +4,13 @@ step in that file."""
 
 from __future__ import annotations
 
+import functools
 import time
 from typing import Any
 
 from celery import Celery
 
-from runqueue import ExtraNotInstalledError, RunContext, assistant
+from runqueue import ExtraNotInstalledError, InvalidPayloadError, RunContext, assistant
 from runqueue.journal import record
 
 try:  # the example graph needs the langgraph extra; the plain assistants do not
@@ -101,8 +102,28 @@ ASSISTANTS = {"echo": echo, "steps": steps, "fail": fail, "emitter": emitter, "n
 
 def register(app: Celery) -> None:
     """Register every example assistant on `app`, and the example graph as `research` (when
-    the langgraph extra is installed)."""
+    the langgraph extra is installed). Their `journal` option appends to any file the
+    submitter names: for the demo and the tests, never a deployment (register_deployable)."""
     for name, function in ASSISTANTS.items():
         assistant(app, name=name)(function)
     if langgraph_assistant is not None:
         langgraph_assistant(app, "research", research_graph)
+
+
+def register_deployable(app: Celery) -> None:
+    """The example assistants without the `journal` option: what docker-compose.yml serves
+    until RUNQUEUE_IMPORTS names your own (a submitter must not choose a file to write)."""
+    for name, function in ASSISTANTS.items():
+        assistant(app, name=name)(_without_journal(function))
+    if langgraph_assistant is not None:
+        langgraph_assistant(app, "research", research_graph)
+
+
+def _without_journal(function: Any) -> Any:
+    @functools.wraps(function)
+    def deployable(context: RunContext, *args: Any, **kwargs: Any) -> Any:
+        if kwargs.get("journal") is not None:
+            raise InvalidPayloadError("the journal option is for the demo and tests only")
+        return function(context, *args, **kwargs)
+
+    return deployable

@@ -175,6 +175,7 @@ def langgraph_assistant(
 
     # A function stored on the task class would become a method: keep it static.
     source = graph if compiled else staticmethod(graph)
+    task_options.setdefault("shared", False)  # on this app alone, as assistant()
     return app.task(base=GraphTask, name=name, bind=True, graph_source=source, **task_options)(_run)
 
 
