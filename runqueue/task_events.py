@@ -46,6 +46,11 @@ def use_worker_hostname(hostname: str) -> None:
     _worker_hostname = hostname
 
 
+def worker_node() -> str | None:
+    """This worker's node name (None outside a worker)."""
+    return _worker_hostname
+
+
 def sender_hostname() -> str:
     """The worker's node name; outside a worker (API, `runqueue` commands) a name of its own,
     which Flower lists as an offline worker once it has sent a run's end."""

@@ -235,6 +235,7 @@ class ExecutionStatements(StoreBase):
         return True
 
     def abort_action(self, run_id: str) -> str | None:
-        """The cancel a user asked for, read from the database (broadcasts can be lost)."""
-        with self.transaction() as conn:
+        """The cancel a user asked for, read from the database (broadcasts can be lost). A
+        read, not a write transaction: on SQLite it must not queue for the write lock."""
+        with self.reading() as conn:
             return conn.execute(select(Run.abort_action).where(Run.run_id == run_id)).scalar()

@@ -247,9 +247,12 @@ class RunStore(
         worker: str | None = None,
         detail: str | None = None,
         from_statuses: Sequence[str] = (RUNNING,),
+        claimed_by: str | None = None,
     ) -> tuple[bool, Effects]:
         """Write a final status, guarded, and release the thread's next run in the same
-        transaction. False when the run was already final (a late or duplicate signal)."""
+        transaction. False when the run was already final (a late or duplicate signal).
+        `claimed_by`: only if this worker holds the claim (a writer that has no token: the
+        worker's main process, for a pool child it lost)."""
         effects = Effects()
         with self.transaction() as conn:
             thread_id = self._lock_thread_of(conn, run_id)
@@ -259,6 +262,8 @@ class RunStore(
             guard = [Run.run_id == run_id, status_in(from_statuses)]
             if token is not None:
                 guard.append(Run.claim_token == token)
+            if claimed_by is not None:
+                guard.append(Run.worker == claimed_by)
             values: dict[str, Any] = dict(
                 status=status.value, ended_at=now, updated_at=now, lease_expires_at=None
             )

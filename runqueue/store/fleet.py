@@ -12,10 +12,11 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from runqueue.records import RunStatus, WorkerRecord
-from runqueue.store.models import Run, WorkerRow
+from runqueue.store.models import Run, RunEventRow, WorkerRow
 from runqueue.store.transactions import PENDING, QUEUED, StoreBase, holds_thread, utcnow
 
 _UPSERT = {"postgresql": pg_insert, "sqlite": sqlite_insert}
+UNSERVED_REPUBLISH_MAX_SECONDS = 300.0  # a run no live worker serves is offered this often
 WORKER_COLUMNS = tuple(WorkerRow.__table__.columns)
 
 
@@ -62,15 +63,15 @@ class FleetStatements(StoreBase):
             ).rowcount
         return beaten == 1
 
-    def stop_worker(self, name: str) -> None:
-        """The worker shut down cleanly: it is no longer live, at once."""
+    def stop_worker(self, name: str, pid: int | None = None) -> None:
+        """The worker shut down cleanly: it is no longer live, at once. `pid`: only if the
+        row is still this process's (a node name reused by a newer process stays live)."""
         now = utcnow()
+        guard = [WorkerRow.name == name, WorkerRow.stopped_at.is_(None)]
+        if pid is not None:
+            guard.append(WorkerRow.pid == pid)
         with self.transaction() as conn:
-            conn.execute(
-                update(WorkerRow)
-                .where(WorkerRow.name == name, WorkerRow.stopped_at.is_(None))
-                .values(stopped_at=now, heartbeat_at=now)
-            )
+            conn.execute(update(WorkerRow).where(*guard).values(stopped_at=now, heartbeat_at=now))
 
     def live_workers(self, live_seconds: float) -> list[WorkerRecord]:
         """Workers not stopped whose heartbeat is younger than `live_seconds`, by name."""
@@ -87,27 +88,40 @@ class FleetStatements(StoreBase):
         self, run_id: str, detail: str, worker: str | None = None, discarded: bool = False
     ) -> bool:
         """Add a line to a pending run's history (why it does not start); False if the run
-        is gone or no longer pending. `discarded`: its message is gone from the broker (a
-        worker without its assistant dropped it), so the relay publishes it again after
-        republish_after, every time, rather than on the growing backoff meant for messages
-        that may still be in a backlog: a worker that serves it, started later, gets it."""
+        is gone or no longer pending. The same line twice in a row is written once.
+
+        `discarded`: its message is gone from the broker (a worker without its assistant
+        dropped it), so the relay publishes it again on a backoff capped at
+        UNSERVED_REPUBLISH_MAX_SECONDS, not the hour meant for messages that may still sit
+        in a backlog: a worker that serves it, started later, gets it within minutes."""
         with self.transaction() as conn:
             run = conn.execute(
-                select(Run.thread_id).where(Run.run_id == run_id, Run.status == PENDING)
+                select(Run.thread_id, Run.publish_count).where(
+                    Run.run_id == run_id, Run.status == PENDING
+                )
             ).first()
             if run is None:
                 return False
             if discarded:
+                backoff = min(
+                    self.republish_after * 2 ** min(max(run.publish_count - 1, 0), 16),
+                    UNSERVED_REPUBLISH_MAX_SECONDS,
+                )
                 conn.execute(
                     update(Run)
                     .where(
                         Run.run_id == run_id, Run.status == PENDING, Run.dispatch_state == QUEUED
                     )
-                    .values(
-                        publish_count=0,
-                        next_publish_at=utcnow() + timedelta(seconds=self.republish_after),
-                    )
+                    .values(next_publish_at=utcnow() + timedelta(seconds=backoff))
                 )
+            last = conn.execute(
+                select(RunEventRow.detail, RunEventRow.worker)
+                .where(RunEventRow.run_id == run_id)
+                .order_by(RunEventRow.event_id.desc())
+                .limit(1)
+            ).first()
+            if last is not None and (last.detail, last.worker) == (detail, worker):
+                return True
             self._record_event(
                 conn,
                 run_id=run_id,

@@ -276,7 +276,8 @@ class RunTask(Task):
         heartbeat.start()
         try:
             _child.in_body = execution
-            if _child.terminate:
+            if _child.terminate:  # SIGTERM while claiming: unwind once, as _on_sigterm would
+                execution.terminating = True
                 raise RunTerminatedError()
             writer.open()  # `metadata`; RunCancelledError if the run ended or moved on
             return self.run(context, **kwargs)
@@ -286,6 +287,12 @@ class RunTask(Task):
             # A SIGTERM that no cancel explains (the worker is shutting down): the run goes
             # back to pending, its checkpoints kept, and another worker resumes it.
             if not execution.abort_seen.is_set() and self._hand_back(execution, writer, heartbeat):
+                # The child does not exit by SIGTERM at task_postrun, as after a cancel: the
+                # result must reach the main process first. A child that dies before
+                # reporting reads there as WorkerLostError, written over the run while
+                # another worker may already have claimed it. The pool ends this child at
+                # the end of the shutdown.
+                _child.terminate = False
                 raise RunHandedBackError(f"run {run_id} handed back at shutdown") from None
             raise
         except RunCancelledError:

@@ -55,6 +55,7 @@ class FleetMember:
         self._stopped = threading.Event()
         self._beat = threading.Thread(target=self._heartbeat, name="runqueue-fleet", daemon=True)
         self._grace: threading.Timer | None = None
+        self._signalled: set[tuple[int, str]] = set()  # (child pid, run id) told to hand back
 
     def start(self) -> None:
         """Wait for database and broker (NotReadyError: Celery stops the worker, exit 1,
@@ -64,6 +65,12 @@ class FleetMember:
             self.settings.ready_timeout,
             given_up=lambda: bool(worker_state.should_stop or worker_state.should_terminate),
         )
+        self._register()
+        self.registered = True
+        _members[self.name] = self
+        self._beat.start()
+
+    def _register(self) -> None:
         runtime_of(self.app).store.register_worker(
             self.name,
             pool=self.pool,
@@ -72,9 +79,6 @@ class FleetMember:
             host=socket.gethostname(),
             pid=os.getpid(),
         )
-        self.registered = True
-        _members[self.name] = self
-        self._beat.start()
 
     def stop(self) -> None:
         """The blueprint stops (the pool has yet to drain): the worker stays live, and keeps
@@ -90,7 +94,7 @@ class FleetMember:
             return
         self.registered = False
         try:
-            runtime_of(self.app).store.stop_worker(self.name)
+            runtime_of(self.app).store.stop_worker(self.name, pid=os.getpid())
         except Exception as exc:  # the row then ages out: live only while it heartbeats
             logger.warning("could not mark worker %s stopped: %s", self.name, exc)
 
@@ -103,11 +107,16 @@ class FleetMember:
             self._grace.start()
 
     def hand_back_running(self) -> None:
-        """SIGTERM the pool children still executing a run: each hands its run back."""
+        """SIGTERM the pool children still executing a run: each hands its run back. Then
+        look again every second until the worker is down: a run the pool started from its
+        buffer after the grace ended is handed back too."""
         for request in list(worker_state.active_requests):
             pid = request.worker_pid
             if not isinstance(request.task, RunTask) or not pid or pid == os.getpid():
                 continue  # the threads and solo pools run in this process: nothing to signal
+            if (pid, request.id) in self._signalled:
+                continue
+            self._signalled.add((pid, request.id))
             logger.warning(
                 "shutdown grace of %gs over: handing back run %s",
                 self.settings.shutdown_grace_seconds,
@@ -116,12 +125,19 @@ class FleetMember:
             )
             with contextlib.suppress(ProcessLookupError):  # the child ended meanwhile
                 os.kill(pid, signal.SIGTERM)
+        if not self._stopped.is_set():
+            self._grace = threading.Timer(1.0, self.hand_back_running)
+            self._grace.daemon = True
+            self._grace.start()
 
     def _heartbeat(self) -> None:
         store = runtime_of(self.app).store
         while not self._stopped.wait(self.settings.heartbeat_interval):
             try:
-                store.beat_worker(self.name)
+                if not store.beat_worker(self.name):
+                    # Marked stopped by another process under this node name (or by hand)
+                    # while this one runs: it is live, so it says so again.
+                    self._register()
             except Exception as exc:  # a database blip: beat again next time
                 logger.warning("worker heartbeat failed: %s", exc)
 

@@ -23,15 +23,21 @@ RETRY_SECONDS = 1.0  # between two checks while waiting
 
 def check_database(app: Celery) -> None:
     """DatabaseUnavailableError if the database does not answer; SchemaMissingError if its
-    schema is not at this runqueue's latest migration (a worker started before `migrate`
-    finished waits for it)."""
+    schema is older than this runqueue's latest migration (a worker started before
+    `migrate` finished waits for it). A newer schema, one this code does not know, is
+    accepted: in a rolling deploy the old workers keep running after the new `migrate`
+    (migrations only add, so the old code still reads and writes what it knows)."""
     from alembic.runtime.migration import MigrationContext
     from alembic.script import ScriptDirectory
 
     runtime = runtime_of(app)
-    head = ScriptDirectory.from_config(alembic_config(runtime.settings)).get_current_head()
+    script = ScriptDirectory.from_config(alembic_config(runtime.settings))
+    head = script.get_current_head()
     with runtime.store.reading() as conn:
         current = MigrationContext.configure(conn).get_current_revision()
+    known = {revision.revision for revision in script.walk_revisions()}
+    if current is not None and current not in known:
+        return  # newer than this code
     if current != head:
         raise SchemaMissingError(
             f"database schema at revision {current or 'none'}, not {head}: run `runqueue migrate`"

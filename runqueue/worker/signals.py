@@ -29,6 +29,8 @@ from runqueue.worker.maintenance import MaintenanceStep
 
 logger = logging.getLogger(__name__)
 
+OUTSIDE_CANCEL_WRITE_SECONDS = 2.0  # a foreign terminate's cancel record, at most
+
 
 def _is_run_task(task: Any) -> bool:
     return isinstance(task, execution.RunTask)
@@ -75,6 +77,11 @@ def _on_task_failure(
         return
     runtime = runtime_of(sender.app)
     fields: dict[str, Any] = dict(token=execution.token_of(task_id))
+    if fields["token"] is None and task_events.worker_node() is not None:
+        # The main process, for a child it lost (or a hard time limit): no token, so fence
+        # on the claim's worker. The run may have been handed back, or reaped and re-queued,
+        # and claimed by another worker since: that attempt is not this worker's to end.
+        fields["claimed_by"] = task_events.worker_node()
     error = describe(exception) if exception is not None else "unknown error"
     error_type = type(exception).__name__ if exception is not None else None
     if isinstance(exception, execution.RunHandedBackError):
@@ -123,7 +130,9 @@ def _record_outside_cancel(task: Any, run_id: str) -> None:
     runtime = runtime_of(task.app)
     cancelled, effects = persist(
         lambda: runtime.store.cancel_run(run_id, AbortAction.interrupt, uncancelled_only=True),
-        total_seconds=runtime.settings.status_write_timeout,
+        # The consumer's own thread: a database outage must not stall it. Not recorded, the
+        # child reads its SIGTERM as a shutdown and hands the run back (nothing is lost).
+        total_seconds=OUTSIDE_CANCEL_WRITE_SECONDS,
         what=f"recording the terminate of run {run_id}",
         extra={"run_id": run_id},
     )

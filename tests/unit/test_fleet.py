@@ -94,3 +94,54 @@ def test_why_pending_names_the_holder_the_missing_worker_or_the_wait(manager):
     assert manager.why_pending(first.run_id) is None
     assert manager.store.note_on_pending_run(first.run_id, "late") is False
     assert manager.why_pending("not-a-run-id") is None
+
+
+def _claimed(manager: SyncRunManager, worker: str) -> str:
+    run = manager.create_or_reject(f"t-{uuid.uuid4().hex[:8]}", "echo")
+    claim = manager.store.claim_run(run.run_id, worker, str(uuid.uuid4()), 30.0)
+    assert claim.claimed
+    return run.run_id
+
+
+def test_a_worker_without_the_token_ends_only_the_runs_it_claimed(manager):
+    """The main process ends a run its lost child ran (no token): fenced on the claim's
+    worker, so a run handed back and claimed by another worker meanwhile is not touched."""
+    run_id = _claimed(manager, "other@h")
+    changed, _ = manager.store.finish_run(
+        run_id, RunStatus.error, error="worker lost", claimed_by="stopping@h"
+    )
+    assert not changed and manager.get(run_id).status is RunStatus.running
+    changed, _ = manager.store.finish_run(
+        run_id, RunStatus.error, error="worker lost", claimed_by="other@h"
+    )
+    assert changed and manager.get(run_id).status is RunStatus.error
+
+
+def test_a_discarded_run_is_noted_once_and_offered_again_within_minutes(manager):
+    run = manager.create_or_reject(f"t-{uuid.uuid4().hex[:8]}", "echo")
+    detail = "worker w@h does not serve assistant echo"
+    for _ in range(3):
+        assert manager.store.note_on_pending_run(run.run_id, detail, "w@h", discarded=True)
+    notes = [e for e in manager.events(run.run_id) if e.detail == detail]
+    assert len(notes) == 1
+    with manager.store.reading() as conn:
+        from sqlalchemy import select
+
+        from runqueue.store.models import Run
+
+        due = conn.execute(select(Run.next_publish_at).where(Run.run_id == run.run_id)).scalar()
+    from runqueue.store.fleet import UNSERVED_REPUBLISH_MAX_SECONDS
+
+    assert due.replace(tzinfo=None) <= (
+        utcnow().replace(tzinfo=None) + timedelta(seconds=UNSERVED_REPUBLISH_MAX_SECONDS)
+    )
+
+
+def test_a_stop_by_an_older_process_of_the_same_name_leaves_the_newer_live(manager):
+    manager.store.register_worker(
+        "w@h", pool="prefork", concurrency=1, assistants=["echo"], host="h", pid=2
+    )
+    manager.store.stop_worker("w@h", pid=1)  # the older process under that name
+    assert [w.name for w in manager.workers()] == ["w@h"]
+    manager.store.stop_worker("w@h", pid=2)
+    assert manager.workers() == []
