@@ -156,10 +156,18 @@ def _check_url_schemes(database_url: str, broker_url: str) -> None:
         backend = make_url(database_url).get_backend_name()
     except (ArgumentError, ValueError):
         raise SettingsError(f"invalid database URL: {redact_url(database_url)}") from None
-    if backend not in DATABASE_BACKENDS:
+    url = make_url(database_url)
+    if backend not in DATABASE_BACKENDS or (
+        backend == "postgresql" and url.get_driver_name() != "psycopg"
+    ):
         raise SettingsError(
             f"unsupported database URL {redact_url(database_url)} "
             "(supported: sqlite:///PATH, postgresql+psycopg://...)"
+        )
+    if backend == "sqlite" and url.database in (None, "", ":memory:"):
+        raise SettingsError(
+            f"{redact_url(database_url)} is an in-memory database, which no other process "
+            "(a worker, the next command) can see: give a file, sqlite:///PATH"
         )
     from kombu.transport import TRANSPORT_ALIASES
 

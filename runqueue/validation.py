@@ -27,6 +27,13 @@ StatusT = TypeVar("StatusT", RunStatus, ThreadStatus)
 UUID_PATTERN = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 
 
+def shown(value: object, limit: int = 60) -> str:
+    """A bad value as an error quotes it: repr, cut to `limit` characters (an error is one
+    line, whatever was typed)."""
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[: limit - 1]}…"
+
+
 def new_run_id() -> str:
     """A UUIDv7 (uuid-utils): time-ordered, and monotonic within a process, so ids break ties
     between equal timestamps in creation order."""
@@ -39,7 +46,7 @@ def is_run_id(value: Any) -> bool:
 
 def run_id(value: Any) -> str:
     if not is_run_id(value):
-        raise InvalidRunIdError(f"invalid run id: {value!r} (expected a UUID)")
+        raise InvalidRunIdError(f"invalid run id: {shown(value)} (expected a UUID)")
     return value.lower()
 
 
@@ -56,7 +63,7 @@ def run_id_or_prefix(value: Any) -> str:
     if isinstance(value, str) and RUN_ID_PREFIX_PATTERN.match(value.lower()):
         return value.lower()
     raise InvalidRunIdError(
-        f"invalid run id: {value!r} (expected a UUID, or a unique prefix of one of at least "
+        f"invalid run id: {shown(value)} (expected a UUID, or a unique prefix of one of at least "
         f"{MIN_RUN_ID_PREFIX} characters)"
     )
 
@@ -66,7 +73,7 @@ def page_limit(value: Any) -> int:
     and an error to PostgreSQL)."""
     if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_PAGE:
         raise InvalidPayloadError(
-            f"limit must be an integer between 0 and {MAX_PAGE}, not {value!r}"
+            f"limit must be an integer between 0 and {MAX_PAGE}, not {shown(value)}"
         )
     return value
 
@@ -78,7 +85,7 @@ def is_thread_id(value: Any) -> bool:
 def thread_id(value: Any) -> str:
     if not is_thread_id(value):
         raise InvalidRunIdError(
-            f"invalid thread id: {value!r} (1-128 characters: letters, digits, . _ : @ / -)"
+            f"invalid thread id: {shown(value)} (1-128 characters: letters, digits, . _ : @ / -)"
         )
     return value
 
@@ -87,7 +94,7 @@ def user_id(value: Any) -> str | None:
     if value is None:
         return None
     if not isinstance(value, str) or not 0 < len(value) <= 128:
-        raise InvalidRunIdError(f"invalid user id: {value!r}")
+        raise InvalidRunIdError(f"invalid user id: {shown(value)}")
     return value
 
 
@@ -97,7 +104,7 @@ def strategy(value: Any) -> MultitaskStrategy:
     except ValueError:
         choices = ", ".join(s.value for s in MultitaskStrategy)
         raise UnsupportedStrategyError(
-            f"unsupported multitask strategy {value!r} (choose one of: {choices})"
+            f"unsupported multitask strategy {shown(value)} (choose one of: {choices})"
         ) from None
 
 
@@ -105,7 +112,9 @@ def disconnect_mode(value: Any) -> DisconnectMode:
     try:
         return DisconnectMode(value)
     except ValueError:
-        raise InvalidPayloadError(f"invalid on_disconnect {value!r} (cancel or continue)") from None
+        raise InvalidPayloadError(
+            f"invalid on_disconnect {shown(value)} (cancel or continue)"
+        ) from None
 
 
 def abort_action(value: Any) -> AbortAction:
@@ -113,7 +122,7 @@ def abort_action(value: Any) -> AbortAction:
         return AbortAction(value)
     except ValueError:
         raise InvalidPayloadError(
-            f"invalid cancel action {value!r} (interrupt or rollback)"
+            f"invalid cancel action {shown(value)} (interrupt or rollback)"
         ) from None
 
 
@@ -122,7 +131,7 @@ def _status_of(kind: type[StatusT], what: str, value: Any) -> StatusT:
         return kind(value)
     except ValueError:
         choices = ", ".join(s.value for s in kind)
-        raise InvalidStatusError(f"unknown {what} {value!r} (one of: {choices})") from None
+        raise InvalidStatusError(f"unknown {what} {shown(value)} (one of: {choices})") from None
 
 
 def status(value: Any) -> RunStatus:
@@ -132,7 +141,7 @@ def status(value: Any) -> RunStatus:
 def if_not_exists(value: Any) -> bool:
     """True: a run for an unknown thread creates it ("create"); False: refused ("reject")."""
     if value not in ("create", "reject"):
-        raise InvalidPayloadError(f"invalid if_not_exists {value!r} (create or reject)")
+        raise InvalidPayloadError(f"invalid if_not_exists {shown(value)} (create or reject)")
     return value == "create"
 
 

@@ -62,19 +62,34 @@ def workers(state: CliState, as_json: bool) -> None:
     default=None,
     help="Also ping this Celery node (name@host; %h is this host's name).",
 )
-@click.option("--url", default=None, help="Also GET this URL; it must answer 200.")
-@click.option("--timeout", type=float, default=5.0, show_default=True, help="Seconds per check.")
+@click.option(
+    "--url",
+    default=None,
+    help="Only GET this http(s) URL; it must answer 200 (the API's /ok, Flower's /healthcheck).",
+)
+@click.option(
+    "--timeout",
+    type=click.FloatRange(min=0, min_open=True),
+    default=5.0,
+    show_default=True,
+    help="Seconds per check.",
+)
 @click.pass_obj
 def health(state: CliState, node: str | None, url: str | None, timeout: float) -> None:
-    """Check the database (reachable, migrated) and the broker, and optionally a worker node
-    and an HTTP endpoint: one line, exit 0 if all answer, 1 if one does not."""
+    """Check the database (reachable, migrated) and the broker, and with --worker that
+    worker node too; with --url only that HTTP endpoint (a service's own health: Flower has
+    no database). One line, exit 0 if all answer, 1 if one does not."""
     from celery.utils.nodenames import default_nodename, host_format
 
-    from runqueue.worker.readiness import check_services
+    if url is not None and not url.startswith(("http://", "https://")):
+        raise click.BadParameter("an http:// or https:// URL", param_hint="'--url'")
+    checked: list[str] = []
+    if url is None or node is not None:
+        from runqueue.worker.readiness import check_services
 
-    app = state.app()
-    check_services(app, broker_timeout=timeout)
-    checked = ["database", "broker"]
+        app = state.app()
+        check_services(app, broker_timeout=timeout)
+        checked = ["database", "broker"]
     if node is not None:
         node = default_nodename(host_format(node))
         replies = app.control.ping(destination=[node], timeout=timeout)

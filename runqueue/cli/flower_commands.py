@@ -45,6 +45,15 @@ def check_flower_auth(environ: dict[str, str], address: str, no_auth: bool) -> N
                 "(set FLOWER_BASIC_AUTH=user:password instead)"
             )
         return
+    basic = environ.get("FLOWER_BASIC_AUTH", "").strip()
+    if basic:
+        for entry in basic.split(","):
+            user, _, password = entry.partition(":")
+            if not user.strip() or not password:
+                raise CliError(
+                    "FLOWER_BASIC_AUTH must be user:password pairs, comma-separated, each "
+                    "with a user and a password (an empty one lets anyone in)"
+                )
     if flower_auth(environ) is None:
         raise CliError(
             "Flower needs authentication: set FLOWER_BASIC_AUTH=user:password (or FLOWER_AUTH "
@@ -86,8 +95,13 @@ def flower_command(settings: Settings, port: int, address: str) -> list[str]:
 
 
 @main.command()
-@click.option("--port", default=DEFAULT_PORT, type=int, show_default=True)
-@click.option("--address", default="127.0.0.1", show_default=True, help="Address to bind.")
+@click.option("--port", default=DEFAULT_PORT, type=click.IntRange(1, 65535), show_default=True)
+@click.option(
+    "--address",
+    default="127.0.0.1",
+    show_default=True,
+    help="Address to bind; anything but loopback needs authentication.",
+)
 @click.option(
     "--no-auth",
     is_flag=True,
@@ -96,7 +110,11 @@ def flower_command(settings: Settings, port: int, address: str) -> list[str]:
 @click.pass_obj
 def flower(state: CliState, port: int, address: str, no_auth: bool) -> None:
     """Run Flower on the fleet's broker: every worker, and every run as a task (its thread
-    in the args column). Flower's own settings (FLOWER_*) apply."""
+    in the args column). Flower's own settings (FLOWER_*) apply.
+
+    Authentication is required: FLOWER_BASIC_AUTH=user:password[,user2:password2], or
+    Flower's OAuth (FLOWER_AUTH, FLOWER_AUTH_PROVIDER, FLOWER_OAUTH2_*). Flower gets the
+    broker, never the database URL."""
     check_flower_auth(dict(os.environ), address, no_auth)
     settings = state.settings
     command = flower_command(settings, port, address)

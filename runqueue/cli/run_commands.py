@@ -3,9 +3,11 @@ run ids given as a prefix, --kwargs from a file or stdin, and what a down broker
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +20,29 @@ from runqueue.records import AbortAction, MultitaskStrategy, RunRecord, RunStatu
 
 # Loggers that warn when the broker is down (a publish, a revoke, a Flower event).
 BROKER_LOGGERS = ("runqueue.dispatch", "runqueue.task_events")
+EXIT_RUN_FAILED = 3  # submit --wait: the run ended, not in success
+EXIT_STILL_RUNNING = 4  # submit --wait: the run had not ended within --timeout
+
+
+@contextlib.contextmanager
+def registry_warnings() -> Iterator[list[str]]:
+    """The registry's warnings (no live worker serves the assistant) as text, not log lines:
+    a command says them once its own outcome is known (nothing on top of an error)."""
+    caught: list[str] = []
+
+    class Catch(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            caught.append(record.getMessage())
+
+    registry_logger = logging.getLogger("runqueue.registry")
+    handler, propagate = Catch(logging.WARNING), registry_logger.propagate
+    registry_logger.addHandler(handler)
+    registry_logger.propagate = False
+    try:
+        yield caught
+    finally:
+        registry_logger.removeHandler(handler)
+        registry_logger.propagate = propagate
 
 
 def quiet_dispatch() -> None:
@@ -102,7 +127,11 @@ def resolve_run(queries, value: str) -> RunRecord:  # noqa: ANN001
 )
 @click.option("--wait", is_flag=True, help="Wait for the final status.")
 @click.option(
-    "--timeout", type=float, default=300.0, show_default=True, help="Seconds --wait waits."
+    "--timeout",
+    type=click.FloatRange(min=0, min_open=True),
+    default=300.0,
+    show_default=True,
+    help="Seconds --wait waits.",
 )
 @click.pass_obj
 def submit(
@@ -118,7 +147,8 @@ def submit(
 
     Applies the thread's multitask strategy and prints the run as JSON. With the broker
     down the run is still kept, as the library keeps it: the relay of any worker publishes
-    it once the broker is back (a note on stderr says so; exit 0)."""
+    it once the broker is back (a note on stderr says so; exit 0). With --wait: exit 3 if
+    the run ended but not in success, 4 if it had not ended within --timeout (it goes on)."""
     from runqueue.store.database import require_database
 
     kwargs = read_kwargs(kwargs_json)
@@ -127,15 +157,25 @@ def submit(
     manager = state.manager()
     quiet_dispatch()
     problem = broker_problem(manager.app)
-    run = manager.create_or_reject(thread_id, assistant, kwargs=kwargs, multitask_strategy=strategy)
+    with registry_warnings() as warnings:  # said once the run exists, as notes
+        run = manager.create_or_reject(
+            thread_id, assistant, kwargs=kwargs, multitask_strategy=strategy
+        )
+    for warning in warnings:
+        click.echo(f"note: {warning}", err=True)
     if problem:
         click.echo(
             f"note: {problem}; run {run.run_id} is kept ({run.status.value}) and is published "
             "when the broker is back (a worker's relay)",
             err=True,
         )
+    timed_out = False
     if wait:
-        run = manager.join(run.run_id, timeout=timeout)
+        try:
+            run = manager.join(run.run_id, timeout=timeout)
+        except TimeoutError as exc:
+            timed_out, message = True, str(exc)
+            run = manager.get(run.run_id) or run
     click.echo(
         json.dumps(
             {
@@ -147,8 +187,11 @@ def submit(
             }
         )
     )
+    if timed_out:
+        click.echo(f"error: {message}", err=True)
+        sys.exit(EXIT_STILL_RUNNING)
     if wait and run.status is not RunStatus.success:
-        sys.exit(2)
+        sys.exit(EXIT_RUN_FAILED)
 
 
 @main.command()

@@ -138,8 +138,34 @@ def test_submit_without_wait_returns_pending(env, worker, manager):
 
 def test_submit_wait_reports_failure_with_nonzero_exit(env, worker):
     result = runqueue(env, "submit", "fail", "--thread", thread(), "--wait")
-    assert result.returncode == 2
+    assert result.returncode == 3  # ended, not in success (2 is a usage error)
     assert json.loads(result.stdout)["status"] == "error"
+
+
+def test_submit_wait_that_times_out_prints_the_run_and_exits_4(env, worker, manager):
+    result = runqueue(
+        env, "submit", "steps", "--thread", thread(), "--kwargs", '{"steps": 20, "delay": 0.2}',
+        "--wait", "--timeout", "0.5",
+    )  # fmt: skip
+    assert result.returncode == 4, result.stderr
+    submitted = json.loads(result.stdout)
+    assert submitted["status"] in ("pending", "running")
+    (line,) = result.stderr.strip().splitlines()
+    assert line.startswith(f"error: run {submitted['run_id']} still ") and "after 0.5s" in line
+    assert manager.join(submitted["run_id"], timeout=30).status is RunStatus.success
+
+
+def test_submit_with_no_worker_serving_notes_it_once_after_the_run(env, worker):
+    """The registry's warning is a `note:` line after success, never a log line on top of
+    an error."""
+    thread_id = thread()
+    first = runqueue(env, "submit", "noop", "--thread", thread_id)
+    assert first.returncode == 0, first.stderr
+    refused = runqueue(env, "submit", "noop", "--thread", thread_id)
+    assert refused.returncode in (0, 1)
+    if refused.returncode == 1:  # the first still in flight: rejected, one line only
+        assert len(refused.stderr.strip().splitlines()) == 1
+    assert "WARNING" not in first.stderr + refused.stderr
 
 
 def test_cancel_running_run_with_rollback(env, worker, manager, journal, run_factory):

@@ -158,6 +158,21 @@ CASES = [
     ("usage: missing option", BOTH, ["submit", "noop"], "Missing option '--thread'.", 2),
     ("usage: unknown command", BOTH, ["sideways"], "No such command 'sideways'.", 2),
     ("usage: unknown option", BOTH, ["runs", "--colour"], "No such option '--colour'", 2),
+    ("psycopg2 URL", BOTH, ["--database-url", "postgresql+psycopg2://u@h/db", "runs"],
+     "unsupported database URL postgresql+psycopg2://u@h/db", 1),
+    ("in-memory SQLite", BOTH, ["--database-url", "sqlite://", "migrate"],
+     "is an in-memory database, which no other process", 1),
+    ("a long thread id is quoted short", BOTH, ["submit", "noop", "--thread", "a" * 5000],
+     "invalid thread id: 'aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa… (1-128", 1),
+    ("non-positive wait timeout", BOTH,
+     ["submit", "noop", "--thread", "t", "--wait", "--timeout", "-5"],
+     "Invalid value for '--timeout'", 2),
+    ("health: not an http URL", BOTH, ["health", "--url", "file:///etc/passwd"],
+     "Invalid value for '--url': an http:// or https:// URL", 2),
+    ("health: non-positive timeout", BOTH, ["health", "--timeout", "0"],
+     "Invalid value for '--timeout'", 2),
+    ("flower: port out of range", BOTH, ["flower", "--no-auth", "--port", "99999"],
+     "Invalid value for '--port': 99999 is not in the range 1<=x<=65535.", 2),
 ]  # fmt: skip
 
 

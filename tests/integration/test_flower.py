@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import json
+import os
 import socket
 import subprocess
 import time
@@ -26,11 +27,13 @@ from runqueue.journal import Journal
 from tests.conftest import require_services
 from tests.support import (
     FLOWER_COMMAND,
+    HEALTH_COMMAND,
     REPO_ROOT,
     Backend,
     RunFactory,
     WorkerProcess,
     as_process,
+    checkout_path,
     make_backend,
     settings_env,
     wait_until,
@@ -404,3 +407,48 @@ def test_no_auth_is_allowed_on_loopback_only_and_keeps_the_api_closed(flower_bac
         finally:
             process.terminate()
             process.wait(10)
+
+
+def test_the_compose_health_check_passes_in_flowers_own_environment(
+    flower_backend, flower, tmp_path
+):
+    """Flower's container has the broker and its auth, no database: its health check
+    (`runqueue health --url .../healthcheck`) must pass there, and create nothing."""
+    home = tmp_path / "home"
+    home.mkdir()
+    env = {
+        "PATH": os.environ["PATH"],
+        "HOME": str(home),
+        "RUNQUEUE_BROKER_URL": flower_backend.settings.broker_url,
+        "FLOWER_BASIC_AUTH": f"{USER}:{PASSWORD}",
+        **checkout_path(),
+    }
+    done = subprocess.run(
+        as_process([*HEALTH_COMMAND, "--url", f"{flower.url}/healthcheck"]),
+        env=env,
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == f"ok: {flower.url}/healthcheck"
+    assert list(home.iterdir()) == []
+
+
+@pytest.mark.parametrize("auth", ["admin:", ":", "admin:secret,:"])
+def test_flower_refuses_basic_auth_with_an_empty_user_or_password(flower_backend, auth):
+    env = flower_environment(settings_env(flower_backend.settings)) | {"FLOWER_BASIC_AUTH": auth}
+    done = subprocess.run(
+        as_process([*FLOWER_COMMAND, f"--port={free_port()}"]),
+        env=env,
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 1
+    assert done.stderr.strip().splitlines() == [
+        "error: FLOWER_BASIC_AUTH must be user:password pairs, comma-separated, each with a "
+        "user and a password (an empty one lets anyone in)"
+    ]
