@@ -256,3 +256,18 @@ class StreamReader(threading.Thread):
 
 def stream_ids(events: list[StreamEvent]) -> list[int]:
     return [int(event.id) for event in events if event.id is not None]
+
+
+def run_cli(
+    env: dict[str, str], *args: str, stdin: str | None = None, timeout: float = 120
+) -> subprocess.CompletedProcess:
+    """`runqueue ARGS` as a subprocess of this interpreter, its output captured as text."""
+    return subprocess.run(
+        [sys.executable, "-m", "runqueue", *args],
+        env=env,
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=REPO_ROOT,
+    )

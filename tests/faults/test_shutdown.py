@@ -47,19 +47,25 @@ class StatusWatch(threading.Thread):
             time.sleep(0.05)
 
 
+def _running(settings, workers, tmp_path, steps: int):  # noqa: ANN001, ANN202
+    """A `steps` run (0.25 s a step) on a worker named `stopping-`, once it made a step."""
+    manager = faultkit.manager_for(settings)
+    journal = Journal(tmp_path / "journal.jsonl")
+    (stopping,) = workers(settings, concurrency=1, name="stopping")
+    run = RunFactory(manager, journal)(f"shutdown-{uuid.uuid4().hex[:8]}", steps=steps, delay=0.25)
+    faultkit.wait_for(
+        lambda: journal.count(run_id=run.run_id, event="step") >= 2,
+        timeout=30,
+        message="the run's first steps",
+    )
+    return manager, journal, stopping, run
+
+
 def test_sigterm_hands_back_a_long_run_and_another_worker_resumes_it(
     shared_backend, workers, report, tmp_path
 ):
     settings = shared_backend.settings.with_overrides(shutdown_grace_seconds=2.0)
-    manager = faultkit.manager_for(settings)
-    journal = Journal(tmp_path / "journal.jsonl")
-    (stopping,) = workers(settings, concurrency=1, name="stopping")
-    run = RunFactory(manager, journal)(f"shutdown-{uuid.uuid4().hex[:8]}", steps=40, delay=0.25)
-    faultkit.wait_for(
-        lambda: journal.count(run_id=run.run_id, event="step") >= 2,
-        timeout=30,
-        message="the long run's first steps",
-    )
+    manager, journal, stopping, run = _running(settings, workers, tmp_path, steps=40)
     (resuming,) = workers(settings, concurrency=1, name="resuming")
     watch = StatusWatch(manager, run.run_id, {"stopping-": stopping, "resuming-": resuming})
     watch.start()
@@ -112,15 +118,7 @@ def test_sigterm_hands_back_a_long_run_and_another_worker_resumes_it(
 
 def test_sigterm_lets_a_run_shorter_than_the_grace_finish(shared_backend, workers, tmp_path):
     settings = shared_backend.settings.with_overrides(shutdown_grace_seconds=10.0)
-    manager = faultkit.manager_for(settings)
-    journal = Journal(tmp_path / "journal.jsonl")
-    (stopping,) = workers(settings, concurrency=1, name="stopping")
-    run = RunFactory(manager, journal)(f"shutdown-{uuid.uuid4().hex[:8]}", steps=8, delay=0.25)
-    faultkit.wait_for(
-        lambda: journal.count(run_id=run.run_id, event="step") >= 1,
-        timeout=30,
-        message="the run's first step",
-    )
+    manager, journal, stopping, run = _running(settings, workers, tmp_path, steps=8)
     sigterm_at = time.time()
     stopping.kill(signal.SIGTERM)
     stopping.process.wait(30)
@@ -140,15 +138,7 @@ def test_sigterm_to_the_whole_process_group_hands_back_at_once(
     """`kill -TERM -<pgid>` (or a supervisor signalling every process): the pool children get
     SIGTERM too, with no grace; each hands its run back as it would at the grace's end."""
     settings = shared_backend.settings.with_overrides(shutdown_grace_seconds=60.0)
-    manager = faultkit.manager_for(settings)
-    journal = Journal(tmp_path / "journal.jsonl")
-    (stopping,) = workers(settings, concurrency=1, name="stopping")
-    run = RunFactory(manager, journal)(f"shutdown-{uuid.uuid4().hex[:8]}", steps=40, delay=0.25)
-    faultkit.wait_for(
-        lambda: journal.count(run_id=run.run_id, event="step") >= 2,
-        timeout=30,
-        message="the run's first steps",
-    )
+    manager, journal, stopping, run = _running(settings, workers, tmp_path, steps=40)
     sigterm_at = time.time()
     stopping.stop()  # SIGTERM to the process group
     handed = [e for e in manager.events(run.run_id) if e.detail and "handed back" in e.detail]

@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import re
 import subprocess
-import sys
 import time
 import uuid
 from datetime import datetime
@@ -18,26 +17,13 @@ from pathlib import Path
 import pytest
 
 from runqueue import AbortAction, RunStatus
-from tests.support import REPO_ROOT, settings_env, wait_until
+from tests.support import run_cli as runqueue
+from tests.support import settings_env, wait_until
 
 pytestmark = pytest.mark.integration
 
 UNREACHABLE_DATABASE = "postgresql+psycopg://postgres@127.0.0.1:1/runqueue"
 UNREACHABLE_BROKER = "redis://127.0.0.1:1/0"
-
-
-def runqueue(
-    env: dict[str, str], *args: str, stdin: str | None = None, timeout: float = 120
-) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "runqueue", *args],
-        env=env,
-        input=stdin,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        cwd=REPO_ROOT,
-    )
 
 
 def assert_one_line_error(result: subprocess.CompletedProcess, expected: str) -> None:

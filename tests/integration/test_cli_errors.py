@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -21,7 +20,6 @@ import pytest
 from runqueue import RunStatus, Settings
 from tests.conftest import require_services
 from tests.support import (
-    REPO_ROOT,
     Backend,
     WorkerProcess,
     create_database,
@@ -30,25 +28,12 @@ from tests.support import (
     settings_env,
     wait_until,
 )
+from tests.support import run_cli as runqueue
 
 pytestmark = pytest.mark.integration
 
 CLOSED_BROKER = "redis://127.0.0.1:1/0"  # nothing listens there: the broker is down
 MISSING_RUN = "0190a8e2-0000-7000-8000-000000000000"
-
-
-def runqueue(
-    env: dict[str, str], *args: str, stdin: str | None = None, timeout: float = 120
-) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "runqueue", *args],
-        env=env,
-        input=stdin,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        cwd=REPO_ROOT,
-    )
 
 
 def assert_one_line_error(result: subprocess.CompletedProcess, expected: str, code: int) -> str:
