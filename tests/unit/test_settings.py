@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -86,3 +87,16 @@ def test_shutdown_grace_and_ready_timeout_are_read_and_checked():
             Settings(**bad)
     with pytest.raises(SettingsError, match="RUNQUEUE_READY_TIMEOUT"):
         Settings.from_env({"RUNQUEUE_READY_TIMEOUT": "soon"})
+
+
+def test_every_setting_is_in_the_readme_and_env_names_are_real():
+    """README's Configuration table names every RUNQUEUE_* variable, and only real ones."""
+    from dataclasses import fields
+
+    from tests.support import REPO_ROOT
+
+    text = (REPO_ROOT / "README.md").read_text()
+    table = text.split("## Configuration", 1)[1].split("\n## ", 1)[0]
+    documented = set(re.findall(r"^\| `RUNQUEUE_([A-Z_]+)`", table, flags=re.M))
+    settings = {field.name.upper() for field in fields(Settings)}
+    assert documented == settings, (settings - documented, documented - settings)
