@@ -109,6 +109,11 @@ class RunQueueGroup(click.Group):
             raise CliError(str(exc)) from None
         except TimeoutError as exc:
             raise CliError(str(exc) or "timed out") from None
+        except BrokenPipeError:
+            # The reader went away (`runqueue runs --json | head`): stop quietly, as a shell
+            # tool does; stdout to /dev/null so that the interpreter's final flush is silent.
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            raise click.exceptions.Exit(1) from None
         except Exception as exc:  # a bug or an unforeseen driver error: still one line
             logger.debug("unexpected error", exc_info=True)
             raise CliError(f"unexpected error: {describe(exc)}") from None

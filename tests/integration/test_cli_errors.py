@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -20,6 +21,7 @@ import pytest
 from runqueue import RunStatus, Settings
 from tests.conftest import require_services
 from tests.support import (
+    REPO_ROOT,
     Backend,
     WorkerProcess,
     create_database,
@@ -295,3 +297,16 @@ def test_cancel_of_a_pending_run_with_the_broker_down(postgres, worker, broker_d
     assert manager.get(held.run_id).status is RunStatus.interrupted
     manager.cancel(first.run_id)
     assert manager.join(first.run_id, timeout=30).status is RunStatus.interrupted
+
+
+def test_a_reader_that_goes_away_is_no_error(environments):
+    """`runqueue runs --json | head`: the reader closes the pipe; the command stops quietly."""
+    done = subprocess.run(
+        ["sh", "-c", f'"{sys.executable}" -m runqueue assistants --json | true'],
+        env=environments["sqlite"]["env"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=REPO_ROOT,
+    )
+    assert done.stderr == ""
