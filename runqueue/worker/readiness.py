@@ -16,7 +16,7 @@ from runqueue.errors import (
     NotReadyError,
     SchemaMissingError,
 )
-from runqueue.store.database import alembic_config
+from runqueue.store.database import alembic_config, current_revision
 
 RETRY_SECONDS = 1.0  # between two checks while waiting
 
@@ -27,14 +27,12 @@ def check_database(app: Celery) -> None:
     `migrate` finished waits for it). A newer schema, one this code does not know, is
     accepted: in a rolling deploy the old workers keep running after the new `migrate`
     (migrations only add, so the old code still reads and writes what it knows)."""
-    from alembic.runtime.migration import MigrationContext
     from alembic.script import ScriptDirectory
 
-    runtime = runtime_of(app)
-    script = ScriptDirectory.from_config(alembic_config(runtime.settings))
+    settings = runtime_of(app).settings
+    script = ScriptDirectory.from_config(alembic_config(settings))
     head = script.get_current_head()
-    with runtime.store.reading() as conn:
-        current = MigrationContext.configure(conn).get_current_revision()
+    current = current_revision(settings)
     known = {revision.revision for revision in script.walk_revisions()}
     if current is not None and current not in known:
         return  # newer than this code
