@@ -17,7 +17,7 @@ from sqlalchemy import insert, select, update
 from runqueue.records import ApiKeyRecord
 from runqueue.store.models import ApiKey
 from runqueue.store.rows import aware
-from runqueue.store.transactions import StoreBase, utcnow
+from runqueue.store.transactions import StoreBase, db_now
 
 KEY_PATTERN = re.compile(r"^rq_([0-9a-f]{16})_[A-Za-z0-9_-]{43}$")
 
@@ -33,13 +33,13 @@ class ApiKeyStatements(StoreBase):
         """A new key for `user_id`: its record, and the key itself (shown once, kept nowhere)."""
         key_id = secrets.token_hex(8)
         key = f"rq_{key_id}_{secrets.token_urlsafe(32)}"
-        now = utcnow()
         with self.transaction() as conn:
-            conn.execute(
-                insert(ApiKey),
-                dict(key_id=key_id, user_id=user_id, key_hash=_digest(key), created_at=now),
-            )
-        return ApiKeyRecord(key_id, user_id, now, None), key
+            created_at = conn.execute(
+                insert(ApiKey)
+                .values(key_id=key_id, user_id=user_id, key_hash=_digest(key), created_at=db_now())
+                .returning(ApiKey.created_at)
+            ).scalar_one()
+        return ApiKeyRecord(key_id, user_id, aware(created_at), None), key
 
     def list_api_keys(self) -> list[ApiKeyRecord]:
         query = select(ApiKey.key_id, ApiKey.user_id, ApiKey.created_at, ApiKey.revoked_at)
@@ -56,7 +56,7 @@ class ApiKeyStatements(StoreBase):
             revoked = conn.execute(
                 update(ApiKey)
                 .where(ApiKey.key_id == key_id, ApiKey.revoked_at.is_(None))
-                .values(revoked_at=utcnow())
+                .values(revoked_at=db_now())
             ).rowcount
         return revoked == 1
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
-from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import ColumnElement, exists, insert, select, update
@@ -16,7 +15,15 @@ from sqlalchemy.orm import aliased
 from runqueue.records import RunRecord, RunStatus
 from runqueue.store.models import CheckpointRow, Run
 from runqueue.store.rows import RUN_COLUMNS, run_record
-from runqueue.store.transactions import HELD, PENDING, QUEUED, RUNNING, StoreBase, utcnow
+from runqueue.store.transactions import (
+    HELD,
+    PENDING,
+    QUEUED,
+    RUNNING,
+    StoreBase,
+    db_now,
+    db_now_plus,
+)
 
 # "Does the thread of the run being updated have a running run?", correlated to the UPDATE.
 # Built once: aliasing the mapped class builds a proxy of every column, on each call.
@@ -26,14 +33,22 @@ THREAD_HAS_A_RUNNING_RUN = exists().where(
 )
 
 
+# A run's lease is over once the database's clock reaches lease_expires_at: from then on it
+# belongs to the reaper, and the attempt that let it lapse can no longer write (see owned_by).
+LEASE_LIVE = Run.lease_expires_at > db_now()
+LEASE_OVER = Run.lease_expires_at <= db_now()
+
+
 def owned_by(run_id: str, token: str) -> tuple[ColumnElement[bool], ...]:
-    """The run is running under this attempt's claim token and nobody cancelled it: what an
-    attempt's own writes (checkpoint, re-queue) and its ownership check require."""
+    """The run is running under this attempt's claim token, its lease has not run out by
+    the database's clock, and nobody cancelled it: what an attempt's own writes
+    (checkpoint, re-queue) and its ownership check require."""
     return (
         Run.run_id == run_id,
         Run.status == RUNNING,
         Run.claim_token == token,
         Run.abort_action.is_(None),
+        LEASE_LIVE,
     )
 
 
@@ -76,7 +91,6 @@ class ExecutionStatements(StoreBase):
         return Claim(ClaimOutcome.held)
 
     def _try_claim(self, run_id: str, worker: str, token: str, lease_seconds: float) -> Claim:
-        now = utcnow()
         try:
             with self.transaction() as conn:
                 row = conn.execute(
@@ -90,12 +104,12 @@ class ExecutionStatements(StoreBase):
                     )
                     .values(
                         status=RUNNING,
-                        started_at=now,
-                        updated_at=now,
+                        started_at=db_now(),
+                        updated_at=db_now(),
                         worker=worker,
                         claim_token=token,
                         attempt=Run.attempt + 1,
-                        lease_expires_at=now + timedelta(seconds=lease_seconds),
+                        lease_expires_at=db_now_plus(lease_seconds),
                     )
                     .returning(*RUN_COLUMNS)
                 ).first()
@@ -105,7 +119,6 @@ class ExecutionStatements(StoreBase):
                         run_id=run_id,
                         thread_id=row.thread_id,
                         status=RunStatus.running,
-                        at=now,
                         worker=worker,
                     )
                     values = conn.execute(
@@ -147,7 +160,7 @@ class ExecutionStatements(StoreBase):
                     dispatch_state=HELD,
                     dispatched_at=None,
                     next_publish_at=None,
-                    updated_at=utcnow(),
+                    updated_at=db_now(),
                 )
             ).rowcount
         return held == 1
@@ -166,25 +179,32 @@ class ExecutionStatements(StoreBase):
                 return False
             conn.execute(
                 insert(CheckpointRow).values(
-                    thread_id=owner.thread_id, run_id=run_id, values=values, created_at=utcnow()
+                    thread_id=owner.thread_id, run_id=run_id, values=values, created_at=db_now()
                 )
             )
         return True
 
     def holds_run(self, run_id: str, token: str) -> bool:
-        """True while this attempt (token) is the run's running, uncancelled owner."""
+        """True while this attempt (token) is the run's running, uncancelled owner, within
+        its lease."""
         with self.transaction() as conn:
             owner = conn.execute(select(Run.run_id).where(*owned_by(run_id, token))).first()
         return owner is not None
 
     def renew_lease(self, run_id: str, token: str, lease_seconds: float) -> tuple[bool, str | None]:
-        """Extend a running run's lease. Returns (still ours, abort action if cancelled)."""
-        now = utcnow()
+        """Extend a running run's lease to `lease_seconds` from the database's now, only
+        while it has not run out: a lapsed lease belongs to the reaper, and renewing it
+        would race the reaper's decision. Returns (still ours, abort action if cancelled)."""
         with self.transaction() as conn:
             row = conn.execute(
                 update(Run)
-                .where(Run.run_id == run_id, Run.status == RUNNING, Run.claim_token == token)
-                .values(lease_expires_at=now + timedelta(seconds=lease_seconds))
+                .where(
+                    Run.run_id == run_id,
+                    Run.status == RUNNING,
+                    Run.claim_token == token,
+                    LEASE_LIVE,
+                )
+                .values(lease_expires_at=db_now_plus(lease_seconds))
                 .returning(Run.abort_action)
             ).first()
         if row is None:
@@ -196,27 +216,42 @@ class ExecutionStatements(StoreBase):
         run_id: str,
         token: str,
         *,
-        publish_at: datetime | None,
+        publish_in: float | None,
         detail: str,
         worker: str | None = None,
+        lease_over: bool = False,
     ) -> bool:
         """running -> pending (queued) for another attempt, only by the attempt that holds the
-        claim and only if nobody cancelled it. `publish_at` None: the relay sends it now; else
-        the caller publishes it (Celery retry) and the relay waits until then."""
-        now = utcnow()
+        claim within its lease and only if nobody cancelled it; `lease_over`: by the reaper,
+        only once that claim's lease has run out. `publish_in` None: the relay sends it now;
+        else the caller publishes it in that many seconds (Celery retry) and the relay waits
+        until then, by the database's clock, plus republish_after."""
+        if lease_over:
+            guard = (
+                Run.run_id == run_id,
+                Run.status == RUNNING,
+                Run.claim_token == token,
+                Run.abort_action.is_(None),
+                LEASE_OVER,
+            )
+        else:
+            guard = owned_by(run_id, token)
+        later = publish_in is not None
         with self.transaction() as conn:
             row = conn.execute(
                 update(Run)
-                .where(*owned_by(run_id, token))
+                .where(*guard)
                 .values(
                     status=PENDING,
                     dispatch_state=QUEUED,
-                    dispatched_at=publish_at,
-                    next_publish_at=self._next_publish(publish_at, 0) if publish_at else now,
+                    dispatched_at=db_now_plus(publish_in) if later else None,
+                    next_publish_at=(
+                        db_now_plus(publish_in + self._republish_in(0)) if later else db_now()
+                    ),
                     publish_count=0,
                     claim_token=None,
                     lease_expires_at=None,
-                    updated_at=now,
+                    updated_at=db_now(),
                 )
                 .returning(Run.thread_id)
             ).first()
@@ -228,7 +263,6 @@ class ExecutionStatements(StoreBase):
                 run_id=run_id,
                 thread_id=row.thread_id,
                 status=RunStatus.pending,
-                at=now,
                 worker=worker,
                 detail=detail,
             )

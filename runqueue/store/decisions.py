@@ -10,10 +10,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, delete, insert, update
+from sqlalchemy import Connection, bindparam, delete, insert, update
 
 from runqueue.errors import ConflictError
 from runqueue.records import AbortAction, MultitaskStrategy, RunRecord, RunStatus
@@ -31,13 +30,35 @@ from runqueue.store.transactions import (
     PENDING,
     QUEUED,
     RUNNING,
+    db_now,
+    db_now_plus,
     holds_thread,
     status_in,
-    utcnow,
 )
 
-# Built once, parameters bound per execution (keys are column names: `metadata`).
-INSERT_RUN = insert(Run.__table__).returning(*RUN_COLUMNS)
+# Built once, parameters bound per execution (keys are column names: `metadata`, and
+# `republish_in`: seconds until the relay publishes a queued run again). The times are the
+# database's, in the statement itself.
+INSERT_RUN = {
+    QUEUED: insert(Run.__table__)
+    .values(
+        created_at=db_now(),
+        updated_at=db_now(),
+        dispatch_state=QUEUED,
+        dispatched_at=db_now(),
+        next_publish_at=db_now_plus(bindparam("republish_in")),
+    )
+    .returning(*RUN_COLUMNS),
+    HELD: insert(Run.__table__)
+    .values(
+        created_at=db_now(),
+        updated_at=db_now(),
+        dispatch_state=HELD,
+        dispatched_at=None,
+        next_publish_at=None,
+    )
+    .returning(*RUN_COLUMNS),
+}
 
 
 @dataclass(frozen=True)
@@ -95,7 +116,6 @@ class RunStore(
             self.lock_thread(
                 conn, new.thread_id, new.user_id, create=new.create_thread, owned=new.own_thread
             )
-            now = utcnow()
             strategy = new.multitask_strategy
             inflight = self._inflight(conn, new.thread_id)
             busy = any(holds_thread(row) for row in inflight)
@@ -109,39 +129,32 @@ class RunStore(
                     action = AbortAction(strategy.value)
                     # Pending runs end now; running ones hold the thread until they stop.
                     outcomes = [
-                        self._request_cancel(conn, row.run_id, action, now, effects)
-                        for row in inflight
+                        self._request_cancel(conn, row.run_id, action, effects) for row in inflight
                     ]
                     busy = RunStatus.running in outcomes
             state = HELD if busy else QUEUED
-            row = conn.execute(
-                INSERT_RUN,
-                dict(
-                    run_id=new.run_id,
-                    thread_id=new.thread_id,
-                    assistant_id=new.assistant_id,
-                    user_id=new.user_id,
-                    status=PENDING,
-                    multitask_strategy=strategy.value if strategy else None,
-                    on_disconnect=new.on_disconnect,
-                    metadata=new.metadata,
-                    kwargs=new.kwargs,
-                    created_at=now,
-                    updated_at=now,
-                    follow_up_to_run_id=new.follow_up_to_run_id,
-                    dispatch_state=state,
-                    dispatched_at=now if state == QUEUED else None,
-                    next_publish_at=self._next_publish(now, 0) if state == QUEUED else None,
-                    publish_count=0,
-                    attempt=0,
-                ),
-            ).one()
+            values = dict(
+                run_id=new.run_id,
+                thread_id=new.thread_id,
+                assistant_id=new.assistant_id,
+                user_id=new.user_id,
+                status=PENDING,
+                multitask_strategy=strategy.value if strategy else None,
+                on_disconnect=new.on_disconnect,
+                metadata=new.metadata,
+                kwargs=new.kwargs,
+                follow_up_to_run_id=new.follow_up_to_run_id,
+                publish_count=0,
+                attempt=0,
+            )
+            if state == QUEUED:
+                values["republish_in"] = self._republish_in(0)
+            row = conn.execute(INSERT_RUN[state], values).one()
             self._record_event(
                 conn,
                 run_id=new.run_id,
                 thread_id=new.thread_id,
                 status=RunStatus.pending,
-                at=now,
                 detail=state,
             )
             run = run_record(row)
@@ -165,13 +178,12 @@ class RunStore(
             thread_id = self._lock_thread_of(conn, run_id, user_id)
             if thread_id is None:
                 return False, effects
-            now = utcnow()
             left_in = self._request_cancel(
-                conn, run_id, action, now, effects, uncancelled_only=uncancelled_only
+                conn, run_id, action, effects, uncancelled_only=uncancelled_only
             )
             cancelled = left_in is not None
             if cancelled:
-                effects.publish.extend(self._advance_thread(conn, thread_id, now))
+                effects.publish.extend(self._advance_thread(conn, thread_id))
         return cancelled, effects
 
     def _request_cancel(
@@ -179,7 +191,6 @@ class RunStore(
         conn: Connection,
         run_id: str,
         action: AbortAction,
-        now: datetime,
         effects: Effects,
         *,
         uncancelled_only: bool = False,
@@ -193,9 +204,9 @@ class RunStore(
             .values(
                 status=RunStatus.interrupted.value,
                 abort_action=action.value,
-                cancel_requested_at=now,
-                ended_at=now,
-                updated_at=now,
+                cancel_requested_at=db_now(),
+                ended_at=db_now(),
+                updated_at=db_now(),
             )
             .returning(Run.thread_id)
         ).first()
@@ -208,7 +219,6 @@ class RunStore(
                 run_id=run_id,
                 thread_id=row.thread_id,
                 status=RunStatus.interrupted,
-                at=now,
                 detail=detail,
             )
         else:
@@ -221,7 +231,9 @@ class RunStore(
                     Run.status == RUNNING,
                     *([Run.abort_action.is_(None)] if uncancelled_only else []),
                 )
-                .values(abort_action=action.value, cancel_requested_at=now, updated_at=now)
+                .values(
+                    abort_action=action.value, cancel_requested_at=db_now(), updated_at=db_now()
+                )
                 .returning(Run.thread_id)
             ).first()
             if row is None:
@@ -258,14 +270,13 @@ class RunStore(
             thread_id = self._lock_thread_of(conn, run_id)
             if thread_id is None:
                 return False, effects
-            now = utcnow()
             guard = [Run.run_id == run_id, status_in(from_statuses)]
             if token is not None:
                 guard.append(Run.claim_token == token)
             if claimed_by is not None:
                 guard.append(Run.worker == claimed_by)
             values: dict[str, Any] = dict(
-                status=status.value, ended_at=now, updated_at=now, lease_expires_at=None
+                status=status.value, ended_at=db_now(), updated_at=db_now(), lease_expires_at=None
             )
             if result is not None:
                 values["result"] = result
@@ -283,15 +294,14 @@ class RunStore(
                 run_id=run_id,
                 thread_id=thread_id,
                 status=status,
-                at=now,
                 worker=worker,
                 detail=detail or error,
             )
-            effects.publish.extend(self._advance_thread(conn, thread_id, now))
+            effects.publish.extend(self._advance_thread(conn, thread_id))
         effects.ended.append(RunEnding(run_id, status, error, error_type, detail or error))
         return True, effects
 
-    def _advance_thread(self, conn: Connection, thread_id: str, now: datetime) -> list[RunRecord]:
+    def _advance_thread(self, conn: Connection, thread_id: str) -> list[RunRecord]:
         """If the thread is free, queue its oldest held run (FIFO). Thread lock required."""
         inflight = self._inflight(conn, thread_id)
         if any(holds_thread(row) for row in inflight):
@@ -303,9 +313,9 @@ class RunStore(
             .where(Run.run_id == inflight[0].run_id, Run.dispatch_state == HELD)
             .values(
                 dispatch_state=QUEUED,
-                dispatched_at=now,
-                updated_at=now,
-                next_publish_at=self._next_publish(now, 0),
+                dispatched_at=db_now(),
+                updated_at=db_now(),
+                next_publish_at=db_now_plus(self._republish_in(0)),
                 publish_count=0,
             )
             .returning(*RUN_COLUMNS)

@@ -5,7 +5,6 @@ A worker is live while its heartbeat is younger than `live_seconds` (the run lea
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import timedelta
 
 from sqlalchemy import select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -13,7 +12,14 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from runqueue.records import RunStatus, WorkerRecord
 from runqueue.store.models import Run, RunEventRow, WorkerRow
-from runqueue.store.transactions import PENDING, QUEUED, StoreBase, holds_thread, utcnow
+from runqueue.store.transactions import (
+    PENDING,
+    QUEUED,
+    StoreBase,
+    db_now,
+    db_now_plus,
+    holds_thread,
+)
 
 _UPSERT = {"postgresql": pg_insert, "sqlite": sqlite_insert}
 UNSERVED_REPUBLISH_MAX_SECONDS = 300.0  # a run no live worker serves is offered this often
@@ -38,15 +44,14 @@ class FleetStatements(StoreBase):
         pid: int,
     ) -> None:
         """Record (or re-record, for a restarted node of the same name) a starting worker."""
-        now = utcnow()
         values = dict(
             pool=pool,
             concurrency=concurrency,
             assistants=sorted(assistants),
             host=host,
             pid=pid,
-            started_at=now,
-            heartbeat_at=now,
+            started_at=db_now(),
+            heartbeat_at=db_now(),
             stopped_at=None,
         )
         with self.transaction() as conn:
@@ -59,23 +64,25 @@ class FleetStatements(StoreBase):
             beaten = conn.execute(
                 update(WorkerRow)
                 .where(WorkerRow.name == name, WorkerRow.stopped_at.is_(None))
-                .values(heartbeat_at=utcnow())
+                .values(heartbeat_at=db_now())
             ).rowcount
         return beaten == 1
 
     def stop_worker(self, name: str, pid: int | None = None) -> None:
         """The worker shut down cleanly: it is no longer live, at once. `pid`: only if the
         row is still this process's (a node name reused by a newer process stays live)."""
-        now = utcnow()
         guard = [WorkerRow.name == name, WorkerRow.stopped_at.is_(None)]
         if pid is not None:
             guard.append(WorkerRow.pid == pid)
         with self.transaction() as conn:
-            conn.execute(update(WorkerRow).where(*guard).values(stopped_at=now, heartbeat_at=now))
+            conn.execute(
+                update(WorkerRow).where(*guard).values(stopped_at=db_now(), heartbeat_at=db_now())
+            )
 
     def live_workers(self, live_seconds: float) -> list[WorkerRecord]:
-        """Workers not stopped whose heartbeat is younger than `live_seconds`, by name."""
-        since = utcnow() - timedelta(seconds=live_seconds)
+        """Workers not stopped whose heartbeat is younger than `live_seconds`, by name (the
+        database's clock wrote the heartbeats, and judges their age)."""
+        since = db_now_plus(-live_seconds)
         with self.reading() as conn:
             rows = conn.execute(
                 select(*WORKER_COLUMNS)
@@ -112,7 +119,7 @@ class FleetStatements(StoreBase):
                     .where(
                         Run.run_id == run_id, Run.status == PENDING, Run.dispatch_state == QUEUED
                     )
-                    .values(next_publish_at=utcnow() + timedelta(seconds=backoff))
+                    .values(next_publish_at=db_now_plus(backoff))
                 )
             last = conn.execute(
                 select(RunEventRow.detail, RunEventRow.worker)
@@ -127,7 +134,6 @@ class FleetStatements(StoreBase):
                 run_id=run_id,
                 thread_id=run.thread_id,
                 status=RunStatus.pending,
-                at=utcnow(),
                 worker=worker,
                 detail=detail,
             )

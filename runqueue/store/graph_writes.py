@@ -21,15 +21,16 @@ from runqueue.errors import DatabaseUnavailableError, FencedOffError
 from runqueue.store.claims import owned_by
 from runqueue.store.database import unreachable_as_error
 from runqueue.store.models import GraphWriteRow, Run
-from runqueue.store.transactions import IS_INFLIGHT, StoreBase
+from runqueue.store.transactions import DB_NOW_SQL, IS_INFLIGHT, StoreBase
 
 # LangGraph's table of pending writes and its value column, per saver.
 WRITES_TABLE = {"postgresql": ("checkpoint_writes", "blob"), "sqlite": ("writes", "value")}
 
 # The fence is the ledger insert itself: its run_id comes from a subquery that finds the run
-# only while this attempt owns it (and locks its row on PostgreSQL; SQLite's BEGIN IMMEDIATE
-# already holds the database's write lock). Otherwise it is NULL, the NOT NULL column refuses
-# the row, and the transaction aborts. Each row also copies the pending write it is about to
+# only while this attempt owns it within its lease, by the database's clock, as owned_by says
+# (and locks its row on PostgreSQL; SQLite's BEGIN IMMEDIATE already holds the database's
+# write lock). Otherwise it is NULL, the NOT NULL column refuses the row, and the
+# transaction aborts. Each row also copies the pending write it is about to
 # replace, if any: LangGraph upserts its special channels (__resume__, __interrupt__, ...)
 # and re-sends writes already stored, so rollback must restore those, not delete them.
 _LEDGER_INSERT = """WITH w(thread_id, checkpoint_ns, checkpoint_id, task_id, idx) AS (
@@ -37,7 +38,7 @@ _LEDGER_INSERT = """WITH w(thread_id, checkpoint_ns, checkpoint_id, task_id, idx
 INSERT INTO graph_writes (run_id, thread_id, checkpoint_ns, checkpoint_id, task_id, idx,
     overwrote, prev_channel, prev_type, prev_value, prev_task_path)
 SELECT (SELECT run_id FROM runs WHERE run_id = {run_id} AND status = 'running'
-        AND claim_token = {token} AND abort_action IS NULL {lock}),
+        AND claim_token = {token} AND abort_action IS NULL AND lease_expires_at > {now} {lock}),
     w.thread_id, w.checkpoint_ns, w.checkpoint_id, w.task_id, w.idx,
     o.task_id IS NOT NULL, o.channel, o.type, o.{value}, o.task_path
 FROM w LEFT JOIN {writes} o ON o.thread_id = w.thread_id AND o.checkpoint_ns = w.checkpoint_ns
@@ -170,6 +171,7 @@ def _ledger_insert(dialect: str, writes: Sequence[GraphWrite], placeholder: Any)
         rows=rows,
         run_id=placeholder(count),
         token=placeholder(count + 1),
+        now=DB_NOW_SQL[dialect],
         lock=lock,
         writes=table,
         value=value,

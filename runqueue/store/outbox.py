@@ -6,7 +6,14 @@ from sqlalchemy import bindparam, select, update
 
 from runqueue.records import RunRecord
 from runqueue.store.models import Run
-from runqueue.store.transactions import PENDING, QUEUED, RUNNING, StoreBase, utcnow
+from runqueue.store.transactions import (
+    PENDING,
+    QUEUED,
+    RUNNING,
+    StoreBase,
+    db_now,
+    db_now_plus,
+)
 
 
 class OutboxStatements(StoreBase):
@@ -18,20 +25,19 @@ class OutboxStatements(StoreBase):
             conn.execute(
                 update(Run)
                 .where(Run.run_id == run_id, Run.status == PENDING, Run.dispatch_state == QUEUED)
-                .values(dispatched_at=None, next_publish_at=utcnow())
+                .values(dispatched_at=None, next_publish_at=db_now())
             )
 
     def runs_to_publish(self, limit: int = 500) -> list[RunRecord]:
         """Queued runs whose publish failed, or that were published and are still unclaimed
         when their (backed-off) republish time comes: the broker may have lost them."""
-        now = utcnow()
         with self.transaction() as conn:
             due = conn.execute(
                 select(Run.run_id, Run.publish_count)
                 .where(
                     Run.status == PENDING,
                     Run.dispatch_state == QUEUED,
-                    Run.next_publish_at <= now,
+                    Run.next_publish_at <= db_now(),
                 )
                 .order_by(Run.next_publish_at)
                 .limit(limit)
@@ -46,15 +52,15 @@ class OutboxStatements(StoreBase):
                     Run.dispatch_state == QUEUED,
                 )
                 .values(
-                    dispatched_at=now,
+                    dispatched_at=db_now(),
                     publish_count=bindparam("published"),
-                    next_publish_at=bindparam("next_publish"),
+                    next_publish_at=db_now_plus(bindparam("republish_in")),
                 ),
                 [
                     {
                         "due_run_id": row.run_id,
                         "published": row.publish_count + 1,
-                        "next_publish": self._next_publish(now, row.publish_count + 1),
+                        "republish_in": self._republish_in(row.publish_count + 1),
                     }
                     for row in due
                 ],
@@ -63,11 +69,12 @@ class OutboxStatements(StoreBase):
         return [run for run in runs if run is not None]
 
     def expired_leases(self, limit: int = 100) -> list[tuple[str, str]]:
-        """(run_id, claim_token) of running runs whose worker stopped renewing."""
+        """(run_id, claim_token) of running runs whose worker stopped renewing: their lease
+        is over by the database's clock (the one every worker's lease was written with)."""
         with self.transaction() as conn:
             rows = conn.execute(
                 select(Run.run_id, Run.claim_token)
-                .where(Run.status == RUNNING, Run.lease_expires_at < utcnow())
+                .where(Run.status == RUNNING, Run.lease_expires_at <= db_now())
                 .limit(limit)
             ).all()
         return [(row.run_id, row.claim_token) for row in rows]

@@ -32,14 +32,17 @@ from runqueue.errors import ThreadBusyError, ThreadExistsError
 from runqueue.records import ThreadRecord, ThreadStatus, ThreadView
 from runqueue.store.models import Run, Thread
 from runqueue.store.rows import THREAD_COLUMNS, thread_record
-from runqueue.store.transactions import IS_INFLIGHT, StoreBase, utcnow
+from runqueue.store.transactions import IS_INFLIGHT, StoreBase, db_now
 
 # LangGraph's savers keep a thread's graph state under its thread_id (their setup() makes
 # these tables; they may be absent where the extra was never installed).
 GRAPH_STATE_TABLES = ("checkpoint_writes", "checkpoint_blobs", "checkpoints", "writes")
 INSERT_THREAD = {
-    "postgresql": pg_insert(Thread.__table__).on_conflict_do_nothing().returning(*THREAD_COLUMNS),
-    "sqlite": sqlite_insert(Thread.__table__).on_conflict_do_nothing().returning(*THREAD_COLUMNS),
+    dialect: insert_for(Thread.__table__)
+    .values(created_at=db_now(), updated_at=db_now())
+    .on_conflict_do_nothing()
+    .returning(*THREAD_COLUMNS)
+    for dialect, insert_for in (("postgresql", pg_insert), ("sqlite", sqlite_insert))
 }
 
 
@@ -121,17 +124,10 @@ class ThreadStatements(StoreBase):
     ) -> ThreadRecord:
         """A new thread; if one exists: ThreadExistsError (`raise`), or the existing one
         (`do_nothing`), unless it is another user's (ThreadExistsError: it cannot be used)."""
-        now = utcnow()
         with self.transaction() as conn:
             row = conn.execute(
                 INSERT_THREAD[conn.dialect.name],
-                dict(
-                    thread_id=thread_id,
-                    user_id=user_id,
-                    metadata=metadata,
-                    created_at=now,
-                    updated_at=now,
-                ),
+                dict(thread_id=thread_id, user_id=user_id, metadata=metadata),
             ).first()
             if row is not None:
                 return thread_record(row)

@@ -10,17 +10,18 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, Connection, Row, insert, literal_column, select
+from sqlalchemy import ColumnElement, Connection, Float, Row, cast, insert, literal_column, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql.functions import FunctionElement
 
 from runqueue.errors import ThreadNotFoundError
 from runqueue.records import DispatchState, RunRecord, RunStatus
 from runqueue.store.database import READ_ONLY, get_engine, unreachable_as_error
-from runqueue.store.models import Run, RunEventRow, Thread
+from runqueue.store.models import Run, RunEventRow, Thread, Timestamp
 from runqueue.store.rows import RUN_COLUMNS, run_record
 
 logger = logging.getLogger(__name__)
@@ -31,24 +32,83 @@ INFLIGHT = (PENDING, RUNNING)
 HELD = DispatchState.held.value
 QUEUED = DispatchState.queued.value
 MAX_REPUBLISH_BACKOFF = 3600.0  # seconds
+
+
+class db_now(FunctionElement):  # noqa: N801 - an SQL function, named like func.now()
+    """The database's clock, never the calling process's: every timestamp a statement writes
+    or compares (leases, the relay's timers, record times) comes from here, so workers whose
+    clocks disagree still agree on when a lease expires and in which order things happened.
+
+    PostgreSQL: statement_timestamp(), when the server received the statement. The caller
+    took its own monotonic reading before sending it, so a lease written as this + L ends
+    after the caller's own deadline (its reading + L): a worker that counts its lease from
+    that reading stops before any reaper, on any clock, may take the run. A comparison
+    (the reaper's `lease_expires_at <= now`) uses a time no later than the moment it is
+    evaluated, so it never reaps early either. Unlike now() (the transaction's start) it
+    comes after the locks taken earlier in the transaction: a run created or ended under
+    the thread lock is stamped after everything that held that lock before it.
+
+    SQLite: the text SQLAlchemy stores for a DateTime (YYYY-MM-DD HH:MM:SS.ffffff, UTC;
+    SQLite's clock has milliseconds), so stored values compare correctly as text. SQLite is
+    embedded: its clock is the host's, shared by every process of a one-host deployment."""
+
+    type = Timestamp
+    inherit_cache = True
+    name = "db_now"
+
+
+class db_now_plus(FunctionElement):  # noqa: N801 - an SQL function, like db_now
+    """The database's clock plus `seconds` (a number, or a bindparam in a statement built
+    once): a bound parameter, so the statement is compiled once and cached."""
+
+    type = Timestamp
+    inherit_cache = True
+    name = "db_now_plus"
+
+    def __init__(self, seconds: Any):
+        super().__init__(cast(seconds, Float()))
+
+
+_SQLITE_FORMAT = "'%Y-%m-%d %H:%M:%f'"
+# db_now() as each dialect writes it (also for statements written as text: graph_writes).
+DB_NOW_SQL = {
+    "postgresql": "statement_timestamp()",
+    "sqlite": f"(strftime({_SQLITE_FORMAT}, 'now') || '000')",
+}
+
+
+@compiles(db_now)
+def _now(element: db_now, compiler: Any, **kw: Any) -> str:
+    return DB_NOW_SQL[compiler.dialect.name]
+
+
+@compiles(db_now_plus, "postgresql")
+def _now_plus_postgresql(element: db_now_plus, compiler: Any, **kw: Any) -> str:
+    seconds = compiler.process(element.clauses, **kw)
+    return f"(statement_timestamp() + make_interval(secs => {seconds}))"
+
+
+@compiles(db_now_plus, "sqlite")
+def _now_plus_sqlite(element: db_now_plus, compiler: Any, **kw: Any) -> str:
+    # A Julian day number plus a fraction of a day: strftime rounds it to the millisecond.
+    seconds = compiler.process(element.clauses, **kw)
+    return f"(strftime({_SQLITE_FORMAT}, julianday('now') + {seconds} / 86400.0) || '000')"
+
+
 # Built once, parameters bound per execution (keys are column names).
-INSERT_EVENT = insert(RunEventRow.__table__)
+INSERT_EVENT = insert(RunEventRow.__table__).values(at=db_now())
 
 
 def _upsert_thread(insert_for_dialect: Any) -> Any:
     """INSERT a thread, or on conflict touch its updated_at (never a key column): the DO
     UPDATE takes the row lock that SELECT ... FOR NO KEY UPDATE would, in one statement."""
-    stmt = insert_for_dialect(Thread.__table__)
+    stmt = insert_for_dialect(Thread.__table__).values(created_at=db_now(), updated_at=db_now())
     return stmt.on_conflict_do_update(
         index_elements=[Thread.thread_id], set_={"updated_at": stmt.excluded.updated_at}
     ).returning(Thread.user_id)
 
 
 UPSERT_THREAD = {"postgresql": _upsert_thread(pg_insert), "sqlite": _upsert_thread(sqlite_insert)}
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
 
 
 def status_in(statuses: Iterable[str]) -> ColumnElement[bool]:
@@ -78,11 +138,11 @@ class StoreBase:
         self.republish_after = republish_after
         self.pool_size = pool_size
 
-    def _next_publish(self, now: datetime, published: int) -> datetime:
-        """When the relay publishes a still-unclaimed queued run again: republish_after, then
-        doubling with every publish, so a long backlog is not flooded with copies."""
-        backoff = min(self.republish_after * 2**published, MAX_REPUBLISH_BACKOFF)
-        return now + timedelta(seconds=backoff)
+    def _republish_in(self, published: int) -> float:
+        """Seconds until the relay publishes a still-unclaimed queued run again:
+        republish_after, then doubling with every publish, so a long backlog is not flooded
+        with copies."""
+        return min(self.republish_after * 2**published, MAX_REPUBLISH_BACKOFF)
 
     @property
     def engine(self):  # noqa: ANN201
@@ -119,16 +179,9 @@ class StoreBase:
         ThreadNotFoundError if it does not exist and may not be created, or if `owned` and it
         belongs to another user than `user_id` (None: any user's)."""
         if create:
-            now = utcnow()
             owner = conn.execute(
                 UPSERT_THREAD[conn.dialect.name],
-                dict(
-                    thread_id=thread_id,
-                    user_id=user_id,
-                    metadata={},
-                    created_at=now,
-                    updated_at=now,
-                ),
+                dict(thread_id=thread_id, user_id=user_id, metadata={}),
             ).one()
         else:
             owner = conn.execute(
@@ -180,18 +233,17 @@ class StoreBase:
         run_id: str,
         thread_id: str,
         status: RunStatus,
-        at: datetime,
         worker: str | None = None,
         detail: str | None = None,
     ) -> None:
-        """Append one row to the run's history (run_events), in the caller's transaction."""
+        """Append one row to the run's history (run_events), in the caller's transaction,
+        stamped with the database's clock."""
         conn.execute(
             INSERT_EVENT,
             dict(
                 run_id=run_id,
                 thread_id=thread_id,
                 status=status.value,
-                at=at,
                 worker=worker,
                 detail=detail,
             ),

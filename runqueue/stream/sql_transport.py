@@ -13,14 +13,13 @@ from __future__ import annotations
 import asyncio
 import time
 from contextlib import AbstractContextManager
-from datetime import timedelta
 
 from sqlalchemy import Connection, and_, delete, exists, insert, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from runqueue.store.models import Run, RunStreamEventRow, RunStreamRow
-from runqueue.store.transactions import StoreBase, utcnow
+from runqueue.store.transactions import StoreBase, db_now, db_now_plus
 from runqueue.stream.transport import (
     Appended,
     AppendOutcome,
@@ -48,8 +47,8 @@ class SqlStreamTransport(StreamTransport):
         return self._store.transaction()
 
     def _alive(self):  # noqa: ANN202
-        """The head row is not past its retention."""
-        return or_(RunStreamRow.expires_at.is_(None), RunStreamRow.expires_at > utcnow())
+        """The head row is not past its retention (by the database's clock, which wrote it)."""
+        return or_(RunStreamRow.expires_at.is_(None), RunStreamRow.expires_at > db_now())
 
     def _take(self, conn: Connection, run_id: str, count: int, *guard) -> int | None:  # noqa: ANN002
         """Reserve `count` numbers on the head row, if `guard` holds; the last one, or None."""
@@ -134,7 +133,7 @@ class SqlStreamTransport(StreamTransport):
                 .values(
                     last_seq=RunStreamRow.last_seq + len(entries),
                     ended_status=status,
-                    expires_at=utcnow() + timedelta(seconds=self.retention_seconds),
+                    expires_at=db_now_plus(self.retention_seconds),
                 )
                 .returning(RunStreamRow.last_seq)
             ).scalar()
@@ -184,14 +183,13 @@ class SqlStreamTransport(StreamTransport):
         """Delete streams past their retention, and streams that never got their `end` (the
         writer died between the final status and the stream, and nobody read it since)
         once their run has been final for longer than the retention, or was deleted."""
-        now = utcnow()
-        retained_since = now - timedelta(seconds=self.retention_seconds)
+        retained_since = db_now_plus(-self.retention_seconds)
         run_still_needs_it = exists().where(
             Run.run_id == RunStreamRow.run_id,
             or_(Run.ended_at.is_(None), Run.ended_at > retained_since),
         )
         gone = or_(
-            RunStreamRow.expires_at <= now,
+            RunStreamRow.expires_at <= db_now(),
             and_(RunStreamRow.ended_status.is_(None), ~run_still_needs_it),
         )
         with self._transaction() as conn:

@@ -20,7 +20,6 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import timedelta
 from typing import Any, TypeVar
 
 from billiard.process import current_process
@@ -38,7 +37,6 @@ from runqueue.errors import (
 from runqueue.records import ThreadState
 from runqueue.store.decisions import RunStore
 from runqueue.store.queries import RunQueries
-from runqueue.store.transactions import utcnow
 from runqueue.stream import RunStream
 from runqueue.worker.durability import persist
 from runqueue.worker.retries import NO_RETRY, RetryPolicy
@@ -342,7 +340,7 @@ class RunTask(Task):
                 lambda: runtime.store.requeue_run(
                     run_id,
                     execution.token,
-                    publish_at=None,  # the relay publishes it now
+                    publish_in=None,  # the relay publishes it now
                     detail=f"handed back by worker {worker} at shutdown",
                     worker=worker,
                 ),
@@ -373,7 +371,7 @@ class RunTask(Task):
             lambda: runtime.store.requeue_run(
                 run_id,
                 execution.token,
-                publish_at=utcnow() + timedelta(seconds=countdown),
+                publish_in=countdown,
                 detail=detail,
                 worker=self.request.hostname,
             ),

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 import threading
-from datetime import timedelta
 
 from celery import Celery, bootsteps
 from sqlalchemy import insert, or_, select, update
@@ -23,7 +22,7 @@ from runqueue.records import RunStatus
 from runqueue.store.decisions import RunStore
 from runqueue.store.models import MaintenanceLock
 from runqueue.store.queries import RunQueries
-from runqueue.store.transactions import utcnow
+from runqueue.store.transactions import db_now, db_now_plus
 
 logger = logging.getLogger(__name__)
 
@@ -66,7 +65,7 @@ def _requeue_lost(app: Celery, run_id: str, token: str) -> bool:
     if run is None or policy is None or not policy.allows(run.attempt):
         return False
     detail = f"attempt {run.attempt}/{policy.max_attempts} lost its worker (lease expired), retry"
-    if not store.requeue_run(run_id, token, publish_at=None, detail=detail):
+    if not store.requeue_run(run_id, token, publish_in=None, detail=detail, lease_over=True):
         return False
     logger.warning(
         "re-queued run %s: its worker stopped renewing the lease",
@@ -88,8 +87,8 @@ def run_once(app: Celery) -> tuple[int, int]:
 
 
 def acquire(store: RunStore, holder: str, seconds: float) -> bool:
-    """Take or renew the maintenance lock for `seconds`; False if another live holder has it."""
-    now = utcnow()
+    """Take or renew the maintenance lock for `seconds`; False if another live holder has it.
+    Its expiry is written and compared with the database's clock, as leases are."""
     with store.transaction() as conn:
         exists = conn.execute(
             select(MaintenanceLock.name).where(MaintenanceLock.name == LOCK_NAME)
@@ -101,7 +100,7 @@ def acquire(store: RunStore, holder: str, seconds: float) -> bool:
                         insert(MaintenanceLock).values(
                             name=LOCK_NAME,
                             holder=holder,
-                            expires_at=now + timedelta(seconds=seconds),
+                            expires_at=db_now_plus(seconds),
                         )
                     )
                 return True
@@ -111,9 +110,9 @@ def acquire(store: RunStore, holder: str, seconds: float) -> bool:
             update(MaintenanceLock)
             .where(
                 MaintenanceLock.name == LOCK_NAME,
-                or_(MaintenanceLock.holder == holder, MaintenanceLock.expires_at < now),
+                or_(MaintenanceLock.holder == holder, MaintenanceLock.expires_at <= db_now()),
             )
-            .values(holder=holder, expires_at=now + timedelta(seconds=seconds))
+            .values(holder=holder, expires_at=db_now_plus(seconds))
         ).rowcount
     return taken == 1
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy import update
@@ -13,7 +13,7 @@ from sqlalchemy import update
 from runqueue import RunStatus, Settings, SyncRunManager, create_app
 from runqueue.store.database import migrate
 from runqueue.store.models import WorkerRow
-from runqueue.store.transactions import utcnow
+from runqueue.store.transactions import db_now_plus
 from workers.assistants import register
 
 
@@ -37,7 +37,7 @@ def _age(manager: SyncRunManager, name: str, seconds: float) -> None:
         conn.execute(
             update(WorkerRow)
             .where(WorkerRow.name == name)
-            .values(heartbeat_at=utcnow() - timedelta(seconds=seconds))
+            .values(heartbeat_at=db_now_plus(-seconds))
         )
 
 
@@ -133,7 +133,7 @@ def test_a_discarded_run_is_noted_once_and_offered_again_within_minutes(manager)
     from runqueue.store.fleet import UNSERVED_REPUBLISH_MAX_SECONDS
 
     assert due.replace(tzinfo=None) <= (
-        utcnow().replace(tzinfo=None) + timedelta(seconds=UNSERVED_REPUBLISH_MAX_SECONDS)
+        datetime.now(UTC).replace(tzinfo=None) + timedelta(seconds=UNSERVED_REPUBLISH_MAX_SECONDS)
     )
 
 
