@@ -93,6 +93,7 @@ FAULT_SETTINGS = dict(
     app=faultkit.FAULT_APP,
     heartbeat_interval=1.0,
     lease_seconds=4.0,
+    fence_margin_seconds=1.0,
     maintenance_interval=0.5,
     republish_after=30.0,
     status_write_timeout=60.0,

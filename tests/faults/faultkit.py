@@ -253,7 +253,8 @@ class TcpProxy:
 
 
 def fault_backend(tmp_path: Path, database_url: str, broker_url: str, **overrides: Any) -> Backend:
-    """A migrated backend with short leases: heartbeat 1 s, lease 4 s, maintenance 0.5 s."""
+    """A migrated backend with short leases: heartbeat 1 s, lease 4 s, fence margin 1 s,
+    maintenance 0.5 s."""
     suffix = uuid.uuid4().hex[:10]
     values: dict[str, Any] = dict(
         data_dir=tmp_path / f"data-{suffix}",
@@ -263,6 +264,7 @@ def fault_backend(tmp_path: Path, database_url: str, broker_url: str, **override
         app=FAULT_APP,
         heartbeat_interval=1.0,
         lease_seconds=4.0,
+        fence_margin_seconds=1.0,  # a cut-off run stops itself 3 s after its last renewal
         maintenance_interval=0.5,
         republish_after=30.0,
         status_write_timeout=60.0,
