@@ -315,7 +315,7 @@ class RunTask(Task):
             execution,
             settings.heartbeat_interval,
             settings.lease_seconds,
-            stream=runtime.stream,
+            keep_stream=writer.keep_alive,
         )
         watchdog = Watchdog(fence, on_fence=lambda: _stop_fenced(execution))
         # The lease is renewed from here on, also while the stream is being opened (a slow
@@ -503,10 +503,10 @@ class Heartbeat(threading.Thread):
         execution: Execution,
         interval: float,
         lease: float,
-        stream: RunStream | None = None,
+        keep_stream: Callable[[], None] | None = None,
     ):
         super().__init__(name=f"runqueue-heartbeat-{execution.run_id}", daemon=True)
-        self.store, self.execution, self.stream = store, execution, stream
+        self.store, self.execution, self.keep_stream = store, execution, keep_stream
         self.interval, self.lease = interval, lease
         self._stopped = threading.Event()
 
@@ -516,6 +516,7 @@ class Heartbeat(threading.Thread):
     def run(self) -> None:
         run_id, fence = self.execution.run_id, self.execution.fence
         log = {"run_id": run_id, "thread_id": self.execution.thread_id, "action": "heartbeat"}
+        signalled = False  # the cancel's SIGTERM, sent once
         while not self._stopped.wait(self.interval):
             if fence is not None and fence.expired():
                 return  # lost: the run is stopping, and a late renewal must not extend it
@@ -533,11 +534,13 @@ class Heartbeat(threading.Thread):
                     extra=log,
                 )
                 continue
-            if abort is not None:
+            if abort is not None and not signalled:
+                signalled = True
                 self.execution.abort_seen.set()
                 if in_prefork_child() and not self._stopped.is_set():
                     os.kill(os.getpid(), signal.SIGTERM)
-                return
+                # Renewals go on: the run keeps its lease while it unwinds (its finally
+                # blocks, its last events), or the reaper would end it meanwhile.
             if not ours:
                 # Reaped, re-queued or handed on: the watchdog stops the run, which writes
                 # nothing more.
@@ -546,13 +549,8 @@ class Heartbeat(threading.Thread):
                 return
             if fence is not None:
                 fence.renewed(sent_at)
-            if self.stream is not None:
-                try:
-                    self.stream.touch(run_id)  # keep a quiet run's stream
-                except Exception as exc:  # the stream's store is down: next beat
-                    logger.warning(
-                        "stream keep-alive failed for run %s: %s", run_id, exc, extra=log
-                    )
+            if self.keep_stream is not None:
+                self.keep_stream()  # by the stream's own thread: a hung store stalls not this
 
 
 def exit_after_run() -> None:

@@ -217,6 +217,10 @@ class Watchdog(threading.Thread):
         with self._lock:
             if self._stopped.is_set():
                 return
+            if fence.hard_stop and clock() >= fence.stop_by:
+                # Resumed past the lease's end (a pause): the thread's next run may already
+                # execute, so no finally block of this one may run now.
+                hard_stop(fence)
             self.on_fence()
         if not fence.wait_until(lambda: fence.stop_by, self._stopped):
             return

@@ -60,6 +60,7 @@ class StreamWriter(threading.Thread):
         self._changed = threading.Condition()
         self._writing = False
         self._closed = False
+        self._touch = False  # keep_alive() asked for a touch of the stream
         self.refused: AppendOutcome | None = None  # why the stream took no more
         self.failure: BaseException | None = None  # the store stayed unreachable
 
@@ -83,6 +84,14 @@ class StreamWriter(threading.Thread):
             self._changed.wait_for(lambda: len(self._pending) < MAX_PENDING or self._stopped)
             self._raise_if_stopped()
             self._pending.append((event, data))
+            self._changed.notify_all()
+
+    def keep_alive(self) -> None:
+        """Ask this thread to touch the stream (keep a quiet run's stream alive). The lease's
+        heartbeat calls it: a stream store that hangs (partitioned) must not stall the
+        renewals, or the run would be fenced while its database is fine."""
+        with self._changed:
+            self._touch = True
             self._changed.notify_all()
 
     def flush(self, timeout: float) -> bool:
@@ -138,12 +147,18 @@ class StreamWriter(threading.Thread):
     def run(self) -> None:
         while True:
             with self._changed:
-                self._changed.wait_for(lambda: self._pending or self._closed)
-                if not self._pending:
-                    return
-                count = min(len(self._pending), MAX_BATCH)
-                batch = [self._pending.popleft() for _ in range(count)]
-                self._writing = True
+                self._changed.wait_for(lambda: self._pending or self._closed or self._touch)
+                touch = self._touch and not self._pending and not self._closed
+                self._touch = self._touch and not touch
+                if not touch:
+                    if not self._pending:
+                        return
+                    count = min(len(self._pending), MAX_BATCH)
+                    batch = [self._pending.popleft() for _ in range(count)]
+                    self._writing = True
+            if touch:
+                self._keep_stream()
+                continue
             try:
                 appended, failure = self._write(batch), None
             except LeaseLostError as exc:  # the fence: this batch and the rest stay unwritten
@@ -169,6 +184,16 @@ class StreamWriter(threading.Thread):
                 self._changed.notify_all()
                 if self._stopped:
                     return
+
+    def _keep_stream(self) -> None:
+        if self._lease_lost():
+            return
+        try:
+            self.stream.touch(self.run_id)
+        except Exception as exc:  # the stream's store is down: the next beat asks again
+            logger.warning(
+                "stream keep-alive failed for run %s: %s", self.run_id, exc, extra=self.log
+            )
 
     def _write(self, batch: list[tuple[str, str]]) -> Appended:
         appended = self._persist(lambda: self.stream.append(self.run_id, self.token, batch))
