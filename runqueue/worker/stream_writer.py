@@ -109,10 +109,10 @@ class StreamWriter(threading.Thread):
     def close(self, timeout: float) -> None:
         """Write what is queued, then stop the thread."""
         if not self.flush(timeout):
-            unwritten = len(self._pending) + (1 if self._writing else 0)
+            unwritten = len(self._pending)
             if self._lease_lost():
                 logger.warning(
-                    "run %s: lease lost, %d event batches not written",
+                    "run %s: lease lost, %d queued events not written",
                     self.run_id,
                     unwritten,
                     extra=self.log,

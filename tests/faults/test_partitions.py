@@ -229,3 +229,62 @@ def test_a_worker_cut_off_from_its_broker_still_stops_a_cancelled_run(
     assert stopped_after <= bound
     assert ended.status is RunStatus.interrupted
     assert journal.starts()[run.run_id] == 1
+
+
+def test_a_cut_off_threads_pool_run_stops_at_its_next_cooperative_check(
+    shared_backend, workers, tcp_proxy, report, tmp_path
+):
+    """The threads pool cannot signal a run: the fence is the cooperative check. A run that
+    emits (emit() is one) stops at its first emit past the deadline, before its lease ends;
+    the worker stays up."""
+    settings = shared_backend.settings
+    pg_proxy = tcp_proxy(make_url(settings.database_url).port or 5432)
+    redis_proxy = tcp_proxy(make_url(settings.broker_url).port or 6379)
+    broker_via_proxy = _via(settings.broker_url, redis_proxy)
+    cut_off = settings.with_overrides(
+        database_url=_via(settings.database_url, pg_proxy),
+        broker_url=broker_via_proxy,
+        stream_url=broker_via_proxy,
+    )
+    manager = faultkit.manager_for(settings)
+    journal = Journal(tmp_path / "journal.jsonl")
+    factory = RunFactory(manager, journal)
+    (worker_a,) = workers(cut_off, concurrency=2, pool="threads")
+    thread_id = _thread()
+    first = factory(thread_id, assistant="emitter", count=100_000, delay=0.05)
+    faultkit.wait_for(lambda: journal.count(run_id=first.run_id, event="tick") >= 5, 30, "ticks")
+    following = factory(thread_id, steps=3, delay=0.05, strategy="enqueue")
+    workers(settings, concurrency=1)
+    assert journal.pid(first.run_id) == worker_a.pid
+    leases = LeaseWatcher(settings.database_url, first.run_id).begin()
+    time.sleep(1.5)
+
+    cut_at = time.time()
+    pg_proxy.cut()
+    redis_proxy.cut()
+    end = faultkit.wait_for(
+        lambda: journal.first(first.run_id, "end"), settings.lease_seconds + 5, "R1 to stop"
+    )
+    ended = manager.join(first.run_id, timeout=settings.lease_seconds + 10)
+    lease_end = leases.lease_end()
+    next_run = manager.join(following.run_id, timeout=30)
+    pg_proxy.heal()
+    redis_proxy.heal()
+    report(
+        "partition-threads-pool",
+        runs=2,
+        lost=0 if next_run.is_final else 1,
+        duplicated=journal.duplicated(),
+        overlapping=journal.overlapping(),
+        stopped_after_cut_s=end["time"] - cut_at,
+        stopped_before_lease_end_s=lease_end - end["time"],
+        ticks_after_stop=len(
+            [t for t in journal.lines(run_id=first.run_id, event="tick") if t["time"] > end["time"]]
+        ),
+    )
+    assert end["time"] < lease_end
+    assert ended.status is RunStatus.error and "lease expired" in (ended.error or "")
+    assert next_run.status is RunStatus.success
+    assert journal.overlapping() == 0
+    assert f"run {first.run_id} fenced" in worker_a.log()
+    assert worker_a.process is not None and worker_a.process.poll() is None
