@@ -199,7 +199,9 @@ def test_a_worker_cut_off_from_its_broker_still_stops_a_cancelled_run(
     assert journal.pid(run.run_id) in worker_a.pool_pids()
 
     redis_proxy.cut()
-    time.sleep(0.5)
+    # A beat passes first: its keep-alive of the stream (whose Redis is cut too) hangs, and
+    # must not hang the renewals, which read the cancel.
+    time.sleep(settings.heartbeat_interval + 0.5)
     cancelled_at = time.time()
     assert manager.cancel(run.run_id)
     bound = settings.heartbeat_interval + 1.0  # one beat, plus a step and scheduling slack

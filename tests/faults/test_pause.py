@@ -110,7 +110,7 @@ def test_a_pool_child_paused_past_its_lease_exits_on_resume_and_writes_nothing(
         checkpoints_after_end=len(after["checkpoints"]) - len(before["checkpoints"]),
         events_after_end=len(after["stream"]) - len(before["stream"]),
         status_changed=int(after["row"] != before["row"]),
-        overlap_s=_overlap(journal, first.run_id, following.run_id, resumed_at),
+        overlap_ms=round(1000 * _overlap(journal, first.run_id, following.run_id, resumed_at)),
         exit=(exit_code.group(1).replace(" ", "_") if exit_code else "?"),
     )
     assert ended.status is RunStatus.error and "lease expired" in (ended.error or "")
@@ -154,7 +154,7 @@ def test_a_paused_threads_worker_stops_its_run_at_the_next_check_and_writes_noth
         checkpoints_after_end=len(after["checkpoints"]) - len(before["checkpoints"]),
         events_after_end=len(after["stream"]) - len(before["stream"]),
         status_changed=int(after["row"] != before["row"]),
-        overlap_s=_overlap(journal, first.run_id, following.run_id, resumed_at),
+        overlap_ms=round(1000 * _overlap(journal, first.run_id, following.run_id, resumed_at)),
     )
     assert ended.status is RunStatus.error and "lease expired" in (ended.error or "")
     # The run went on after the resume only to its next write, which its own fence refused:
