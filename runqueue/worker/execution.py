@@ -321,6 +321,7 @@ class RunTask(Task):
         # The lease is renewed from here on, also while the stream is being opened (a slow
         # store must not let the reaper hand the run to another attempt meanwhile).
         _executions[run_id] = execution  # until task_postrun: the final status is fenced too
+        self.request.runqueue_execution = execution  # which delivery registered it (forget)
         heartbeat.start()
         watchdog.start()
         try:
@@ -329,7 +330,13 @@ class RunTask(Task):
                 execution.terminating = True
                 raise RunTerminatedError()
             writer.open()  # `metadata`; RunCancelledError if the run ended or moved on
-            return self.run(context, **kwargs)
+            try:
+                return self.run(context, **kwargs)
+            finally:
+                # The assistant's code is done, finally blocks included: nothing of it can
+                # overlap the thread's next run any more, so no hard stop from here on (the
+                # attempt's writes stay refused once the lease is lost).
+                fence.body_ended()
         except RunTerminatedError:
             if in_prefork_child():
                 _child.terminate = True
@@ -370,7 +377,7 @@ class RunTask(Task):
             raise self._retry_later(execution, claim.run.attempt, policy, error) from error
         finally:
             _child.in_body = None
-            fence.body_ended()  # no assistant code runs any more: nothing left to hard-stop
+            fence.body_ended()  # also when the stream could not even be opened
             watchdog.stop()
             # Every event before the end; none once the lease is lost (the writer refuses).
             writer.close(0.0 if execution.lease_lost() else settings.status_write_timeout)
@@ -477,9 +484,13 @@ def lease_lost(run_id: str) -> bool:
     return execution is not None and execution.lease_lost()
 
 
-def forget(run_id: str) -> None:
-    """At task_postrun: the run's final status is written (or refused); forget it."""
-    _executions.pop(run_id, None)
+def forget(run_id: str, request: Any) -> None:
+    """At task_postrun: the run's final status is written (or refused); forget it. Only the
+    delivery that registered it does: a duplicate of a running run, skipped in another
+    thread of the same process (threads pool), must not drop the running attempt's fence."""
+    execution = getattr(request, "runqueue_execution", None)
+    if execution is not None and _executions.get(run_id) is execution:
+        del _executions[run_id]
 
 
 def _stop_fenced(execution: Execution) -> None:
@@ -545,7 +556,10 @@ class Heartbeat(threading.Thread):
                 # Reaped, re-queued or handed on: the watchdog stops the run, which writes
                 # nothing more.
                 if fence is not None:
-                    fence.lose("the run is no longer this attempt's (its lease ended)")
+                    fence.lose(
+                        "the run is no longer this attempt's (its lease ended); last renewal "
+                        f"{clock() - fence.renewed_at:.1f}s ago"
+                    )
                 return
             if fence is not None:
                 fence.renewed(sent_at)

@@ -77,6 +77,7 @@ class LeaseFence:
         self.run_id, self.thread_id = run_id, thread_id
         self.lease_seconds, self.margin_seconds = lease_seconds, margin_seconds
         self.hard_stop = hard_stop  # a prefork child: exit at the lease's end
+        self.body_done = False  # the assistant's code has returned (or raised)
         self._renewed_at = sent_at
         self._lost: str | None = None  # why, once lost
         self._changed = threading.Condition()
@@ -171,6 +172,7 @@ class LeaseFence:
         """The assistant's code, finally blocks included, has returned: nothing of it can
         overlap the thread's next run any more, so no hard stop (its writes stay refused)."""
         self.hard_stop = False
+        self.body_done = True
 
     def _hard_stop_if_over(self) -> None:
         if self.hard_stop and clock() >= self.stop_by:
@@ -226,6 +228,8 @@ class Watchdog(threading.Thread):
             return
         if fence.hard_stop:
             hard_stop(fence)
+        if fence.body_done:
+            return
         logger.warning(
             "run %s still executing past its lease: this pool can stop it only at its next "
             "cooperative check (context.raise_if_cancelled, checkpoint, emit)",

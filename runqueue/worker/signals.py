@@ -178,7 +178,7 @@ def _record_outside_cancel(task: Any, run_id: str) -> None:
 def _on_task_postrun(sender: Any = None, task_id: str | None = None, **_: Any) -> None:
     if _is_run_task(sender):
         if task_id is not None:
-            execution.forget(task_id)  # kept until now: the final status is fenced too
+            execution.forget(task_id, sender.request)  # kept until now: the end is fenced too
         execution.task_finished()
 
 

@@ -267,3 +267,22 @@ def test_renewals_keep_the_fence_away_and_a_reaped_run_is_fenced_at_once(manager
     assert execution.lease_lost()
     assert "no longer this attempt's" in (execution.fence.lost_reason or "")
     assert not execution.abort_seen.is_set()
+
+
+def test_only_the_delivery_that_registered_a_run_forgets_its_fence():
+    """A duplicate delivery of a running run, skipped in another thread of the same process
+    (threads pool), must not drop the running attempt's fence at its task_postrun."""
+    from types import SimpleNamespace
+
+    from runqueue.worker import execution as module
+
+    running = Execution("run-dup", "thread-1", "token", fence=_fence(clock() - 10))
+    own, duplicate = SimpleNamespace(runqueue_execution=running), SimpleNamespace()
+    module._executions["run-dup"] = running  # noqa: SLF001
+    try:
+        module.forget("run-dup", duplicate)
+        assert module.lease_lost("run-dup")  # still known, still fenced: writes refused
+        module.forget("run-dup", own)
+        assert not module.lease_lost("run-dup") and module.token_of("run-dup") is None
+    finally:
+        module._executions.pop("run-dup", None)  # noqa: SLF001
