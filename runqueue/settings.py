@@ -40,6 +40,9 @@ class Settings:
     max_payload_bytes: int = 1024 * 1024  # kwargs/metadata size limit
     heartbeat_interval: float = 10.0  # seconds between lease renewals of a running run
     lease_seconds: float = 30.0  # a running run whose lease is older is reaped
+    # A run whose worker could not renew its lease for lease_seconds - this stops itself,
+    # before any other worker may reap it (docs/reliability.md, "Self-fencing").
+    fence_margin_seconds: float = 5.0
     republish_after: float = 30.0  # a queued run not claimed for this long is published again
     maintenance_interval: float = 2.0  # how often a worker relays/reaps
     filesystem_polling_interval: float = 0.1  # seconds, filesystem broker only
@@ -71,6 +74,16 @@ class Settings:
             object.__setattr__(self, "stream_url", url)
         if self.lease_seconds <= self.heartbeat_interval:
             raise SettingsError("lease_seconds must be longer than heartbeat_interval")
+        if not 0 < self.fence_margin_seconds < float("inf"):
+            raise SettingsError("fence_margin_seconds must be positive (and finite)")
+        if self.heartbeat_interval >= self.lease_seconds - self.fence_margin_seconds:
+            # A run would stop itself before its first renewal could save it.
+            raise SettingsError(
+                "heartbeat_interval must be shorter than lease_seconds - fence_margin_seconds "
+                f"({self.heartbeat_interval:g} >= {self.lease_seconds:g} - "
+                f"{self.fence_margin_seconds:g}): a run must renew its lease at least once "
+                "before it would stop itself"
+            )
         if self.api_auth not in ("on", "off"):
             raise SettingsError(f"api_auth must be 'on' or 'off', not {self.api_auth!r}")
         if self.flower_payloads not in ("on", "off"):

@@ -133,6 +133,7 @@ def make_backend(name: str, tmp_path: Path, **overrides: Any) -> Backend:
         queue=f"runqueue-test-{suffix}",
         heartbeat_interval=1.0,
         lease_seconds=5.0,
+        fence_margin_seconds=1.0,  # a cut-off run stops itself 4 s after its last renewal
         maintenance_interval=0.5,
         # A queued run whose message never reached a pool child (seen once: delivered while
         # the thread's interrupted run's child was exiting) is published again this soon,

@@ -39,6 +39,7 @@ from runqueue.store.decisions import RunStore
 from runqueue.store.queries import RunQueries
 from runqueue.stream import RunStream
 from runqueue.worker.durability import persist
+from runqueue.worker.fencing import LeaseFence, LeaseLostError, Watchdog, clock
 from runqueue.worker.retries import NO_RETRY, RetryPolicy
 from runqueue.worker.stream_writer import StreamWriter
 
@@ -67,11 +68,16 @@ class RunHandedBackError(RunTerminatedError):
 
 @dataclass
 class Execution:
-    """The run this process is executing now (a prefork child executes one at a time)."""
+    """The run this process is executing now (a prefork child executes one at a time).
+
+    Three ways it can stop early, kept apart: a cancel (`abort_seen`: the run ends
+    `interrupted`), a shutdown (a SIGTERM no cancel explains: the run is handed back), and a
+    lost lease (`fence`: the run stops and writes nothing more; the reaper decides)."""
 
     run_id: str
     thread_id: str
     token: str
+    fence: LeaseFence | None = None  # None only before the claim
     abort_seen: threading.Event = field(default_factory=threading.Event)
     terminating: bool = False  # the run is unwinding from a cancel: a SIGTERM raises no more
 
@@ -81,6 +87,21 @@ class Execution:
         raises nothing: it would land in the assistant's finally blocks and cut them short."""
         self.terminating = True
         return RunCancelledError(message)
+
+    def lease_lost(self) -> bool:
+        """True once this attempt's lease is lost (it reads the clock: no I/O)."""
+        return self.fence is not None and self.fence.expired()
+
+    def fenced_error(self) -> LeaseLostError:
+        """The error that unwinds a run whose lease is lost (a SIGTERM raises no more)."""
+        assert self.fence is not None
+        self.terminating = True
+        return self.fence.error()
+
+    def ensure_lease(self) -> None:
+        """Before a write: LeaseLostError once the lease is lost."""
+        if self.lease_lost():
+            raise self.fenced_error()
 
 
 _executions: dict[str, Execution] = {}  # run_id -> execution, in this process
@@ -115,11 +136,15 @@ class RunContext:
     _write_timeout: float = 120.0  # Settings.status_write_timeout
 
     def checkpoint(self, values: Any) -> None:
-        """Save thread state. Raises RunCancelledError if the run was cancelled meanwhile."""
-        saved = self._persist(
-            lambda: self._store.save_checkpoint(self.run_id, self._execution.token, values),
-            f"checkpoint of run {self.run_id}",
-        )
+        """Save thread state. Raises RunCancelledError if the run was cancelled meanwhile, or
+        LeaseLostError (one) once this worker lost the run's lease."""
+        execution = self._execution
+
+        def save() -> bool:
+            execution.ensure_lease()  # before every try: a retry may come after the deadline
+            return self._store.save_checkpoint(self.run_id, execution.token, values)
+
+        saved = self._persist(save, f"checkpoint of run {self.run_id}")
         if not saved:
             raise self._execution.cancelled_error(f"run {self.run_id} no longer owns its thread")
         self.values = values
@@ -132,8 +157,11 @@ class RunContext:
         Events are written in order, in batches, by the attempt's stream writer; once this
         attempt no longer owns the run (it was cancelled, reaped while this process was cut
         off, or a newer attempt took it) the next emit() raises RunCancelledError."""
+        self._execution.ensure_lease()
         try:
             self._writer.put(event, self._stream.encode(event, data))
+        except LeaseLostError:
+            raise self._execution.fenced_error() from None
         except RunCancelledError as refused:
             raise self._execution.cancelled_error(str(refused)) from None
 
@@ -162,8 +190,9 @@ class RunContext:
         )
 
     def cancelled(self) -> bool:
-        """True once someone cancelled this run; the cooperative check for any pool."""
-        if self._execution.abort_seen.is_set():
+        """True once someone cancelled this run, or this worker lost its lease; the
+        cooperative check for any pool."""
+        if self._execution.abort_seen.is_set() or self._execution.lease_lost():
             return True
         now = time.monotonic()
         if now - self._last_poll >= CANCEL_POLL_SECONDS:
@@ -176,7 +205,9 @@ class RunContext:
         return self._execution.abort_seen.is_set()
 
     def raise_if_cancelled(self) -> None:
-        """Stop here, through the assistant's finally blocks, if the run was cancelled."""
+        """Stop here, through the assistant's finally blocks, if the run was cancelled
+        (RunCancelledError) or this worker lost its lease (LeaseLostError)."""
+        self._execution.ensure_lease()
         if self.cancelled():
             raise self._execution.cancelled_error(f"run {self.run_id} was cancelled")
 
@@ -226,10 +257,17 @@ class RunTask(Task):
         log = {"run_id": run_id, "thread_id": thread_id}
         install_sigterm_handler()
         _child.in_task = True
-        claim = persist(
-            lambda: runtime.store.claim_run(
+        sent_at = 0.0
+
+        def claim_run() -> Any:
+            nonlocal sent_at
+            sent_at = clock()  # the lease is counted from before the database saw the claim
+            return runtime.store.claim_run(
                 run_id, self.request.hostname or "", token, settings.lease_seconds
-            ),
+            )
+
+        claim = persist(
+            claim_run,
             total_seconds=settings.status_write_timeout,
             what=f"claim of run {run_id}",
             extra=log,
@@ -239,7 +277,15 @@ class RunTask(Task):
             # Ignore sends no task event: say in Flower what became of this delivery.
             task_events.announce_skip(self.app, run_id, thread_id, claim.outcome)
             raise Ignore()
-        execution = Execution(run_id=run_id, thread_id=thread_id, token=token)
+        fence = LeaseFence(
+            run_id,
+            thread_id,
+            lease_seconds=settings.lease_seconds,
+            margin_seconds=settings.fence_margin_seconds,
+            sent_at=sent_at,
+            hard_stop=in_prefork_child(),
+        )
+        execution = Execution(run_id=run_id, thread_id=thread_id, token=token, fence=fence)
         writer = StreamWriter(
             runtime.stream,
             run_id=run_id,
@@ -248,6 +294,7 @@ class RunTask(Task):
             attempt=claim.run.attempt,
             still_owner=lambda: runtime.store.holds_run(run_id, token),
             write_timeout=settings.status_write_timeout,
+            fence=fence,
         )
         context = RunContext(
             run_id=run_id,
@@ -266,22 +313,35 @@ class RunTask(Task):
             execution,
             settings.heartbeat_interval,
             settings.lease_seconds,
-            stream=runtime.stream,
+            keep_stream=writer.keep_alive,
         )
+        watchdog = Watchdog(fence, on_fence=lambda: _stop_fenced(execution))
         # The lease is renewed from here on, also while the stream is being opened (a slow
         # store must not let the reaper hand the run to another attempt meanwhile).
-        _executions[run_id] = execution
+        _executions[run_id] = execution  # until task_postrun: the final status is fenced too
+        self.request.runqueue_execution = execution  # which delivery registered it (forget)
         heartbeat.start()
+        watchdog.start()
         try:
             _child.in_body = execution
             if _child.terminate:  # SIGTERM while claiming: unwind once, as _on_sigterm would
                 execution.terminating = True
                 raise RunTerminatedError()
             writer.open()  # `metadata`; RunCancelledError if the run ended or moved on
-            return self.run(context, **kwargs)
+            try:
+                return self.run(context, **kwargs)
+            finally:
+                # The assistant's code is done, finally blocks included: nothing of it can
+                # overlap the thread's next run any more, so no hard stop from here on (the
+                # attempt's writes stay refused once the lease is lost).
+                fence.body_ended()
         except RunTerminatedError:
             if in_prefork_child():
                 _child.terminate = True
+            if execution.lease_lost():
+                # The fence's own SIGTERM (or any, once the lease is lost): no hand-back, no
+                # final status; the reaper decides.
+                raise execution.fenced_error() from None
             # A SIGTERM that no cancel explains (the worker is shutting down): the run goes
             # back to pending, its checkpoints kept, and another worker resumes it.
             if not execution.abort_seen.is_set() and self._hand_back(execution, writer, heartbeat):
@@ -300,6 +360,10 @@ class RunTask(Task):
                 _child.terminate = True
             raise
         except Exception as error:
+            if execution.lease_lost():  # no retry either: the reaper decides
+                if in_prefork_child():
+                    _child.terminate = True
+                raise execution.fenced_error() from error
             policy = self.run_retry or NO_RETRY
             if not policy.allows(claim.run.attempt, error):
                 raise
@@ -311,9 +375,11 @@ class RunTask(Task):
             raise self._retry_later(execution, claim.run.attempt, policy, error) from error
         finally:
             _child.in_body = None
-            writer.close(settings.status_write_timeout)  # every event before the end
+            fence.body_ended()  # also when the stream could not even be opened
+            watchdog.stop()
+            # Every event before the end; none once the lease is lost (the writer refuses).
+            writer.close(0.0 if execution.lease_lost() else settings.status_write_timeout)
             heartbeat.stop()
-            _executions.pop(run_id, None)
 
     def _hand_back(self, execution: Execution, writer: StreamWriter, heartbeat: Heartbeat) -> bool:
         """running -> pending for another worker, guarded by the claim token; False if the
@@ -335,20 +401,25 @@ class RunTask(Task):
         # stop renewing: a renewal that finds the run pending would read as a cancel.
         writer.close(HAND_BACK_WRITE_SECONDS)
         heartbeat.stop()
+
+        def requeue() -> bool:
+            execution.ensure_lease()  # a hand-back after the deadline could race the reaper
+            return runtime.store.requeue_run(
+                run_id,
+                execution.token,
+                publish_in=None,  # the relay publishes it now
+                detail=f"handed back by worker {worker} at shutdown",
+                worker=worker,
+            )
+
         try:
             handed_back = persist(
-                lambda: runtime.store.requeue_run(
-                    run_id,
-                    execution.token,
-                    publish_in=None,  # the relay publishes it now
-                    detail=f"handed back by worker {worker} at shutdown",
-                    worker=worker,
-                ),
+                requeue,
                 total_seconds=HAND_BACK_WRITE_SECONDS,
                 what=f"handing back run {run_id}",
                 extra=log,
             )
-        except DatabaseUnavailableError as exc:
+        except (DatabaseUnavailableError, LeaseLostError) as exc:
             logger.warning("run %s not handed back: %s", run_id, exc, extra=log)
             return False  # the lease reaper frees it
         if handed_back:
@@ -367,6 +438,10 @@ class RunTask(Task):
             f"attempt {attempt}/{policy.max_attempts} failed, retry in {countdown:g}s: "
             f"{describe(error)}"
         )
+        if execution.lease_lost():  # the re-queue would race the reaper: it decides
+            if in_prefork_child():
+                _child.terminate = True
+            return execution.fenced_error()
         requeued = persist(
             lambda: runtime.store.requeue_run(
                 run_id,
@@ -401,8 +476,35 @@ def token_of(run_id: str) -> str | None:
     return execution.token if execution else None
 
 
+def lease_lost(run_id: str) -> bool:
+    """True if this process executes the run and lost its lease: it writes nothing more."""
+    execution = _executions.get(run_id)
+    return execution is not None and execution.lease_lost()
+
+
+def forget(run_id: str, request: Any) -> None:
+    """At task_postrun: the run's final status is written (or refused); forget it. Only the
+    delivery that registered it does: a duplicate of a running run, skipped in another
+    thread of the same process (threads pool), must not drop the running attempt's fence."""
+    execution = getattr(request, "runqueue_execution", None)
+    if execution is not None and _executions.get(run_id) is execution:
+        del _executions[run_id]
+
+
+def _stop_fenced(execution: Execution) -> None:
+    """The watchdog fired: in a prefork child, the SIGTERM of a cancel (the run unwinds
+    through its finally blocks; __call__ sees the lost lease and neither hands the run back
+    nor writes an end). Other pools stop at the next cooperative check."""
+    if in_prefork_child():
+        os.kill(os.getpid(), signal.SIGTERM)
+
+
 class Heartbeat(threading.Thread):
-    """Renews the run's lease and notices a cancel even when the revoke broadcast was lost."""
+    """Renews the run's lease and notices a cancel even when the revoke broadcast was lost.
+
+    A renewal that fails is tried again at the next beat; the fence (fencing.py), not this
+    thread, stops a run whose renewals keep failing: a renewal can hang for minutes on a
+    partitioned connection."""
 
     def __init__(
         self,
@@ -410,10 +512,10 @@ class Heartbeat(threading.Thread):
         execution: Execution,
         interval: float,
         lease: float,
-        stream: RunStream | None = None,
+        keep_stream: Callable[[], None] | None = None,
     ):
         super().__init__(name=f"runqueue-heartbeat-{execution.run_id}", daemon=True)
-        self.store, self.execution, self.stream = store, execution, stream
+        self.store, self.execution, self.keep_stream = store, execution, keep_stream
         self.interval, self.lease = interval, lease
         self._stopped = threading.Event()
 
@@ -421,26 +523,46 @@ class Heartbeat(threading.Thread):
         self._stopped.set()
 
     def run(self) -> None:
+        run_id, fence = self.execution.run_id, self.execution.fence
+        log = {"run_id": run_id, "thread_id": self.execution.thread_id, "action": "heartbeat"}
+        signalled = False  # the cancel's SIGTERM, sent once
         while not self._stopped.wait(self.interval):
+            if fence is not None and fence.expired():
+                return  # lost: the run is stopping, and a late renewal must not extend it
+            sent_at = clock()
             try:
-                ours, abort = self.store.renew_lease(
-                    self.execution.run_id, self.execution.token, self.lease
-                )
+                ours, abort = self.store.renew_lease(run_id, self.execution.token, self.lease)
             except Exception as exc:  # a database blip: try again next beat
-                logger.warning("lease renewal failed for run %s: %s", self.execution.run_id, exc)
+                left = fence.deadline - clock() if fence is not None else float("nan")
+                logger.warning(
+                    "lease renewal failed for run %s (it stops itself in %.1fs unless a "
+                    "renewal succeeds): %s",
+                    run_id,
+                    left,
+                    exc,
+                    extra=log,
+                )
                 continue
-            if abort is not None or not ours:
+            if abort is not None and not signalled:
+                signalled = True
                 self.execution.abort_seen.set()
                 if in_prefork_child() and not self._stopped.is_set():
                     os.kill(os.getpid(), signal.SIGTERM)
-                return
-            if self.stream is not None:
-                try:
-                    self.stream.touch(self.execution.run_id)  # keep a quiet run's stream
-                except Exception as exc:  # the stream's store is down: next beat
-                    logger.warning(
-                        "stream keep-alive failed for run %s: %s", self.execution.run_id, exc
+                # Renewals go on: the run keeps its lease while it unwinds (its finally
+                # blocks, its last events), or the reaper would end it meanwhile.
+            if not ours:
+                # Reaped, re-queued or handed on: the watchdog stops the run, which writes
+                # nothing more.
+                if fence is not None:
+                    fence.lose(
+                        "the run is no longer this attempt's (its lease ended); last renewal "
+                        f"{clock() - fence.renewed_at:.1f}s ago"
                     )
+                return
+            if fence is not None:
+                fence.renewed(sent_at)
+            if self.keep_stream is not None:
+                self.keep_stream()  # by the stream's own thread: a hung store stalls not this
 
 
 def exit_after_run() -> None:

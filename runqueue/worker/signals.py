@@ -4,6 +4,7 @@ Signals fire in different processes: task_success, task_postrun and most task_fa
 in the pool child that ran the body; task_revoked and the failures of a lost or time-limited
 child (WorkerLostError, TimeLimitExceeded) in the worker's main process. Every write is a
 guarded UPDATE (store.finish_run), so whichever signal arrives late or twice changes nothing.
+A pool child whose run lost its lease (worker/fencing.py) writes no final status at all.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from runqueue.records import AbortAction, RunStatus
 from runqueue.store.transactions import PENDING
 from runqueue.worker import execution
 from runqueue.worker.durability import persist
+from runqueue.worker.fencing import LeaseLostError
 from runqueue.worker.fleet import FleetStep
 from runqueue.worker.maintenance import MaintenanceStep
 
@@ -40,12 +42,22 @@ def _finish(task: Any, run_id: str, status: RunStatus, **fields: Any) -> bool:
     """Write a final status through the store, then publish the run it released. A database
     outage is waited out with backoff (Settings.status_write_timeout), never dropped."""
     runtime = runtime_of(task.app)
-    changed, effects = persist(
-        lambda: runtime.store.finish_run(run_id, status, **fields),
-        total_seconds=runtime.settings.status_write_timeout,
-        what=f"status {status.value} of run {run_id}",
-        extra={"run_id": run_id},
-    )
+
+    def write() -> Any:
+        if execution.lease_lost(run_id):  # asked before every try: a retry may come late
+            raise LeaseLostError(f"run {run_id} lost its lease")
+        return runtime.store.finish_run(run_id, status, **fields)
+
+    try:
+        changed, effects = persist(
+            write,
+            total_seconds=runtime.settings.status_write_timeout,
+            what=f"status {status.value} of run {run_id}",
+            extra={"run_id": run_id},
+        )
+    except LeaseLostError:
+        _fenced(run_id)
+        return False
     # Celery's own task events report success, error and timeout; runqueue reports an
     # interrupt itself, with its action (interrupt or rollback) as the reason.
     apply_effects(task.app, effects, announce_ends=status is RunStatus.interrupted)
@@ -54,11 +66,27 @@ def _finish(task: Any, run_id: str, status: RunStatus, **fields: Any) -> bool:
     return changed
 
 
+def _fenced(run_id: str) -> bool:
+    """True if this process lost the run's lease: it writes no final status (the reaper, or
+    the attempt after it, decides), and a pool child exits after the run."""
+    if not execution.lease_lost(run_id):
+        return False
+    logger.warning(
+        "run %s: lease lost, no final status written (the reaper decides)",
+        run_id,
+        extra={"run_id": run_id, "action": "fence"},
+    )
+    execution.exit_after_run()
+    return True
+
+
 @signals.task_success.connect
 def _on_task_success(sender: Any = None, result: Any = None, **_: Any) -> None:
     if not _is_run_task(sender):
         return
     run_id = sender.request.id
+    if _fenced(run_id):
+        return
     fields: dict[str, Any] = dict(token=execution.token_of(run_id), worker=sender.request.hostname)
     try:
         json.dumps(result, allow_nan=False)
@@ -73,7 +101,7 @@ def _on_task_success(sender: Any = None, result: Any = None, **_: Any) -> None:
 def _on_task_failure(
     sender: Any = None, task_id: str | None = None, exception: BaseException | None = None, **_: Any
 ) -> None:
-    if not _is_run_task(sender) or task_id is None:
+    if not _is_run_task(sender) or task_id is None or _fenced(task_id):
         return
     runtime = runtime_of(sender.app)
     fields: dict[str, Any] = dict(token=execution.token_of(task_id))
@@ -147,8 +175,10 @@ def _record_outside_cancel(task: Any, run_id: str) -> None:
 
 
 @signals.task_postrun.connect
-def _on_task_postrun(sender: Any = None, **_: Any) -> None:
+def _on_task_postrun(sender: Any = None, task_id: str | None = None, **_: Any) -> None:
     if _is_run_task(sender):
+        if task_id is not None:
+            execution.forget(task_id, sender.request)  # kept until now: the end is fenced too
         execution.task_finished()
 
 

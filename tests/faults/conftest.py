@@ -89,10 +89,26 @@ def workers(tmp_path: Path) -> Iterator[Callable[..., list]]:
         worker.stop()
 
 
+@pytest.fixture
+def tcp_proxy() -> Iterator[Callable[[int], faultkit.TcpProxy]]:
+    """Start TcpProxy instances inside a test (`tcp_proxy(5432)`); all stopped afterwards."""
+    started: list[faultkit.TcpProxy] = []
+
+    def start(target_port: int) -> faultkit.TcpProxy:
+        proxy = faultkit.TcpProxy(target_port).start()
+        started.append(proxy)
+        return proxy
+
+    yield start
+    for proxy in started:
+        proxy.stop()
+
+
 FAULT_SETTINGS = dict(
     app=faultkit.FAULT_APP,
     heartbeat_interval=1.0,
     lease_seconds=4.0,
+    fence_margin_seconds=1.0,
     maintenance_interval=0.5,
     republish_after=30.0,
     status_write_timeout=60.0,

@@ -19,7 +19,9 @@ from workers.assistants import register
 
 @pytest.fixture
 def manager(tmp_path) -> SyncRunManager:  # noqa: ANN001
-    settings = Settings(data_dir=tmp_path, heartbeat_interval=1.0, lease_seconds=4.0)
+    settings = Settings(
+        data_dir=tmp_path, heartbeat_interval=1.0, lease_seconds=4.0, fence_margin_seconds=1.0
+    )
     migrate(settings)
     app = create_app(settings)
     register(app)

@@ -68,7 +68,13 @@ def test_redact_url_hides_passwords(url, shown):
 
 
 def test_environment_round_trips_every_setting(tmp_path):
-    settings = Settings(data_dir=tmp_path, queue="fleet", lease_seconds=12.5, max_payload_bytes=7)
+    settings = Settings(
+        data_dir=tmp_path,
+        queue="fleet",
+        lease_seconds=17.5,
+        fence_margin_seconds=2.5,
+        max_payload_bytes=7,
+    )
     assert Settings.from_env(settings.environment()) == settings
 
 
