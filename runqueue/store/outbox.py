@@ -71,3 +71,22 @@ class OutboxStatements(StoreBase):
                 .limit(limit)
             ).all()
         return [(row.run_id, row.claim_token) for row in rows]
+
+    def republish_after_broker_loss(self) -> int:
+        """Make every queued, unclaimed run that was already published due now: the broker
+        lost its messages (a restart without persistence), so they would otherwise wait for
+        their republish time. Each becomes due at its own publish time, so the relay sends
+        them again oldest first; a run whose message survived still executes once (the claim
+        is guarded). Returns how many were marked."""
+        now = utcnow()
+        with self.transaction() as conn:
+            return conn.execute(
+                update(Run)
+                .where(
+                    Run.status == PENDING,
+                    Run.dispatch_state == QUEUED,
+                    Run.dispatched_at <= now,
+                    Run.next_publish_at > now,
+                )
+                .values(next_publish_at=Run.dispatched_at)
+            ).rowcount
