@@ -103,7 +103,9 @@ class BrokerWatch:
                 # Before the canary goes back: if this fails, the next check still finds
                 # the canary missing and tries again.
                 marked = runtime_of(self.app).store.republish_after_broker_loss()
-                logger.warning(
+                # INFO when none: another worker noticed the same loss a moment earlier.
+                logger.log(
+                    logging.WARNING if marked else logging.INFO,
                     "the broker lost its messages (restarted without persistence?): "
                     "%d queued runs will be published again now",
                     marked,
