@@ -8,19 +8,22 @@ queue of its own that nobody consumes: durable and persistent, it is in the brok
 as long as the broker keeps its messages.
 
 Each worker looks for it when its consumer connects and again after every reconnection
-(BrokerWatchStep, a consumer bootstep: Celery starts it again after each reconnect). Found:
-nothing was lost. Missing, while this worker saw it before: the broker lost its messages,
-so the queued runs already published are made due now (one guarded UPDATE) and the relay
-publishes them again on its next pass, oldest first. Then the canary is put back, so the
-other workers, reconnecting a moment later, find it and do nothing: one republish per loss,
-not one per worker. A worker that never saw the canary (its first connection, or a fleet's
-first start) only puts it there.
+(BrokerWatchStep, a consumer bootstep: Celery stops it when the connection is lost and
+starts it again after each reconnect). Found: nothing was lost. Missing, while this worker
+saw it before: the broker lost its messages, so the queued runs published before this
+worker lost its connection are made due now (one guarded UPDATE) and the relay publishes
+them again on its next pass, oldest first. Then the canary is put back, so the other
+workers, reconnecting a moment later, find it and do nothing: one republish per loss, not
+one per worker (and a worker that looks at the same moment marks no run the relay has
+published since the loss). A worker that never saw the canary (its first connection, or a
+fleet's first start) only puts it there.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
 from typing import Any
 
 from celery import Celery, bootsteps
@@ -76,6 +79,7 @@ class BrokerWatch:
     def __init__(self, app: Celery):
         self.app = app
         self.seen = False  # this worker found (or put) the canary since it started
+        self.disconnected_at: float | None = None  # monotonic: the consumer lost the broker
         self._lock = threading.Lock()  # one check at a time, even if reconnections pile up
 
     def check(self) -> int:
@@ -102,7 +106,8 @@ class BrokerWatch:
             if self.seen:
                 # Before the canary goes back: if this fails, the next check still finds
                 # the canary missing and tries again.
-                marked = runtime_of(self.app).store.republish_after_broker_loss()
+                lost_seconds_ago = time.monotonic() - (self.disconnected_at or time.monotonic())
+                marked = runtime_of(self.app).store.republish_after_broker_loss(lost_seconds_ago)
                 # INFO when none: another worker noticed the same loss a moment earlier.
                 logger.log(
                     logging.WARNING if marked else logging.INFO,
@@ -149,3 +154,9 @@ class BrokerWatchStep(bootsteps.StartStopStep):
     def start(self, parent: Any) -> None:
         if self.watch is not None:
             self.watch.check_in_background()
+
+    def stop(self, parent: Any) -> None:
+        """The connection was lost (or the worker stops): what was published before now
+        may be gone with the broker."""
+        if self.watch is not None:
+            self.watch.disconnected_at = time.monotonic()

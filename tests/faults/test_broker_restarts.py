@@ -216,20 +216,28 @@ def test_a_message_lost_in_a_broker_outage_starts_soon_after_the_broker_is_back(
     canary.close()
 
 
-def test_the_broker_watch_marks_each_published_run_once(tmp_path: Path):
-    """The store's side, in-process on SQLite: the published, unclaimed runs become due at
-    their own publish time, so the relay sends them oldest first; a second worker marking
-    before the relay's pass marks none again."""
+def test_the_broker_watch_marks_each_run_published_before_the_loss_once(tmp_path: Path):
+    """The store's side, in-process on SQLite: the runs published before the loss become
+    due at their own publish time (the relay sends them oldest first); a run published
+    since is left alone, and so is every run the relay published again, when a second
+    worker reports the same loss."""
     backend = make_backend("embedded", tmp_path)
     try:
         manager = backend.manager()
         store = manager.app.runqueue.store
-        runs = [manager.create_or_reject(f"t-{i}-{uuid.uuid4().hex[:6]}", "noop") for i in range(3)]
+        thread = lambda: f"t-{uuid.uuid4().hex[:8]}"  # noqa: E731
+        before = [manager.create_or_reject(thread(), "noop") for _ in range(3)]
+        time.sleep(0.2)
+        lost = time.monotonic()
+        time.sleep(0.2)
+        after = manager.create_or_reject(thread(), "noop")
         assert store.runs_to_publish() == []  # published at create: not due for 5 s
-        assert store.republish_after_broker_loss() == 3
-        assert store.republish_after_broker_loss() == 0  # the next worker's look: no storm
+        assert store.republish_after_broker_loss(time.monotonic() - lost) == 3
+        assert store.republish_after_broker_loss(time.monotonic() - lost) == 0
         due = store.runs_to_publish()
-        assert [run.run_id for run in due] == [run.run_id for run in runs]  # oldest first
+        assert [run.run_id for run in due] == [run.run_id for run in before]  # oldest first
+        assert after.run_id not in {run.run_id for run in due}
+        assert store.republish_after_broker_loss(time.monotonic() - lost) == 0
     finally:
         backend.close()
 
