@@ -7,8 +7,9 @@ from dataclasses import dataclass
 
 from celery import Celery
 
+from runqueue import redis_transport
 from runqueue.errors import SettingsError
-from runqueue.settings import Settings
+from runqueue.settings import REDIS_SCHEMES, Settings
 from runqueue.store.decisions import RunStore
 from runqueue.stream import RunStream, open_stream
 
@@ -60,6 +61,9 @@ def create_app(
             "unacked_restore_interval": min(10.0, settings.broker_visibility_timeout),
             "unacked_restore_throttle": 1,
         }
+        if settings.broker_url.startswith(REDIS_SCHEMES):
+            # kombu's Redis transport, with which a worker survives a Redis restart.
+            redis_transport.install()
     app.conf.imports = [entry for entry in imported_modules(settings) if ":" not in entry]
     app.runqueue = Runtime(
         settings=settings,

@@ -230,6 +230,42 @@ def migrate(state: CliState) -> None:
         click.echo(f"the schema at {where} is already at revision {migration.after}; nothing to do")
 
 
+class WorkerOutcome(logging.Handler):
+    """The exit code of `runqueue worker`: 0 only for a stop that was asked for, so that a
+    supervisor restarting on failure restarts every other stop. app.worker_main drops
+    Celery's exit code, and Celery itself exits 0 where it should not: a cold shutdown
+    (SIGQUIT, a second Ctrl+C, a consumer's WorkerTerminate) sends no worker_shutdown and
+    leaves the code unset. A bootstep's exception (an unrecoverable error: a worker that
+    could not reach its database or broker at start-up, a transport bug at a reconnection)
+    is logged CRITICAL by celery.worker: it exits 1 whatever happens after it."""
+
+    WORKER_LOGGER = "celery.worker"  # Celery's WorkController logs through this one
+
+    def __init__(self) -> None:
+        super().__init__(level=logging.CRITICAL)
+        self.exitcodes: list[int] = []
+        self.crashed = False
+
+    def watch(self) -> WorkerOutcome:
+        from celery.signals import worker_shutdown
+
+        worker_shutdown.connect(self._on_shutdown, weak=False)
+        logging.getLogger(self.WORKER_LOGGER).addHandler(self)
+        return self
+
+    def _on_shutdown(self, sender: Any = None, **_: Any) -> None:
+        self.exitcodes.append(sender.exitcode or 0)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.name == self.WORKER_LOGGER:
+            self.crashed = True
+
+    def exit_code(self) -> int:
+        if self.crashed or not self.exitcodes:
+            return 1  # EX_FAILURE, as Celery means it for both
+        return self.exitcodes[-1]
+
+
 @main.command()
 @click.option("--concurrency", "-c", type=int, default=2, show_default=True)
 @click.option(
@@ -255,19 +291,18 @@ def worker(
         # Mingle syncs revoked ids between workers at start-up (about 1 s); runqueue keeps
         # every cancel in the database, so there is nothing to sync.
         "--without-mingle",
+        # Gossip has each worker consume every other worker's events, for nothing runqueue
+        # uses (Flower has its own event consumer), and each broker outage made it log an
+        # AttributeError at ERROR (it closes its channel after Celery dropped the connection).
+        "--without-gossip",
         f"--queues={state.settings.queue}",
     ]
     if hostname:
         argv.append(f"--hostname={hostname}")
-    # app.worker_main drops the worker's exit code; a worker that could not reach its
-    # database or broker (NotReadyError in its start-up) must exit non-zero all the same.
-    from celery.signals import worker_shutdown
-
-    exitcodes: list[int] = []
-    worker_shutdown.connect(lambda sender, **_: exitcodes.append(sender.exitcode), weak=False)
+    outcome = WorkerOutcome().watch()
     app.worker_main(argv)
-    if exitcodes and exitcodes[-1]:
-        sys.exit(exitcodes[-1])
+    if outcome.exit_code():
+        sys.exit(outcome.exit_code())
 
 
 @main.command()

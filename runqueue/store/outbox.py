@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from sqlalchemy import bindparam, select, update
 
 from runqueue.records import RunRecord
@@ -78,3 +80,27 @@ class OutboxStatements(StoreBase):
                 .limit(limit)
             ).all()
         return [(row.run_id, row.claim_token) for row in rows]
+
+    def republish_after_broker_loss(self, lost_seconds_ago: float = 0.0) -> int:
+        """Make every queued, unclaimed run published before the broker lost its messages (a
+        restart without persistence) due now: it would otherwise wait for its republish
+        time. Runs published since the loss, `lost_seconds_ago`, are in the broker: left
+        alone, as is a run the relay already published again (several workers notice one
+        loss). The loss is given as a duration the worker measured on its monotonic clock,
+        counted back from the store's own `now`: no worker's wall clock is compared with
+        the one that wrote `dispatched_at`. Each run becomes due at its own publish time,
+        so the relay sends them again oldest first; one whose message survived still
+        executes once (the claim is guarded). Returns how many were marked."""
+        now = utcnow()
+        lost_at = now - timedelta(seconds=max(lost_seconds_ago, 0.0))
+        with self.transaction() as conn:
+            return conn.execute(
+                update(Run)
+                .where(
+                    Run.status == PENDING,
+                    Run.dispatch_state == QUEUED,
+                    Run.dispatched_at <= lost_at,
+                    Run.next_publish_at > now,
+                )
+                .values(next_publish_at=Run.dispatched_at)
+            ).rowcount

@@ -218,7 +218,9 @@ class RunTask(Task):
     typing = False  # the message carries (thread_id, **kwargs); the body takes a context
     # Celery's task events for a run, corrected where runqueue knows better (for Flower).
     Request = "runqueue.worker.task_request:RunRequest"
-    throws = (RunCancelledError,)  # an expected end: logged without a traceback
+    # Any exception ends the run with a status (error, interrupted, timeout): Celery logs it
+    # at INFO without a traceback, runqueue's RunRequest logs it with one (task_request.py).
+    throws = (Exception,)
     run_retry: RetryPolicy | None = None  # per assistant: @assistant(app, run_retry=...)
     # True: the kwargs are the LangGraph runs API's fields (input, config, command,
     # stream_mode), as a graph takes them; False: `input` is the task's keyword arguments.

@@ -24,6 +24,7 @@ from runqueue.errors import RunCancelledError, describe
 from runqueue.records import AbortAction, RunStatus
 from runqueue.store.transactions import PENDING
 from runqueue.worker import execution
+from runqueue.worker.broker_watch import BrokerWatchStep
 from runqueue.worker.durability import persist
 from runqueue.worker.fencing import LeaseLostError
 from runqueue.worker.fleet import FleetStep
@@ -190,3 +191,4 @@ def _on_worker_init(sender: Any = None, **_: Any) -> None:
         task_events.use_worker_hostname(sender.hostname)
         sender.app.steps["worker"].add(MaintenanceStep)
         sender.app.steps["worker"].add(FleetStep)  # readiness, the workers table, grace
+        sender.app.steps["consumer"].add(BrokerWatchStep)  # republish what a broker lost

@@ -8,6 +8,8 @@ runqueue knows better, so Flower shows each run's status (runqueue/task_events.p
 - A run handed back at shutdown is pending again: RETRY, which its next delivery replaces.
 - A lost pool child may have ended its run (a cancel) before it died: the run's status, as
   the task_failure signal left it in the database, is reported instead of "worker lost".
+- A run that failed is logged here, with its traceback: at WARNING when its assistant raised,
+  at ERROR when runqueue's database, stream or broker failed it.
 """
 
 from __future__ import annotations
@@ -16,16 +18,34 @@ import logging
 from typing import Any
 
 from billiard.einfo import ExceptionWithTraceback
-from billiard.exceptions import WorkerLostError
+from billiard.exceptions import Terminated, WorkerLostError
+from celery.exceptions import Ignore, Reject, Retry
 from celery.worker.request import Request
 
 from runqueue import task_events
 from runqueue.app import runtime_of
-from runqueue.errors import RunCancelledError
+from runqueue.errors import (
+    BrokerUnavailableError,
+    DatabaseUnavailableError,
+    RunCancelledError,
+    SchemaMissingError,
+    StreamUnavailableError,
+    describe,
+)
 from runqueue.store.queries import RunQueries
 from runqueue.worker.execution import RunHandedBackError
 
 logger = logging.getLogger(__name__)
+
+# Ends that are no run error: a cancel, a SIGTERM, Celery's own retry and skip.
+NOT_RUN_ERRORS = (RunCancelledError, Terminated, Retry, Ignore, Reject)
+# A run that failed because runqueue could not reach what it depends on.
+OUTAGE_ERRORS = (
+    DatabaseUnavailableError,
+    SchemaMissingError,
+    StreamUnavailableError,
+    BrokerUnavailableError,
+)
 
 
 class RunRequest(Request):
@@ -58,8 +78,27 @@ class RunRequest(Request):
             result = super().on_failure(exc_info, send_failed_event=False, return_ok=return_ok)
             self._announce_from_database()
             return result
+        elif isinstance(exc, Exception) and not isinstance(exc, NOT_RUN_ERRORS):
+            self._log_run_error(exc, exc_info.traceback)
         return super().on_failure(
             exc_info, send_failed_event=send_failed_event, return_ok=return_ok
+        )
+
+    def _log_run_error(self, exc: Exception, traceback: str | None) -> None:
+        """An assistant's exception is its run's outcome (status `error`, or `timeout`), not
+        the worker's failure: WARNING, with the traceback its author needs. Celery logs it at
+        INFO only (RunTask.throws). A run failed by runqueue's own dependencies (database,
+        stream, broker) is an ERROR: the fleet needs an operator."""
+        level = logging.ERROR if isinstance(exc, OUTAGE_ERRORS) else logging.WARNING
+        thread_id = self.args[0] if self.args else None
+        logger.log(
+            level,
+            "run %s (%s) failed: %s\n%s",
+            self.id,
+            self.task.name,
+            describe(exc),
+            (traceback or "").rstrip(),
+            extra={"run_id": self.id, "thread_id": thread_id, "action": "run_error"},
         )
 
     def _announce_from_database(self) -> None:
