@@ -1,17 +1,17 @@
 """kombu's Redis transport, with a channel that outlives its connection failing cleanly.
 
-A worker whose Redis restarts while it holds unacked runs could die with
-`Unrecoverable error: AttributeError("'NoneType' object has no attribute 'hostname'")`
-(12 times in 10 restarts under 3 workers: tests/faults/test_broker_restarts.py). It takes an
-unacked message and a waiting BRPOP (a worker with an idle slot). Celery's consumer, on losing the broker, calls
-`Connection.collect()` and then `Connection.close()`. collect() closes the channels, but the
-consumer's channel fails half-way (reading its outstanding BRPOP raises ConnectionError), and
-collect() then detaches the transport from the Connection (`transport.client = None`) while
-keeping that channel as the default one. close() closes it again: its unacked messages are
-restored through a new Redis pool, whose parameters are read from `transport.client`: the
-AttributeError, which no one catches (kombu and Celery ignore only connection errors), so
-Celery stops the worker. The same lookup fails in kombu#582 (closed, not fixed); the minimal
-reproduction is in docs/reliability.md.
+A worker whose Redis restarts while it holds unacked runs could die with `Unrecoverable
+error: AttributeError("'NoneType' object has no attribute 'hostname'")` (12 times in 10
+restarts under 3 workers: tests/faults/test_broker_restarts.py). It takes an unacked message
+and a waiting BRPOP (a worker with an idle slot). Celery's consumer, on losing the broker,
+calls `Connection.collect()` and then `Connection.close()`. collect() closes the channels,
+but the consumer's channel fails half-way (reading its outstanding BRPOP raises
+ConnectionError), and collect() then detaches the transport from the Connection
+(`transport.client = None`) while keeping that channel as the default one. close() closes it
+again: its unacked messages are restored through a new Redis pool, whose parameters are read
+from `transport.client`: the AttributeError, which no one catches (kombu and Celery ignore
+only connection errors), so Celery stops the worker. The same lookup fails in kombu#582
+(closed, not fixed); the minimal reproduction is in docs/reliability.md.
 
 Here a channel whose transport was detached raises a ConnectionError instead, which every
 caller already treats as the lost broker it is. Nothing is lost by not restoring: an

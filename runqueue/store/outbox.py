@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
-
 from sqlalchemy import bindparam, select, update
 
 from runqueue.records import RunRecord
@@ -91,8 +89,7 @@ class OutboxStatements(StoreBase):
         the one that wrote `dispatched_at`. Each run becomes due at its own publish time,
         so the relay sends them again oldest first; one whose message survived still
         executes once (the claim is guarded). Returns how many were marked."""
-        now = utcnow()
-        lost_at = now - timedelta(seconds=max(lost_seconds_ago, 0.0))
+        lost_at = db_now_plus(-max(lost_seconds_ago, 0.0))
         with self.transaction() as conn:
             return conn.execute(
                 update(Run)
@@ -100,7 +97,7 @@ class OutboxStatements(StoreBase):
                     Run.status == PENDING,
                     Run.dispatch_state == QUEUED,
                     Run.dispatched_at <= lost_at,
-                    Run.next_publish_at > now,
+                    Run.next_publish_at > db_now(),
                 )
                 .values(next_publish_at=Run.dispatched_at)
             ).rowcount
