@@ -40,6 +40,7 @@ from runqueue.store.decisions import RunStore
 from runqueue.store.queries import RunQueries
 from runqueue.store.transactions import utcnow
 from runqueue.stream import RunStream
+from runqueue.worker import pool_recycle
 from runqueue.worker.durability import persist
 from runqueue.worker.retries import NO_RETRY, RetryPolicy
 from runqueue.worker.stream_writer import StreamWriter
@@ -482,9 +483,14 @@ def _on_sigterm(signum: int, _frame: Any) -> None:
 
 
 def task_finished() -> None:
-    """Called from task_postrun: a child told to terminate really stops now."""
+    """Called from task_postrun: a child told to terminate really stops, now or, on an
+    AsynPool, once the main process has its result (pool_recycle)."""
     _child.in_task = False
-    if _child.terminate:
+    if not _child.terminate:
+        return
+    if pool_recycle.leave_after_result():
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)  # the main process's SIGTERM ends it
+    else:
         _exit_by_sigterm()
 
 

@@ -26,6 +26,7 @@ from runqueue.worker import execution
 from runqueue.worker.durability import persist
 from runqueue.worker.fleet import FleetStep
 from runqueue.worker.maintenance import MaintenanceStep
+from runqueue.worker.pool_recycle import PoolRecycleStep
 
 logger = logging.getLogger(__name__)
 
@@ -160,3 +161,4 @@ def _on_worker_init(sender: Any = None, **_: Any) -> None:
         task_events.use_worker_hostname(sender.hostname)
         sender.app.steps["worker"].add(MaintenanceStep)
         sender.app.steps["worker"].add(FleetStep)  # readiness, the workers table, grace
+        sender.app.steps["worker"].add(PoolRecycleStep)  # cancelled runs' children
