@@ -58,7 +58,9 @@ def interrupt_cycles(
         )
         started = wait_started(manager, run.run_id)
         waits.append((run.run_id, (started.started_at - started.created_at).total_seconds()))
-        time.sleep(0.05)  # executing when the next one comes
+        # Executing (its body began) when the next one comes.
+        faultkit.wait_for(lambda: journal.first(run.run_id), 30, "the run's body")  # noqa: B023
+        time.sleep(0.05)
     manager.cancel(waits[-1][0])
     manager.join(waits[-1][0], timeout=30)
     return waits
