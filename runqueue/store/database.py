@@ -30,6 +30,7 @@ from runqueue.errors import (
     first_line,
 )
 from runqueue.settings import Settings, redact_url
+from runqueue.store import fork_guard
 
 logger = logging.getLogger(__name__)
 
@@ -130,6 +131,7 @@ def sqlite_path(database_url: str) -> Path | None:
 
 def _create_sqlite_engine(database_url: str) -> Engine:
     engine = create_engine(database_url, connect_args={"timeout": 30})
+    fork_guard.guard(engine)  # a child forked inside a transaction could never write
 
     if sqlite_path(database_url) is not None:
 

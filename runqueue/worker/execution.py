@@ -38,6 +38,7 @@ from runqueue.records import ThreadState
 from runqueue.store.decisions import RunStore
 from runqueue.store.queries import RunQueries
 from runqueue.stream import RunStream
+from runqueue.worker import pool_recycle
 from runqueue.worker.durability import persist
 from runqueue.worker.fencing import LeaseFence, LeaseLostError, Watchdog, clock
 from runqueue.worker.retries import NO_RETRY, RetryPolicy
@@ -604,9 +605,14 @@ def _on_sigterm(signum: int, _frame: Any) -> None:
 
 
 def task_finished() -> None:
-    """Called from task_postrun: a child told to terminate really stops now."""
+    """Called from task_postrun: a child told to terminate really stops, now or, on an
+    AsynPool, once the main process has its result (pool_recycle)."""
     _child.in_task = False
-    if _child.terminate:
+    if not _child.terminate:
+        return
+    if pool_recycle.leave_after_result():
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)  # the main process's SIGTERM ends it
+    else:
         _exit_by_sigterm()
 
 

@@ -29,6 +29,7 @@ from runqueue.worker.durability import persist
 from runqueue.worker.fencing import LeaseLostError
 from runqueue.worker.fleet import FleetStep
 from runqueue.worker.maintenance import MaintenanceStep
+from runqueue.worker.pool_recycle import PoolRecycleStep
 
 logger = logging.getLogger(__name__)
 
@@ -192,3 +193,4 @@ def _on_worker_init(sender: Any = None, **_: Any) -> None:
         sender.app.steps["worker"].add(MaintenanceStep)
         sender.app.steps["worker"].add(FleetStep)  # readiness, the workers table, grace
         sender.app.steps["consumer"].add(BrokerWatchStep)  # republish what a broker lost
+        sender.app.steps["worker"].add(PoolRecycleStep)  # cancelled runs' children

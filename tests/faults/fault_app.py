@@ -3,6 +3,7 @@ time limits (`RUNQUEUE_APP=tests.faults.fault_app:app`)."""
 
 from __future__ import annotations
 
+import threading
 import time
 from typing import Any
 
@@ -52,6 +53,24 @@ def slow_finally(
         _journal(journal, context, "end")
 
 
+def background_ticks(
+    context: RunContext, tick_seconds: float = 0.05, journal: str | None = None
+) -> None:
+    """Starts a thread that journals a `tick` every `tick_seconds` and never stops by itself,
+    then checkpoints until cancelled: only the end of its process stops that thread."""
+
+    def tick() -> None:
+        while True:
+            _journal(journal, context, "tick")
+            time.sleep(tick_seconds)
+
+    threading.Thread(target=tick, daemon=True).start()
+    _journal(journal, context, "start")
+    while True:
+        context.checkpoint({"alive": time.time()})
+        time.sleep(tick_seconds)
+
+
 FLAKY_POLICY = RetryPolicy(max_attempts=3, backoff=0.5)
 
 
@@ -63,6 +82,7 @@ def register_fault_assistants(app: Celery) -> None:
     assistant(app, name="soft_limited", soft_time_limit=1)(sleepy)
     assistant(app, name="hard_limited", time_limit=1)(sleepy)
     assistant(app, name="slow_finally")(slow_finally)
+    assistant(app, name="background_ticks")(background_ticks)
 
 
 app = create_app(name="fault-workers")
