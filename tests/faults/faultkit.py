@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import contextlib
 import os
+import selectors
 import shutil
 import signal
 import socket
 import subprocess
 import tempfile
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -113,6 +115,141 @@ class PrivatePostgres:
     def destroy(self) -> None:
         self.stop()
         shutil.rmtree(self.root, ignore_errors=True)
+
+
+class TcpProxy:
+    """A TCP proxy on a free loopback port that a test can cut and heal: a network partition
+    between one process and a service, without root or network namespaces.
+
+    `cut()` stops forwarding both ways and accepts no new connection: established sockets
+    stay open but silent (the kernel still acknowledges what the client sends, so neither
+    side sees a reset or a closed socket, as with dropped packets), and a new connection
+    waits in the listen backlog. `heal()` closes the connections that lived through the cut
+    (as if their peers had timed them out) and forwards new ones again, backlog first.
+    Everything runs in one thread of the test process; `stop()` ends it and closes every
+    socket."""
+
+    BACKLOG = 64
+
+    def __init__(self, target_port: int, target_host: str = "127.0.0.1"):
+        self.target = (target_host, target_port)
+        self._listener = socket.create_server(("127.0.0.1", 0), backlog=self.BACKLOG)
+        self._listener.setblocking(False)
+        self.port: int = self._listener.getsockname()[1]
+        self._selector = selectors.DefaultSelector()
+        self._wake_reader, self._wake_writer = socket.socketpair()
+        self._peer: dict[socket.socket, socket.socket] = {}  # each side -> the other
+        self._commands: list[tuple[str, threading.Event]] = []
+        self._lock = threading.Lock()
+        self._thread = threading.Thread(target=self._loop, name=f"tcp-proxy-{self.port}")
+        self._thread.daemon = True
+        self.is_cut = False
+        self.connections = 0  # accepted since start, for the tests' figures
+
+    def start(self) -> TcpProxy:
+        self._selector.register(self._wake_reader, selectors.EVENT_READ)
+        self._selector.register(self._listener, selectors.EVENT_READ)
+        self._thread.start()
+        return self
+
+    def cut(self) -> None:
+        """Partition: nothing passes either way from now on (when this returns)."""
+        self._command("cut")
+
+    def heal(self) -> None:
+        """Drop the connections that lived through the cut; forward new ones again."""
+        self._command("heal")
+
+    def stop(self) -> None:
+        """Close everything and end the thread (safe to call twice)."""
+        if self._thread.is_alive():
+            self._command("stop")
+            self._thread.join(10)
+
+    def _command(self, name: str) -> None:
+        done = threading.Event()
+        with self._lock:
+            self._commands.append((name, done))
+        self._wake_writer.send(b"x")
+        if not done.wait(10):
+            raise RuntimeError(f"TcpProxy on port {self.port}: {name} not applied in 10 s")
+
+    def _loop(self) -> None:
+        while True:
+            for key, _mask in self._selector.select():
+                sock = key.fileobj
+                if sock is self._wake_reader:
+                    self._wake_reader.recv(4096)
+                    if not self._apply_commands():
+                        return
+                elif sock is self._listener:
+                    self._accept()
+                elif sock in self._peer:
+                    self._forward(sock)  # type: ignore[arg-type]
+
+    def _apply_commands(self) -> bool:
+        with self._lock:
+            commands, self._commands = self._commands, []
+        running = True
+        for name, done in commands:
+            if name == "cut" and not self.is_cut:
+                self.is_cut = True
+                self._selector.unregister(self._listener)
+                for sock in self._peer:
+                    self._selector.unregister(sock)
+            elif name == "heal" and self.is_cut:
+                self.is_cut = False
+                for sock in list(self._peer):
+                    self._close(sock)
+                self._selector.register(self._listener, selectors.EVENT_READ)
+            elif name == "stop":
+                for sock in list(self._peer):
+                    self._close(sock)
+                self._selector.close()
+                self._listener.close()
+                self._wake_reader.close()
+                self._wake_writer.close()
+                running = False
+            done.set()
+        return running
+
+    def _accept(self) -> None:
+        try:
+            client, _ = self._listener.accept()
+        except BlockingIOError:
+            return
+        try:
+            upstream = socket.create_connection(self.target, timeout=5)
+        except OSError:
+            client.close()
+            return
+        self.connections += 1
+        for sock in (client, upstream):
+            sock.setblocking(True)
+            sock.settimeout(5)
+        self._peer[client], self._peer[upstream] = upstream, client
+        self._selector.register(client, selectors.EVENT_READ)
+        self._selector.register(upstream, selectors.EVENT_READ)
+
+    def _forward(self, sock: socket.socket) -> None:
+        try:
+            data = sock.recv(65536)
+            if data:
+                self._peer[sock].sendall(data)
+                return
+        except OSError:
+            pass
+        self._close(sock)  # one side closed (or failed): close both, as a TCP proxy does
+
+    def _close(self, sock: socket.socket) -> None:
+        other = self._peer.pop(sock, None)
+        for each in (sock, other):
+            if each is None:
+                continue
+            self._peer.pop(each, None)
+            with contextlib.suppress(KeyError, ValueError):
+                self._selector.unregister(each)
+            each.close()
 
 
 def fault_backend(tmp_path: Path, database_url: str, broker_url: str, **overrides: Any) -> Backend:
