@@ -20,6 +20,15 @@ from tests.support import (
 )
 
 BACKENDS = ["embedded", "postgres_redis"]
+SOAK = Path(__file__).parent / "soak"
+
+
+def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool | None:
+    """tests/soak runs only when named (`pytest tests/soak`): 20 minutes, on demand."""
+    if collection_path != SOAK:
+        return None
+    named = [Path(arg.split("::")[0]).resolve() for arg in config.args]
+    return not any(path == SOAK or SOAK in path.parents for path in named)
 
 
 def require_services() -> None:
