@@ -115,9 +115,33 @@ class _ChildState:
     in_task: bool = False  # from __call__ until task_postrun: defer exiting
     in_body: Execution | None = None  # the run whose assistant code runs now
     terminate: bool = False  # SIGTERM arrived: exit once the run's status is written
+    in_statement: bool = False  # the assistant's thread waits for one of the run's statements
+    sigterm_deferred: bool = False  # a SIGTERM came meanwhile: raised once it returns
 
 
 _child = _ChildState()
+
+
+def _statement(operation: Callable[[], T]) -> T:
+    """Run one of the run's own statements (a checkpoint, a cancel poll) from the assistant's
+    thread so that a cancel's SIGTERM does not cut it in half: a psycopg call interrupted by
+    an exception leaves its pooled connection mid-protocol (SQLAlchemy logs an error while
+    resetting it, and the next statement on it fails). The SIGTERM is raised as soon as the
+    statement returns. A fenced run's SIGTERM is not deferred: its statement may hang on a
+    dead connection, and interrupting it is the point."""
+    if _child.in_statement or threading.current_thread() is not threading.main_thread():
+        return operation()
+    _child.in_statement = True
+    try:
+        return operation()
+    finally:
+        _child.in_statement = False
+        execution = _child.in_body
+        if _child.sigterm_deferred:
+            _child.sigterm_deferred = False
+            if execution is not None and not execution.terminating:
+                execution.terminating = True
+                raise RunTerminatedError()
 
 
 @dataclass
@@ -184,7 +208,7 @@ class RunContext:
 
     def _persist(self, operation: Callable[[], T], what: str) -> T:
         return persist(
-            operation,
+            lambda: _statement(operation),
             total_seconds=self._write_timeout,
             what=what,
             extra={"run_id": self.run_id, "thread_id": self.thread_id},
@@ -199,7 +223,7 @@ class RunContext:
         if now - self._last_poll >= CANCEL_POLL_SECONDS:
             self._last_poll = now
             try:
-                if self._store.abort_action(self.run_id) is not None:
+                if _statement(lambda: self._store.abort_action(self.run_id)) is not None:
                     self._execution.abort_seen.set()
             except DatabaseUnavailableError:
                 pass  # a database blip is not a cancel; the next poll asks again
@@ -599,6 +623,9 @@ def _on_sigterm(signum: int, _frame: Any) -> None:
     _child.terminate = True
     execution = _child.in_body
     if execution is not None and not execution.terminating:
+        if _child.in_statement and not execution.lease_lost():
+            _child.sigterm_deferred = True  # raised when the statement returns (_statement)
+            return
         execution.terminating = True
         raise RunTerminatedError()
     # Claiming or writing the final status: finish that, then exit (exit_if_terminated).

@@ -24,11 +24,12 @@ from tests.support import RunFactory, WorkerProcess, make_backend, wait_until
 
 pytestmark = pytest.mark.integration
 
-# A cancelled run checkpoints every STEP seconds. Its worker's main process terminates it
-# (the revoke) long before its next checkpoint would be refused: a pool child that learns of
-# the cancel itself exits by its own SIGTERM, which billiard logs at ERROR ("Process ...
-# exited with 'signal 15 (SIGTERM)'"), the pool's business (runqueue/worker/execution.py).
+# A cancelled run checkpoints every STEP seconds; the busy ones checkpoint every few
+# milliseconds, so the revoke's SIGTERM lands inside a checkpoint's statement (which it must
+# not cut in half: psycopg's connection would be left mid-protocol, and SQLAlchemy logs an
+# error resetting it).
 STEP = 0.5
+BUSY_STEP = 0.002
 ERROR_LINE = re.compile(r"^(ERROR|CRITICAL)\b|^\[[^]]*(ERROR|CRITICAL)", re.MULTILINE)
 
 
@@ -74,6 +75,12 @@ def test_a_normal_workload_logs_nothing_at_error_level(tmp_path: Path):
             _steps_seen(journal, first.run_id)
             second = run_factory(first.thread_id, steps=1, delay=0.0, strategy=strategy)
             ended[f"replaced by {strategy}"], ended[f"{strategy} strategy"] = first, second
+        # Runs that checkpoint all the time, cancelled.
+        for n in range(3):
+            busy = run_factory(thread("checkpointing"), steps=5000, delay=BUSY_STEP)
+            _steps_seen(journal, busy.run_id, 20)
+            assert manager.cancel(busy.run_id)
+            ended[f"cancelled while checkpointing {n}"] = busy
         for name, run in list(ended.items()):
             ended[name] = manager.join(run.run_id, timeout=60)
         # A hand-back at shutdown: the leaving worker's long run goes on on the staying one.
@@ -106,7 +113,7 @@ def test_a_normal_workload_logs_nothing_at_error_level(tmp_path: Path):
         "replaced by rollback": RunStatus.interrupted,
         "rollback strategy": RunStatus.success,
         "handed back": RunStatus.success,
-    }
+    } | {f"cancelled while checkpointing {n}": RunStatus.interrupted for n in range(3)}
     assert ended["handed back"].attempt == 2 and other.name in ended["handed back"].worker
     logs = leaving.log() + staying.log()
     assert ERROR_LINE.findall(logs) == [], "\n".join(
