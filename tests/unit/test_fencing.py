@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import threading
 import time
 import uuid
@@ -286,3 +287,30 @@ def test_only_the_delivery_that_registered_a_run_forgets_its_fence():
         assert not module.lease_lost("run-dup") and module.token_of("run-dup") is None
     finally:
         module._executions.pop("run-dup", None)  # noqa: SLF001
+
+
+def test_a_cancels_sigterm_waits_for_the_statement_under_way_then_unwinds():
+    """A SIGTERM during one of the run's own statements is raised once it returns: an
+    exception inside a psycopg call would leave the pooled connection mid-protocol."""
+    from runqueue.worker import execution
+
+    def child() -> None:
+        signal.signal(signal.SIGTERM, execution._on_sigterm)
+        execution._child.in_task = True
+        execution._child.in_body = execution.Execution(run_id="r", thread_id="t", token="k")
+        finished = []
+
+        def statement() -> str:
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(0.05)  # the handler has run by now
+            finished.append(True)
+            return "committed"
+
+        try:
+            execution._statement(statement)
+        except execution.RunTerminatedError:
+            os._exit(3 if finished else 4)  # 3: the statement ran to its end, then unwound
+        os._exit(5)  # the SIGTERM was lost
+
+    code, _lived = _in_child(child)
+    assert code == 3
