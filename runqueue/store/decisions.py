@@ -17,7 +17,7 @@ from sqlalchemy import Connection, bindparam, delete, insert, update
 from runqueue.errors import ConflictError
 from runqueue.records import AbortAction, MultitaskStrategy, RunRecord, RunStatus
 from runqueue.store.api_keys import ApiKeyStatements
-from runqueue.store.claims import ExecutionStatements
+from runqueue.store.claims import LEASE_OVER, ExecutionStatements
 from runqueue.store.fleet import FleetStatements
 from runqueue.store.graph_writes import GraphWriteStatements, delete_graph_writes
 from runqueue.store.models import CheckpointRow, Run
@@ -260,6 +260,7 @@ class RunStore(
         detail: str | None = None,
         from_statuses: Sequence[str] = (RUNNING,),
         claimed_by: str | None = None,
+        lease_over: bool = False,
     ) -> tuple[bool, Effects]:
         """Write a final status, guarded, and release the thread's next run in the same
         transaction. False when the run was already final (a late or duplicate signal).
@@ -275,6 +276,8 @@ class RunStore(
                 guard.append(Run.claim_token == token)
             if claimed_by is not None:
                 guard.append(Run.worker == claimed_by)
+            if lease_over:  # the reaper: never a run whose lease was renewed since it looked
+                guard.append(LEASE_OVER)
             values: dict[str, Any] = dict(
                 status=status.value, ended_at=db_now(), updated_at=db_now(), lease_expires_at=None
             )

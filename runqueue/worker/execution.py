@@ -117,9 +117,17 @@ class _ChildState:
     terminate: bool = False  # SIGTERM arrived: exit once the run's status is written
     in_statement: bool = False  # the assistant's thread waits for one of the run's statements
     sigterm_deferred: bool = False  # a SIGTERM came meanwhile: raised once it returns
+    sigterm_again: threading.Timer | None = None  # re-sends a deferred SIGTERM, at the latest
 
 
 _child = _ChildState()
+
+
+SIGTERM_DEFER_SECONDS = 2.0  # a cancel's SIGTERM waits this long for a statement, at most
+
+
+def _signal_again() -> None:
+    os.kill(os.getpid(), signal.SIGTERM)
 
 
 def _statement(operation: Callable[[], T]) -> T:
@@ -139,6 +147,9 @@ def _statement(operation: Callable[[], T]) -> T:
         execution = _child.in_body
         if _child.sigterm_deferred:
             _child.sigterm_deferred = False
+            if _child.sigterm_again is not None:
+                _child.sigterm_again.cancel()
+                _child.sigterm_again = None
             if execution is not None and not execution.terminating:
                 execution.terminating = True
                 raise RunTerminatedError()
@@ -387,6 +398,9 @@ class RunTask(Task):
                 _child.terminate = True
             raise
         except Exception as error:
+            # The body has ended: a SIGTERM from here on (the fence's, a cancel's) must not
+            # raise inside the writes that follow; the child still exits after the run.
+            execution.terminating = True
             if execution.lease_lost():  # no retry either: the reaper decides
                 if in_prefork_child():
                     _child.terminate = True
@@ -623,8 +637,14 @@ def _on_sigterm(signum: int, _frame: Any) -> None:
     _child.terminate = True
     execution = _child.in_body
     if execution is not None and not execution.terminating:
-        if _child.in_statement and not execution.lease_lost():
-            _child.sigterm_deferred = True  # raised when the statement returns (_statement)
+        if _child.in_statement and not _child.sigterm_deferred and not execution.lease_lost():
+            # Raised when the statement returns (_statement), or at the latest when this
+            # SIGTERM comes again, SIGTERM_DEFER_SECONDS later: a statement hung on a dead
+            # connection must not hold a cancel back.
+            _child.sigterm_deferred = True
+            _child.sigterm_again = threading.Timer(SIGTERM_DEFER_SECONDS, _signal_again)
+            _child.sigterm_again.daemon = True
+            _child.sigterm_again.start()
             return
         execution.terminating = True
         raise RunTerminatedError()

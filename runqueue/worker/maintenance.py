@@ -42,6 +42,7 @@ def reap(app: Celery) -> int:
             run_id,
             RunStatus.error,
             token=token,
+            lease_over=True,
             error="worker lost: lease expired",
             error_type="WorkerLostError",
         )

@@ -26,7 +26,7 @@ from runqueue.store.transactions import PENDING
 from runqueue.worker import execution
 from runqueue.worker.broker_watch import BrokerWatchStep
 from runqueue.worker.durability import persist
-from runqueue.worker.fencing import LeaseLostError
+from runqueue.worker.fencing import EXIT_LEASE_LOST, LeaseLostError
 from runqueue.worker.fleet import FleetStep
 from runqueue.worker.maintenance import MaintenanceStep
 from runqueue.worker.pool_recycle import PoolRecycleStep
@@ -116,6 +116,11 @@ def _on_task_failure(
     error_type = type(exception).__name__ if exception is not None else None
     if isinstance(exception, execution.RunHandedBackError):
         return  # the worker shuts down: the run is pending again, for another worker
+    if isinstance(exception, WorkerLostError) and f"exitcode {EXIT_LEASE_LOST}" in str(exception):
+        # A child that stopped itself at its lease's end (fencing's hard stop): the reaper
+        # decides how the run ends (error, or another attempt), and may already have
+        # re-queued it for an attempt this worker claims again.
+        return
     if isinstance(exception, RunCancelledError | Terminated):
         action = persist(
             lambda: runtime.store.abort_action(task_id),

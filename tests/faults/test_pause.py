@@ -166,3 +166,41 @@ def test_a_paused_threads_worker_stops_its_run_at_the_next_check_and_writes_noth
     assert f"run {first.run_id} fenced" in log
     assert f"run {first.run_id}: lease lost, no final status written" in log
     assert paused.process is not None and paused.process.poll() is None  # the worker lives on
+
+
+def test_a_hard_stopped_child_does_not_end_the_attempt_its_worker_claimed_since(
+    shared_backend, workers, report, tmp_path
+):
+    """The reaper re-queues the paused child's run (its retry policy allows a second
+    attempt) and the same worker claims attempt 2 in its other child. The resumed child
+    stops itself (exit 75); the main process's WorkerLostError for attempt 1 must not end
+    attempt 2, although the run is `running` on the same worker node again."""
+    settings = shared_backend.settings
+    manager = faultkit.manager_for(settings)
+    journal = Journal(tmp_path / "journal.jsonl")
+    (worker,) = workers(settings, concurrency=2)
+    run = manager.create(
+        _thread(), "steps_retried", kwargs={"steps": 40, "delay": 0.5, "journal": str(journal)}
+    )
+    faultkit.wait_for(lambda: journal.count(run_id=run.run_id, event="step") >= 2, 30, "steps")
+    pid = journal.pid(run.run_id)
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        faultkit.wait_for(
+            lambda: len({line["pid"] for line in journal.lines(run_id=run.run_id)}) == 2,
+            settings.lease_seconds + 15,
+            "attempt 2 in the other child",
+        )
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    faultkit.wait_for(lambda: not pid_alive(pid), settings.heartbeat_interval, "the child to exit")
+    ended = manager.join(run.run_id, timeout=60)
+    report(
+        "pause-then-same-worker-retry",
+        runs=1,
+        attempts=ended.attempt,
+        status=ended.status.value,
+        worker_lost_lines=worker.log().count("WorkerLostError"),
+    )
+    assert ended.status is RunStatus.success, (ended.status, ended.error)
+    assert ended.attempt == 2

@@ -272,6 +272,32 @@ def test_an_attempt_whose_lease_ran_out_can_no_longer_write(manager):
     assert manager.get(run_id).status is RunStatus.pending
 
 
+def test_the_reaper_never_ends_a_run_whose_lease_was_renewed_after_it_looked(manager):
+    """The reaper lists expired leases, then ends each run in its own transaction: a renewal
+    that commits in between wins, whether the run may be re-queued or not."""
+    store = manager.store
+    run_id, token = _claimed(manager)
+    _expire(store, run_id)
+    assert (run_id, token) in store.expired_leases()  # what the reaper saw
+    # A renewal lands meanwhile (renew_lease refuses a lapsed lease, so it is written here
+    # as the renewal that raced the expiry would have left it).
+    with store.transaction() as conn:
+        conn.execute(
+            update(Run).where(Run.run_id == run_id).values(lease_expires_at=db_now_plus(60))
+        )
+    changed, _effects = store.finish_run(
+        run_id, RunStatus.error, token=token, lease_over=True, error="worker lost"
+    )
+    assert not changed
+    assert not store.requeue_run(run_id, token, publish_in=None, detail="x", lease_over=True)
+    assert manager.get(run_id).status is RunStatus.running
+    _expire(store, run_id)
+    changed, _effects = store.finish_run(
+        run_id, RunStatus.error, token=token, lease_over=True, error="worker lost"
+    )
+    assert changed and manager.get(run_id).status is RunStatus.error
+
+
 def test_the_lease_is_judged_to_the_sub_second(manager):
     store = manager.store
     run_id, token = _claimed(manager, lease=0.4)

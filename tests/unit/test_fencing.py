@@ -314,3 +314,27 @@ def test_a_cancels_sigterm_waits_for_the_statement_under_way_then_unwinds():
 
     code, _lived = _in_child(child)
     assert code == 3
+
+
+def test_a_deferred_sigterm_waits_for_a_hung_statement_at_most_a_moment():
+    from runqueue.worker import execution
+
+    def child() -> None:
+        signal.signal(signal.SIGTERM, execution._on_sigterm)
+        execution._child.in_task = True
+        execution._child.in_body = execution.Execution(run_id="r", thread_id="t", token="k")
+        started = time.monotonic()
+
+        def hung_statement() -> None:
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(30)  # a statement on a connection that will never answer
+
+        try:
+            execution._statement(hung_statement)
+        except execution.RunTerminatedError:
+            waited = time.monotonic() - started
+            os._exit(3 if waited < execution.SIGTERM_DEFER_SECONDS + 1 else 4)
+        os._exit(5)
+
+    code, lived = _in_child(child)
+    assert code == 3 and lived < 10
