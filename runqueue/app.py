@@ -9,7 +9,7 @@ from celery import Celery
 
 from runqueue import redis_transport
 from runqueue.errors import SettingsError
-from runqueue.settings import REDIS_SCHEMES, Settings
+from runqueue.settings import Settings
 from runqueue.store.decisions import RunStore
 from runqueue.stream import RunStream, open_stream
 
@@ -61,9 +61,9 @@ def create_app(
             "unacked_restore_interval": min(10.0, settings.broker_visibility_timeout),
             "unacked_restore_throttle": 1,
         }
-        if settings.broker_url.startswith(REDIS_SCHEMES):
-            # kombu's Redis transport, with which a worker survives a Redis restart.
-            redis_transport.install()
+        # kombu's Redis transport, with which a worker survives a Redis restart: for every
+        # URL kombu resolves to it (redis, rediss, redis+socket); harmless for the others.
+        redis_transport.install()
     app.conf.imports = [entry for entry in imported_modules(settings) if ":" not in entry]
     app.runqueue = Runtime(
         settings=settings,

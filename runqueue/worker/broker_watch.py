@@ -50,14 +50,23 @@ def canary_present(connection: Connection, queue: Queue) -> bool:
     channel = connection.channel()
     try:
         _, messages, _ = channel.queue_declare(queue=queue.name, passive=True)
-    except connection.channel_errors:  # NOT_FOUND: the broker does not have it
-        return False
+    except connection.channel_errors as exc:
+        if _not_found(exc):  # the broker does not have it
+            return False
+        raise  # any other refusal says nothing of the messages: checked at the next reconnect
     finally:
         try:
             channel.close()
         except connection.connection_errors + connection.channel_errors:
             pass  # AMQP closes a channel after NOT_FOUND itself
     return messages > 0
+
+
+def _not_found(exc: BaseException) -> bool:
+    """AMQP's 404 (amqp.NotFound), or kombu's virtual transports' NOT_FOUND ChannelError."""
+    return str(getattr(exc, "code", getattr(exc, "reply_code", ""))) == "404" or (
+        "NOT_FOUND" in str(exc)
+    )
 
 
 def put_canary(connection: Connection, queue: Queue) -> None:

@@ -102,18 +102,24 @@ def _end_leaving_children(pool: AsynPool) -> None:
 
     def on_ready(job: Any, i: Any, obj: Any, inqW_fd: int) -> None:
         proc = pool._fileno_to_inq.get(inqW_fd)
-        deliver(job, i, obj, inqW_fd)
-        if proc is None or not _leaving(proc):
-            return
-        pool._busy_workers.add(inqW_fd)  # the fair scheduler skips a busy slot
-        pool._all_inqueues.discard(inqW_fd)  # and every scheduler an unknown one
-        _slots[1 + proc.index] = 0
         try:
-            proc.terminate_controlled()  # SIGTERM; exits at once between runs
-        except (OSError, ValueError) as exc:  # already gone, or closed
-            logger.debug("leaving pool child %s: %s", proc.pid, exc)
+            deliver(job, i, obj, inqW_fd)
+        finally:  # a failing callback must not leave a leaving child's slot open
+            if proc is not None and _leaving(proc):
+                _close_and_end(pool, proc, inqW_fd)
 
     handlers[READY] = on_ready
+
+
+def _close_and_end(pool: AsynPool, proc: Any, inqW_fd: int) -> None:
+    """Take a leaving child's slot out of the scheduler and terminate the child."""
+    pool._busy_workers.add(inqW_fd)  # the fair scheduler skips a busy slot
+    pool._all_inqueues.discard(inqW_fd)  # and every scheduler an unknown one
+    _slots[1 + proc.index] = 0
+    try:
+        proc.terminate_controlled()  # SIGTERM; exits at once between runs
+    except (OSError, ValueError) as exc:  # already gone, or closed
+        logger.debug("leaving pool child %s: %s", proc.pid, exc)
 
 
 def _replace_exited_children(pool: AsynPool) -> None:
