@@ -40,7 +40,7 @@ from runqueue.store.queries import RunQueries
 from runqueue.stream import RunStream
 from runqueue.worker import pool_recycle
 from runqueue.worker.durability import persist
-from runqueue.worker.fencing import LeaseFence, LeaseLostError, Watchdog, clock
+from runqueue.worker.fencing import EXIT_LEASE_LOST, LeaseFence, LeaseLostError, Watchdog, clock
 from runqueue.worker.retries import NO_RETRY, RetryPolicy
 from runqueue.worker.stream_writer import StreamWriter
 
@@ -118,6 +118,7 @@ class _ChildState:
     in_statement: bool = False  # the assistant's thread waits for one of the run's statements
     sigterm_deferred: bool = False  # a SIGTERM came meanwhile: raised once it returns
     sigterm_again: threading.Timer | None = None  # re-sends a deferred SIGTERM, at the latest
+    fenced: bool = False  # the run lost its lease: exit at task_postrun, at once
 
 
 _child = _ChildState()
@@ -651,10 +652,22 @@ def _on_sigterm(signum: int, _frame: Any) -> None:
     # Claiming or writing the final status: finish that, then exit (exit_if_terminated).
 
 
+def exit_after_fenced_run() -> None:
+    """In a prefork child whose run lost its lease: exit at task_postrun, at once, with
+    EXIT_LEASE_LOST. Not once the main process has read the result (pool_recycle): in a
+    partition the main process is cut off too, blocked on its broker, and this child would
+    outlive the lease. The main process's WorkerLostError for that exit writes nothing
+    (signals), so it cannot end an attempt the reaper gave the run since."""
+    if in_prefork_child():
+        _child.terminate = _child.fenced = True
+
+
 def task_finished() -> None:
     """Called from task_postrun: a child told to terminate really stops, now or, on an
     AsynPool, once the main process has its result (pool_recycle)."""
     _child.in_task = False
+    if _child.fenced:
+        os._exit(EXIT_LEASE_LOST)
     if not _child.terminate:
         return
     if pool_recycle.leave_after_result():

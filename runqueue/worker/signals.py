@@ -78,7 +78,7 @@ def _fenced(run_id: str) -> bool:
         run_id,
         extra={"run_id": run_id, "action": "fence"},
     )
-    execution.exit_after_run()
+    execution.exit_after_fenced_run()
     return True
 
 
