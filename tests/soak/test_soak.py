@@ -41,14 +41,14 @@ from tests.conftest import require_services
 from tests.faults import faultkit
 from tests.support import WorkerProcess, create_database, drop_database
 
-pytestmark = pytest.mark.soak
-
 SECONDS = float(os.environ.get("RUNQUEUE_SOAK_SECONDS", "1200"))
 FAULT_EVERY = float(os.environ.get("RUNQUEUE_SOAK_FAULT_SECONDS", "20"))
 SEED = int(os.environ.get("RUNQUEUE_SOAK_SEED", str(random.randrange(1 << 30))))
 WORKERS, PRODUCERS, THREADS = 3, 6, 40
 STRATEGIES = ["enqueue"] * 12 + ["reject"] * 3 + ["interrupt"] * 2 + ["rollback"] * 2
 FAULTS = ["sigkill-main", "sigkill-child", "redis-restart", "partition", "pause"]
+# The suite's 300 s per-test timeout does not fit a soak: its length, plus start and drain.
+pytestmark = [pytest.mark.soak, pytest.mark.timeout(int(SECONDS) + 900)]
 FINAL = {RunStatus.success, RunStatus.error, RunStatus.interrupted, RunStatus.timeout}
 
 
