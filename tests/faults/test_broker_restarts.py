@@ -114,7 +114,12 @@ def test_ten_redis_restarts_with_runs_in_flight_leave_every_worker_up(
     workers running runs. Every worker is still up afterwards, or exited non-zero and was
     started again; every run ran exactly once. Before runqueue's Redis transport, each
     worker died with the AttributeError within the first kills."""
-    backend = faultkit.fault_backend(tmp_path, shared_database, private_redis.url)
+    # What this test checks is that workers survive; a message a kill loses that the broker
+    # watch misses waits republish_after (5 s here, not 30: the lost-message test below
+    # measures the watch itself with the default of 30 s).
+    backend = faultkit.fault_backend(
+        tmp_path, shared_database, private_redis.url, republish_after=5.0
+    )
     settings = backend.settings
     manager = faultkit.manager_for(settings)
     journal = Journal(tmp_path / "journal.jsonl")
