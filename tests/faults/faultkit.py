@@ -304,6 +304,19 @@ def kill_process_tree(worker: WorkerProcess) -> None:
         os.killpg(worker.pid, signal.SIGKILL)
 
 
+def what_was_written(manager: SyncRunManager, run_id: str, thread_id: str) -> dict[str, Any]:
+    """Everything a worker could write for a run: its row, history, checkpoints, stream (a
+    fenced-off process must change none of it)."""
+    record = manager.get(run_id)
+    assert record is not None
+    return {
+        "row": (record.status, record.error, record.ended_at, record.attempt),
+        "events": [(e.status, e.detail) for e in manager.events(run_id)],
+        "checkpoints": [c.values for c in manager.checkpoints(thread_id) if c.run_id == run_id],
+        "stream": [(e.id, e.event, e.data) for e in manager.stream(run_id)],
+    }
+
+
 def figure(scenario: str, **fields: Any) -> str:
     """The one line a fault test prints; docs/reliability.md collects them."""
     parts = [f"scenario={scenario}"]

@@ -13,12 +13,11 @@ import threading
 import time
 import uuid
 from datetime import datetime
-from typing import Any
 
 import psycopg
 from sqlalchemy.engine import make_url
 
-from runqueue import RunStatus, Settings, SyncRunManager
+from runqueue import RunStatus, Settings
 from runqueue.journal import Journal
 from tests.faults import faultkit
 from tests.support import RunFactory, pid_alive
@@ -69,18 +68,6 @@ class LeaseWatcher(threading.Thread):
         return self.last.timestamp()
 
 
-def _what_was_written(manager: SyncRunManager, run_id: str, thread_id: str) -> dict[str, Any]:
-    """Everything a worker could write for a run: its row, history, checkpoints, stream."""
-    record = manager.get(run_id)
-    assert record is not None
-    return {
-        "row": (record.status, record.error, record.ended_at, record.attempt),
-        "events": [(e.status, e.detail) for e in manager.events(run_id)],
-        "checkpoints": [c.values for c in manager.checkpoints(thread_id) if c.run_id == run_id],
-        "stream": [(e.id, e.event, e.data) for e in manager.stream(run_id)],
-    }
-
-
 def test_a_worker_cut_off_from_database_and_redis_stops_its_run_before_the_lease_ends(
     shared_backend, workers, tcp_proxy, report, tmp_path
 ):
@@ -125,13 +112,13 @@ def test_a_worker_cut_off_from_database_and_redis_stops_its_run_before_the_lease
     assert next_start is not None
 
     time.sleep(max(0.0, cut_at + settings.lease_seconds + 10 - time.time()))
-    before_heal = _what_was_written(manager, first.run_id, thread_id)
+    before_heal = faultkit.what_was_written(manager, first.run_id, thread_id)
     pg_proxy.heal()
     redis_proxy.heal()
     healed_at = time.time()
     # The cut-off worker reconnects; whatever it would still write for R1 is there by now.
     time.sleep(settings.lease_seconds + 2)
-    after_heal = _what_was_written(manager, first.run_id, thread_id)
+    after_heal = faultkit.what_was_written(manager, first.run_id, thread_id)
 
     # ... and takes new runs again (the other worker is gone).
     b_pids = worker_b.pool_pids()

@@ -26,18 +26,6 @@ def _thread() -> str:
     return f"pause-{uuid.uuid4().hex[:10]}"
 
 
-def _what_was_written(manager: SyncRunManager, run_id: str, thread_id: str) -> dict[str, Any]:
-    """Everything a worker could write for a run: its row, history, checkpoints, stream."""
-    record = manager.get(run_id)
-    assert record is not None
-    return {
-        "row": (record.status, record.error, record.ended_at, record.attempt),
-        "events": [(e.status, e.detail) for e in manager.events(run_id)],
-        "checkpoints": [c.values for c in manager.checkpoints(thread_id) if c.run_id == run_id],
-        "stream": [(e.id, e.event, e.data) for e in manager.stream(run_id)],
-    }
-
-
 def _overlap(journal: Journal, run_id: str, other_id: str, after: float) -> float:
     """Seconds during which `run_id` executed after `after` (up to its last journal line)
     while `other_id` was executing (its first to last line): the wall-time overlap a resumed
@@ -67,7 +55,7 @@ def _pause_past_the_reap(
             30,
             "the next run to execute",
         )
-        before = _what_was_written(manager, first.run_id, first.thread_id)
+        before = faultkit.what_was_written(manager, first.run_id, first.thread_id)
     finally:
         os.kill(pid, signal.SIGCONT)
     return ended, before, time.time()
@@ -94,7 +82,7 @@ def test_a_pool_child_paused_past_its_lease_exits_on_resume_and_writes_nothing(
     faultkit.wait_for(lambda: not pid_alive(pid), settings.heartbeat_interval, "the child to exit")
     exited_after = time.time() - resumed_at
     time.sleep(1.0)  # anything the child could still write would be there by now
-    after = _what_was_written(manager, first.run_id, thread_id)
+    after = faultkit.what_was_written(manager, first.run_id, thread_id)
     next_run = manager.join(following.run_id, timeout=30)
     ran_after_resume = [
         line for line in journal.lines(run_id=first.run_id) if line["time"] >= resumed_at
@@ -143,7 +131,7 @@ def test_a_paused_threads_worker_stops_its_run_at_the_next_check_and_writes_noth
     )
     stopped_after = end["time"] - resumed_at
     time.sleep(1.0)
-    after = _what_was_written(manager, first.run_id, thread_id)
+    after = faultkit.what_was_written(manager, first.run_id, thread_id)
     next_run = manager.join(following.run_id, timeout=30)
     report(
         "pause-threads-worker",
