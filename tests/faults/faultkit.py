@@ -21,6 +21,8 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy.engine import make_url
+
 from runqueue import Settings, SyncRunManager, create_app
 from tests.faults.fault_app import register_fault_assistants
 from tests.support import Backend, WorkerProcess, create_database, wait_until
@@ -302,6 +304,26 @@ def kill_process_tree(worker: WorkerProcess) -> None:
     """SIGKILL the worker's main process and its pool children at once (a host crash)."""
     with contextlib.suppress(ProcessLookupError):
         os.killpg(worker.pid, signal.SIGKILL)
+
+
+def through_proxies(
+    settings: Settings,
+    *,
+    broker: TcpProxy,
+    database: TcpProxy | None = None,
+    **overrides: Any,
+) -> Settings:
+    """The same settings, reaching Redis (broker and stream) and, if given, PostgreSQL only
+    through these proxies: what a test cuts off."""
+    broker_url = _via(settings.broker_url, broker)
+    if database is not None:
+        overrides["database_url"] = _via(settings.database_url, database)
+    return settings.with_overrides(broker_url=broker_url, stream_url=broker_url, **overrides)
+
+
+def _via(url: str, proxy: TcpProxy) -> str:
+    """The same URL, reaching its service through the proxy."""
+    return make_url(url).set(port=proxy.port).render_as_string(hide_password=False)
 
 
 def what_was_written(manager: SyncRunManager, run_id: str, thread_id: str) -> dict[str, Any]:

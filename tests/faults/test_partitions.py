@@ -17,7 +17,7 @@ from datetime import datetime
 import psycopg
 from sqlalchemy.engine import make_url
 
-from runqueue import RunStatus, Settings
+from runqueue import RunStatus
 from runqueue.journal import Journal
 from tests.faults import faultkit
 from tests.support import RunFactory, pid_alive
@@ -27,11 +27,6 @@ FENCE_LINE = re.compile(r"run (\S+) fenced: no lease renewal for ([\d.]+)s")
 
 def _thread() -> str:
     return f"partition-{uuid.uuid4().hex[:10]}"
-
-
-def _via(url: str, proxy: faultkit.TcpProxy) -> str:
-    """The same URL, reaching its service through the proxy."""
-    return make_url(url).set(port=proxy.port).render_as_string(hide_password=False)
 
 
 class LeaseWatcher(threading.Thread):
@@ -74,12 +69,7 @@ def test_a_worker_cut_off_from_database_and_redis_stops_its_run_before_the_lease
     settings = shared_backend.settings
     pg_proxy = tcp_proxy(make_url(settings.database_url).port or 5432)
     redis_proxy = tcp_proxy(make_url(settings.broker_url).port or 6379)
-    broker_via_proxy = _via(settings.broker_url, redis_proxy)
-    cut_off: Settings = settings.with_overrides(
-        database_url=_via(settings.database_url, pg_proxy),
-        broker_url=broker_via_proxy,
-        stream_url=broker_via_proxy,
-    )
+    cut_off = faultkit.through_proxies(settings, broker=redis_proxy, database=pg_proxy)
     manager = faultkit.manager_for(settings)
     journal = Journal(tmp_path / "journal.jsonl")
     factory = RunFactory(manager, journal)
@@ -169,10 +159,9 @@ def test_a_worker_cut_off_from_its_broker_still_stops_a_cancelled_run(
     run does not execute again."""
     settings = shared_backend.settings
     redis_proxy = tcp_proxy(make_url(settings.broker_url).port or 6379)
-    broker_via_proxy = _via(settings.broker_url, redis_proxy)
-    cut_off = settings.with_overrides(
-        broker_url=broker_via_proxy,
-        stream_url=broker_via_proxy,
+    cut_off = faultkit.through_proxies(
+        settings,
+        broker=redis_proxy,
         # The unacknowledged message comes back soon after the heal, within the test.
         broker_visibility_timeout=10.0,
     )
@@ -229,12 +218,7 @@ def test_a_cut_off_threads_pool_run_stops_at_its_next_cooperative_check(
     settings = shared_backend.settings
     pg_proxy = tcp_proxy(make_url(settings.database_url).port or 5432)
     redis_proxy = tcp_proxy(make_url(settings.broker_url).port or 6379)
-    broker_via_proxy = _via(settings.broker_url, redis_proxy)
-    cut_off = settings.with_overrides(
-        database_url=_via(settings.database_url, pg_proxy),
-        broker_url=broker_via_proxy,
-        stream_url=broker_via_proxy,
-    )
+    cut_off = faultkit.through_proxies(settings, broker=redis_proxy, database=pg_proxy)
     manager = faultkit.manager_for(settings)
     journal = Journal(tmp_path / "journal.jsonl")
     factory = RunFactory(manager, journal)

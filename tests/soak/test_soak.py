@@ -52,10 +52,6 @@ pytestmark = [pytest.mark.soak, pytest.mark.timeout(int(SECONDS) + 900)]
 FINAL = {RunStatus.success, RunStatus.error, RunStatus.interrupted, RunStatus.timeout}
 
 
-def _through(url: str, port: int) -> str:
-    return make_url(url).set(port=port).render_as_string(hide_password=False)
-
-
 @dataclasses.dataclass
 class Member:
     """One worker of the fleet, with the proxies that are its only way to the services."""
@@ -91,13 +87,7 @@ class Fleet:
         for index in range(WORKERS):
             database = faultkit.TcpProxy(database_port).start()
             broker = faultkit.TcpProxy(redis.port).start()
-            broker_url = _through(settings.broker_url, broker.port)
-            proxied = dataclasses.replace(
-                settings,
-                database_url=_through(settings.database_url, database.port),
-                broker_url=broker_url,
-                stream_url=broker_url,
-            )
+            proxied = faultkit.through_proxies(settings, broker=broker, database=database)
             self.members.append(Member(proxied, log_dir / f"worker-{index}.log", database, broker))
 
     def start(self) -> None:
