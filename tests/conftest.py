@@ -106,3 +106,20 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.integration)
         elif "faults" in parts:
             item.add_marker(pytest.mark.faults)
+
+
+FIGURES: list[str] = []
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    """Collect the FIGURE lines the fault tests recorded (the `report` fixture)."""
+    if report.when == "call":
+        FIGURES.extend(value for name, value in report.user_properties if name == "figure")
+
+
+def pytest_terminal_summary(terminalreporter) -> None:  # noqa: ANN001
+    """Every FIGURE line of the run, in one section (docs/reliability.md quotes them)."""
+    if FIGURES:
+        terminalreporter.section("figures")
+        for line in FIGURES:
+            terminalreporter.write_line(line)

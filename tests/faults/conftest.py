@@ -21,12 +21,15 @@ from tests.support import (
 
 
 @pytest.fixture
-def report(capsys: pytest.CaptureFixture[str]) -> Callable[..., str]:
-    """Print a FIGURE line past pytest's capture, so every run (and CI) shows it."""
+def report(request: pytest.FixtureRequest) -> Callable[..., str]:
+    """Record a FIGURE line on the test's report: the run's summary lists them all (with
+    pytest-xdist too, whose workers' output never reaches the terminal), and so does the
+    JUnit XML, as properties."""
 
     def report(scenario: str, **fields: object) -> str:
-        with capsys.disabled():
-            return faultkit.figure(scenario, **fields)
+        line = faultkit.figure(scenario, **fields)
+        request.node.user_properties.append(("figure", line))
+        return line
 
     return report
 
