@@ -63,13 +63,20 @@ class LeaseWatcher(threading.Thread):
         return self.last.timestamp()
 
 
+def _behind_proxies(settings, tcp_proxy):  # noqa: ANN001, ANN202
+    """Proxies in front of this backend's PostgreSQL and Redis, and the settings of a worker
+    that reaches both only through them: (database proxy, Redis proxy, settings)."""
+    pg_proxy = tcp_proxy(make_url(settings.database_url).port or 5432)
+    redis_proxy = tcp_proxy(make_url(settings.broker_url).port or 6379)
+    cut_off = faultkit.through_proxies(settings, broker=redis_proxy, database=pg_proxy)
+    return pg_proxy, redis_proxy, cut_off
+
+
 def test_a_worker_cut_off_from_database_and_redis_stops_its_run_before_the_lease_ends(
     shared_backend, workers, tcp_proxy, report, tmp_path
 ):
     settings = shared_backend.settings
-    pg_proxy = tcp_proxy(make_url(settings.database_url).port or 5432)
-    redis_proxy = tcp_proxy(make_url(settings.broker_url).port or 6379)
-    cut_off = faultkit.through_proxies(settings, broker=redis_proxy, database=pg_proxy)
+    pg_proxy, redis_proxy, cut_off = _behind_proxies(settings, tcp_proxy)
     manager = faultkit.manager_for(settings)
     journal = Journal(tmp_path / "journal.jsonl")
     factory = RunFactory(manager, journal)
@@ -216,9 +223,7 @@ def test_a_cut_off_threads_pool_run_stops_at_its_next_cooperative_check(
     emits (emit() is one) stops at its first emit past the deadline, before its lease ends;
     the worker stays up."""
     settings = shared_backend.settings
-    pg_proxy = tcp_proxy(make_url(settings.database_url).port or 5432)
-    redis_proxy = tcp_proxy(make_url(settings.broker_url).port or 6379)
-    cut_off = faultkit.through_proxies(settings, broker=redis_proxy, database=pg_proxy)
+    pg_proxy, redis_proxy, cut_off = _behind_proxies(settings, tcp_proxy)
     manager = faultkit.manager_for(settings)
     journal = Journal(tmp_path / "journal.jsonl")
     factory = RunFactory(manager, journal)
