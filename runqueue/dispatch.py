@@ -18,7 +18,6 @@ from runqueue.errors import BrokerUnavailableError, first_line
 from runqueue.records import RunRecord
 from runqueue.settings import redact_url
 from runqueue.store.decisions import Effects
-from runqueue.store.queries import RunQueries
 
 logger = logging.getLogger(__name__)
 
@@ -63,17 +62,18 @@ def publish(app: Celery, run: RunRecord) -> bool:
     return True
 
 
-def revoke(app: Celery, run_ids: Iterable[str]) -> None:
-    """Ask the worker running each of these runs to terminate it. Losing this message is
-    safe: the run's own process also reads the cancel from the database at each heartbeat.
+def revoke(app: Celery, runs: Iterable[tuple[str, str | None]]) -> None:
+    """Ask the worker running each of these runs, (run id, that worker's node name), to
+    terminate it. Losing this message is safe: the run's own process also reads the cancel
+    from the database at each heartbeat.
 
     Sent to the run's worker only, not broadcast: a worker without the run looks its state
     up in the result backend, finds none (results live in the runs table) and logs "Failed
     to mark task ... as revoked in backend" (celery.worker.control), once per terminate and
-    per other worker. A run whose worker cannot be read is broadcast as before."""
+    per other worker. A run without a recorded worker is broadcast."""
     by_worker: dict[str | None, list[str]] = {}
-    for run_id in run_ids:
-        by_worker.setdefault(_worker_of(app, run_id), []).append(run_id)
+    for run_id, worker in runs:
+        by_worker.setdefault(worker, []).append(run_id)
     for worker, ids in by_worker.items():
         try:
             app.control.revoke(
@@ -84,16 +84,6 @@ def revoke(app: Celery, run_ids: Iterable[str]) -> None:
             )
         except Exception as exc:
             logger.warning("revoke failed for %s: %s", ids, exc)
-
-
-def _worker_of(app: Celery, run_id: str) -> str | None:
-    """The node name of the worker that claimed the run (None: unknown, or unreadable)."""
-    try:
-        run = RunQueries(runtime_of(app).store).get(run_id)
-    except Exception as exc:  # the database is down: broadcast instead
-        logger.warning("could not read the worker of run %s: %s", run_id, exc)
-        return None
-    return run.worker if run is not None else None
 
 
 def end_streams(app: Celery, effects: Effects) -> None:

@@ -95,7 +95,8 @@ class Effects:
     has committed."""
 
     publish: list[RunRecord] = field(default_factory=list)  # runs to publish
-    terminate: list[str] = field(default_factory=list)  # run ids to revoke(terminate=True)
+    # (run id, the worker that claimed it) to revoke(terminate=True), sent to that worker
+    terminate: list[tuple[str, str | None]] = field(default_factory=list)
     ended: list[RunEnding] = field(default_factory=list)  # streams to end
 
 
@@ -234,12 +235,12 @@ class RunStore(
                 .values(
                     abort_action=action.value, cancel_requested_at=db_now(), updated_at=db_now()
                 )
-                .returning(Run.thread_id)
+                .returning(Run.thread_id, Run.worker)
             ).first()
             if row is None:
                 return None
             left_in = RunStatus.running
-            effects.terminate.append(run_id)
+            effects.terminate.append((run_id, row.worker))
         if action is AbortAction.rollback:
             # The run's state goes in the cancel's own transaction, under the run row's lock:
             # the fenced writes wait for it, then see the abort and write nothing more.
