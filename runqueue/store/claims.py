@@ -39,17 +39,21 @@ LEASE_LIVE = Run.lease_expires_at > db_now()
 LEASE_OVER = Run.lease_expires_at <= db_now()
 
 
-def owned_by(run_id: str, token: str) -> tuple[ColumnElement[bool], ...]:
-    """The run is running under this attempt's claim token, its lease has not run out by
-    the database's clock, and nobody cancelled it: what an attempt's own writes
-    (checkpoint, re-queue) and its ownership check require."""
+def _uncancelled_claim(run_id: str, token: str) -> tuple[ColumnElement[bool], ...]:
+    """The run is running under this claim token and nobody cancelled it."""
     return (
         Run.run_id == run_id,
         Run.status == RUNNING,
         Run.claim_token == token,
         Run.abort_action.is_(None),
-        LEASE_LIVE,
     )
+
+
+def owned_by(run_id: str, token: str) -> tuple[ColumnElement[bool], ...]:
+    """The run is running under this attempt's claim token, its lease has not run out by
+    the database's clock, and nobody cancelled it: what an attempt's own writes
+    (checkpoint, re-queue) and its ownership check require."""
+    return (*_uncancelled_claim(run_id, token), LEASE_LIVE)
 
 
 class ClaimOutcome(enum.StrEnum):
@@ -226,16 +230,11 @@ class ExecutionStatements(StoreBase):
         only once that claim's lease has run out. `publish_in` None: the relay sends it now;
         else the caller publishes it in that many seconds (Celery retry) and the relay waits
         until then, by the database's clock, plus republish_after."""
-        if lease_over:
-            guard = (
-                Run.run_id == run_id,
-                Run.status == RUNNING,
-                Run.claim_token == token,
-                Run.abort_action.is_(None),
-                LEASE_OVER,
-            )
-        else:
-            guard = owned_by(run_id, token)
+        guard = (
+            (*_uncancelled_claim(run_id, token), LEASE_OVER)
+            if lease_over
+            else owned_by(run_id, token)
+        )
         later = publish_in is not None
         with self.transaction() as conn:
             row = conn.execute(
