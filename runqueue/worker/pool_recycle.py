@@ -46,29 +46,35 @@ REAP_RETRY_DELAYS = (0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0)
 _slots: Any = None
 
 
+def _slot_of(proc: Any) -> int | None:
+    """Where a pool process's slot is in _slots (None: no shared slots, or not a slot)."""
+    index = getattr(proc, "index", None)
+    if _slots is None or not isinstance(index, int) or not 0 <= index < len(_slots) - 1:
+        return None
+    return 1 + index
+
+
 def leave_after_result() -> bool:
     """In a pool child that must exit: mark it leaving, for the main process to end it once
     its result is in. False where the main process does not do that (the child exits itself)."""
-    if _slots is None or not _slots[0]:
+    slot = _slot_of(current_process())
+    if slot is None or not _slots[0]:
         return False
-    index = getattr(current_process(), "index", None)
-    if not isinstance(index, int) or not 0 <= index < len(_slots) - 1:
-        return False
-    _slots[1 + index] = 1
+    _slots[slot] = 1
     return True
 
 
 @signals.worker_process_init.connect
 def child_started(**_: Any) -> None:
     """A new child takes over its slot: not leaving (its predecessor may have been)."""
-    index = getattr(current_process(), "index", None)
-    if _slots is not None and isinstance(index, int) and 0 <= index < len(_slots) - 1:
-        _slots[1 + index] = 0
+    slot = _slot_of(current_process())
+    if slot is not None:
+        _slots[slot] = 0
 
 
 def _leaving(proc: Any) -> bool:
-    index = getattr(proc, "index", None)
-    return isinstance(index, int) and 0 <= index < len(_slots) - 1 and bool(_slots[1 + index])
+    slot = _slot_of(proc)
+    return slot is not None and bool(_slots[slot])
 
 
 class PoolRecycleStep(bootsteps.StartStopStep):
@@ -115,7 +121,7 @@ def _close_and_end(pool: AsynPool, proc: Any, inqW_fd: int) -> None:
     """Take a leaving child's slot out of the scheduler and terminate the child."""
     pool._busy_workers.add(inqW_fd)  # the fair scheduler skips a busy slot
     pool._all_inqueues.discard(inqW_fd)  # and every scheduler an unknown one
-    _slots[1 + proc.index] = 0
+    _slots[_slot_of(proc)] = 0
     try:
         proc.terminate_controlled()  # SIGTERM; exits at once between runs
     except (OSError, ValueError) as exc:  # already gone, or closed
