@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pytest
 from langgraph.types import Command
-from sqlalchemy import DateTime, literal, select, update
+from sqlalchemy import Column, DateTime, Table, literal, select, update
 
 from runqueue import FencedOffError, RunStatus, Settings
 from runqueue.langgraph import RunCheckpointer
@@ -34,6 +34,7 @@ from runqueue.store.database import migrate, sqlite_path
 from runqueue.store.decisions import NewRun, RunStore
 from runqueue.store.models import Base, MaintenanceLock, Run
 from runqueue.store.queries import RunQueries
+from runqueue.store.rows import aware
 from runqueue.store.transactions import db_now, db_now_plus
 from runqueue.stream.sql_transport import SqlStreamTransport
 from runqueue.validation import new_run_id
@@ -136,11 +137,11 @@ def postgres_backend(tmp_path: Path) -> Iterator[Backend]:
 
 def _db_now(store: RunStore) -> datetime:
     with store.reading() as conn:
-        return _aware(conn.execute(select(db_now())).scalar_one())
+        return aware(conn.execute(select(db_now())).scalar_one())
 
 
-def _aware(value: datetime) -> datetime:
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
+def _datetime_columns(table: Table) -> list[Column]:
+    return [column for column in table.columns if isinstance(column.type, DateTime)]
 
 
 def _timestamps(store: RunStore) -> dict[tuple[str, str], list[tuple[dict, datetime]]]:
@@ -148,12 +149,12 @@ def _timestamps(store: RunStore) -> dict[tuple[str, str], list[tuple[dict, datet
     found: dict[tuple[str, str], list[tuple[dict, datetime]]] = {}
     with store.reading() as conn:
         for table in Base.metadata.sorted_tables:
-            columns = [c for c in table.columns if isinstance(c.type, DateTime)]
+            columns = _datetime_columns(table)
             for row in conn.execute(select(table)).mappings():
                 for column in columns:
                     if row[column.name] is not None:
                         found.setdefault((table.name, column.name), []).append(
-                            (dict(row), _aware(row[column.name]))
+                            (dict(row), aware(row[column.name]))
                         )
     return found
 
@@ -202,7 +203,8 @@ def test_a_process_an_hour_off_writes_the_databases_time(postgres_backend, skew)
     runs = written["runs"]
 
     checked = 0
-    for (table, column), values in _timestamps(store).items():
+    timestamps = _timestamps(store)
+    for (table, column), values in timestamps.items():
         for row, value in values:
             ahead = _ahead(table, column, row, runs)
             low = before + timedelta(seconds=ahead - SLACK)
@@ -210,12 +212,11 @@ def test_a_process_an_hour_off_writes_the_databases_time(postgres_backend, skew)
             assert low <= value <= high, (table, column, row, value, before, after)
             checked += 1
     # Every kind of timestamp was written, so the sweep above saw each of them.
-    written_columns = set(_timestamps(store))
+    written_columns = set(timestamps)
     schema_columns = {
         (table.name, column.name)
         for table in Base.metadata.sorted_tables
-        for column in table.columns
-        if isinstance(column.type, DateTime)
+        for column in _datetime_columns(table)
     }
     assert schema_columns == written_columns, schema_columns ^ written_columns
     assert checked > 40
@@ -224,11 +225,11 @@ def test_a_process_an_hour_off_writes_the_databases_time(postgres_backend, skew)
         left = conn.execute(
             select(Run.lease_expires_at, db_now()).where(Run.run_id == runs["running"])
         ).one()
-    remaining = (_aware(left[0]) - _aware(left[1])).total_seconds()
+    remaining = (aware(left[0]) - aware(left[1])).total_seconds()
     assert LEASE - (time.monotonic() - started) - SLACK <= remaining <= LEASE + SLACK
     # The key's record came back from the database, not the writer's clock.
     key_created = datetime.fromisoformat(written["key_created"])
-    assert before - timedelta(seconds=SLACK) <= _aware(key_created) <= after
+    assert before - timedelta(seconds=SLACK) <= aware(key_created) <= after
 
 
 def _expire(store: RunStore, run_id: str, seconds_ago: float = 1.0) -> None:
@@ -375,7 +376,7 @@ def test_sqlite_writes_the_database_time_as_sqlalchemy_stores_a_datetime(sqlite_
     assert ended.ended_at <= written_after + slack
     with store.reading() as conn:
         lock = conn.execute(select(MaintenanceLock.expires_at)).scalar_one()
-    assert lock.replace(tzinfo=UTC) - ended.ended_at >= timedelta(seconds=3) - slack
+    assert aware(lock) - ended.ended_at >= timedelta(seconds=3) - slack
     events = [event.at for event in queries.events(first.run_id)]
     assert len(events) == 3 and events == sorted(events)
     assert [run.run_id for run in queries.list_by_thread(thread_id)] == [
@@ -404,4 +405,4 @@ def test_sqlite_compares_database_time_with_python_written_values(sqlite_store):
         ).one()
     assert abs((later - current).total_seconds() - 0.25) <= 0.002
     assert abs((current - earlier).total_seconds() - 0.25) <= 0.002
-    assert abs((current.replace(tzinfo=UTC) - now).total_seconds()) < 1.0
+    assert abs((aware(current) - now).total_seconds()) < 1.0

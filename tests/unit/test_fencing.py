@@ -31,10 +31,16 @@ from workers.assistants import register
 LEASE, MARGIN = 0.6, 0.2  # deadline 0.4 s after the last renewal was sent; stop by 0.5 s
 
 
-def _fence(sent_at: float | None = None, *, hard_stop: bool = False) -> LeaseFence:
+def _fence(
+    sent_at: float | None = None,
+    *,
+    hard_stop: bool = False,
+    run_id: str = "run-1",
+    thread_id: str = "thread-1",
+) -> LeaseFence:
     return LeaseFence(
-        "run-1",
-        "thread-1",
+        run_id,
+        thread_id,
         lease_seconds=LEASE,
         margin_seconds=MARGIN,
         sent_at=clock() if sent_at is None else sent_at,
@@ -151,22 +157,15 @@ def manager(tmp_path) -> SyncRunManager:  # noqa: ANN001
     return SyncRunManager(app)
 
 
-def _claimed(manager: SyncRunManager, fence_sent_at: float | None = None):  # noqa: ANN202
+def _claimed(manager: SyncRunManager):  # noqa: ANN202
     """A run of `steps` claimed by this process, with its context; the fence counts from
-    `fence_sent_at` (default: now)."""
+    just before the claim was sent."""
     run = manager.create(f"fence-{uuid.uuid4().hex[:8]}", "steps")
     token = str(uuid.uuid4())
     sent_at = clock()
     claim = manager.store.claim_run(run.run_id, "test-worker", token, LEASE)
     assert claim.claimed
-    fence = LeaseFence(
-        run.run_id,
-        run.thread_id,
-        lease_seconds=LEASE,
-        margin_seconds=MARGIN,
-        sent_at=sent_at if fence_sent_at is None else fence_sent_at,
-        hard_stop=False,
-    )
+    fence = _fence(sent_at, run_id=run.run_id, thread_id=run.thread_id)
     execution = Execution(run.run_id, run.thread_id, token, fence=fence)
     stream = manager.runtime.stream
     writer = StreamWriter(
@@ -289,15 +288,23 @@ def test_only_the_delivery_that_registered_a_run_forgets_its_fence():
         module._executions.pop("run-dup", None)  # noqa: SLF001
 
 
+def _as_run_child() -> None:
+    """In a forked child: be a prefork pool child inside a run's body, with runqueue's
+    SIGTERM handler."""
+    from runqueue.worker import execution
+
+    signal.signal(signal.SIGTERM, execution._on_sigterm)
+    execution._child.in_task = True
+    execution._child.in_body = execution.Execution(run_id="r", thread_id="t", token="k")
+
+
 def test_a_cancels_sigterm_waits_for_the_statement_under_way_then_unwinds():
     """A SIGTERM during one of the run's own statements is raised once it returns: an
     exception inside a psycopg call would leave the pooled connection mid-protocol."""
     from runqueue.worker import execution
 
     def child() -> None:
-        signal.signal(signal.SIGTERM, execution._on_sigterm)
-        execution._child.in_task = True
-        execution._child.in_body = execution.Execution(run_id="r", thread_id="t", token="k")
+        _as_run_child()
         finished = []
 
         def statement() -> str:
@@ -320,9 +327,7 @@ def test_a_deferred_sigterm_waits_for_a_hung_statement_at_most_a_moment():
     from runqueue.worker import execution
 
     def child() -> None:
-        signal.signal(signal.SIGTERM, execution._on_sigterm)
-        execution._child.in_task = True
-        execution._child.in_body = execution.Execution(run_id="r", thread_id="t", token="k")
+        _as_run_child()
         started = time.monotonic()
 
         def hung_statement() -> None:
