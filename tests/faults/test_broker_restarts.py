@@ -10,6 +10,7 @@ import contextlib
 import signal
 import time
 import uuid
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -69,12 +70,8 @@ def test_the_consumer_connection_of_a_dead_redis_closes_cleanly(private_redis, r
     report("kombu-close-after-redis-died", kombu="AttributeError", runqueue="closed")
 
 
-def _status_counts(manager, run_ids: list[str]) -> dict[str, int]:  # noqa: ANN001
-    counts: dict[str, int] = {}
-    for run_id in run_ids:
-        status = manager.get(run_id).status.value
-        counts[status] = counts.get(status, 0) + 1
-    return counts
+def _status_counts(manager, run_ids: list[str]) -> Counter[str]:  # noqa: ANN001
+    return Counter(manager.get(run_id).status.value for run_id in run_ids)
 
 
 class Supervisor:
@@ -200,8 +197,8 @@ def test_a_message_lost_in_a_broker_outage_starts_soon_after_the_broker_is_back(
     time.sleep(3.0)
     private_redis.start()
     back_at = time.time()
-    faultkit.wait_for(lambda: journal.first(lost.run_id) is not None, 45, "the lost run starts")
-    started_after = journal.first(lost.run_id)["time"] - back_at
+    start = faultkit.wait_for(lambda: journal.first(lost.run_id), 45, "the lost run starts")
+    started_after = start["time"] - back_at
     ended = manager.join(lost.run_id, timeout=30)
     busy_ended = manager.join(busy.run_id, timeout=30)
     report(

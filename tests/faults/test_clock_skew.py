@@ -47,21 +47,21 @@ def _long_runs(
     executes which run, by the pid its assistant journalled, and how far that process's
     clock is from this one's (its journalled start against when the start was seen here)."""
     runs = [factory(f"skew-{uuid.uuid4().hex[:10]}", steps=STEPS, delay=DELAY) for _ in workers]
-    seen: dict[str, float] = {}
+    seen: dict[str, tuple[float, dict]] = {}  # run id -> (seen here at, its first line)
 
     def started() -> bool:
         for run in runs:
-            if run.run_id not in seen and factory.journal.first(run.run_id):
-                seen[run.run_id] = time.time()
+            if run.run_id not in seen and (start := factory.journal.first(run.run_id)):
+                seen[run.run_id] = (time.time(), start)
         return len(seen) == len(runs)
 
     faultkit.wait_for(started, timeout=30, message="both long runs started")
     placed, offsets = {}, {}
     for run in runs:
-        start = factory.journal.first(run.run_id)
+        seen_at, start = seen[run.run_id]
         (name,) = [name for name, w in workers.items() if start["pid"] in w.pool_pids()]
         placed[name] = run
-        offsets[name] = start["time"] - seen[run.run_id]  # less the 50 ms poll, at most
+        offsets[name] = start["time"] - seen_at  # less the 50 ms poll, at most
     assert placed.keys() == workers.keys(), "each worker executes one of the runs"
     return placed, offsets
 

@@ -27,7 +27,6 @@ import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -37,9 +36,8 @@ from sqlalchemy.engine import make_url
 from runqueue import ConflictError, RunStatus, Settings
 from runqueue.cli.processes import WorkerProcessError, pid_alive
 from runqueue.journal import Journal
-from tests.conftest import require_services
 from tests.faults import faultkit
-from tests.support import WorkerProcess, create_database, drop_database
+from tests.support import WorkerProcess
 
 SECONDS = float(os.environ.get("RUNQUEUE_SOAK_SECONDS", "1200"))
 FAULT_EVERY = float(os.environ.get("RUNQUEUE_SOAK_FAULT_SECONDS", "20"))
@@ -223,15 +221,11 @@ class Faults(threading.Thread):
 
 
 @pytest.fixture
-def soak_settings(tmp_path: Path) -> Iterator[tuple[Settings, faultkit.PrivateRedis]]:
-    require_services()
-    redis = faultkit.PrivateRedis(tmp_path / "redis.log").start()
-    database_url = create_database(prefix="runqueue_soak")
-    backend = faultkit.fault_backend(tmp_path, database_url, redis.url)
-    yield backend.settings, redis
-    backend.close()
-    drop_database(database_url)
-    redis.stop()
+def soak_settings(
+    tmp_path: Path, shared_database: str, private_redis: faultkit.PrivateRedis
+) -> tuple[Settings, faultkit.PrivateRedis]:
+    backend = faultkit.fault_backend(tmp_path, shared_database, private_redis.url)
+    return backend.settings, private_redis
 
 
 def _verdict(producers: Producers, journal: Journal, drain_seconds: float) -> dict[str, Any]:
@@ -273,7 +267,11 @@ def _verdict(producers: Producers, journal: Journal, drain_seconds: float) -> di
     created = sorted((run.created_at, run.run_id) for run in runs.values() if run is not None)
     order = {run_id: n for n, (_at, run_id) in enumerate(created)}
     for thread_id in producers.threads:
-        starts = [line["run_id"] for line in journal.lines(thread_id=thread_id, event="start")]
+        starts = [
+            line["run_id"]
+            for line in lines
+            if line["event"] == "start" and line["thread_id"] == thread_id
+        ]
         firsts = list(dict.fromkeys(starts))
         out_of_order += sum(1 for a, b in itertools.pairwise(firsts) if order[a] > order[b])
 
@@ -295,7 +293,7 @@ def _verdict(producers: Producers, journal: Journal, drain_seconds: float) -> di
     )
 
 
-def test_soak_mixed_strategies_with_a_fault_every_20_seconds(soak_settings, tmp_path, capsys):
+def test_soak_mixed_strategies_with_a_fault_every_20_seconds(soak_settings, tmp_path, report):
     settings, redis = soak_settings
     journal = Journal(tmp_path / "journal.jsonl")
     fleet = Fleet(settings, redis, tmp_path)
@@ -321,21 +319,20 @@ def test_soak_mixed_strategies_with_a_fault_every_20_seconds(soak_settings, tmp_
     if faults.error is not None and not isinstance(faults.error, WorkerProcessError):
         raise faults.error
     exits = [code for member in fleet.members for code in member.exits]
-    with capsys.disabled():
-        faultkit.figure(
-            "soak",
-            seconds=time.monotonic() - started,
-            seed=SEED,
-            faults=sum(faults.done.values()),
-            **{f"fault_{name.replace('-', '_')}": faults.done[name] for name in FAULTS},
-            rejected=producers.rejected,
-            cancels=producers.cancels,
-            create_errors=producers.create_errors,
-            worker_exits=len(exits),
-            worker_exits_zero=exits.count(0),
-            **{k: v for k, v in verdict.items() if k not in ("statuses", "lost_ids")},
-        )
-        print("statuses", verdict["statuses"], "lost", verdict["lost_ids"], flush=True)
+    report(
+        "soak",
+        seconds=time.monotonic() - started,
+        seed=SEED,
+        faults=sum(faults.done.values()),
+        **{f"fault_{name.replace('-', '_')}": faults.done[name] for name in FAULTS},
+        rejected=producers.rejected,
+        cancels=producers.cancels,
+        create_errors=producers.create_errors,
+        worker_exits=len(exits),
+        worker_exits_zero=exits.count(0),
+        **{k: v for k, v in verdict.items() if k not in ("statuses", "lost_ids")},
+    )
+    print("statuses", verdict["statuses"], "lost", verdict["lost_ids"], flush=True)
     assert faults.error is None, faults.error
     assert verdict["lost"] == 0, verdict["lost_ids"]
     assert verdict["duplicated"] == 0
