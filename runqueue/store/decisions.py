@@ -14,7 +14,7 @@ from typing import Any
 
 from sqlalchemy import Connection, bindparam, delete, insert, update
 
-from runqueue.errors import ConflictError
+from runqueue.errors import ConflictError, RunQueueError, ThreadNotFoundError
 from runqueue.records import AbortAction, MultitaskStrategy, RunRecord, RunStatus
 from runqueue.store.api_keys import ApiKeyStatements
 from runqueue.store.claims import LEASE_OVER, ExecutionStatements
@@ -111,57 +111,84 @@ class RunStore(
     """The SQL side of runqueue, bound to one database URL."""
 
     def create_run(self, new: NewRun, *, check_strategy: bool) -> tuple[RunRecord, Effects]:
-        """Apply the thread's strategy and record the run, in one thread-locked transaction."""
+        """Apply the thread's strategy and record the run, in one thread-locked transaction.
+        ConflictError (reject) or ThreadNotFoundError, with nothing written."""
         effects = Effects()
         with self.transaction() as conn:
-            self.lock_thread(
-                conn, new.thread_id, new.user_id, create=new.create_thread, owned=new.own_thread
-            )
-            strategy = new.multitask_strategy
-            inflight = self._inflight(conn, new.thread_id)
-            busy = any(holds_thread(row) for row in inflight)
-            if check_strategy and strategy is not None:
-                if inflight and strategy is MultitaskStrategy.reject:
-                    raise ConflictError(
-                        f"thread {new.thread_id} already has an active run "
-                        f"({inflight[0].run_id}, {inflight[0].status})"
-                    )
-                if strategy in (MultitaskStrategy.interrupt, MultitaskStrategy.rollback):
-                    action = AbortAction(strategy.value)
-                    # Pending runs end now; running ones hold the thread until they stop.
-                    outcomes = [
-                        self._request_cancel(conn, row.run_id, action, effects) for row in inflight
-                    ]
-                    busy = RunStatus.running in outcomes
-            state = HELD if busy else QUEUED
-            values = dict(
-                run_id=new.run_id,
-                thread_id=new.thread_id,
-                assistant_id=new.assistant_id,
-                user_id=new.user_id,
-                status=PENDING,
-                multitask_strategy=strategy.value if strategy else None,
-                on_disconnect=new.on_disconnect,
-                metadata=new.metadata,
-                kwargs=new.kwargs,
-                follow_up_to_run_id=new.follow_up_to_run_id,
-                publish_count=0,
-                attempt=0,
-            )
-            if state == QUEUED:
-                values["republish_in"] = self._republish_in(0)
-            row = conn.execute(INSERT_RUN[state], values).one()
-            self._record_event(
-                conn,
-                run_id=new.run_id,
-                thread_id=new.thread_id,
-                status=RunStatus.pending,
-                detail=state,
-            )
-            run = run_record(row)
+            run = self._create_in(conn, new, check_strategy, effects)
+        return run, effects
+
+    def create_runs(
+        self, news: Sequence[NewRun], *, check_strategy: bool
+    ) -> tuple[list[RunRecord | RunQueueError], Effects]:
+        """create_run for many requests in one transaction, each thread's strategy applied in
+        the order given. A request its strategy refuses (ConflictError) or whose thread may
+        not be used (ThreadNotFoundError) is returned as that error, in its place, with
+        nothing of it written (a savepoint each); the others are recorded."""
+        effects = Effects()
+        outcomes: list[RunRecord | RunQueueError] = []
+        with self.transaction() as conn:
+            for new in news:
+                try:
+                    with conn.begin_nested():
+                        outcomes.append(self._create_in(conn, new, check_strategy, effects))
+                except (ConflictError, ThreadNotFoundError) as refused:
+                    outcomes.append(refused)
+        return outcomes, effects
+
+    def _create_in(
+        self, conn: Connection, new: NewRun, check_strategy: bool, effects: Effects
+    ) -> RunRecord:
+        """Lock the thread, apply its strategy, insert the run and its first event. The run
+        goes to effects.publish if it was queued (not held behind its thread)."""
+        self.lock_thread(
+            conn, new.thread_id, new.user_id, create=new.create_thread, owned=new.own_thread
+        )
+        strategy = new.multitask_strategy
+        inflight = self._inflight(conn, new.thread_id)
+        busy = any(holds_thread(row) for row in inflight)
+        if check_strategy and strategy is not None:
+            if inflight and strategy is MultitaskStrategy.reject:
+                raise ConflictError(
+                    f"thread {new.thread_id} already has an active run "
+                    f"({inflight[0].run_id}, {inflight[0].status})"
+                )
+            if strategy in (MultitaskStrategy.interrupt, MultitaskStrategy.rollback):
+                action = AbortAction(strategy.value)
+                # Pending runs end now; running ones hold the thread until they stop.
+                outcomes = [
+                    self._request_cancel(conn, row.run_id, action, effects) for row in inflight
+                ]
+                busy = RunStatus.running in outcomes
+        state = HELD if busy else QUEUED
+        values = dict(
+            run_id=new.run_id,
+            thread_id=new.thread_id,
+            assistant_id=new.assistant_id,
+            user_id=new.user_id,
+            status=PENDING,
+            multitask_strategy=strategy.value if strategy else None,
+            on_disconnect=new.on_disconnect,
+            metadata=new.metadata,
+            kwargs=new.kwargs,
+            follow_up_to_run_id=new.follow_up_to_run_id,
+            publish_count=0,
+            attempt=0,
+        )
+        if state == QUEUED:
+            values["republish_in"] = self._republish_in(0)
+        row = conn.execute(INSERT_RUN[state], values).one()
+        self._record_event(
+            conn,
+            run_id=new.run_id,
+            thread_id=new.thread_id,
+            status=RunStatus.pending,
+            detail=state,
+        )
+        run = run_record(row)
         if state == QUEUED:
             effects.publish.append(run)
-        return run, effects
+        return run
 
     def cancel_run(
         self,
