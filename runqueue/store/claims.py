@@ -13,6 +13,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import aliased
 
 from runqueue.records import RunRecord, RunStatus
+from runqueue.store import functions
 from runqueue.store.models import CheckpointRow, Run
 from runqueue.store.rows import RUN_COLUMNS, run_record
 from runqueue.store.transactions import (
@@ -95,6 +96,8 @@ class ExecutionStatements(StoreBase):
         return Claim(ClaimOutcome.held)
 
     def _try_claim(self, run_id: str, worker: str, token: str, lease_seconds: float) -> Claim:
+        if self.has_functions:
+            return self._claim_by_function(run_id, worker, token, lease_seconds)
         try:
             with self.transaction() as conn:
                 row = conn.execute(
@@ -146,6 +149,24 @@ class ExecutionStatements(StoreBase):
         if run.dispatch_state == HELD:
             return Claim(ClaimOutcome.held)
         return Claim(ClaimOutcome.blocked)
+
+    def _claim_by_function(
+        self, run_id: str, worker: str, token: str, lease_seconds: float
+    ) -> Claim:
+        """_try_claim as one call of runqueue_claim_run (PostgreSQL)."""
+        try:
+            with self.single_statement() as conn:
+                row = conn.execute(
+                    functions.CLAIM_RUN,
+                    dict(run_id=run_id, worker=worker, token=token, lease_seconds=lease_seconds),
+                ).one()
+        except IntegrityError:
+            # The partial unique index refused a second running run of the thread.
+            return Claim(ClaimOutcome.blocked)
+        outcome = ClaimOutcome(row.outcome)
+        if outcome is ClaimOutcome.claimed:
+            return Claim(outcome, run_record(row), row.checkpoint_values)
+        return Claim(outcome)
 
     def _hold(self, run_id: str) -> bool:
         """Park a queued run behind the thread's running run; False if nothing runs now."""

@@ -16,6 +16,7 @@ from sqlalchemy import Connection, bindparam, delete, insert, update
 
 from runqueue.errors import ConflictError, RunQueueError, ThreadNotFoundError
 from runqueue.records import AbortAction, MultitaskStrategy, RunRecord, RunStatus
+from runqueue.store import functions
 from runqueue.store.api_keys import ApiKeyStatements
 from runqueue.store.claims import LEASE_OVER, ExecutionStatements
 from runqueue.store.fleet import FleetStatements
@@ -114,9 +115,51 @@ class RunStore(
         """Apply the thread's strategy and record the run, in one thread-locked transaction.
         ConflictError (reject) or ThreadNotFoundError, with nothing written."""
         effects = Effects()
+        if self.has_functions:
+            with self.single_statement() as conn:
+                run = self._create_by_function(conn, new, check_strategy, effects)
+            if run is not None:
+                return run, effects
         with self.transaction() as conn:
             run = self._create_in(conn, new, check_strategy, effects)
         return run, effects
+
+    def _create_by_function(
+        self, conn: Connection, new: NewRun, check_strategy: bool, effects: Effects
+    ) -> RunRecord | None:
+        """_create_in as one call of runqueue_create_run (PostgreSQL). None: the strategy
+        must cancel runs in flight, which the statements do (_create_in), nothing written."""
+        row = conn.execute(
+            functions.CREATE_RUN,
+            dict(
+                run_id=new.run_id,
+                thread_id=new.thread_id,
+                assistant_id=new.assistant_id,
+                user_id=new.user_id,
+                strategy=new.multitask_strategy.value if new.multitask_strategy else None,
+                check_strategy=check_strategy,
+                on_disconnect=new.on_disconnect,
+                metadata=functions.as_json(new.metadata),
+                kwargs=functions.as_json(new.kwargs),
+                follow_up_to_run_id=new.follow_up_to_run_id,
+                create_thread=new.create_thread,
+                own_thread=new.own_thread,
+                republish_in=self._republish_in(0),
+            ),
+        ).one()
+        if row.outcome == "conflict":
+            raise ConflictError(
+                f"thread {new.thread_id} already has an active run "
+                f"({row.conflict_run_id}, {row.conflict_status})"
+            )
+        if row.outcome == "no_thread":
+            raise ThreadNotFoundError(f"no thread {new.thread_id}")
+        if row.outcome == "cancel_first":
+            return None
+        run = run_record(row)
+        if row.dispatch_state == QUEUED:
+            effects.publish.append(run)
+        return run
 
     def create_runs(
         self, news: Sequence[NewRun], *, check_strategy: bool
@@ -295,6 +338,30 @@ class RunStore(
         `claimed_by`: only if this worker holds the claim (a writer that has no token: the
         worker's main process, for a pool child it lost)."""
         effects = Effects()
+        if self.has_functions:
+            with self.single_statement() as conn:
+                row = conn.execute(
+                    functions.FINISH_RUN,
+                    dict(
+                        run_id=run_id,
+                        status=status.value,
+                        token=token,
+                        result=functions.as_json(result),
+                        error=error,
+                        worker=worker,
+                        detail=detail,
+                        from_statuses=list(from_statuses),
+                        claimed_by=claimed_by,
+                        lease_over=lease_over,
+                        republish_in=self._republish_in(0),
+                    ),
+                ).one()
+            if not row.changed:
+                return False, effects
+            if row.run_id is not None:
+                effects.publish.append(run_record(row))
+            effects.ended.append(RunEnding(run_id, status, error, error_type, detail or error))
+            return True, effects
         with self.transaction() as conn:
             thread_id = self._lock_thread_of(conn, run_id)
             if thread_id is None:

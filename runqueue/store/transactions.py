@@ -154,6 +154,18 @@ class StoreBase:
         with unreachable_as_error(self.database_url), self.engine.begin() as conn:
             yield conn
 
+    @property
+    def has_functions(self) -> bool:
+        """True on PostgreSQL, where the hot transitions are SQL functions (functions.py)."""
+        return self.engine.dialect.name == "postgresql"
+
+    @contextmanager
+    def single_statement(self) -> Iterator[Connection]:
+        """A connection in autocommit: each statement is its own transaction, with no
+        BEGIN or COMMIT round trip around it. For one call of a transition function."""
+        with unreachable_as_error(self.database_url), self.engine.connect() as conn:
+            yield conn.execution_options(isolation_level="AUTOCOMMIT")
+
     @contextmanager
     def reading(self) -> Iterator[Connection]:
         """A transaction that only reads: on SQLite it does not take the write lock, so

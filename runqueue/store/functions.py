@@ -1,0 +1,42 @@
+"""PostgreSQL: the hot transitions as one statement each, calling the SQL functions that
+migration 0007 installs (runqueue_create_run, runqueue_claim_run, runqueue_finish_run).
+
+Sent alone on an autocommit connection, each is one round trip where the same statements
+sent one by one took five to seven (BEGIN, lock, read, write, history row, COMMIT). The
+functions run the statements of decisions.py and claims.py, guards included, so SQLite
+keeps those and PostgreSQL gets the same decisions in one call. A run's columns come back
+expanded from its row type, `(o.run).*`, under their own names: run_record() reads them.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from sqlalchemy import text
+
+CREATE_RUN = text(
+    "SELECT o.outcome, o.conflict_run_id, o.conflict_status, (o.run).* "
+    "FROM runqueue_create_run(:run_id, :thread_id, :assistant_id, :user_id, :strategy, "
+    ":check_strategy, :on_disconnect, CAST(:metadata AS jsonb), CAST(:kwargs AS jsonb), "
+    ":follow_up_to_run_id, :create_thread, :own_thread, "
+    "CAST(:republish_in AS double precision)) AS o"
+)
+
+CLAIM_RUN = text(
+    "SELECT o.outcome, o.checkpoint_values, (o.run).* "
+    "FROM runqueue_claim_run(:run_id, :worker, :token, "
+    "CAST(:lease_seconds AS double precision)) AS o"
+)
+
+FINISH_RUN = text(
+    "SELECT o.changed, (o.released).* "
+    "FROM runqueue_finish_run(:run_id, :status, :token, CAST(:result AS jsonb), :error, "
+    ":worker, :detail, CAST(:from_statuses AS text[]), :claimed_by, :lease_over, "
+    "CAST(:republish_in AS double precision)) AS o"
+)
+
+
+def as_json(value: Any) -> str | None:
+    """A JSON parameter as text (None stays SQL NULL: the column keeps its value)."""
+    return None if value is None else json.dumps(value)
