@@ -53,7 +53,7 @@ class Settings:
     stream_max_events: int = 10_000  # per run; older events are trimmed (readers get `gap`)
     stream_max_event_bytes: int = 1024 * 1024  # one emitted event's JSON data, at most
     stream_poll_interval: float = 0.05  # seconds; the database transport's readers poll
-    database_pool_size: int = 5  # PostgreSQL connections a process keeps open (+10 overflow)
+    database_pool_size: int = 15  # PostgreSQL connections a process opens at most, kept open
     api_auth: str = "on"  # HTTP API keys required; "off" only on a loopback address
     api_threads: int = 16  # the HTTP API's threads for blocking database calls
     flower_payloads: str = "off"  # "on": Flower shows runs' kwargs and results too

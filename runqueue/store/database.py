@@ -43,9 +43,10 @@ _engines: dict[tuple[int, str], Engine] = {}
 _engines_lock = threading.Lock()
 
 
-def get_engine(database_url: str, pool_size: int = 5) -> Engine:
+def get_engine(database_url: str, pool_size: int = 15) -> Engine:
     """The engine for this URL in this process; a forked child builds its own. `pool_size`:
-    connections kept open (PostgreSQL); the first caller in a process sets it."""
+    the most connections it opens, each kept open once opened (PostgreSQL); the first
+    caller in a process sets it."""
     key = (os.getpid(), database_url)
     engine = _engines.get(key)
     if engine is None:
@@ -88,10 +89,14 @@ def _create_engine(database_url: str, pool_size: int) -> Engine:
         return _create_sqlite_engine(database_url)
     if url.get_backend_name() == "postgresql" and url.drivername == "postgresql":
         url = url.set(drivername="postgresql+psycopg")
+    # Every connection the pool opens stays open (no overflow): overflow connections are
+    # closed at check-in whenever the pool is full, so a process with more concurrent
+    # callers than pool_size opened and closed one per call (docs/operations.md, "Sizing
+    # the connection pool"). Callers beyond pool_size wait for a connection instead.
     engine = create_engine(
         url,
         pool_size=pool_size,
-        max_overflow=10,
+        max_overflow=0,
         connect_args={"connect_timeout": 5} if url.get_backend_name() == "postgresql" else {},
     )
     _ping_idle_connections(engine)

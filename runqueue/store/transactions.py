@@ -133,7 +133,7 @@ def holds_thread(run: InflightRow) -> bool:
 class StoreBase:
     """A database URL and the helpers every group of statements shares."""
 
-    def __init__(self, database_url: str, republish_after: float = 30.0, pool_size: int = 5):
+    def __init__(self, database_url: str, republish_after: float = 30.0, pool_size: int = 15):
         self.database_url = database_url
         self.republish_after = republish_after
         self.pool_size = pool_size
