@@ -19,9 +19,9 @@ PROCRASTINATE_NOOP = "bench_procrastinate_noop"
 
 def events_app(settings: Settings) -> Celery:
     """The raw baseline plus what Flower needs from a producer: a task-sent event for every
-    publish (its worker runs with --task-events)."""
+    publish (its worker, the baseline's app, runs with --task-events)."""
     app = create_raw_app(settings)
-    app.conf.update(task_send_sent_event=True, worker_send_task_events=True)
+    app.conf.update(task_send_sent_event=True)
     return app
 
 

@@ -120,7 +120,7 @@ def connections(bench: Bench, creates: int, threads: int) -> dict[str, Any]:
     finally:
         event.remove(engine, "connect", count)
     sessions = pg_sessions(database) - sessions_before
-    wait_for(lambda: batch.finished() >= creates, 60 + creates / 5, 0.05, "the counted runs")
+    wait_for(lambda: batch.succeeded() >= creates, 60 + creates / 5, 0.05, "the counted runs")
     return {
         "threads": threads,
         "creates": creates,
