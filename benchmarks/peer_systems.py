@@ -142,7 +142,7 @@ class PeerSet:
         with_results = database_backend_app(database, result_backend)
         self.celery_apps += [raw_off, raw_on, with_results]
         with_results.backend.ResultSession().close()  # creates celery_taskmeta to count in
-        # Up to as many producer connections as runqueue's engine opens (5 kept + 10 overflow).
+        # Up to as many producer connections as runqueue's engine may hold (15).
         self.procrastinate = procrastinate_app(libpq_url(procrastinate_db), max_size=15)
         self.procrastinate.open()
         self.procrastinate.schema_manager.apply_schema()  # before its worker polls the table
