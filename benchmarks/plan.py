@@ -4,7 +4,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-SCENARIOS = ("throughput", "create", "cancel", "contention", "scale", "writes", "memory")
+SCENARIOS = (
+    "throughput",
+    "create",
+    "cancel",
+    "contention",
+    "scale",
+    "writes",
+    "memory",
+    "peers",
+)
 
 
 @dataclass(frozen=True)
@@ -25,6 +34,11 @@ class Plan:
     memory_large: int  # runs before the second
     memory_large_embedded: int = 0  # the same on the embedded backend (0: memory_large)
     warmup_runs: int = 40  # throughput warm-up, which also sizes the timed repetitions
+    peer_producers: int = 8  # producer threads of the peers' threaded load
+    peer_latency_samples: int = 100  # single submits per system and repetition
+    peer_create_many: int = 10_000  # runs in one create_many() call, tasks in one publish loop
+    peer_connection_creates: int = 1_000  # create() calls per connection count
+    peer_connection_threads: tuple[int, ...] = (8, 64)  # producer threads of each count
 
     @classmethod
     def full(cls) -> Plan:
@@ -70,4 +84,7 @@ class Plan:
             memory_small=20,
             memory_large=60,
             warmup_runs=20,
+            peer_latency_samples=10,
+            peer_create_many=200,
+            peer_connection_creates=100,
         )

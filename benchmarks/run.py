@@ -1,6 +1,6 @@
 """The one command: every scenario on each backend, runqueue and raw Celery side by side.
 
-python -m benchmarks [--quick] [--backend embedded|postgres_redis|all] [--out FILE]
+python -m benchmarks [--quick [--peers]] [--backend embedded|postgres_redis|all] [--out FILE]
 """
 
 from __future__ import annotations
@@ -23,13 +23,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from benchmarks import contention, footprint, latency, scale, throughput
+from benchmarks import contention, footprint, latency, peer_report, peers, scale, throughput
 from benchmarks.harness import Bench
 from benchmarks.plan import SCENARIOS, Plan
 from tests.support import POSTGRES_ADMIN_URL, REDIS_HOST, REDIS_PORT
 
 BACKENDS = ("embedded", "postgres_redis")
 DEFAULT_OUT = Path(__file__).resolve().parent / "results.json"
+DEFAULT_CHART = Path(__file__).resolve().parent.parent / "docs" / "benchmarks-throughput.svg"
 
 
 def log(message: str) -> None:
@@ -94,6 +95,8 @@ def run_backend(
             _scenario(results, "memory", wanted, lambda: footprint.memory(bench, plan, counted))
             bench.stop_worker(counted)
         _scenario(results, "scale", wanted, lambda: scale.run(bench, plan))
+        # Last: it leaves create_many's runs queued, with no worker, until the backend closes.
+        _scenario(results, "peers", wanted, lambda: peers.run(bench, plan))
     finally:
         stoppers.extend(bench.close())
     return results
@@ -112,7 +115,7 @@ def _get(results: dict[str, Any], *path: str) -> float:
 
 
 def targets(backend: str, results: dict[str, Any]) -> list[dict[str, Any]]:
-    """Each target of issue 5: the figure, the bound, met or not (never asserted)."""
+    """Each target of issues 5 and 14: the figure, the bound, met or not (never asserted)."""
     contention_rates = [
         _get(results, "contention", strategy, "median") for strategy in contention.STRATEGIES
     ]
@@ -131,6 +134,8 @@ def targets(backend: str, results: dict[str, Any]) -> list[dict[str, Any]]:
         ("worker RSS large/small", _get(results, "memory", "worker_ratio"), "<=", 1.1),
         ("creator RSS large/small", _get(results, "memory", "creator_ratio"), "<=", 1.1),
     ]
+    if backend == "postgres_redis":  # issue 14: runqueue against its peers
+        rows += peer_report.targets(results)
     checked = []
     for label, value, sense, bound in rows:
         met = None if math.isnan(value) else (value >= bound if sense == ">=" else value <= bound)
@@ -285,6 +290,8 @@ def table_rows(backend: str, results: dict[str, Any]) -> list[list[str]]:
                 me["creator_ratio"],
                 "large | small",
             )
+    for row in peer_report.rows(results):
+        add(*row)
     return rows
 
 
@@ -356,6 +363,16 @@ def machine() -> dict[str, Any]:
     return info
 
 
+def write_chart(report: dict[str, Any], path: Path) -> None:
+    """The throughput chart of the peers; a failure is logged, the JSON is already written."""
+    from benchmarks import chart
+
+    try:
+        log(f"chart: {chart.draw(report, path)}")
+    except Exception as exc:
+        log(f"chart not written: {type(exc).__name__}: {exc}")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m benchmarks", description=__doc__.splitlines()[0]
@@ -371,6 +388,15 @@ def main(argv: list[str] | None = None) -> int:
         "--memory-runs", type=int, default=None, help="runs before the second memory reading"
     )
     parser.add_argument("--workdir", type=Path, default=None, help="keep logs and files here")
+    parser.add_argument(
+        "--peers", action="store_true", help="quick mode: measure the peers too (full: always)"
+    )
+    parser.add_argument(
+        "--chart",
+        type=Path,
+        default=None,
+        help=f"throughput chart (SVG) to write; full mode: {DEFAULT_CHART.name} in docs/",
+    )
     args = parser.parse_args(argv)
     plan = Plan.quick_plan() if args.quick else Plan.full()
     if args.memory_runs:
@@ -381,6 +407,10 @@ def main(argv: list[str] | None = None) -> int:
     unknown = wanted - set(SCENARIOS)
     if unknown:
         parser.error(f"unknown scenarios: {', '.join(sorted(unknown))}")
+    skip_peers = args.quick and not args.peers and "peers" in wanted
+    if skip_peers:
+        wanted.discard("peers")
+    chart_path = args.chart or (None if args.quick else DEFAULT_CHART)
     backends = BACKENDS if args.backend == "all" else (args.backend,)
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="runqueue-bench-"))
     started = time.perf_counter()
@@ -399,6 +429,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         for backend in backends:
             results = run_backend(backend, plan, workdir, args.concurrency, wanted, stoppers)
+            if skip_peers:
+                results["peers"] = {"skipped": "quick mode without --peers"}
             report["backends"][backend] = results
             report["targets"].extend(targets(backend, results))
     finally:
@@ -409,6 +441,8 @@ def main(argv: list[str] | None = None) -> int:
         args.out.write_text(json.dumps(report, indent=2, default=str))
         if args.workdir is None:
             shutil.rmtree(workdir, ignore_errors=True)
+    if chart_path is not None:
+        write_chart(report, chart_path)
     rows = [row for backend in backends for row in table_rows(backend, report["backends"][backend])]
     print(render(rows))
     print()
