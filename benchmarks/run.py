@@ -264,6 +264,14 @@ def table_rows(backend: str, results: dict[str, Any]) -> list[list[str]]:
         )
         add(
             "6 writes",
+            "round trips/run (create + worker)",
+            creator.get("round_trips", 0) + worker.get("round_trips", 0),
+            None,
+            None,
+            f"create {creator.get('round_trips')}, worker {worker.get('round_trips')}",
+        )
+        add(
+            "6 writes",
             "transactions/run (create + worker)",
             creator.get("transactions", 0) + worker.get("transactions", 0),
             None,

@@ -1,5 +1,7 @@
 """Counting SQL round trips with SQLAlchemy events: statements by verb, transactions and pool
-checkouts (each checkout is one extra `SELECT 1` on PostgreSQL, where pool_pre_ping is on)."""
+checkouts. `round_trips` is what PostgreSQL sees: each statement, plus the BEGIN and the
+COMMIT (or ROLLBACK) of each transaction; a statement on an autocommit connection (the
+transition functions, runqueue/store/functions.py) is one round trip and no transaction."""
 
 from __future__ import annotations
 
@@ -23,13 +25,23 @@ class SqlCounter:
         verb = statement.lstrip().split(None, 1)[0].upper()
         self.counts[verb] += 1
         self.counts["statements"] += 1
+        self.counts["round_trips"] += 1
 
-    def _commit(self, _conn: Any) -> None:
-        self.counts["transactions"] += 1
+    def _commit(self, conn: Any) -> None:
+        self._ended(conn)
 
-    def _rollback(self, _conn: Any) -> None:
+    def _rollback(self, conn: Any) -> None:
+        if self._ended(conn):
+            self.counts["rollbacks"] += 1
+
+    def _ended(self, conn: Any) -> bool:
+        """A transaction ended: its BEGIN and its COMMIT or ROLLBACK were round trips too.
+        Not on an autocommit connection, where there was none."""
+        if getattr(conn.connection.driver_connection, "autocommit", False) is True:
+            return False
         self.counts["transactions"] += 1
-        self.counts["rollbacks"] += 1
+        self.counts["round_trips"] += 2
+        return True
 
     def _checkout(self, *_: Any) -> None:
         self.counts["checkouts"] += 1

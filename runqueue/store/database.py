@@ -206,6 +206,9 @@ def _spin_for_write_lock(dbapi_connection: sqlite3.Connection) -> bool:
 
 # PostgreSQL's undefined_table; SQLite says "no such table: X" (an OperationalError).
 UNDEFINED_TABLE = "42P01"
+# PostgreSQL's undefined_function: a schema from before migration 0007 has no
+# runqueue_create_run (and the rest of store/functions.py).
+UNDEFINED_FUNCTION = "42883"
 _SQLITE_NO_SUCH_TABLE = "no such table: "
 
 
@@ -252,9 +255,12 @@ def schema_missing(database_url: str, exc: Exception) -> SchemaMissingError | No
     orig = getattr(exc, "orig", None)
     text = str(orig or exc)
     table = None
-    if getattr(orig, "sqlstate", None) == UNDEFINED_TABLE:
+    sqlstate = getattr(orig, "sqlstate", None)
+    if sqlstate == UNDEFINED_TABLE:
         diag = getattr(orig, "diag", None)
         table = first_line(getattr(diag, "message_primary", None) or text)
+    elif sqlstate == UNDEFINED_FUNCTION and "function runqueue_" in text:
+        table = "no function " + text.split("function ", 1)[1].split("(", 1)[0]
     elif _SQLITE_NO_SUCH_TABLE in text:
         table = text.split(_SQLITE_NO_SUCH_TABLE, 1)[1].split()[0]
         table = f"no table {table}"

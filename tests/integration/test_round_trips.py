@@ -12,10 +12,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from alembic import command
 from sqlalchemy import event, select
 
-from runqueue.errors import ConflictError, ThreadNotFoundError
+from runqueue.errors import ConflictError, SchemaMissingError, ThreadNotFoundError
 from runqueue.records import MultitaskStrategy, RunStatus
+from runqueue.store.database import alembic_config, migrate
 from runqueue.store.decisions import NewRun, RunStore
 from runqueue.store.models import Run, RunEventRow, Thread
 from tests.conftest import require_services
@@ -218,5 +220,20 @@ def test_statement_path_still_serves_sqlite(tmp_path: Path):
         store = RunStore(backend.settings.database_url)
         assert not store.has_functions
         assert replay(store, "rt-sqlite")[-1]  # the same script runs on its statements
+    finally:
+        backend.close()
+
+
+def test_a_schema_without_the_functions_says_to_migrate(tmp_path: Path):
+    require_services()
+    backend = make_backend("postgres_redis", tmp_path)
+    try:
+        migrate(backend.settings)
+        command.downgrade(alembic_config(backend.settings), "0006")  # drops the functions
+        store = RunStore(backend.settings.database_url)
+        with pytest.raises(SchemaMissingError, match=r"no function runqueue_create_run.*migrate"):
+            store.create_run(new_run("rt-old-schema"), check_strategy=True)
+        with store.reading() as conn:  # and it wrote nothing
+            assert conn.execute(select(Run.run_id)).all() == []
     finally:
         backend.close()
