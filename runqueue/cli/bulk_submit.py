@@ -7,7 +7,7 @@ import contextlib
 import json
 import sys
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import IO, Any
 
 import click
@@ -61,12 +61,21 @@ def read_requests(
     return lines, bad
 
 
+@dataclass
+class Submitted:
+    """What submit_from() did: how many runs it created, and the lines their thread's
+    strategy refused, with why."""
+
+    created: int = 0
+    refused: list[tuple[int, str]] = field(default_factory=list)
+
+
 def submit_from(
     manager: SyncRunManager, lines: list[Line], bad: list[tuple[int, str]], name: str
-) -> None:
+) -> Submitted:
     """Check every request as create_many() would; any bad line: report each, write nothing.
     Then create them CHUNK at a time, one JSON line per request on stdout (its run, or why
-    its thread's strategy refused it), progress and a summary on stderr."""
+    its thread's strategy refused it), progress on stderr."""
     read = len(bad) + len(lines)
     problems = manager.validate_many([line.request for line in lines])
     bad = sorted(
@@ -75,34 +84,41 @@ def submit_from(
     if bad:
         report(bad, "error: ")
         raise CliError(f"{len(bad)} of {read} request(s) in {name} are bad; nothing was submitted")
-    refused: list[tuple[int, str]] = []
-    created = 0
+    submitted = Submitted()
     with progress(len(lines)) as advance:
         for chunk in chunks(lines, CHUNK):
             try:
                 outcomes = manager.create_many([line.request for line in chunk])
             except RunQueueError as exc:
                 raise CliError(
-                    f"{first_line(exc)}; {created} run(s) were created before it (on stdout), "
-                    f"from line {chunk[0].number} on nothing was submitted"
+                    f"{first_line(exc)}; {submitted.created} run(s) were created before it (on "
+                    f"stdout), from line {chunk[0].number} on nothing was submitted"
                 ) from None
             for line, outcome in zip(chunk, outcomes, strict=True):
                 click.echo(json.dumps(outcome_json(line, outcome)))
                 if isinstance(outcome, RunRecord):
-                    created += 1
+                    submitted.created += 1
                 else:
-                    refused.append((line.number, first_line(outcome)))
+                    submitted.refused.append((line.number, first_line(outcome)))
             sys.stdout.flush()
             advance(len(chunk))
-    if refused:
-        report(refused, "refused: ")
-        numbers = ", ".join(str(number) for number, _ in refused[:SHOWN_PROBLEMS])
-        more = ", ..." if len(refused) > SHOWN_PROBLEMS else ""
-        raise CliError(
-            f"{len(refused)} of {len(lines)} run(s) refused by their thread's strategy "
-            f"(line{'s' if len(refused) > 1 else ''} {numbers}{more}); {created} created"
-        )
-    click.echo(f"created {created} run(s) from {name}", err=True)
+    return submitted
+
+
+def summarize(submitted: Submitted, name: str) -> None:
+    """The last line on stderr: how many were created; CliError if any was refused."""
+    refused = submitted.refused
+    if not refused:
+        click.echo(f"created {submitted.created} run(s) from {name}", err=True)
+        return
+    report(refused, "refused: ")
+    numbers = ", ".join(str(number) for number, _ in refused[:SHOWN_PROBLEMS])
+    more = ", ..." if len(refused) > SHOWN_PROBLEMS else ""
+    raise CliError(
+        f"{len(refused)} of {len(refused) + submitted.created} run(s) refused by their "
+        f"thread's strategy (line{'s' if len(refused) > 1 else ''} {numbers}{more}); "
+        f"{submitted.created} created"
+    )
 
 
 def outcome_json(line: Line, outcome: RunRecord | RunQueueError) -> dict[str, Any]:

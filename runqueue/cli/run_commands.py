@@ -245,7 +245,7 @@ def submit_from_file(
     state: CliState, source: IO[bytes], assistant: str | None, strategy: MultitaskStrategy
 ) -> None:
     """submit --from: read and check every line, then create the runs (bulk_submit.py)."""
-    from runqueue.cli.bulk_submit import read_requests, submit_from
+    from runqueue.cli.bulk_submit import read_requests, submit_from, summarize
     from runqueue.store.database import require_database
 
     lines, bad = read_requests(source, assistant, strategy)
@@ -254,8 +254,8 @@ def submit_from_file(
     quiet_dispatch()
     problem = broker_problem(manager.app)
     name = "stdin" if source.name in ("-", "<stdin>") else source.name
-    with registry_warnings() as warnings:
-        submit_from(manager, lines, bad, name)
+    with registry_warnings() as warnings:  # said once the runs exist, as notes
+        submitted = submit_from(manager, lines, bad, name)
     for warning in warnings:
         click.echo(f"note: {warning}", err=True)
     if problem:
@@ -264,6 +264,7 @@ def submit_from_file(
             "is back (a worker's relay)",
             err=True,
         )
+    summarize(submitted, name)
 
 
 @main.command()
