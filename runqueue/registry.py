@@ -186,6 +186,8 @@ class SyncRunManager:
         its message naming the request's index, `index` set), and nothing is written.
         Returns one outcome per request, in order: its run, or the ConflictError (reject on a
         busy thread) or ThreadNotFoundError that refused it, nothing of it written."""
+        if not requests:
+            return []
         news = []
         for index, request in enumerate(requests):
             try:
