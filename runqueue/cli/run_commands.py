@@ -157,7 +157,7 @@ def submit(
     timeout: float,
     from_file: IO[bytes] | None,
 ) -> None:
-    """Create a run of ASSISTANT on a thread.
+    """Create a run of ASSISTANT on a thread, or many from a JSON Lines file (--from).
 
     Applies the thread's multitask strategy and prints the run as JSON. With the broker
     down the run is still kept, as the library keeps it: the relay of any worker publishes
