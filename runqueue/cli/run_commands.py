@@ -157,12 +157,13 @@ def submit(
     timeout: float,
     from_file: IO[bytes] | None,
 ) -> None:
-    """Create a run of ASSISTANT on a thread, or many from a JSON Lines file (--from).
+    """Create a run of ASSISTANT, or many (--from).
 
-    Applies the thread's multitask strategy and prints the run as JSON. With the broker
-    down the run is still kept, as the library keeps it: the relay of any worker publishes
-    it once the broker is back (a note on stderr says so; exit 0). With --wait: exit 3 if
-    the run ended but not in success, 4 if it had not ended within --timeout (it goes on).
+    One run on a thread (--thread): applies the thread's multitask strategy and prints the
+    run as JSON. With the broker down the run is still kept, as the library keeps it: the
+    relay of any worker publishes it once the broker is back (a note on stderr says so;
+    exit 0). With --wait: exit 3 if the run ended but not in success, 4 if it had not ended
+    within --timeout (it goes on).
 
     With --from FILE: one run per line of FILE, a JSON object of RunRequest's fields
     (thread_id required; assistant_id, kwargs, metadata, multitask_strategy, on_disconnect,
