@@ -27,7 +27,7 @@ from runqueue.records import (
     StreamEvent,
     ThreadState,
 )
-from runqueue.registry import RunManager, RunOptions, SyncRunManager
+from runqueue.registry import RunManager, RunOptions, RunRequest, SyncRunManager
 from runqueue.settings import Settings
 from runqueue.worker.execution import RunContext, RunTask, assistant
 from runqueue.worker.retries import RetryPolicy
@@ -53,6 +53,7 @@ __all__ = [
     "ThreadExistsError",
     "ThreadNotFoundError",
     "RunRecord",
+    "RunRequest",
     "RetryPolicy",
     "RunStatus",
     "RunTask",

@@ -8,9 +8,10 @@ published twice still executes once.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 from celery import Celery
+from kombu import Producer
 
 from runqueue import task_events
 from runqueue.app import runtime_of
@@ -28,38 +29,88 @@ PUBLISH_RETRY_POLICY = {
     "interval_step": 0.2,
     "interval_max": 0.2,
 }
+PUBLISH_BATCH = 500  # runs per pipelined round of publish_many (Redis)
 
 
 def publish(app: Celery, run: RunRecord) -> bool:
     """Send the run's task message (task id = run id). False if the broker refused.
     Flower shows the message's argsrepr and kwargsrepr: the thread, labelled, and the
     kwargs only if Settings.flower_payloads is on."""
-    runtime = runtime_of(app)
     try:
-        app.send_task(
-            run.assistant_id,
-            args=[run.thread_id],
-            kwargs=run.kwargs,
-            task_id=run.run_id,
-            queue=runtime.settings.queue,
-            retry=True,
-            retry_policy=PUBLISH_RETRY_POLICY,
-            headers={"runqueue_thread_id": run.thread_id},
-            argsrepr=task_events.thread_label(run.thread_id),
-            kwargsrepr=task_events.kwargs_label(run.kwargs, runtime.settings.flower_payloads),
-        )
+        _send(app, run)
     except Exception as exc:  # kombu raises many types for a broker that is down
-        logger.warning(
-            "publish failed, the relay will retry: %s",
-            exc,
-            extra={"run_id": run.run_id, "thread_id": run.thread_id},
-        )
-        try:
-            runtime.store.mark_unpublished(run.run_id)
-        except Exception:  # the row keeps its old dispatch time; the relay still finds it
-            logger.exception("could not mark run %s unpublished", run.run_id)
+        _left_for_relay(app, [run], exc)
         return False
     return True
+
+
+def publish_many(app: Celery, runs: Sequence[RunRecord]) -> int:
+    """Publish many runs through one producer, PUBLISH_BATCH runs per broker round trip where
+    the transport can (Redis: kombu's `Producer.batch()`, one non-transactional pipeline of
+    each message's LPUSH and its task-sent event); elsewhere (the filesystem broker,
+    RabbitMQ) one message after the other on that one producer. The messages are publish()'s
+    own. Returns how many were sent.
+
+    The first failure ends the batch: the broker is taken as down (each further attempt
+    would wait out its own retry), and the failed round and every run not yet sent are
+    marked unpublished for the relay. A round whose pipeline failed may have been delivered
+    in part ("uncertain", kombu says): published twice, a run still executes once."""
+    runs = list(runs)
+    if len(runs) == 1:  # nothing to batch: the single-run path and its message, as before
+        return int(publish(app, runs[0]))
+    sent = 0
+    try:
+        with app.producer_or_acquire() as producer:
+            # One message a round where nothing is batched, so that `sent` stays exact.
+            size = PUBLISH_BATCH if producer.supports_batch_publish else 1
+            while sent < len(runs):
+                round_ = runs[sent : sent + size]
+                # No flush inside a round (two commands a run), so a round is sent whole or
+                # failed whole, and the runs to hand to the relay are known.
+                with producer.batch(max_size=2 * len(round_) + 1):
+                    for run in round_:
+                        _send(app, run, producer)
+                sent += len(round_)
+    except Exception as exc:  # kombu raises many types for a broker that is down
+        _left_for_relay(app, runs[sent:], exc)
+    return sent
+
+
+def _send(app: Celery, run: RunRecord, producer: Producer | None = None) -> None:
+    """The run's task message, the one publish() and publish_many() send."""
+    settings = runtime_of(app).settings
+    app.send_task(
+        run.assistant_id,
+        args=[run.thread_id],
+        kwargs=run.kwargs,
+        task_id=run.run_id,
+        queue=settings.queue,
+        retry=True,
+        retry_policy=PUBLISH_RETRY_POLICY,
+        headers={"runqueue_thread_id": run.thread_id},
+        argsrepr=task_events.thread_label(run.thread_id),
+        kwargsrepr=task_events.kwargs_label(run.kwargs, settings.flower_payloads),
+        producer=producer,
+    )
+
+
+def _left_for_relay(app: Celery, runs: Sequence[RunRecord], error: Exception) -> None:
+    """Mark runs whose publish failed as unpublished, so that the relay sends them soon.
+    One warning for the lot: a batch of thousands is one failure, not thousands."""
+    store = runtime_of(app).store
+    if runs:
+        more = f" (and {len(runs) - 1} more runs)" if len(runs) > 1 else ""
+        logger.warning(
+            "publish failed%s, the relay will retry: %s",
+            more,
+            error,
+            extra={"run_id": runs[0].run_id, "thread_id": runs[0].thread_id},
+        )
+    for run in runs:
+        try:
+            store.mark_unpublished(run.run_id)
+        except Exception:  # the row keeps its old dispatch time; the relay still finds it
+            logger.exception("could not mark run %s unpublished", run.run_id)
 
 
 def revoke(app: Celery, runs: Iterable[tuple[str, str | None]]) -> None:
@@ -115,15 +166,14 @@ def apply_effects(app: Celery, effects: Effects, *, announce_ends: bool = True) 
         for ending in effects.ended:
             task_events.announce_end(app, ending.run_id, ending.status, reason=ending.detail)
     revoke(app, effects.terminate)
-    for run in effects.publish:
-        publish(app, run)
+    publish_many(app, effects.publish)
 
 
 def relay(app: Celery, limit: int = 500) -> int:
     """Publish queued runs that never reached the broker, or were lost there. Returns count."""
     runtime = runtime_of(app)
     runs = runtime.store.runs_to_publish(limit=limit)
-    published = sum(publish(app, run) for run in runs)
+    published = publish_many(app, runs)
     if runs:
         logger.info("relay published %d of %d waiting runs", published, len(runs))
     return published

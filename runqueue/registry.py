@@ -12,7 +12,8 @@ import functools
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterator, Mapping, Sequence
+from dataclasses import dataclass, fields
 from typing import Any, Concatenate, ParamSpec, TypedDict, TypeVar, Unpack
 
 from celery import Celery
@@ -24,6 +25,7 @@ from runqueue.errors import (
     InvalidPayloadError,
     InvalidStatusError,
     RunNotFoundError,
+    RunQueueError,
     StreamUnavailableError,
     ThreadNotFoundError,
     UnknownAssistantError,
@@ -44,7 +46,7 @@ from runqueue.records import (
     WorkerRecord,
 )
 from runqueue.settings import Settings
-from runqueue.store.decisions import NewRun
+from runqueue.store.decisions import Effects, NewRun
 from runqueue.store.queries import RunQueries
 from runqueue.store.transactions import INFLIGHT
 from runqueue.worker.execution import RunTask
@@ -70,6 +72,59 @@ class RunOptions(TypedDict, total=False):
     user_id: str | None
     if_not_exists: str  # "create" (the default): a new thread id makes a thread; "reject"
     own_thread: bool  # True: the thread must be new or user_id's (the HTTP API's isolation)
+
+
+@dataclass(frozen=True)
+class RunRequest:
+    """One run for create_many(): create_or_reject()'s arguments, with its defaults."""
+
+    thread_id: str
+    assistant_id: str | None = None  # None: the default assistant
+    kwargs: dict[str, Any] | None = None
+    metadata: dict[str, Any] | None = None
+    multitask_strategy: MultitaskStrategy | str = MultitaskStrategy.reject
+    on_disconnect: DisconnectMode | str = DisconnectMode.continue_
+    follow_up_to_run_id: str | None = None
+    user_id: str | None = None
+    if_not_exists: str = "create"
+    own_thread: bool = False
+
+    @classmethod
+    def from_json(cls, value: Any) -> RunRequest:
+        """A request from a decoded JSON object (a line of `runqueue submit --from`):
+        InvalidPayloadError for anything but an object, an unknown field, no thread_id or a
+        non-boolean own_thread. The values themselves are checked by create_many()."""
+        if not isinstance(value, Mapping):
+            raise InvalidPayloadError(f"a run request is a JSON object, not {type(value).__name__}")
+        unknown = sorted(set(value) - REQUEST_FIELDS)
+        if unknown:
+            raise InvalidPayloadError(
+                f"unknown field {validation.shown(unknown[0])} "
+                f"(fields: {', '.join(sorted(REQUEST_FIELDS))})"
+            )
+        if "thread_id" not in value:
+            raise InvalidPayloadError("thread_id is required")
+        if not isinstance(value.get("own_thread", False), bool):
+            raise InvalidPayloadError(
+                f"own_thread must be true or false, not {validation.shown(value['own_thread'])}"
+            )
+        return cls(**value)
+
+    def options(self) -> RunOptions:
+        """Its options as create_or_reject() takes them."""
+        return RunOptions(
+            kwargs=self.kwargs,
+            metadata=self.metadata,
+            multitask_strategy=self.multitask_strategy,
+            on_disconnect=self.on_disconnect,
+            follow_up_to_run_id=self.follow_up_to_run_id,
+            user_id=self.user_id,
+            if_not_exists=self.if_not_exists,
+            own_thread=self.own_thread,
+        )
+
+
+REQUEST_FIELDS = frozenset(field.name for field in fields(RunRequest))
 
 
 class SyncRunManager:
@@ -116,6 +171,51 @@ class SyncRunManager:
         if unexpected:
             method = "create_or_reject" if check_strategy else "create"
             raise TypeError(f"{method}() got an unexpected keyword argument {unexpected[0]!r}")
+        new = self._new_run(thread_id, assistant_id, options)
+        self._warn_if_unserved(new.assistant_id)
+        run, effects = self.store.create_run(new, check_strategy=check_strategy)
+        self._after_create(effects, [run])
+        return run
+
+    def create_many(
+        self, requests: Sequence[RunRequest], *, check_strategy: bool = True
+    ) -> list[RunRecord | RunQueueError]:
+        """Record many runs in one transaction, each thread's strategy applied in the order
+        given, then publish them in pipelined rounds. Every request is checked first, as
+        create_or_reject() checks one: the first invalid one raises its error (the same type,
+        its message naming the request's index, `index` set), and nothing is written.
+        Returns one outcome per request, in order: its run, or the ConflictError (reject on a
+        busy thread) or ThreadNotFoundError that refused it, nothing of it written."""
+        if not requests:
+            return []
+        news = []
+        for index, request in enumerate(requests):
+            try:
+                news.append(self._new_run_of(request))
+            except RunQueueError as error:
+                raise _at_request(index, error) from None
+        for assistant_id in dict.fromkeys(new.assistant_id for new in news):
+            self._warn_if_unserved(assistant_id)
+        outcomes, effects = self.store.create_runs(news, check_strategy=check_strategy)
+        self._after_create(effects, [run for run in outcomes if isinstance(run, RunRecord)])
+        return outcomes
+
+    def validate_many(self, requests: Sequence[RunRequest]) -> list[RunQueueError | None]:
+        """Why each request would be refused before anything is written (None: valid), as
+        create_many() checks them: for a caller that reports every bad request at once
+        (`runqueue submit --from`). Reads no database."""
+        problems: list[RunQueueError | None] = []
+        for request in requests:
+            try:
+                self._new_run_of(request)
+            except RunQueueError as error:
+                problems.append(error)
+            else:
+                problems.append(None)
+        return problems
+
+    def _new_run(self, thread_id: str, assistant_id: str | None, options: RunOptions) -> NewRun:
+        """A request checked and made ready to write: the typed error of the first bad value."""
         limit = self.settings.max_payload_bytes
         follow_up_to = options.get("follow_up_to_run_id")
         new = NewRun(
@@ -136,13 +236,22 @@ class SyncRunManager:
             own_thread=bool(options.get("own_thread", False)),
         )
         self.app.tasks[new.assistant_id].check_kwargs(new.thread_id, new.kwargs or {})
-        self._warn_if_unserved(new.assistant_id)
-        run, effects = self.store.create_run(new, check_strategy=check_strategy)
+        return new
+
+    def _new_run_of(self, request: RunRequest) -> NewRun:
+        return self._new_run(request.thread_id, request.assistant_id, request.options())
+
+    def _after_create(self, effects: Effects, runs: list[RunRecord]) -> None:
+        """After the commit: the effects, then a task-sent event for each new run that is
+        held behind its thread (not published, so only this tells Flower it exists). A run
+        a later request of the same batch already interrupted is not published at all."""
+        ended = {ending.run_id for ending in effects.ended}
+        effects.publish = [run for run in effects.publish if run.run_id not in ended]
         apply_effects(self.app, effects)
-        if run.status is RunStatus.pending and all(r.run_id != run.run_id for r in effects.publish):
-            # Held behind its thread: not published, so only this tells Flower it exists.
-            task_events.announce_held(self.app, run, self.settings.flower_payloads)
-        return run
+        published = {run.run_id for run in effects.publish}
+        for run in runs:
+            if run.run_id not in published and run.run_id not in ended:
+                task_events.announce_held(self.app, run, self.settings.flower_payloads)
 
     def assistant_name(self, assistant_id: str | None) -> str:
         """The registered assistant a run names (the default if None); UnknownAssistantError
@@ -431,6 +540,14 @@ class SyncRunManager:
         return deleted
 
 
+def _at_request(index: int, error: RunQueueError) -> RunQueueError:
+    """The error of request `index` of a batch: the same type, saying which request it was
+    (in its message and its `index` attribute)."""
+    located = type(error)(f"request {index}: {error}")
+    located.index = index
+    return located
+
+
 P = ParamSpec("P")
 R = TypeVar("R")
 
@@ -457,6 +574,8 @@ class RunManager:
 
     create = _in_thread(SyncRunManager.create)
     create_or_reject = _in_thread(SyncRunManager.create_or_reject)
+    create_many = _in_thread(SyncRunManager.create_many)
+    validate_many = _in_thread(SyncRunManager.validate_many)
     get = _in_thread(SyncRunManager.get)
     list_by_thread = _in_thread(SyncRunManager.list_by_thread)
     list_runs = _in_thread(SyncRunManager.list_runs)

@@ -9,7 +9,7 @@ import logging
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import click
 
@@ -22,6 +22,13 @@ from runqueue.records import AbortAction, MultitaskStrategy, RunRecord, RunStatu
 BROKER_LOGGERS = ("runqueue.dispatch", "runqueue.task_events")
 EXIT_RUN_FAILED = 3  # submit --wait: the run ended, not in success
 EXIT_STILL_RUNNING = 4  # submit --wait: the run had not ended within --timeout
+# submit's options that name one run, and so do not apply with --from (one run per line)
+NOT_WITH_FROM = {
+    "thread_id": "--thread",
+    "kwargs_json": "--kwargs",
+    "wait": "--wait",
+    "timeout": "--timeout",
+}
 
 
 @contextlib.contextmanager
@@ -109,8 +116,8 @@ def resolve_run(queries, value: str) -> RunRecord:  # noqa: ANN001
 
 
 @main.command()
-@click.argument("assistant")
-@click.option("--thread", "thread_id", required=True, help="Thread id.")
+@click.argument("assistant", required=False)
+@click.option("--thread", "thread_id", help="Thread id.")
 @click.option(
     "--strategy",
     type=EnumChoice(MultitaskStrategy, validation.strategy),
@@ -133,22 +140,54 @@ def resolve_run(queries, value: str) -> RunRecord:  # noqa: ANN001
     show_default=True,
     help="Seconds --wait waits.",
 )
-@click.pass_obj
+@click.option(
+    "--from",
+    "from_file",
+    type=click.File("rb"),
+    help="Many runs from a JSON Lines file (- for stdin), instead of --thread and --kwargs.",
+)
+@click.pass_context
 def submit(
-    state: CliState,
-    assistant: str,
-    thread_id: str,
+    ctx: click.Context,
+    assistant: str | None,
+    thread_id: str | None,
     strategy: MultitaskStrategy,
     kwargs_json: str,
     wait: bool,
     timeout: float,
+    from_file: IO[bytes] | None,
 ) -> None:
-    """Create a run of ASSISTANT on a thread.
+    """Create a run of ASSISTANT, or many (--from).
 
-    Applies the thread's multitask strategy and prints the run as JSON. With the broker
-    down the run is still kept, as the library keeps it: the relay of any worker publishes
-    it once the broker is back (a note on stderr says so; exit 0). With --wait: exit 3 if
-    the run ended but not in success, 4 if it had not ended within --timeout (it goes on)."""
+    One run on a thread (--thread): applies the thread's multitask strategy and prints the
+    run as JSON. With the broker down the run is still kept, as the library keeps it: the
+    relay of any worker publishes it once the broker is back (a note on stderr says so;
+    exit 0). With --wait: exit 3 if the run ended but not in success, 4 if it had not ended
+    within --timeout (it goes on).
+
+    With --from FILE: one run per line of FILE, a JSON object of RunRequest's fields
+    (thread_id required; assistant_id, kwargs, metadata, multitask_strategy, on_disconnect,
+    follow_up_to_run_id, user_id, if_not_exists, own_thread). ASSISTANT and --strategy fill
+    in a line that gives none; blank lines are skipped. Every line is checked before anything
+    is written: a file with any bad line submits nothing (each is reported as `line N:
+    reason`, exit 1). Then the runs are created 1,000 per transaction, each thread's strategy
+    applied in file order, and published in pipelined rounds; stdout gets one JSON line per
+    request (its run, or `refused` and why), stderr progress and a summary. A run its
+    thread's strategy refused is not written (exit 1, naming its line); the others are."""
+    state: CliState = ctx.obj
+    if from_file is not None:
+        given = [option for name, option in NOT_WITH_FROM.items() if was_given(ctx, name)]
+        if given:
+            raise click.UsageError(f"{given[0]} does not apply with --from (one run per line)")
+        submit_from_file(state, from_file, assistant, strategy)
+        return
+    if assistant is None:
+        # Optional only with --from: said as a required argument is, not as "[ASSISTANT]".
+        raise click.MissingParameter(
+            ctx=ctx, param=parameter(ctx, "assistant"), param_hint="'ASSISTANT'"
+        )
+    if thread_id is None:
+        raise click.MissingParameter(ctx=ctx, param=parameter(ctx, "thread_id"))
     from runqueue.store.database import require_database
 
     kwargs = read_kwargs(kwargs_json)
@@ -192,6 +231,41 @@ def submit(
         sys.exit(EXIT_STILL_RUNNING)
     if wait and run.status is not RunStatus.success:
         sys.exit(EXIT_RUN_FAILED)
+
+
+def parameter(ctx: click.Context, name: str) -> click.Parameter:
+    return next(param for param in ctx.command.params if param.name == name)
+
+
+def was_given(ctx: click.Context, name: str) -> bool:
+    """True if the parameter was on the command line (or its environment), not defaulted."""
+    return ctx.get_parameter_source(name) is not click.core.ParameterSource.DEFAULT
+
+
+def submit_from_file(
+    state: CliState, source: IO[bytes], assistant: str | None, strategy: MultitaskStrategy
+) -> None:
+    """submit --from: read and check every line, then create the runs (bulk_submit.py)."""
+    from runqueue.cli.bulk_submit import read_requests, submit_from, summarize
+    from runqueue.store.database import require_database
+
+    lines, bad = read_requests(source, assistant, strategy)
+    require_database(state.settings.database_url)  # before the app makes its broker folders
+    manager = state.manager()
+    quiet_dispatch()
+    problem = broker_problem(manager.app)
+    name = "stdin" if source.name in ("-", "<stdin>") else source.name
+    with registry_warnings() as warnings:  # said once the runs exist, as notes
+        submitted = submit_from(manager, lines, bad, name)
+    for warning in warnings:
+        click.echo(f"note: {warning}", err=True)
+    if problem:
+        click.echo(
+            f"note: {problem}; the runs are kept (pending) and are published when the broker "
+            "is back (a worker's relay)",
+            err=True,
+        )
+    summarize(submitted, name)
 
 
 @main.command()

@@ -1,0 +1,206 @@
+"""create_many and publish_many on both backends: each thread's strategy in request order,
+nothing written for a refused or invalid request, every run published once (messages as
+publish() sends them) and executed by a real worker, a down broker left to the relay."""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+
+import pytest
+import redis
+from sqlalchemy import func, select
+
+from runqueue import (
+    ConflictError,
+    InvalidPayloadError,
+    InvalidRunIdError,
+    RunRecord,
+    RunRequest,
+    RunStatus,
+    UnknownAssistantError,
+    dispatch,
+)
+from runqueue.dispatch import publish
+from runqueue.store.models import Run, RunEventRow, Thread
+
+pytestmark = pytest.mark.integration
+
+
+def new_thread() -> str:
+    return f"bulk-{uuid.uuid4().hex[:12]}"
+
+
+def row_counts(manager, threads: list[str]) -> tuple[int, int, int]:  # noqa: ANN001
+    """Rows of these threads in runs, threads and run_events (other tests' runs may still be
+    writing theirs)."""
+    with manager.store.transaction() as conn:
+        return tuple(
+            conn.execute(
+                select(func.count()).select_from(table).where(table.thread_id.in_(threads))
+            ).scalar()
+            for table in (Run, Thread, RunEventRow)
+        )
+
+
+def dispatch_states(manager, runs: list[RunRecord]) -> list[str]:  # noqa: ANN001
+    with manager.store.transaction() as conn:
+        states = dict(
+            conn.execute(
+                select(Run.run_id, Run.dispatch_state).where(
+                    Run.run_id.in_([run.run_id for run in runs])
+                )
+            ).all()
+        )
+    return [states[run.run_id] for run in runs]
+
+
+def take_messages(backend, queue: str) -> dict[str, dict]:  # noqa: ANN001
+    """Take every task message waiting in `queue` off the broker: task id -> the message as
+    the broker held it, but for kombu's delivery tag (a fresh one per send). A task id sent
+    twice is an AssertionError."""
+    settings = backend.settings
+    if settings.is_embedded_broker:
+        files = sorted(settings.broker_dir.glob(f"*.{queue}.msg"))
+        raw = [path.read_text() for path in files]
+        for path in files:
+            path.unlink()
+    else:
+        client = redis.Redis.from_url(settings.broker_url)
+        raw = client.lrange(queue, 0, -1)
+        client.delete(queue)
+    messages = [json.loads(text) for text in raw]
+    by_id = {}
+    for message in messages:
+        message["properties"].pop("delivery_tag")
+        assert message["headers"]["id"] not in by_id, "a run was sent twice"
+        by_id[message["headers"]["id"]] = message
+    return by_id
+
+
+def test_each_threads_strategy_applies_in_request_order_and_runs_in_creation_order(
+    manager, worker, journal
+):
+    fifo, rejecting = new_thread(), new_thread()
+    step = {"steps": 1, "delay": 0.05, "journal": str(journal)}
+    outcomes = manager.create_many(
+        [
+            RunRequest(fifo, "steps", kwargs=step, multitask_strategy="enqueue"),
+            RunRequest(rejecting, "echo", kwargs={"journal": str(journal)}),
+            RunRequest(fifo, "steps", kwargs=step, multitask_strategy="enqueue"),
+            RunRequest(rejecting, "echo"),  # reject: the first one is in flight
+            RunRequest(fifo, "steps", kwargs=step, multitask_strategy="enqueue"),
+            RunRequest(fifo, "steps", kwargs=step, multitask_strategy="enqueue"),
+        ]
+    )
+    assert [type(outcome) for outcome in outcomes] == [
+        RunRecord, RunRecord, RunRecord, ConflictError, RunRecord, RunRecord
+    ]  # fmt: skip
+    assert rejecting in str(outcomes[3])
+    enqueued = [outcomes[i] for i in (0, 2, 4, 5)]
+    assert dispatch_states(manager, enqueued) == ["queued", "held", "held", "held"]
+
+    for run in [*enqueued, outcomes[1]]:
+        assert manager.join(run.run_id, timeout=30).status is RunStatus.success
+    starts = [line["run_id"] for line in journal.lines(thread_id=fifo, event="start")]
+    assert starts == [run.run_id for run in enqueued]  # first in, first out
+    assert journal.overlapping() == 0
+    assert journal.count(run_id=outcomes[1].run_id, event="start") == 1
+
+
+def test_interrupt_ends_a_pending_run_of_the_same_batch_before_it_starts(manager, worker, journal):
+    thread_id = new_thread()
+    first, second = manager.create_many(
+        [
+            RunRequest(thread_id, "echo", kwargs={"journal": str(journal)}),
+            RunRequest(
+                thread_id, "echo", kwargs={"journal": str(journal)}, multitask_strategy="interrupt"
+            ),
+        ]
+    )
+    assert manager.join(second.run_id, timeout=30).status is RunStatus.success
+    interrupted = manager.get(first.run_id)
+    assert interrupted.status is RunStatus.interrupted
+    assert [event.detail for event in manager.events(first.run_id)][-1] == (
+        "cancelled before start (interrupt)"
+    )
+    assert journal.count(run_id=first.run_id, event="start") == 0  # it never executed
+
+
+def test_a_refused_request_writes_nothing(backend):
+    """On a queue no worker reads, so that nothing but create_many writes these threads."""
+    manager = backend.manager(queue=f"nobody-{uuid.uuid4().hex[:8]}", republish_after=3600)
+    busy, unknown, fresh = new_thread(), new_thread(), new_thread()
+    manager.create_or_reject(busy, "echo")
+    before = row_counts(manager, [busy, unknown, fresh])
+    assert before == (1, 1, 1)
+    outcomes = manager.create_many(
+        [
+            RunRequest(busy, "echo"),  # reject on a busy thread
+            RunRequest(unknown, "echo", if_not_exists="reject"),  # no such thread
+        ]
+    )
+    assert [type(outcome).__name__ for outcome in outcomes] == [
+        "ConflictError",
+        "ThreadNotFoundError",
+    ]
+    assert row_counts(manager, [busy, unknown, fresh]) == before
+
+    outcomes = manager.create_many([RunRequest(busy, "echo"), RunRequest(fresh, "echo")])
+    assert isinstance(outcomes[0], ConflictError) and isinstance(outcomes[1], RunRecord)
+    assert row_counts(manager, [busy, unknown, fresh]) == (2, 2, 2)  # the second one's only
+
+
+@pytest.mark.parametrize(
+    ("bad", "error"),
+    [
+        (RunRequest(new_thread(), "no-such-assistant"), UnknownAssistantError),
+        (RunRequest(new_thread(), "echo", kwargs={"x": float("nan")}), InvalidPayloadError),
+        (RunRequest("'; DROP TABLE runs; --", "echo"), InvalidRunIdError),
+    ],
+)
+def test_an_invalid_request_raises_naming_its_index_and_writes_nothing(manager, bad, error):
+    good = [RunRequest(new_thread(), "echo"), RunRequest(new_thread(), "echo")]
+    threads = [good[0].thread_id, bad.thread_id, good[1].thread_id]
+    with pytest.raises(error, match=r"^request 1: ") as raised:
+        manager.create_many([good[0], bad, good[1]])
+    assert raised.value.index == 1
+    assert row_counts(manager, threads) == (0, 0, 0)
+
+
+def test_publish_many_sends_each_run_once_as_publish_does(backend, monkeypatch):
+    """On a queue no worker reads, in rounds of 50: the broker holds exactly one message per
+    queued run, and it is the very message publish() sends for that run. (A republish an
+    hour away: the module's worker never relays these runs to its own queue.)"""
+    monkeypatch.setattr(dispatch, "PUBLISH_BATCH", 50)
+    queue = f"nobody-{uuid.uuid4().hex[:8]}"
+    manager = backend.manager(queue=queue, republish_after=3600)
+    held = new_thread()
+    requests = [RunRequest(new_thread(), "echo", kwargs={"n": n}) for n in range(120)]
+    requests += [RunRequest(held, "echo"), RunRequest(held, "echo", multitask_strategy="enqueue")]
+    runs = manager.create_many(requests)
+    batched = take_messages(backend, queue)
+    assert sorted(batched) == sorted(run.run_id for run in runs[:121])  # not the held one
+
+    for run in runs[:3]:
+        assert publish(manager.app, run)
+    assert take_messages(backend, queue) == {run.run_id: batched[run.run_id] for run in runs[:3]}
+    assert batched[runs[7].run_id]["headers"]["runqueue_thread_id"] == runs[7].thread_id
+
+
+def test_publish_many_with_the_broker_down_leaves_every_run_to_the_relay(backend, manager, worker):
+    unreachable = backend.manager(broker_url="redis://127.0.0.1:1/0")
+    started = time.monotonic()
+    runs = unreachable.create_many(
+        [RunRequest(new_thread(), "echo", kwargs={"late": n}) for n in range(5)]
+    )
+    assert time.monotonic() - started < 10, "create_many waited on a dead broker per run"
+    with manager.store.transaction() as conn:
+        dispatched = conn.execute(
+            select(Run.dispatched_at).where(Run.run_id.in_([run.run_id for run in runs]))
+        ).scalars()
+        assert list(dispatched) == [None] * 5  # marked unpublished, each of them
+    for n, run in enumerate(runs):  # the worker's relay publishes them on the real broker
+        done = manager.join(run.run_id, timeout=30)
+        assert done.status is RunStatus.success and done.result["echo"] == {"late": n}
