@@ -8,7 +8,7 @@ claims.py holds what a worker writes about its own run; outbox.py the relay's an
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,7 +23,7 @@ from runqueue.store.fleet import FleetStatements
 from runqueue.store.graph_writes import GraphWriteStatements, delete_graph_writes
 from runqueue.store.models import CheckpointRow, Run
 from runqueue.store.outbox import OutboxStatements
-from runqueue.store.rows import RUN_COLUMNS, run_record
+from runqueue.store.rows import RUN_COLUMNS, run_record, run_record_of
 from runqueue.store.threads import ThreadStatements
 from runqueue.store.transactions import (
     HELD,
@@ -129,35 +129,42 @@ class RunStore(
     ) -> RunRecord | None:
         """_create_in as one call of runqueue_create_run (PostgreSQL). None: the strategy
         must cancel runs in flight, which the statements do (_create_in), nothing written."""
-        row = conn.execute(
-            functions.CREATE_RUN,
-            dict(
-                run_id=new.run_id,
-                thread_id=new.thread_id,
-                assistant_id=new.assistant_id,
-                user_id=new.user_id,
-                strategy=new.multitask_strategy.value if new.multitask_strategy else None,
-                check_strategy=check_strategy,
-                on_disconnect=new.on_disconnect,
-                metadata=functions.as_json(new.metadata),
-                kwargs=functions.as_json(new.kwargs),
-                follow_up_to_run_id=new.follow_up_to_run_id,
-                create_thread=new.create_thread,
-                own_thread=new.own_thread,
-                republish_in=self._republish_in(0),
-            ),
-        ).one()
-        if row.outcome == "conflict":
+        row = conn.execute(functions.CREATE_RUN, self._create_params(new, check_strategy)).one()
+        return self._created(row._mapping, new, effects)
+
+    def _create_params(self, new: NewRun, check_strategy: bool) -> dict[str, Any]:
+        return dict(
+            run_id=new.run_id,
+            thread_id=new.thread_id,
+            assistant_id=new.assistant_id,
+            user_id=new.user_id,
+            strategy=new.multitask_strategy.value if new.multitask_strategy else None,
+            check_strategy=check_strategy,
+            on_disconnect=new.on_disconnect,
+            metadata=functions.as_json(new.metadata),
+            kwargs=functions.as_json(new.kwargs),
+            follow_up_to_run_id=new.follow_up_to_run_id,
+            create_thread=new.create_thread,
+            own_thread=new.own_thread,
+            republish_in=self._republish_in(0),
+        )
+
+    @staticmethod
+    def _created(row: Mapping[str, Any], new: NewRun, effects: Effects) -> RunRecord | None:
+        """What runqueue_create_run answered: the run (queued ones to effects.publish), a
+        refusal raised, or None for cancel_first."""
+        outcome = row["outcome"]
+        if outcome == "conflict":
             raise ConflictError(
                 f"thread {new.thread_id} already has an active run "
-                f"({row.conflict_run_id}, {row.conflict_status})"
+                f"({row['conflict_run_id']}, {row['conflict_status']})"
             )
-        if row.outcome == "no_thread":
+        if outcome == "no_thread":
             raise ThreadNotFoundError(f"no thread {new.thread_id}")
-        if row.outcome == "cancel_first":
+        if outcome == "cancel_first":
             return None
-        run = run_record(row)
-        if row.dispatch_state == QUEUED:
+        run = run_record_of(row)
+        if row["dispatch_state"] == QUEUED:
             effects.publish.append(run)
         return run
 
@@ -169,8 +176,12 @@ class RunStore(
         not be used (ThreadNotFoundError) is returned as that error, in its place, with
         nothing of it written (a savepoint each); the others are recorded."""
         effects = Effects()
-        outcomes: list[RunRecord | RunQueueError] = []
+        if not news:
+            return [], effects
         with self.transaction() as conn:
+            if self.has_functions:
+                return self._create_runs_by_function(conn, news, check_strategy, effects), effects
+            outcomes: list[RunRecord | RunQueueError] = []
             for new in news:
                 try:
                     with conn.begin_nested():
@@ -178,6 +189,46 @@ class RunStore(
                 except (ConflictError, ThreadNotFoundError) as refused:
                     outcomes.append(refused)
         return outcomes, effects
+
+    def _create_runs_by_function(
+        self, conn: Connection, news: Sequence[NewRun], check_strategy: bool, effects: Effects
+    ) -> list[RunRecord | RunQueueError]:
+        """create_runs on PostgreSQL: runqueue_create_run for each request, pipelined
+        (functions.pipelined), in the caller's transaction. The function writes nothing when
+        it refuses, so no savepoints. Requests are taken thread by thread, in the order of
+        their thread ids (each thread's own requests in the order given): every batch locks
+        threads in one order, so two batches never deadlock. A request whose strategy may
+        have to cancel runs in flight (interrupt, rollback) ends a pipelined round, as its
+        outcome decides what the next request of its thread finds."""
+        order = sorted(range(len(news)), key=lambda index: news[index].thread_id)
+        outcomes: list[RunRecord | RunQueueError | None] = [None] * len(news)
+        cancelling = (MultitaskStrategy.interrupt, MultitaskStrategy.rollback)
+        start = 0
+        while start < len(order):
+            end = start
+            while end < len(order) and not (
+                check_strategy and news[order[end]].multitask_strategy in cancelling
+            ):
+                end += 1
+            end = max(end, start + 1)  # a cancelling request is a round of its own
+            round_ = order[start:end]
+            rows = functions.pipelined(
+                conn,
+                functions.CREATE_RUN,
+                [self._create_params(news[i], check_strategy) for i in round_],
+            )
+            for index, row in zip(round_, rows, strict=True):
+                new = news[index]
+                try:
+                    run = self._created(row, new, effects)
+                except (ConflictError, ThreadNotFoundError) as refused:
+                    outcomes[index] = refused
+                    continue
+                # cancel_first: its thread is locked and passed the checks; the statements
+                # cancel its runs in flight and insert it, in this same transaction.
+                outcomes[index] = run or self._create_in(conn, new, check_strategy, effects)
+            start = end
+        return [outcome for outcome in outcomes if outcome is not None]
 
     def _create_in(
         self, conn: Connection, new: NewRun, check_strategy: bool, effects: Effects

@@ -11,9 +11,14 @@ expanded from its row type, `(o.run).*`, under their own names: run_record() rea
 from __future__ import annotations
 
 import json
+import re
+from collections.abc import Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import text
+import psycopg
+from psycopg.rows import dict_row
+from sqlalchemy import Connection, TextClause, text
+from sqlalchemy.exc import DBAPIError
 
 CREATE_RUN = text(
     "SELECT o.outcome, o.conflict_run_id, o.conflict_status, (o.run).* "
@@ -40,3 +45,34 @@ FINISH_RUN = text(
 def as_json(value: Any) -> str | None:
     """A JSON parameter as text (None stays SQL NULL: the column keeps its value)."""
     return None if value is None else json.dumps(value)
+
+
+def pipelined(
+    conn: Connection, statement: TextClause, params: Sequence[Mapping[str, Any]]
+) -> list[Mapping[str, Any]]:
+    """Execute `statement` once per parameter set in psycopg's pipeline mode (executemany
+    with returning: every call is sent before the first answer is read), in the caller's
+    transaction, and return each call's one row by column name. Driver errors come back as
+    SQLAlchemy's, as for conn.execute, so the store maps them the same way."""
+    if not params:
+        return []
+    driver_sql = _DRIVER_SQL.get(statement.text)
+    if driver_sql is None:  # :name -> %(name)s, psycopg's own placeholders
+        driver_sql = _DRIVER_SQL[statement.text] = re.sub(
+            r"(?<!:):(\w+)", r"%(\1)s", statement.text
+        )
+    driver = conn.connection.driver_connection
+    try:
+        with driver.cursor(row_factory=dict_row) as cursor:
+            cursor.executemany(driver_sql, params, returning=True)
+            rows = []
+            while True:
+                rows.append(cursor.fetchone())
+                if not cursor.nextset():
+                    break
+    except psycopg.Error as exc:
+        raise DBAPIError.instance(driver_sql, params, exc, psycopg.Error) from exc
+    return rows
+
+
+_DRIVER_SQL: dict[str, str] = {}

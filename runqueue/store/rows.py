@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -33,7 +34,11 @@ def aware(value: datetime | None) -> datetime | None:
 
 
 def run_record(row: Row[Any]) -> RunRecord:
-    m = row._mapping
+    return run_record_of(row._mapping)
+
+
+def run_record_of(m: Mapping[str, Any]) -> RunRecord:
+    """A run's record from its columns by name (a row's mapping, or a driver's dict row)."""
     return RunRecord(
         run_id=m["run_id"],
         thread_id=m["thread_id"],
