@@ -6,6 +6,7 @@ from sqlalchemy import bindparam, select, update
 
 from runqueue.records import RunRecord
 from runqueue.store.models import Run
+from runqueue.store.rows import RUN_COLUMNS, run_record
 from runqueue.store.transactions import (
     PENDING,
     QUEUED,
@@ -65,8 +66,11 @@ class OutboxStatements(StoreBase):
                     for row in due
                 ],
             )
-            runs = [self._fetch(conn, row.run_id) for row in due]
-        return [run for run in runs if run is not None]
+            # One read for the lot (a backlog is hundreds of runs), in the order they fell due.
+            ids = [row.run_id for row in due]
+            rows = conn.execute(select(*RUN_COLUMNS).where(Run.run_id.in_(ids))).all()
+        by_id = {row.run_id: run_record(row) for row in rows}
+        return [by_id[run_id] for run_id in ids if run_id in by_id]
 
     def expired_leases(self, limit: int = 100) -> list[tuple[str, str]]:
         """(run_id, claim_token) of running runs whose worker stopped renewing: their lease

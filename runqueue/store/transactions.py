@@ -19,10 +19,9 @@ from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.functions import FunctionElement
 
 from runqueue.errors import ThreadNotFoundError
-from runqueue.records import DispatchState, RunRecord, RunStatus
+from runqueue.records import DispatchState, RunStatus
 from runqueue.store.database import READ_ONLY, get_engine, unreachable_as_error
 from runqueue.store.models import Run, RunEventRow, Thread, Timestamp
-from runqueue.store.rows import RUN_COLUMNS, run_record
 
 logger = logging.getLogger(__name__)
 
@@ -232,11 +231,6 @@ class StoreBase:
             .where(Run.thread_id == thread_id, IS_INFLIGHT)
             .order_by(Run.created_at, Run.run_id)
         ).all()
-
-    def _fetch(self, conn: Connection, run_id: str) -> RunRecord | None:
-        """The run's record, read in this transaction."""
-        row = conn.execute(select(*RUN_COLUMNS).where(Run.run_id == run_id)).first()
-        return None if row is None else run_record(row)
 
     def _record_event(
         self,
