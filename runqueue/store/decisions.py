@@ -214,7 +214,7 @@ class RunStore(
             round_ = order[start:end]
             rows = functions.pipelined(
                 conn,
-                functions.CREATE_RUN,
+                functions.CREATE_RUN_SQL,
                 [self._create_params(news[i], check_strategy) for i in round_],
             )
             for index, row in zip(round_, rows, strict=True):

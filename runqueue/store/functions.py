@@ -17,10 +17,13 @@ from typing import Any
 
 import psycopg
 from psycopg.rows import dict_row
-from sqlalchemy import Connection, TextClause, text
+from sqlalchemy import Boolean, Connection, Text, TextClause, column, text
 from sqlalchemy.exc import DBAPIError
 
-CREATE_RUN = text(
+from runqueue.store.models import JSONType
+from runqueue.store.rows import RUN_COLUMNS
+
+CREATE_RUN_SQL = text(
     "SELECT o.outcome, o.conflict_run_id, o.conflict_status, (o.run).* "
     "FROM runqueue_create_run(:run_id, :thread_id, :assistant_id, :user_id, :strategy, "
     ":check_strategy, :on_disconnect, CAST(:metadata AS jsonb), CAST(:kwargs AS jsonb), "
@@ -28,18 +31,30 @@ CREATE_RUN = text(
     "CAST(:republish_in AS double precision)) AS o"
 )
 
-CLAIM_RUN = text(
+CLAIM_RUN_SQL = text(
     "SELECT o.outcome, o.checkpoint_values, (o.run).* "
     "FROM runqueue_claim_run(:run_id, :worker, :token, "
     "CAST(:lease_seconds AS double precision)) AS o"
 )
 
-FINISH_RUN = text(
+FINISH_RUN_SQL = text(
     "SELECT o.changed, (o.released).* "
     "FROM runqueue_finish_run(:run_id, :status, :token, CAST(:result AS jsonb), :error, "
     ":worker, :detail, CAST(:from_statuses AS text[]), :claimed_by, :lease_over, "
     "CAST(:republish_in AS double precision)) AS o"
 )
+
+
+# Typed result columns, so SQLAlchemy maps each row by position with the map it compiled
+# once, instead of matching 30 untyped names at every call (0.3 ms of CPU a transition).
+_RUN = [column(c.name, c.type) for c in RUN_COLUMNS]
+CREATE_RUN = CREATE_RUN_SQL.columns(
+    column("outcome", Text), column("conflict_run_id", Text), column("conflict_status", Text), *_RUN
+)
+CLAIM_RUN = CLAIM_RUN_SQL.columns(
+    column("outcome", Text), column("checkpoint_values", JSONType), *_RUN
+)
+FINISH_RUN = FINISH_RUN_SQL.columns(column("changed", Boolean), *_RUN)
 
 
 def as_json(value: Any) -> str | None:
