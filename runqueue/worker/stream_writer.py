@@ -1,4 +1,5 @@
-"""An attempt's events on their way to the run stream: emit() queues, one thread writes.
+"""An attempt's events on their way to the run stream: emit() queues, one thread writes
+(started by the first event).
 
 A round trip per event would cap a token-streaming assistant at what one connection does in
 series (about 11,000 appends/s to a local Redis). So context.emit() checks the event and
@@ -63,6 +64,7 @@ class StreamWriter(threading.Thread):
         self._touch = False  # keep_alive() asked for a touch of the stream
         self.refused: AppendOutcome | None = None  # why the stream took no more
         self.failure: BaseException | None = None  # the store stayed unreachable
+        self._writing_started = False  # the thread starts with the first event (or touch)
 
     def open(self) -> None:
         """Take the stream for this attempt (its `metadata`), then start writing. Refused
@@ -76,7 +78,13 @@ class StreamWriter(threading.Thread):
             self.refused = opened.outcome
             self._raise_if_stopped()
         self.last_seq = opened.seq
-        self.start()
+
+    def _start_writing(self) -> None:
+        """Start the thread on first need (lock held): a run that emits nothing and ends
+        before its first heartbeat, the common no-op or short run, never starts one."""
+        if not self._writing_started:
+            self._writing_started = True
+            self.start()
 
     def put(self, event: str, data: str) -> None:
         """Queue one checked event (JSON text); RunCancelledError once the stream refused."""
@@ -84,6 +92,7 @@ class StreamWriter(threading.Thread):
             self._changed.wait_for(lambda: len(self._pending) < MAX_PENDING or self._stopped)
             self._raise_if_stopped()
             self._pending.append((event, data))
+            self._start_writing()
             self._changed.notify_all()
 
     def keep_alive(self) -> None:
@@ -92,6 +101,7 @@ class StreamWriter(threading.Thread):
         renewals, or the run would be fenced while its database is fine."""
         with self._changed:
             self._touch = True
+            self._start_writing()
             self._changed.notify_all()
 
     def flush(self, timeout: float) -> bool:

@@ -343,3 +343,16 @@ def test_a_deferred_sigterm_waits_for_a_hung_statement_at_most_a_moment():
 
     code, lived = _in_child(child)
     assert code == 3 and lived < 10
+
+
+def test_the_stream_thread_starts_with_the_first_event(manager):
+    """A run that emits nothing (and ends before its first heartbeat) starts no writer
+    thread; its first event starts one, and every event is written before close returns."""
+    run, _execution, writer, context = _claimed(manager)
+    writer.open()
+    assert not writer.is_alive()
+    context.emit("tick", {"n": 1})
+    assert writer.is_alive() or writer.last_seq == 2
+    writer.close(5.0)
+    writer.join(5)
+    assert writer.last_seq == 2  # metadata, then the tick
