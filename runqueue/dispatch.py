@@ -62,14 +62,41 @@ def publish_many(app: Celery, runs: Sequence[RunRecord]) -> int:
     RabbitMQ) one message after the other on that one producer. The messages are publish()'s
     own. Returns how many were sent.
 
-    The first failure ends the batch: the broker is taken as down (each further attempt
+    A failed round is sent once more (a connection the broker closed since its last use);
+    a second failure ends the batch: the broker is taken as down (each further attempt
     would wait out its own retry), and the failed round and every run not yet sent are
     marked unpublished for the relay. A round whose pipeline failed may have been delivered
     in part ("uncertain", kombu says): published twice, a run still executes once."""
     runs = list(runs)
+    if not runs:
+        return 0
     if len(runs) == 1:  # nothing to batch: the single-run path and its message, as before
         return int(publish(app, runs[0]))
     sent = 0
+    retried = False
+    while sent < len(runs):
+        try:
+            sent = _send_rounds(app, runs, sent)
+        except _RoundFailed as failed:
+            sent = failed.sent
+            if retried:  # twice in a row: the broker is down, the relay takes the rest
+                _left_for_relay(app, runs[sent:], failed.error)
+                break
+            # Once, as publish() does: a connection the broker closed since its last use
+            # fails the first round; kombu reconnects for the next one.
+            retried = True
+    return sent
+
+
+class _RoundFailed(Exception):
+    def __init__(self, sent: int, error: Exception):
+        super().__init__(str(error))
+        self.sent, self.error = sent, error
+
+
+def _send_rounds(app: Celery, runs: list[RunRecord], sent: int) -> int:
+    """publish_many's rounds from runs[sent:]; returns how many were sent in all, or raises
+    _RoundFailed saying how many had been before the round that failed."""
     try:
         with app.producer_or_acquire() as producer:
             # One message a round where nothing is batched, so that `sent` stays exact.
@@ -83,7 +110,7 @@ def publish_many(app: Celery, runs: Sequence[RunRecord]) -> int:
                         _send(app, run, producer)
                 sent += len(round_)
     except Exception as exc:  # kombu raises many types for a broker that is down
-        _left_for_relay(app, runs[sent:], exc)
+        raise _RoundFailed(sent, exc) from exc
     return sent
 
 

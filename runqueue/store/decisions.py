@@ -8,22 +8,22 @@ claims.py holds what a worker writes about its own run; outbox.py the relay's an
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import Connection, bindparam, delete, insert, update
 
 from runqueue.errors import ConflictError, RunQueueError, ThreadNotFoundError
 from runqueue.records import AbortAction, MultitaskStrategy, RunRecord, RunStatus
-from runqueue.store import functions
 from runqueue.store.api_keys import ApiKeyStatements
 from runqueue.store.claims import LEASE_OVER, ExecutionStatements
+from runqueue.store.effects import Effects, NewRun, RunEnding, thread_busy
 from runqueue.store.fleet import FleetStatements
+from runqueue.store.functions import TransitionFunctions
 from runqueue.store.graph_writes import GraphWriteStatements, delete_graph_writes
 from runqueue.store.models import CheckpointRow, Run
 from runqueue.store.outbox import OutboxStatements
-from runqueue.store.rows import RUN_COLUMNS, run_record, run_record_of
+from runqueue.store.rows import RUN_COLUMNS, run_record
 from runqueue.store.threads import ThreadStatements
 from runqueue.store.transactions import (
     HELD,
@@ -62,46 +62,8 @@ INSERT_RUN = {
 }
 
 
-@dataclass(frozen=True)
-class NewRun:
-    """A validated request for a run, before it is written."""
-
-    run_id: str
-    thread_id: str
-    assistant_id: str
-    user_id: str | None
-    multitask_strategy: MultitaskStrategy | None
-    on_disconnect: str
-    metadata: dict[str, Any]
-    kwargs: dict[str, Any]
-    follow_up_to_run_id: str | None
-    create_thread: bool = True  # False: ThreadNotFoundError unless the thread exists
-    own_thread: bool = False  # True: ThreadNotFoundError if the thread is another user's
-
-
-@dataclass(frozen=True)
-class RunEnding:
-    """A run that reached its final status in this transaction: its stream gets `end`."""
-
-    run_id: str
-    status: RunStatus
-    error: str | None = None
-    error_type: str | None = None  # the exception's class name, for the stream's `error`
-    detail: str | None = None  # why, as the run's history says it: "cancelled (rollback)"
-
-
-@dataclass
-class Effects:
-    """What must reach the broker and the run stream once the transaction that decided it
-    has committed."""
-
-    publish: list[RunRecord] = field(default_factory=list)  # runs to publish
-    # (run id, the worker that claimed it) to revoke(terminate=True), sent to that worker
-    terminate: list[tuple[str, str | None]] = field(default_factory=list)
-    ended: list[RunEnding] = field(default_factory=list)  # streams to end
-
-
 class RunStore(
+    TransitionFunctions,
     ExecutionStatements,
     OutboxStatements,
     GraphWriteStatements,
@@ -124,57 +86,14 @@ class RunStore(
             run = self._create_in(conn, new, check_strategy, effects)
         return run, effects
 
-    def _create_by_function(
-        self, conn: Connection, new: NewRun, check_strategy: bool, effects: Effects
-    ) -> RunRecord | None:
-        """_create_in as one call of runqueue_create_run (PostgreSQL). None: the strategy
-        must cancel runs in flight, which the statements do (_create_in), nothing written."""
-        row = conn.execute(functions.CREATE_RUN, self._create_params(new, check_strategy)).one()
-        return self._created(row._mapping, new, effects)
-
-    def _create_params(self, new: NewRun, check_strategy: bool) -> dict[str, Any]:
-        return dict(
-            run_id=new.run_id,
-            thread_id=new.thread_id,
-            assistant_id=new.assistant_id,
-            user_id=new.user_id,
-            strategy=new.multitask_strategy.value if new.multitask_strategy else None,
-            check_strategy=check_strategy,
-            on_disconnect=new.on_disconnect,
-            metadata=functions.as_json(new.metadata),
-            kwargs=functions.as_json(new.kwargs),
-            follow_up_to_run_id=new.follow_up_to_run_id,
-            create_thread=new.create_thread,
-            own_thread=new.own_thread,
-            republish_in=self._republish_in(0),
-        )
-
-    @staticmethod
-    def _created(row: Mapping[str, Any], new: NewRun, effects: Effects) -> RunRecord | None:
-        """What runqueue_create_run answered: the run (queued ones to effects.publish), a
-        refusal raised, or None for cancel_first."""
-        outcome = row["outcome"]
-        if outcome == "conflict":
-            raise ConflictError(
-                f"thread {new.thread_id} already has an active run "
-                f"({row['conflict_run_id']}, {row['conflict_status']})"
-            )
-        if outcome == "no_thread":
-            raise ThreadNotFoundError(f"no thread {new.thread_id}")
-        if outcome == "cancel_first":
-            return None
-        run = run_record_of(row)
-        if row["dispatch_state"] == QUEUED:
-            effects.publish.append(run)
-        return run
-
     def create_runs(
         self, news: Sequence[NewRun], *, check_strategy: bool
     ) -> tuple[list[RunRecord | RunQueueError], Effects]:
         """create_run for many requests in one transaction, each thread's strategy applied in
         the order given. A request its strategy refuses (ConflictError) or whose thread may
         not be used (ThreadNotFoundError) is returned as that error, in its place, with
-        nothing of it written (a savepoint each); the others are recorded."""
+        nothing of it written (SQLite: a savepoint each; PostgreSQL: the function writes
+        nothing when it refuses); the others are recorded."""
         effects = Effects()
         if not news:
             return [], effects
@@ -190,46 +109,6 @@ class RunStore(
                     outcomes.append(refused)
         return outcomes, effects
 
-    def _create_runs_by_function(
-        self, conn: Connection, news: Sequence[NewRun], check_strategy: bool, effects: Effects
-    ) -> list[RunRecord | RunQueueError]:
-        """create_runs on PostgreSQL: runqueue_create_run for each request, pipelined
-        (functions.pipelined), in the caller's transaction. The function writes nothing when
-        it refuses, so no savepoints. Requests are taken thread by thread, in the order of
-        their thread ids (each thread's own requests in the order given): every batch locks
-        threads in one order, so two batches never deadlock. A request whose strategy may
-        have to cancel runs in flight (interrupt, rollback) ends a pipelined round, as its
-        outcome decides what the next request of its thread finds."""
-        order = sorted(range(len(news)), key=lambda index: news[index].thread_id)
-        outcomes: list[RunRecord | RunQueueError | None] = [None] * len(news)
-        cancelling = (MultitaskStrategy.interrupt, MultitaskStrategy.rollback)
-        start = 0
-        while start < len(order):
-            end = start
-            while end < len(order) and not (
-                check_strategy and news[order[end]].multitask_strategy in cancelling
-            ):
-                end += 1
-            end = max(end, start + 1)  # a cancelling request is a round of its own
-            round_ = order[start:end]
-            rows = functions.pipelined(
-                conn,
-                functions.CREATE_RUN_SQL,
-                [self._create_params(news[i], check_strategy) for i in round_],
-            )
-            for index, row in zip(round_, rows, strict=True):
-                new = news[index]
-                try:
-                    run = self._created(row, new, effects)
-                except (ConflictError, ThreadNotFoundError) as refused:
-                    outcomes[index] = refused
-                    continue
-                # cancel_first: its thread is locked and passed the checks; the statements
-                # cancel its runs in flight and insert it, in this same transaction.
-                outcomes[index] = run or self._create_in(conn, new, check_strategy, effects)
-            start = end
-        return [outcome for outcome in outcomes if outcome is not None]
-
     def _create_in(
         self, conn: Connection, new: NewRun, check_strategy: bool, effects: Effects
     ) -> RunRecord:
@@ -243,10 +122,7 @@ class RunStore(
         busy = any(holds_thread(row) for row in inflight)
         if check_strategy and strategy is not None:
             if inflight and strategy is MultitaskStrategy.reject:
-                raise ConflictError(
-                    f"thread {new.thread_id} already has an active run "
-                    f"({inflight[0].run_id}, {inflight[0].status})"
-                )
+                raise thread_busy(new.thread_id, inflight[0].run_id, inflight[0].status)
             if strategy in (MultitaskStrategy.interrupt, MultitaskStrategy.rollback):
                 action = AbortAction(strategy.value)
                 # Pending runs end now; running ones hold the thread until they stop.
@@ -390,29 +266,21 @@ class RunStore(
         worker's main process, for a pool child it lost)."""
         effects = Effects()
         if self.has_functions:
-            with self.single_statement() as conn:
-                row = conn.execute(
-                    functions.FINISH_RUN,
-                    dict(
-                        run_id=run_id,
-                        status=status.value,
-                        token=token,
-                        result=functions.as_json(result),
-                        error=error,
-                        worker=worker,
-                        detail=detail,
-                        from_statuses=list(from_statuses),
-                        claimed_by=claimed_by,
-                        lease_over=lease_over,
-                        republish_in=self._republish_in(0),
-                    ),
-                ).one()
-            if not row.changed:
-                return False, effects
-            if row.run_id is not None:
-                effects.publish.append(run_record(row))
-            effects.ended.append(RunEnding(run_id, status, error, error_type, detail or error))
-            return True, effects
+            return self._finish_by_function(
+                run_id,
+                status,
+                dict(
+                    token=token,
+                    result=result,
+                    error=error,
+                    worker=worker,
+                    detail=detail,
+                    from_statuses=from_statuses,
+                    claimed_by=claimed_by,
+                    lease_over=lease_over,
+                ),
+                error_type,
+            )
         with self.transaction() as conn:
             thread_id = self._lock_thread_of(conn, run_id)
             if thread_id is None:

@@ -155,8 +155,10 @@ class StoreBase:
 
     @property
     def has_functions(self) -> bool:
-        """True on PostgreSQL, where the hot transitions are SQL functions (functions.py)."""
-        return self.engine.dialect.name == "postgresql"
+        """True on PostgreSQL through psycopg 3 (the driver runqueue installs and selects
+        for postgresql:// URLs), where the hot transitions are SQL functions (functions.py)."""
+        dialect = self.engine.dialect
+        return dialect.name == "postgresql" and dialect.driver == "psycopg"
 
     @contextmanager
     def single_statement(self) -> Iterator[Connection]:

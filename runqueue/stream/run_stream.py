@@ -121,7 +121,12 @@ def open_stream(settings: Settings) -> RunStream:
     elif url.startswith(("sqlite", "postgresql")):
         from runqueue.stream.sql_transport import SqlStreamTransport
 
-        transport = SqlStreamTransport(url, poll_interval=settings.stream_poll_interval, **options)
+        transport = SqlStreamTransport(
+            url,
+            poll_interval=settings.stream_poll_interval,
+            pool_size=settings.database_pool_size,
+            **options,
+        )
     else:
         raise SettingsError(
             f"RUNQUEUE_STREAM_URL {redact_url(url)!r}: expected redis://, rediss://, or the "

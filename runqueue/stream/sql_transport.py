@@ -37,11 +37,19 @@ class SqlStreamTransport(StreamTransport):
     """Run streams in the database at `url` (the one the runs live in)."""
 
     def __init__(
-        self, url: str, *, retention_seconds: float, max_events: int, poll_interval: float = 0.05
+        self,
+        url: str,
+        *,
+        retention_seconds: float,
+        max_events: int,
+        poll_interval: float = 0.05,
+        pool_size: int = 15,
     ):
         super().__init__(url, retention_seconds=retention_seconds, max_events=max_events)
         self.poll_interval = poll_interval
-        self._store = StoreBase(url)  # transactions, with an unreachable database as an error
+        # Transactions, with an unreachable database as an error; the process's one engine
+        # for the URL, so whichever is made first, the pool is the one settings size.
+        self._store = StoreBase(url, pool_size=pool_size)
 
     def _transaction(self) -> AbstractContextManager[Connection]:
         return self._store.transaction()

@@ -8,6 +8,7 @@ import json
 import time
 import uuid
 
+import kombu
 import pytest
 import redis
 from sqlalchemy import func, select
@@ -45,14 +46,19 @@ def row_counts(manager, threads: list[str]) -> tuple[int, int, int]:  # noqa: AN
 
 
 def dispatch_states(manager, runs: list[RunRecord]) -> list[str]:  # noqa: ANN001
+    """Each run's dispatch state when it was created (queued, or held behind its thread), as
+    its first history row recorded it: the live column moves on as soon as a worker runs."""
+    states: dict[str, str] = {}
     with manager.store.transaction() as conn:
-        states = dict(
-            conn.execute(
-                select(Run.run_id, Run.dispatch_state).where(
-                    Run.run_id.in_([run.run_id for run in runs])
-                )
-            ).all()
-        )
+        for run_id, detail in conn.execute(
+            select(RunEventRow.run_id, RunEventRow.detail)
+            .where(
+                RunEventRow.run_id.in_([run.run_id for run in runs]),
+                RunEventRow.status == "pending",
+            )
+            .order_by(RunEventRow.event_id)
+        ):
+            states.setdefault(run_id, detail)
     return [states[run.run_id] for run in runs]
 
 
@@ -204,3 +210,41 @@ def test_publish_many_with_the_broker_down_leaves_every_run_to_the_relay(backend
     for n, run in enumerate(runs):  # the worker's relay publishes them on the real broker
         done = manager.join(run.run_id, timeout=30)
         assert done.status is RunStatus.success and done.result["echo"] == {"late": n}
+
+
+def test_a_failed_batched_publish_is_sent_again_the_plain_way(backend, monkeypatch):
+    """publish() sends the message and its task-sent event in one pipelined round; a round
+    that fails (a connection the broker closed) is sent again without the batch, so the run
+    is published at once, not left to the relay."""
+    if backend.settings.is_embedded_broker:
+        pytest.skip("the filesystem broker has no batch: each message is sent as it comes")
+    queue = f"nobody-{uuid.uuid4().hex[:8]}"
+    manager = backend.manager(queue=queue, republish_after=3600)
+    run = manager.create_many([RunRequest(new_thread(), "echo")])[0]
+    take_messages(backend, queue)
+    failed: list[int] = []
+
+    class FailingOnce:
+        def __init__(self, real):  # noqa: ANN001
+            self.real = real
+
+        def __enter__(self):  # noqa: ANN204
+            return self.real.__enter__()
+
+        def __exit__(self, *exc_info):  # noqa: ANN002, ANN204
+            if failed or exc_info[0] is not None:
+                return self.real.__exit__(*exc_info)
+            failed.append(1)
+            error = ConnectionError("the broker closed this connection")
+            self.real.__exit__(ConnectionError, error, None)  # discards, sends nothing
+            raise error
+
+    real_batch = kombu.Producer.batch
+    monkeypatch.setattr(
+        kombu.Producer, "batch", lambda self, **options: FailingOnce(real_batch(self, **options))
+    )
+    assert publish(manager.app, run)
+    assert failed == [1]
+    assert list(take_messages(backend, queue)) == [run.run_id]  # sent, once more
+    with manager.store.transaction() as conn:  # and never handed to the relay
+        assert conn.execute(select(Run.dispatched_at).where(Run.run_id == run.run_id)).scalar()

@@ -160,7 +160,14 @@ SCRIPT: list[tuple[str, Any]] = [
     ("create", MultitaskStrategy.interrupt),  # interrupts run 1 (running) and run 2 (pending)
     ("finish", 1),
     ("claim", 3),
-    ("finish", 3),
+    ("finish", (3, {"token": "not-the-claim"})),  # refused: another attempt's token
+    ("finish", (3, {"claimed_by": "another-worker"})),  # refused: not this worker's claim
+    ("finish", (3, {"lease_over": True})),  # refused: the lease is still live
+    ("finish", (3, {"result": {"ok": [1, 2]}, "worker": "w", "detail": "done"})),
+    ("finish", (3, {"error": "late duplicate"})),  # refused: already final
+    ("create", MultitaskStrategy.enqueue),
+    ("claim", 4),
+    ("finish", (4, {"error": "boom", "status": RunStatus.error})),
 ]
 
 
@@ -182,27 +189,34 @@ def replay(store: RunStore, thread: str) -> list[Any]:
         elif step == "claim":
             seen.append(store.claim_run(runs[argument].run_id, "w", f"t{argument}", 30.0).outcome)
         else:
-            run_id = runs[argument].run_id
-            status = RunStatus.interrupted if argument == 1 else RunStatus.success
-            changed, effects = store.finish_run(run_id, status, token=f"t{argument}")
+            index, options = argument if isinstance(argument, tuple) else (argument, {})
+            options = {"token": f"t{index}", "claimed_by": "w", **options}
+            default = RunStatus.interrupted if index == 1 else RunStatus.success
+            status = options.pop("status", default)
+            changed, effects = store.finish_run(runs[index].run_id, status, **options)
             released = [[r.run_id for r in runs].index(p.run_id) for p in effects.publish]
             seen.append((changed, released))
     with store.reading() as conn:
         ordered = {new.run_id: index for index, new in enumerate(runs)}
         rows = conn.execute(
-            select(Run.run_id, Run.status, Run.dispatch_state, Run.attempt).where(
-                Run.thread_id == thread
-            )
+            select(
+                Run.run_id,
+                Run.status,
+                Run.dispatch_state,
+                Run.attempt,
+                Run.worker,
+                Run.result,
+                Run.error,
+                Run.lease_expires_at.is_(None).label("no_lease"),
+            ).where(Run.thread_id == thread)
         ).all()
-        seen.append(
-            sorted((ordered[r.run_id], r.status, r.dispatch_state, r.attempt) for r in rows)
-        )
+        seen.append(sorted((ordered[r.run_id], *r[1:]) for r in rows))
         events = conn.execute(
-            select(RunEventRow.run_id, RunEventRow.status, RunEventRow.detail)
+            select(RunEventRow.run_id, RunEventRow.status, RunEventRow.worker, RunEventRow.detail)
             .where(RunEventRow.thread_id == thread)
             .order_by(RunEventRow.event_id)
         ).all()
-        seen.append([(ordered[e.run_id], e.status, e.detail) for e in events])
+        seen.append([(ordered[e.run_id], *e[1:]) for e in events])
     return seen
 
 
@@ -213,13 +227,13 @@ def test_functions_decide_what_the_statements_decide(store: RunStore, monkeypatc
     assert by_functions == by_statements
 
 
-def test_statement_path_still_serves_sqlite(tmp_path: Path):
+def test_sqlite_statements_decide_what_the_functions_decide(store: RunStore, tmp_path: Path):
     backend = make_backend("embedded", tmp_path)
     try:
         backend.manager()
-        store = RunStore(backend.settings.database_url)
-        assert not store.has_functions
-        assert replay(store, "rt-sqlite")[-1]  # the same script runs on its statements
+        sqlite = RunStore(backend.settings.database_url)
+        assert not sqlite.has_functions
+        assert replay(sqlite, "rt-sqlite") == replay(store, f"rt-pg-{uuid.uuid4().hex[:8]}")
     finally:
         backend.close()
 

@@ -85,7 +85,11 @@ BEGIN
         WHERE o.thread_id = p_thread_id AND o.status IN ('pending', 'running')
           AND (o.status = 'running' OR o.dispatch_state = 'queued'));
     v_state := CASE WHEN v_busy THEN 'held' ELSE 'queued' END;
-    UPDATE threads SET updated_at = v_now WHERE thread_id = p_thread_id;
+    -- As lock_thread: the upsert of a create that may make the thread touches it; a
+    -- create into an existing thread only (if_not_exists=reject) does not.
+    IF p_create_thread THEN
+        UPDATE threads SET updated_at = v_now WHERE thread_id = p_thread_id;
+    END IF;
     INSERT INTO runs (
         run_id, thread_id, assistant_id, user_id, status, multitask_strategy, on_disconnect,
         metadata, kwargs, follow_up_to_run_id, publish_count, attempt, created_at, updated_at,
