@@ -260,7 +260,7 @@ def table_rows(backend: str, results: dict[str, Any]) -> list[list[str]]:
             creator.get("statements", 0) + worker.get("statements", 0),
             None,
             None,
-            f"create {creator.get('statements')}, worker {worker.get('statements')}",
+            f"create {creator.get('statements', 0)}, worker {worker.get('statements', 0)}",
         )
         add(
             "6 writes",
@@ -268,7 +268,7 @@ def table_rows(backend: str, results: dict[str, Any]) -> list[list[str]]:
             creator.get("round_trips", 0) + worker.get("round_trips", 0),
             None,
             None,
-            f"create {creator.get('round_trips')}, worker {worker.get('round_trips')}",
+            f"create {creator.get('round_trips', 0)}, worker {worker.get('round_trips', 0)}",
         )
         add(
             "6 writes",
@@ -276,7 +276,7 @@ def table_rows(backend: str, results: dict[str, Any]) -> list[list[str]]:
             creator.get("transactions", 0) + worker.get("transactions", 0),
             None,
             None,
-            f"create {creator.get('transactions')}, worker {worker.get('transactions')}",
+            f"create {creator.get('transactions', 0)}, worker {worker.get('transactions', 0)}",
         )
     me = results.get("memory", {})
     if "worker" in me:
