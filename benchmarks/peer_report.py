@@ -3,8 +3,9 @@ peer, and issue 14's bounds, reported met or missed, never asserted."""
 
 from __future__ import annotations
 
-import math
 from typing import Any
+
+from benchmarks.stats import figure_at
 
 # The peers runqueue is divided by, in the table's order.
 PEERS = ("procrastinate", "celery_db_backend", "celery_raw_events_on", "celery_raw_events_off")
@@ -12,15 +13,6 @@ SHAPE_LABELS = {"serial": "serial", "threads": "{n} threads"}
 
 Row = tuple[str, str, Any, Any, Any, str]  # scenario, metric, runqueue, peer, ratio, note
 SCENARIO = "8 peers"
-
-
-def _get(results: dict[str, Any], *path: str) -> float:
-    value: Any = results
-    for key in path:
-        if not isinstance(value, dict) or key not in value:
-            return math.nan
-        value = value[key]
-    return float(value) if isinstance(value, int | float) else math.nan
 
 
 def _shape(peers: dict[str, Any], shape: str) -> str:
@@ -107,5 +99,6 @@ def targets(results: dict[str, Any]) -> list[tuple[str, float, str, float]]:
         ("new conns / 1k creates, 64 thr", ("connections", "64", "per_1000_creates"), "<=", 64),
     ]
     return [
-        (label, _get(results, "peers", *path), sense, bound) for label, path, sense, bound in checks
+        (label, figure_at(results, "peers", *path), sense, bound)
+        for label, path, sense, bound in checks
     ]

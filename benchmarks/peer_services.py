@@ -4,9 +4,7 @@ benchmark's PostgreSQL server. Every process is stopped by its pid, every databa
 
 from __future__ import annotations
 
-import contextlib
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -17,6 +15,7 @@ from sqlalchemy.engine import make_url
 
 from benchmarks.peer_apps import PROCRASTINATE_DSN_ENV, RESULT_BACKEND_ENV
 from runqueue import Settings
+from runqueue.cli.processes import stop_process_group
 from tests.support import REPO_ROOT, checkout_path, settings_env
 
 CELERY_DATABASE_APP = "benchmarks.peer_celery_worker:app"
@@ -71,13 +70,7 @@ class PeerProcess:
         if self.process is None:
             return
         process, self.process = self.process, None
-        with contextlib.suppress(ProcessLookupError):
-            if process.poll() is None:
-                os.killpg(process.pid, signal.SIGTERM)
-                with contextlib.suppress(subprocess.TimeoutExpired):
-                    process.wait(timeout)
-            os.killpg(process.pid, signal.SIGKILL)
-        process.wait()
+        stop_process_group(process, timeout)
 
 
 def celery_worker(

@@ -26,6 +26,7 @@ from typing import Any
 from benchmarks import contention, footprint, latency, peer_report, peers, scale, throughput
 from benchmarks.harness import Bench
 from benchmarks.plan import SCENARIOS, Plan
+from benchmarks.stats import figure_at
 from tests.support import POSTGRES_ADMIN_URL, REDIS_HOST, REDIS_PORT
 
 BACKENDS = ("embedded", "postgres_redis")
@@ -105,34 +106,30 @@ def run_backend(
 # -- targets ----------------------------------------------------------------------------------
 
 
-def _get(results: dict[str, Any], *path: str) -> float:
-    value: Any = results
-    for key in path:
-        if not isinstance(value, dict) or key not in value:
-            return math.nan
-        value = value[key]
-    return float(value) if isinstance(value, int | float) else math.nan
-
-
 def targets(backend: str, results: dict[str, Any]) -> list[dict[str, Any]]:
     """Each target of issues 5 and 14: the figure, the bound, met or not (never asserted)."""
     contention_rates = [
-        _get(results, "contention", strategy, "median") for strategy in contention.STRATEGIES
+        figure_at(results, "contention", strategy, "median") for strategy in contention.STRATEGIES
     ]
     rows = [
-        ("runs/s vs raw", _get(results, "throughput", "ratio"), ">=", 0.8),
-        ("create->start p50 vs raw", _get(results, "create", "to_start_ratio_p50"), "<=", 1.5),
+        ("runs/s vs raw", figure_at(results, "throughput", "ratio"), ">=", 0.8),
+        ("create->start p50 vs raw", figure_at(results, "create", "to_start_ratio_p50"), "<=", 1.5),
         (
             "cancel->dead p99 (ms)",
-            _get(results, "cancel", "runqueue_to_dead_all", "p99_ms"),
+            figure_at(results, "cancel", "runqueue_to_dead_all", "p99_ms"),
             "<=",
             250,
         ),
         ("contention decisions/s (min)", min(contention_rates), ">=", 500),
-        ("large/small history, create p50", _get(results, "scale", "create_ratio_p50"), "<=", 1.2),
-        ("large/small history, list p50", _get(results, "scale", "list_ratio_p50"), "<=", 1.2),
-        ("worker RSS large/small", _get(results, "memory", "worker_ratio"), "<=", 1.1),
-        ("creator RSS large/small", _get(results, "memory", "creator_ratio"), "<=", 1.1),
+        (
+            "large/small history, create p50",
+            figure_at(results, "scale", "create_ratio_p50"),
+            "<=",
+            1.2,
+        ),
+        ("large/small history, list p50", figure_at(results, "scale", "list_ratio_p50"), "<=", 1.2),
+        ("worker RSS large/small", figure_at(results, "memory", "worker_ratio"), "<=", 1.1),
+        ("creator RSS large/small", figure_at(results, "memory", "creator_ratio"), "<=", 1.1),
     ]
     if backend == "postgres_redis":  # issue 14: runqueue against its peers
         rows += peer_report.targets(results)

@@ -53,3 +53,13 @@ def ratio(numerator: float, denominator: float) -> float:
     if not denominator or math.isnan(denominator) or math.isnan(numerator):
         return math.nan
     return numerator / denominator
+
+
+def figure_at(results: dict[str, Any], *path: str) -> float:
+    """The number at `path` in a results dict; NaN if any key is missing or it is no number."""
+    value: Any = results
+    for key in path:
+        if not isinstance(value, dict) or key not in value:
+            return math.nan
+        value = value[key]
+    return float(value) if isinstance(value, int | float) else math.nan

@@ -5,8 +5,6 @@ session of its own and is stopped by its pid."""
 from __future__ import annotations
 
 import contextlib
-import os
-import signal
 import socket
 import subprocess
 import sys
@@ -15,6 +13,7 @@ from pathlib import Path
 
 import httpx
 
+from runqueue.cli.processes import stop_process_group
 from runqueue.settings import Settings
 from tests.support import REPO_ROOT, checkout_path
 
@@ -78,13 +77,7 @@ class ServerProcess:
         if self.process is None:
             return
         process, self.process = self.process, None
-        with contextlib.suppress(ProcessLookupError):
-            if process.poll() is None:
-                os.killpg(process.pid, signal.SIGTERM)
-                with contextlib.suppress(subprocess.TimeoutExpired):
-                    process.wait(timeout)
-            os.killpg(process.pid, signal.SIGKILL)
-        process.wait()
+        stop_process_group(process, timeout)
 
 
 def api_server(

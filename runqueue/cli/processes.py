@@ -147,10 +147,16 @@ class WorkerProcess:
         if self.process is None or self._stopped:
             return
         self._stopped = True
-        with contextlib.suppress(ProcessLookupError):
-            if self.process.poll() is None:
-                os.killpg(self.process.pid, signal.SIGTERM)
-                with contextlib.suppress(subprocess.TimeoutExpired):
-                    self.process.wait(timeout)
-            os.killpg(self.process.pid, signal.SIGKILL)
-        self.process.wait()
+        stop_process_group(self.process, timeout)
+
+
+def stop_process_group(process: subprocess.Popen, timeout: float) -> None:
+    """SIGTERM to the process group a child leads (its own session), wait up to `timeout`,
+    then SIGKILL whatever of the group is left, and reap the child."""
+    with contextlib.suppress(ProcessLookupError):
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGTERM)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                process.wait(timeout)
+        os.killpg(process.pid, signal.SIGKILL)
+    process.wait()

@@ -58,6 +58,18 @@ def quiet_dispatch() -> None:
         logging.getLogger(name).setLevel(logging.ERROR)
 
 
+def say_notes(warnings: list[str], problem: str | None, kept: str) -> None:
+    """The notes after a submit: the registry's warnings, then what a down broker means for
+    what was created (`kept`: "run X is kept (pending) and is", "the runs are kept ... and are")."""
+    for warning in warnings:
+        click.echo(f"note: {warning}", err=True)
+    if problem:
+        click.echo(
+            f"note: {problem}; {kept} published when the broker is back (a worker's relay)",
+            err=True,
+        )
+
+
 def broker_problem(app) -> str | None:  # noqa: ANN001
     """Why the broker cannot be used now (None: it answers)."""
     from runqueue.dispatch import check_broker
@@ -200,14 +212,7 @@ def submit(
         run = manager.create_or_reject(
             thread_id, assistant, kwargs=kwargs, multitask_strategy=strategy
         )
-    for warning in warnings:
-        click.echo(f"note: {warning}", err=True)
-    if problem:
-        click.echo(
-            f"note: {problem}; run {run.run_id} is kept ({run.status.value}) and is published "
-            "when the broker is back (a worker's relay)",
-            err=True,
-        )
+    say_notes(warnings, problem, f"run {run.run_id} is kept ({run.status.value}) and is")
     timed_out = False
     if wait:
         try:
@@ -257,14 +262,7 @@ def submit_from_file(
     name = "stdin" if source.name in ("-", "<stdin>") else source.name
     with registry_warnings() as warnings:  # said once the runs exist, as notes
         submitted = submit_from(manager, lines, bad, name)
-    for warning in warnings:
-        click.echo(f"note: {warning}", err=True)
-    if problem:
-        click.echo(
-            f"note: {problem}; the runs are kept (pending) and are published when the broker "
-            "is back (a worker's relay)",
-            err=True,
-        )
+    say_notes(warnings, problem, "the runs are kept (pending) and are")
     summarize(submitted, name)
 
 
