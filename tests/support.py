@@ -272,3 +272,19 @@ def run_cli(
         timeout=timeout,
         cwd=REPO_ROOT,
     )
+
+
+def row_counts(manager: SyncRunManager, threads: list[str]) -> tuple[int, ...]:
+    """Rows of these threads in runs, threads and run_events (other tests' runs may still be
+    writing theirs)."""
+    from sqlalchemy import func, select
+
+    from runqueue.store.models import Run, RunEventRow, Thread
+
+    with manager.store.transaction() as conn:
+        return tuple(
+            conn.execute(
+                select(func.count()).select_from(table).where(table.thread_id.in_(threads))
+            ).scalar()
+            for table in (Run, Thread, RunEventRow)
+        )

@@ -11,7 +11,7 @@ import uuid
 import kombu
 import pytest
 import redis
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 from runqueue import (
     ConflictError,
@@ -24,25 +24,14 @@ from runqueue import (
     dispatch,
 )
 from runqueue.dispatch import publish
-from runqueue.store.models import Run, RunEventRow, Thread
+from runqueue.store.models import Run, RunEventRow
+from tests.support import row_counts
 
 pytestmark = pytest.mark.integration
 
 
 def new_thread() -> str:
     return f"bulk-{uuid.uuid4().hex[:12]}"
-
-
-def row_counts(manager, threads: list[str]) -> tuple[int, int, int]:  # noqa: ANN001
-    """Rows of these threads in runs, threads and run_events (other tests' runs may still be
-    writing theirs)."""
-    with manager.store.transaction() as conn:
-        return tuple(
-            conn.execute(
-                select(func.count()).select_from(table).where(table.thread_id.in_(threads))
-            ).scalar()
-            for table in (Run, Thread, RunEventRow)
-        )
 
 
 def dispatch_states(manager, runs: list[RunRecord]) -> list[str]:  # noqa: ANN001

@@ -11,11 +11,9 @@ from pathlib import Path
 
 import pytest
 import redis
-from sqlalchemy import func, select
 
-from runqueue.store.models import Run, RunEventRow, Thread
+from tests.support import row_counts, settings_env
 from tests.support import run_cli as runqueue
-from tests.support import settings_env
 
 pytestmark = pytest.mark.integration
 
@@ -27,17 +25,6 @@ def env(backend) -> dict[str, str]:  # noqa: ANN001
 
 def new_thread() -> str:
     return f"jsonl-{uuid.uuid4().hex[:12]}"
-
-
-def rows_of(manager, threads: list[str]) -> tuple[int, int, int]:  # noqa: ANN001
-    """Rows of these threads in runs, threads and run_events."""
-    with manager.store.transaction() as conn:
-        return tuple(
-            conn.execute(
-                select(func.count()).select_from(table).where(table.thread_id.in_(threads))
-            ).scalar()
-            for table in (Run, Thread, RunEventRow)
-        )
 
 
 def queue_length(backend) -> int:  # noqa: ANN001
@@ -84,7 +71,7 @@ def test_a_file_with_bad_lines_names_each_and_submits_nothing(env, manager, tmp_
     assert lines[4].startswith("error: line 7: kwargs is not JSON-serializable")
     assert lines[5] == f"error: 5 of 7 request(s) in {path} are bad; nothing was submitted"
     assert len(lines) == 6
-    assert rows_of(manager, [good, other]) == (0, 0, 0)
+    assert row_counts(manager, [good, other]) == (0, 0, 0)
 
 
 def test_stdin_with_defaults_from_the_command_line_and_a_refused_line(env, manager):
@@ -126,7 +113,7 @@ def test_stdin_with_defaults_from_the_command_line_and_a_refused_line(env, manag
     assert runs[0].kwargs == {"n": 1} and runs[2].metadata == {"m": 1}
     assert [run.multitask_strategy.value for run in runs] == ["enqueue"] * 3
     assert manager.why_pending(runs[1].run_id).startswith(f"held behind run {first}")
-    assert rows_of(manager, [thread_id, other]) == (3, 2, 3)  # nothing of line 4
+    assert row_counts(manager, [thread_id, other]) == (3, 2, 3)  # nothing of line 4
 
 
 def test_a_long_file_is_created_and_published_whole_with_progress(env, backend, manager, tmp_path):
@@ -145,5 +132,5 @@ def test_a_long_file_is_created_and_published_whole_with_progress(env, backend, 
         "submitted 2000/2000",
         f"created 2000 run(s) from {path}",
     ]
-    assert rows_of(manager, threads) == (2000, 2000, 2000)
+    assert row_counts(manager, threads) == (2000, 2000, 2000)
     assert queue_length(backend) == queued + 2000  # each run published, once
