@@ -24,8 +24,17 @@ WORKER_CONCURRENCY = 2  # runqueue's pool children, one per core
 REFERENCE_JOBS = 10  # langgraph dev --n-jobs-per-worker, as the conformance tests run it
 # The shipped defaults, not the tests' quick ones: with republish_after=5 s, every run of a
 # backlog older than that would be published again.
+# The load generator is one user (keys off): the per-user bound on runs in flight, which
+# keeps one user from queueing ahead of the others, would refuse most of its requests.
 RUNQUEUE_SETTINGS = dict(
-    heartbeat_interval=10.0, lease_seconds=30.0, maintenance_interval=2.0, republish_after=30.0
+    heartbeat_interval=10.0,
+    lease_seconds=30.0,
+    maintenance_interval=2.0,
+    republish_after=30.0,
+    api_max_runs_in_flight_per_user=1_000_000,
+    # With keys off every simulated user is the one anonymous user, who holds all the
+    # phase's streams at once (500): the per-user bound would refuse all but 20.
+    api_max_streams_per_user=100_000,
 )
 
 

@@ -54,7 +54,7 @@ def writes(bench: Bench, plan: Plan, sql_dir: Path) -> dict[str, Any]:
     )
     worker = difference(read_worker_counts(sql_dir), worker_before)
     worker.pop("tasks", None)
-    bench.purge(manager.app, bench.counted_settings.queue)
+    bench.purge_runs(manager)
     return {"runs": total, "creator": creator, "worker": per_run(worker, total)}
 
 

@@ -17,9 +17,11 @@ from sqlalchemy import func, select
 
 from benchmarks.tasks import create_raw_app, register_bench_assistants
 from runqueue import RunStatus, Settings, SyncRunManager, create_app
+from runqueue.celery.routing import run_queues
 from runqueue.store.models import Run
+from runqueue.worker.task import RunTask
 from tests.support import Backend, WorkerProcess, child_pids, make_backend, pid_alive
-from workers.assistants import register
+from workers.assistants import register_with_journal
 
 FINAL = [status.value for status in RunStatus if status.is_final]
 RUNQUEUE_WORKER_APP = "benchmarks.worker_app:app"
@@ -32,7 +34,7 @@ BENCH_SETTINGS = dict(heartbeat_interval=10.0, lease_seconds=30.0, maintenance_i
 def make_manager(settings: Settings) -> SyncRunManager:
     """A manager whose app knows the stock and the benchmark assistants."""
     app = create_app(settings, name=f"bench-{uuid.uuid4().hex[:6]}")
-    register(app)
+    register_with_journal(app)
     register_bench_assistants(app)
     return SyncRunManager(app)
 
@@ -128,16 +130,21 @@ class Bench:
         with contextlib.suppress(Exception), app.connection_for_write() as connection:
             connection.default_channel.queue_purge(queue)
 
+    def purge_runs(self, manager: SyncRunManager) -> None:
+        """Drop the runs' messages nobody will consume: each assistant's queue."""
+        names = [name for name, task in manager.app.tasks.items() if isinstance(task, RunTask)]
+        for queue in run_queues(manager.runtime, names):
+            self.purge(manager.app, queue)
+
     def close(self) -> list[threading.Thread]:
         """Stop everything; returns the threads still stopping workers, to join at exit."""
         for worker in list(self.workers):
             self.stop_worker(worker)
-        for app, queue in (
-            (self._manager.app if self._manager else None, self.settings.queue),
-            (self._raw_app, self.raw_settings.queue),
-        ):
-            if app is not None:
-                self.purge(app, queue)
+        if self._manager is not None:
+            with contextlib.suppress(Exception):  # the database may be gone already
+                self.purge_runs(self._manager)
+        if self._raw_app is not None:
+            self.purge(self._raw_app, self.raw_settings.queue)
         self.backend.close()
         return self._stoppers
 

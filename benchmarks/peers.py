@@ -22,6 +22,7 @@ from benchmarks.peer_systems import PeerSet, RunqueueBatch
 from benchmarks.plan import Plan
 from benchmarks.stats import over_repetitions, ratio
 from benchmarks.tasks import RAW_NOOP, create_raw_app
+from runqueue.celery.routing import run_queue
 from tests.support import POSTGRES_ADMIN_URL
 
 SHAPES = ("serial", "threads")  # one producer; plan.peer_producers producer threads
@@ -157,7 +158,7 @@ def create_many(bench: Bench, runs: int) -> dict[str, Any]:
         runqueue.RunRequest(thread_id=f"{prefix}-{index}", assistant_id="noop")
         for index in range(runs)
     ]
-    queue = bench.settings.queue
+    queue = run_queue(manager.runtime, "noop")  # the noop assistant's own queue
     queued_before = queue_length(manager.app, queue)
     started = time.perf_counter()
     outcomes = create_many_method(requests)

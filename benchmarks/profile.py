@@ -129,9 +129,12 @@ def main(argv: list[str] | None = None) -> int:
         f"{finished - started:.1f} s ({args.runs / (finished - started):.0f} runs/s)"
     )
     print(f"creator (create() loop), {creator_trace}:")
-    print(summarize(creator_trace, keep=("registry.py",)))
+    print(summarize(creator_trace, keep=("runqueue/registry/",)))
     print(f"worker pool children (task execution), {worker_trace}:")
-    print(summarize(worker_trace, keep=("execution.py", "signals.py", "trace.py")))
+    # The worker's rooms (task, attempt, heartbeat...) and a graph's execution, as the one
+    # execution.py they replaced matched.
+    keep = ("runqueue/worker/", "runqueue/langgraph/execution.py", "trace.py")
+    print(summarize(worker_trace, keep=keep))
     return 0
 
 

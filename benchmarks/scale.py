@@ -143,7 +143,7 @@ def run(bench: Bench, plan: Plan) -> dict[str, Any]:
                 rounds[label].append(measure(managers[label], thread_ids))
     finally:
         for manager in managers.values():
-            bench.purge(manager.app, manager.settings.queue)
+            bench.purge_runs(manager)
         for backend in backends.values():
             backend.close()
     figures = {

@@ -16,7 +16,7 @@ from typing import Any
 from celery import Celery
 
 from runqueue import RunContext, Settings, assistant
-from runqueue.app import configure_filesystem_broker
+from runqueue.celery.app import configure_filesystem_broker
 
 RAW_NOOP = "bench_raw_noop"
 RAW_STAMP = "bench_raw_stamp"

@@ -6,10 +6,10 @@ import os
 
 from benchmarks.tasks import register_bench_assistants
 from runqueue import create_app
-from workers.assistants import register
+from workers.assistants import register_with_journal
 
 app = create_app(name="benchmarks")
-register(app)
+register_with_journal(app)
 register_bench_assistants(app)
 
 if os.environ.get("RUNQUEUE_BENCH_SQL_DIR"):

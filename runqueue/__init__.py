@@ -1,11 +1,13 @@
 """runqueue: a durable, fleet-safe run queue for agent platforms, built on Celery and SQL."""
 
-from runqueue.app import create_app
+from runqueue.celery.app import create_app
 from runqueue.errors import (
     ConflictError,
     DatabaseUnavailableError,
     ExtraNotInstalledError,
     FencedOffError,
+    InvalidAssistantNameError,
+    InvalidKwargsError,
     InvalidPayloadError,
     InvalidRunIdError,
     RunCancelledError,
@@ -29,8 +31,9 @@ from runqueue.records import (
 )
 from runqueue.registry import RunManager, RunOptions, RunRequest, SyncRunManager
 from runqueue.settings import Settings
-from runqueue.worker.execution import RunContext, RunTask, assistant
 from runqueue.worker.retries import RetryPolicy
+from runqueue.worker.run_context import RunContext
+from runqueue.worker.task import RunTask, assistant
 
 __all__ = [
     "AbortAction",
@@ -39,7 +42,9 @@ __all__ = [
     "DisconnectMode",
     "ExtraNotInstalledError",
     "FencedOffError",
+    "InvalidKwargsError",
     "InvalidPayloadError",
+    "InvalidAssistantNameError",
     "InvalidRunIdError",
     "MultitaskStrategy",
     "RunCancelledError",

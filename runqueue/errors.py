@@ -36,6 +36,26 @@ class InvalidPayloadError(RunQueueError):
     http_status = 422
 
 
+class InvalidKwargsError(InvalidPayloadError):
+    """The run's kwargs do not fit its assistant: an argument its function does not take or
+    needs, or a graph input its input schema does not have."""
+
+    def __init__(
+        self,
+        message: str | None = None,
+        *,
+        assistant_id: str | None = None,
+        field: str | None = None,
+    ):
+        super().__init__(message)
+        self.assistant_id = assistant_id  # the assistant the kwargs were for
+        self.field = field  # the argument or input key at fault ("message", "input.topic")
+
+
+class InvalidAssistantNameError(RunQueueError, ValueError):
+    """An assistant's name that cannot name its broker queue (runqueue.celery.routing)."""
+
+
 class InvalidRunIdError(RunQueueError):
     """The id is not a valid run or thread id."""
 
@@ -100,9 +120,53 @@ class AuthenticationError(RunQueueError):
     http_status = 401
 
 
+class DuplicateApiKeyError(RunQueueError):
+    """More than one x-api-key header: send exactly one."""
+
+    http_status = 400
+
+
+class ForeignHostError(RunQueueError):
+    """With API keys off, the API answers only requests addressed to a loopback name
+    (localhost, 127.x.x.x, [::1]): this one names another host."""
+
+    http_status = 421
+
+
+class CrossSiteRequestError(RunQueueError):
+    """With API keys off, requests from another site's page are refused."""
+
+    http_status = 403
+
+
+class TooManyRequestsError(RunQueueError):
+    """Too many requests of this user at once: try again later."""
+
+    http_status = 429
+
+    def __init__(self, message: str | None = None, *, retry_after: float = 1.0):
+        super().__init__(message)
+        self.retry_after = retry_after  # seconds; the HTTP API's Retry-After header
+
+
 class InvalidEventError(InvalidPayloadError):
     """The stream event is not valid: a reserved or malformed name, data that is not JSON,
     or data over the size limit."""
+
+
+class EventTooLargeError(InvalidEventError):
+    """The stream event's data is over the size limit (RUNQUEUE_STREAM_MAX_EVENT_BYTES)."""
+
+    # Defaults, so that it unpickles: a pool child's exception reaches the worker's main
+    # process pickled, and unpickling calls the class with the message alone, then restores
+    # the fields. Without them the run's error was named after the base class.
+    def __init__(
+        self, message: str | None = None, *, event: str = "", size: int = 0, limit: int = 0
+    ):
+        super().__init__(message)
+        self.event = event  # the event's name
+        self.size = size  # its data's JSON, in bytes
+        self.limit = limit  # Settings.stream_max_event_bytes
 
 
 class InvalidCursorError(RunQueueError):
@@ -126,6 +190,11 @@ class FencedOffError(RunCancelledError):
     refused."""
 
 
+class PoolHandOffError(RunQueueError):
+    """The worker could not hand the run to a pool process: the run ends as `error`, and the
+    worker goes on serving the others."""
+
+
 class ExtraNotInstalledError(RunQueueError, ImportError):
     """An optional part of runqueue needs a pip extra that is not installed."""
 
@@ -134,6 +203,12 @@ class NotReadyError(RunQueueError):
     """The worker could not reach its database or broker in time."""
 
     http_status = 503
+
+
+class DuplicateWorkerError(RunQueueError):
+    """A live worker already has this node name: the fleet would see one where there are two."""
+
+    http_status = 409
 
 
 def first_line(error: BaseException | str) -> str:
@@ -149,3 +224,8 @@ def describe(error: BaseException) -> str:
     """'Type: text' (or the type alone), as a run's `error` and its history record it."""
     text = str(error)
     return f"{type(error).__name__}: {text}" if text else type(error).__name__
+
+
+def plural(count: int, noun: str, many: str | None = None) -> str:
+    """`1 run`, `2 runs` (`many`: an irregular plural): every message that counts says it so."""
+    return f"{count} {noun if count == 1 else many or noun + 's'}"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, TypedDict
 
 
 class RunStatus(enum.StrEnum):
@@ -72,6 +72,7 @@ class RunRecord:
     user_id: str | None
     abort_action: AbortAction | None
     attempt: int
+    worker_losses: int = 0  # deliveries or attempts that took their worker down
 
     @property
     def is_final(self) -> bool:
@@ -143,6 +144,10 @@ class ThreadState:
     assistant_id: str | None = None  # whose state this is: the thread's latest run's assistant
 
 
+# How deep any JSON payload may nest, whatever Settings.max_json_depth says: deeper values
+# break the worker's hand-off to its pool (pickle fails from ~420 levels), the HTTP API's
+# response serializer, and json.dumps itself (Python's recursion limit).
+MAX_JSON_DEPTH_CEILING = 200
 RESERVED_EVENTS = frozenset({"metadata", "error", "end", "gap"})  # written by runqueue only
 
 
@@ -150,11 +155,22 @@ RESERVED_EVENTS = frozenset({"metadata", "error", "end", "gap"})  # written by r
 class StreamEvent:
     """One event of a run's stream. Ids are "1", "2", ... in the order written; `gap` (events
     trimmed or expired before they were read) and the `end` of an expired stream have no id:
-    nothing can be resumed after them."""
+    nothing can be resumed after them. A `gap` with an id stands in the stream for one event
+    left out because it was over the size limit: its data is {"left_out": LeftOut}."""
 
     id: str | None
     event: str  # metadata | error | end | gap, or what the assistant emitted
     data: Any  # JSON
+
+
+class LeftOut(TypedDict):
+    """What a `gap` standing for one left-out event tells its readers."""
+
+    event: str  # the event's name (`values`, `updates|agent:...`)
+    bytes: int  # the size of its data's JSON
+    limit: int  # the stream's size limit of one event
+    setting: str  # the setting of that limit: RUNQUEUE_STREAM_MAX_EVENT_BYTES
+    read: str  # where its full value can be read, e.g. GET /threads/{t}/runs/{r}/join
 
 
 @dataclass(frozen=True)

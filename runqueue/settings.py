@@ -6,17 +6,17 @@ under one data directory, so no server is needed.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError
-
 from runqueue.errors import SettingsError
+from runqueue.records import MAX_JSON_DEPTH_CEILING
 
 ENV_PREFIX = "RUNQUEUE_"
+MAX_WORKER_LOSSES = 100  # the most a setting may allow: a bound, never "retry forever"
 REDIS_SCHEMES = ("redis://", "rediss://")
 
 
@@ -38,12 +38,19 @@ class Settings:
     queue: str = "runqueue"  # the Celery queue runs are published to
     default_assistant: str = ""  # used when create() gets no assistant_id
     max_payload_bytes: int = 1024 * 1024  # kwargs/metadata size limit
+    # How deep kwargs, metadata and search filters may nest (objects and arrays), at most
+    # MAX_JSON_DEPTH_CEILING: deeper values break pickling, serializers and json itself.
+    max_json_depth: int = 100
     heartbeat_interval: float = 10.0  # seconds between lease renewals of a running run
     lease_seconds: float = 30.0  # a running run whose lease is older is reaped
     # A run whose worker could not renew its lease for lease_seconds - this stops itself,
     # before any other worker may reap it (docs/reliability.md, "Self-fencing").
     fence_margin_seconds: float = 5.0
     republish_after: float = 30.0  # a queued run not claimed for this long is published again
+    # A run whose deliveries or attempts took their worker down this many times (a pool
+    # child that died before its claim, a lease that expired) ends as `error`: a poison run
+    # is never handed to the fleet forever. 1 to MAX_WORKER_LOSSES; it cannot be turned off.
+    max_worker_losses: int = 3
     maintenance_interval: float = 2.0  # how often a worker relays/reaps
     filesystem_polling_interval: float = 0.1  # seconds, filesystem broker only
     status_write_timeout: float = 120.0  # a worker retries a status write this long (backoff)
@@ -56,7 +63,22 @@ class Settings:
     database_pool_size: int = 15  # PostgreSQL connections a process opens at most, kept open
     api_auth: str = "on"  # HTTP API keys required; "off" only on a loopback address
     api_threads: int = 16  # the HTTP API's threads for blocking database calls
+    api_max_header_bytes: int = 16384  # a request's line and headers, at most (431 beyond)
+    # A request's line and headers must arrive within this many seconds of the connection's
+    # start or of the previous response's end, else the connection is closed (idle ones too).
+    api_header_timeout_seconds: float = 10.0
+    api_body_timeout_seconds: float = 30.0  # a request's body must arrive in full (408 after)
+    # Comma-separated IPs or CIDRs of proxies whose X-Forwarded-For/-Proto the API believes
+    # (uvicorn's forwarded_allow_ips); empty: none, the client is the socket's peer.
+    api_trusted_proxies: str = ""
+    # A user's streams and waits open at once in one API process; more answer 429.
+    api_max_streams_per_user: int = 20
     flower_payloads: str = "off"  # "on": Flower shows runs' kwargs and results too
+    # "on" (debugging only): logs show runs' results, SQL parameters and query strings too;
+    # by default they carry ids, sizes and types, never payloads.
+    log_payloads: str = "off"
+    # The HTTP API refuses a user's new run (429) while this many of theirs are in flight.
+    api_max_runs_in_flight_per_user: int = 100
     shutdown_grace_seconds: float = 20.0  # SIGTERM: running runs may finish this long
     ready_timeout: float = 30.0  # a starting worker waits this long for database and broker
 
@@ -86,9 +108,14 @@ class Settings:
             )
         if self.api_auth not in ("on", "off"):
             raise SettingsError(f"api_auth must be 'on' or 'off', not {self.api_auth!r}")
-        if self.flower_payloads not in ("on", "off"):
+        for name in ("flower_payloads", "log_payloads"):
+            if getattr(self, name) not in ("on", "off"):
+                raise SettingsError(f"{name} must be 'on' or 'off', not {getattr(self, name)!r}")
+        if not 0 < self.max_worker_losses <= MAX_WORKER_LOSSES:
             raise SettingsError(
-                f"flower_payloads must be 'on' or 'off', not {self.flower_payloads!r}"
+                f"max_worker_losses must be between 1 and {MAX_WORKER_LOSSES}, not "
+                f"{self.max_worker_losses}: a run that keeps taking its worker down is always "
+                'stopped (docs/reliability.md, "Poison runs")'
             )
         for name in (
             "max_payload_bytes",
@@ -96,9 +123,21 @@ class Settings:
             "stream_max_event_bytes",
             "database_pool_size",
             "api_threads",
+            "api_max_runs_in_flight_per_user",
+            "api_max_header_bytes",
+            "api_max_streams_per_user",
         ):
             if getattr(self, name) <= 0:
                 raise SettingsError(f"{name} must be positive")
+        for name in ("api_header_timeout_seconds", "api_body_timeout_seconds"):
+            if not 0 < getattr(self, name) < float("inf"):
+                raise SettingsError(f"{name} must be positive (and finite)")
+        _check_trusted_proxies(self.api_trusted_proxies)
+        if not 0 < self.max_json_depth <= MAX_JSON_DEPTH_CEILING:
+            raise SettingsError(
+                f"max_json_depth must be between 1 and {MAX_JSON_DEPTH_CEILING} (deeper JSON "
+                f"breaks pickling and serializers), not {self.max_json_depth}"
+            )
         if self.stream_retention_seconds <= 0:
             raise SettingsError("stream_retention_seconds must be positive")
         if not 0 <= self.shutdown_grace_seconds < float("inf"):
@@ -159,25 +198,49 @@ class Settings:
         return self.data_dir / "broker-control"
 
 
-DATABASE_BACKENDS = ("sqlite", "postgresql")  # what the store speaks (make_url backend names)
+def trusted_proxies(value: str) -> list[str]:
+    """Settings.api_trusted_proxies as a list of its IPs and CIDRs."""
+    return [entry.strip() for entry in value.split(",") if entry.strip()]
+
+
+def _check_trusted_proxies(value: str) -> None:
+    for entry in trusted_proxies(value):
+        try:
+            ipaddress.ip_network(entry)  # strict, as uvicorn reads it: 10.0.0.0/8, not 10.0.0.1/8
+        except ValueError:
+            raise SettingsError(
+                f"api_trusted_proxies: {entry!r} is not an IP address or a CIDR network "
+                "(such as 10.0.0.0/8)"
+            ) from None
+
+
+DATABASE_BACKENDS = ("sqlite", "postgresql")  # what the store speaks
+# A database URL as SQLAlchemy reads it (sqlalchemy.engine.url's pattern, reduced to what is
+# checked here): settings sit below the store, and only the store imports SQLAlchemy.
+_DATABASE_URL = re.compile(
+    r"(?P<name>[\w+]+)://"
+    r"(?:[^:/]*(?::[^@]*)?@)?"
+    r"(?:(?:\[[^/?]+\]|[^/:?]+)?(?::(?P<port>[^/?]*))?)?"
+    r"(?:/(?P<database>[^?]*))?(?:\?.*)?$",
+    re.DOTALL,
+)
 
 
 def _check_url_schemes(database_url: str, broker_url: str) -> None:
     """SettingsError naming the supported schemes, for a URL no part of runqueue can open
     (said now, in one line, rather than as a driver's traceback at the first query)."""
-    try:
-        backend = make_url(database_url).get_backend_name()
-    except (ArgumentError, ValueError):
-        raise SettingsError(f"invalid database URL: {redact_url(database_url)}") from None
-    url = make_url(database_url)
+    url = _DATABASE_URL.match(database_url)
+    if url is None or (url["port"] and not url["port"].isdigit()):
+        raise SettingsError(f"invalid database URL: {redact_url(database_url)}")
+    backend, _, driver = url["name"].partition("+")
     if backend not in DATABASE_BACKENDS or (
-        backend == "postgresql" and url.get_driver_name() != "psycopg"
+        backend == "postgresql" and driver not in ("", "psycopg")
     ):
         raise SettingsError(
             f"unsupported database URL {redact_url(database_url)} "
             "(supported: sqlite:///PATH, postgresql+psycopg://...)"
         )
-    if backend == "sqlite" and url.database in (None, "", ":memory:"):
+    if backend == "sqlite" and url["database"] in (None, "", ":memory:"):
         raise SettingsError(
             f"{redact_url(database_url)} is an in-memory database, which no other process "
             "(a worker, the next command) can see: give a file, sqlite:///PATH"
@@ -198,19 +261,22 @@ _PARSERS: dict[str, type] = {"Path": Path, "str": str, "int": int, "float": floa
 _FIELD_TYPES: dict[str, type] = {f.name: _PARSERS[str(f.type)] for f in fields(Settings)}
 
 
-# user:password@ in a URL that SQLAlchemy cannot parse (a non-numeric port, say).
-_PASSWORD_IN_URL = re.compile(r"(://[^/@:;]*:)[^/@;]*@")
+_USER_NAME = re.compile(r"[^:/]*")  # as SQLAlchemy reads one: it may have an @ (user@server)
 
 
 def redact_url(url: str) -> str:
-    """The URL with its password hidden, fit for logs and error messages. SQLAlchemy's own
-    rendering, which parses broker URLs as well as database ones; kombu's failover form
-    (`redis://a;redis://b`) part by part; a part it cannot parse has its password masked."""
+    """The URL with its password hidden (as ***), fit for logs and error messages: database
+    and broker URLs alike, and kombu's failover form (`redis://a;redis://b`) part by part."""
     return ";".join(_redact_one(part) for part in url.split(";"))
 
 
 def _redact_one(url: str) -> str:
-    try:
-        return make_url(url).render_as_string(hide_password=True)
-    except (ArgumentError, ValueError):
-        return _PASSWORD_IN_URL.sub(r"\1***@", url)
+    """user:password@ read as SQLAlchemy reads it: the password runs from the user name's
+    `:` to the next `@` (it may have a `/`). Found with two scans, not a regex that would
+    try again from every `://` of a long hostile value."""
+    user = url.find("://")
+    if user < 0:
+        return url
+    colon = _USER_NAME.match(url, user + 3).end()
+    at = url.find("@", colon) if url.startswith(":", colon) else -1
+    return url if at < 0 else f"{url[: colon + 1]}***{url[at:]}"

@@ -9,12 +9,14 @@ from typing import Any, TypeVar
 import uuid_utils
 
 from runqueue.errors import (
+    InvalidAssistantNameError,
     InvalidPayloadError,
     InvalidRunIdError,
     InvalidStatusError,
     UnsupportedStrategyError,
 )
 from runqueue.records import (
+    MAX_JSON_DEPTH_CEILING,
     AbortAction,
     DisconnectMode,
     MultitaskStrategy,
@@ -22,9 +24,14 @@ from runqueue.records import (
     ThreadStatus,
 )
 
-THREAD_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@/-]{0,127}$")
+# Every pattern is applied with fullmatch(): `$` after match() also matches before a final
+# newline, and "t\n" would pass as a thread id (then break an HTTP header, or a column).
+THREAD_ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:@/-]{0,127}")
 StatusT = TypeVar("StatusT", RunStatus, ThreadStatus)
-UUID_PATTERN = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+# An assistant's name is part of its broker queue's name, which the embedded broker puts in
+# file names and RabbitMQ limits to 255 bytes: Celery task names ("module.function") fit.
+ASSISTANT_NAME_PATTERN = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.:-]{0,127}")
+UUID_PATTERN = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 
 
 def shown(value: object, limit: int = 60) -> str:
@@ -34,6 +41,16 @@ def shown(value: object, limit: int = 60) -> str:
     return text if len(text) <= limit else f"{text[: limit - 1]}…"
 
 
+def assistant_name(value: Any) -> str:
+    """InvalidAssistantNameError unless `value` can name an assistant and so its queue."""
+    if not isinstance(value, str) or not ASSISTANT_NAME_PATTERN.fullmatch(value):
+        raise InvalidAssistantNameError(
+            f"assistant name {shown(value)} must be 1-128 letters, digits, '_', '.', ':' or "
+            "'-' (it names the assistant's broker queue)"
+        )
+    return value
+
+
 def new_run_id() -> str:
     """A UUIDv7 (uuid-utils): time-ordered, and monotonic within a process, so ids break ties
     between equal timestamps in creation order."""
@@ -41,7 +58,7 @@ def new_run_id() -> str:
 
 
 def is_run_id(value: Any) -> bool:
-    return isinstance(value, str) and UUID_PATTERN.match(value.lower()) is not None
+    return isinstance(value, str) and UUID_PATTERN.fullmatch(value.lower()) is not None
 
 
 def run_id(value: Any) -> str:
@@ -50,7 +67,7 @@ def run_id(value: Any) -> str:
     return value.lower()
 
 
-RUN_ID_PREFIX_PATTERN = re.compile(r"^[0-9a-f][0-9a-f-]{5,35}$")
+RUN_ID_PREFIX_PATTERN = re.compile(r"[0-9a-f][0-9a-f-]{5,35}")
 MIN_RUN_ID_PREFIX = 6
 MAX_PAGE = 2**31 - 1  # a larger limit or offset overflows the databases' integers
 
@@ -60,7 +77,7 @@ def run_id_or_prefix(value: Any) -> str:
     lower-cased, as run ids are stored."""
     if is_run_id(value):
         return value.lower()
-    if isinstance(value, str) and RUN_ID_PREFIX_PATTERN.match(value.lower()):
+    if isinstance(value, str) and RUN_ID_PREFIX_PATTERN.fullmatch(value.lower()):
         return value.lower()
     raise InvalidRunIdError(
         f"invalid run id: {shown(value)} (expected a UUID, or a unique prefix of one of at least "
@@ -79,7 +96,7 @@ def page_limit(value: Any) -> int:
 
 
 def is_thread_id(value: Any) -> bool:
-    return isinstance(value, str) and THREAD_ID_PATTERN.match(value) is not None
+    return isinstance(value, str) and THREAD_ID_PATTERN.fullmatch(value) is not None
 
 
 def thread_id(value: Any) -> str:
@@ -91,10 +108,12 @@ def thread_id(value: Any) -> str:
 
 
 def user_id(value: Any) -> str | None:
+    """A user id: 1-128 printable characters (no newline or other control character: ids
+    are logged and printed)."""
     if value is None:
         return None
-    if not isinstance(value, str) or not 0 < len(value) <= 128:
-        raise InvalidRunIdError(f"invalid user id: {shown(value)}")
+    if not isinstance(value, str) or not 0 < len(value) <= 128 or not value.isprintable():
+        raise InvalidRunIdError(f"invalid user id: {shown(value)} (1-128 printable characters)")
     return value
 
 
@@ -149,12 +168,54 @@ def thread_status(value: Any) -> ThreadStatus:
     return _status_of(ThreadStatus, "thread status", value)
 
 
-def json_object(name: str, value: Any, max_bytes: int) -> dict[str, Any]:
-    """A JSON object that round-trips exactly (no NaN/Infinity, no objects) within the limit."""
+def parse_json(text: str | bytes, what: str) -> Any:
+    """JSON text a person gave (a CLI option, a line of a file), decoded; InvalidPayloadError
+    saying why not, also for nesting so deep that the decoder itself gives up (it raises
+    RecursionError, not a decoding error)."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise InvalidPayloadError(f"{what} is not JSON: {exc}") from None
+    except RecursionError:  # the decoder gives up on nesting this deep
+        raise InvalidPayloadError(f"{what} nests too deep to decode") from None
+
+
+def nesting_over(value: Any, limit: int) -> int | None:
+    """The depth at which `value` first nests deeper than `limit` containers (objects and
+    arrays; `{"a": 1}` is 1 deep), or None if it does not. Walked with a list, not by
+    recursion, so that no depth can raise RecursionError here."""
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        children = item.values() if isinstance(item, dict) else item
+        if depth > limit:
+            return depth
+        stack.extend(
+            (child, depth + 1) for child in children if isinstance(child, dict | list | tuple)
+        )
+    return None
+
+
+def check_nesting(name: str, value: Any, limit: int) -> None:
+    """InvalidPayloadError if `value` nests deeper than `limit` (see nesting_over)."""
+    if isinstance(value, dict | list | tuple) and nesting_over(value, limit) is not None:
+        raise InvalidPayloadError(
+            f"{name} nests deeper than {limit} levels of objects and arrays "
+            "(the limit is Settings.max_json_depth, RUNQUEUE_MAX_JSON_DEPTH)"
+        )
+
+
+def json_object(
+    name: str, value: Any, max_bytes: int, max_depth: int = MAX_JSON_DEPTH_CEILING
+) -> dict[str, Any]:
+    """A JSON object that round-trips exactly (no NaN/Infinity, no objects) within the size
+    and nesting limits. The nesting is checked first: json.dumps itself raises
+    RecursionError for a deep enough value."""
     if value is None:
         return {}
     if not isinstance(value, dict):
         raise InvalidPayloadError(f"{name} must be a JSON object, got {type(value).__name__}")
+    check_nesting(name, value, min(max_depth, MAX_JSON_DEPTH_CEILING))
     try:
         text = json.dumps(value, allow_nan=False)
     except (TypeError, ValueError) as exc:

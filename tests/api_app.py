@@ -1,9 +1,22 @@
-"""The Celery app the HTTP API tests serve: the example assistants, plus the `agent` graph
-the reference server runs too (tests/api_graphs.py)."""
+"""The Celery app the HTTP API tests serve: the example assistants as a default install
+serves them (no `journal` option), plus the `agent` graph the reference server runs too
+(tests/api_graphs.py)."""
 
 from runqueue import create_app
 from runqueue.langgraph import langgraph_assistant
 from workers.assistants import register
+
+
+def register_broken(app) -> None:  # noqa: ANN001
+    """RUNQUEUE_IMPORTS=tests.api_app:register_broken adds `broken`, a graph whose module
+    fails to build: the server's unexpected 500 (tests/integration/test_api_limits.py).
+    Defined before `app`, which calls it while this module is still being imported."""
+
+    def build():  # noqa: ANN202
+        raise RuntimeError("the graph's module failed to build")
+
+    langgraph_assistant(app, "broken", build)
+
 
 app = create_app(name="api-tests")
 register(app)

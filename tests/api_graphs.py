@@ -4,6 +4,7 @@
 - `seconds`: the `work` node sleeps that long, silently (a long quiet run);
 - `fail`: `work` raises ValueError("boom");
 - `ask`: `review` calls interrupt() and waits for a resume;
+- `pad`: `work` copies it into `pad_copy`, so the values grow to twice the input;
 - always: a custom event from `work`, and a chat model's tokens from `respond`.
 """
 
@@ -27,6 +28,8 @@ class AgentState(TypedDict, total=False):
     ask: bool
     answer: Any
     reply: str
+    pad: str
+    pad_copy: str
 
 
 def work(state: AgentState) -> dict[str, Any]:
@@ -35,6 +38,8 @@ def work(state: AgentState) -> dict[str, Any]:
         time.sleep(state["seconds"])
     if state.get("fail"):
         raise ValueError("boom")
+    if state.get("pad"):
+        return {"steps": ["work"], "pad_copy": state["pad"]}
     return {"steps": ["work"]}
 
 

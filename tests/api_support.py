@@ -12,10 +12,11 @@ import time
 from pathlib import Path
 
 import httpx
+from sqlalchemy import create_engine, text
 
 from runqueue.cli.processes import stop_process_group
 from runqueue.settings import Settings
-from tests.support import REPO_ROOT, checkout_path
+from tests.support import REPO_ROOT, Backend, checkout_path
 
 API_APP = "tests.api_app:app"
 SERVE_COMMAND = ["runqueue", "serve"]
@@ -81,11 +82,30 @@ class ServerProcess:
 
 
 def api_server(
-    settings: Settings, log_path: Path, *, workers: int = 1, extra_env: dict[str, str] | None = None
+    settings: Settings,
+    log_path: Path,
+    *,
+    workers: int = 1,
+    extra_env: dict[str, str] | None = None,
+    log_level: str = "warning",
 ) -> ServerProcess:
-    """`runqueue serve` on a free loopback port, for these settings."""
+    """`runqueue serve` on a free loopback port, for these settings ("info": with the access
+    log)."""
     port = free_port()
     argv = [sys.executable, "-m", *SERVE_COMMAND, "--port", str(port), "--workers", str(workers)]
-    argv += ["--log-level", "warning"]
+    argv += ["--log-level", log_level]
     env = settings.process_environment() | checkout_path() | (extra_env or {})
     return ServerProcess(argv, env, log_path, port, REPO_ROOT)
+
+
+def table_counts(backend: Backend) -> dict[str, int]:
+    """Rows in each table a request may write: what a refused request must leave as it was."""
+    engine = create_engine(backend.settings.database_url)
+    try:
+        with engine.connect() as conn:
+            return {
+                table: conn.execute(text(f"SELECT count(*) FROM {table}")).scalar_one()
+                for table in ("threads", "runs", "run_events", "checkpoints", "api_keys")
+            }
+    finally:
+        engine.dispose()

@@ -20,12 +20,13 @@ import psycopg
 from sqlalchemy.engine import make_url
 
 from runqueue import RunRecord, Settings, SyncRunManager, create_app
+from runqueue.celery.routing import run_queue
 from runqueue.cli import processes
 from runqueue.cli.processes import child_pids, pid_alive  # noqa: F401  (the tests' imports)
 from runqueue.journal import Journal
 from runqueue.records import StreamEvent
 from runqueue.store.database import dispose_engines
-from workers.assistants import register
+from workers.assistants import WITH_JOURNAL, register_with_journal
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 POSTGRES_ADMIN_URL = os.environ.get(
@@ -108,7 +109,7 @@ class Backend:
     def manager(self, **overrides: Any) -> SyncRunManager:
         settings = self.settings.with_overrides(**overrides) if overrides else self.settings
         app = create_app(settings, name=f"test-{self.name}-{uuid.uuid4().hex[:6]}")
-        register(app)
+        register_with_journal(app)
         return SyncRunManager(app)
 
     def migrate(self) -> None:
@@ -140,6 +141,8 @@ def make_backend(name: str, tmp_path: Path, **overrides: Any) -> Backend:
         # well inside the tests' 30 s joins; production waits 30 s.
         republish_after=5.0,
     )
+    if "app" not in overrides:  # workers.app: the example assistants with their journal
+        base["imports"] = WITH_JOURNAL
     base.update(overrides)
     if name == "embedded":
         backend = Backend(name, Settings(**base))
@@ -255,6 +258,17 @@ class StreamReader(threading.Thread):
         return at
 
 
+def queue_of(manager: SyncRunManager, assistant_id: str = "echo") -> str:
+    """The broker queue the runs of this assistant are sent to (runqueue.celery.routing)."""
+    return run_queue(manager.runtime, assistant_id)
+
+
+def queued_message_files(manager: SyncRunManager, assistant_id: str = "*") -> list[Path]:
+    """The embedded broker's message files waiting for this assistant (all by default)."""
+    prefix = f"{manager.settings.queue}.{manager.runtime.deployment_id}"
+    return sorted(manager.settings.broker_dir.glob(f"*.{prefix}.{assistant_id}.msg"))
+
+
 def stream_ids(events: list[StreamEvent]) -> list[int]:
     return [int(event.id) for event in events if event.id is not None]
 
@@ -288,3 +302,37 @@ def row_counts(manager: SyncRunManager, threads: list[str]) -> tuple[int, ...]:
             ).scalar()
             for table in (Run, Thread, RunEventRow)
         )
+
+
+def redis_clients(pid: int, *, name: str | None = None, port: int = REDIS_PORT) -> list[dict]:
+    """The Redis server's CLIENT LIST entries for the connections process `pid` holds open to
+    it (those named `name` only, if given): its sockets (/proc/PID/fd) matched to their local
+    ports (/proc/PID/net/tcp), so other processes' connections to the shared Redis never
+    count."""
+    import redis
+
+    sockets = set()
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            target = os.readlink(f"/proc/{pid}/fd/{fd}")
+        except OSError:  # closed meanwhile
+            continue
+        if target.startswith("socket:["):
+            sockets.add(target[len("socket:[") : -1])
+    local_ports = set()
+    for line in Path(f"/proc/{pid}/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        local, remote, inode = fields[1], fields[2], fields[9]
+        if inode in sockets and int(remote.split(":")[1], 16) == port:
+            local_ports.add(int(local.split(":")[1], 16))
+    client = redis.Redis(host=REDIS_HOST, port=port, decode_responses=True)
+    try:
+        entries = client.client_list()
+    finally:
+        client.close()
+    return [
+        entry
+        for entry in entries
+        if int(entry["addr"].rsplit(":", 1)[1]) in local_ports
+        and (name is None or entry.get("name") == name)
+    ]

@@ -19,6 +19,12 @@ except ExtraNotInstalledError:
     langgraph_assistant = None
 
 
+RESEARCH = (
+    "An example graph: plan, research, review (asks a human when the input says `ask`), "
+    "respond, streaming its reply token by token."
+)
+
+
 def research_graph() -> Any:
     """The example graph, built (and LangGraph imported) at a process's first graph run."""
     from workers.graphs import build_research_graph
@@ -76,16 +82,20 @@ def emitter(
     delay: float = 0.0,
     journal: str | None = None,
     stamp: bool = False,
+    pad: int = 0,
 ) -> dict[str, Any]:
-    """Emits `count` events (`tick` {"n": 1..count}, with the time of emit() if `stamp`),
-    `delay` seconds apart: a run that streams. Journals each event it emitted, so a test can
-    tell what the process tried."""
+    """Emits `count` events (`tick` {"n": 1..count}, with the time of emit() if `stamp`, and
+    `pad` characters of padding if asked), `delay` seconds apart: a run that streams.
+    Journals each event it emitted, so a test can tell what the process tried."""
     _journal(journal, context, "start")
     try:
         for n in range(1, count + 1):
             if delay:
                 time.sleep(delay)
-            context.emit("tick", {"n": n, "at": time.time()} if stamp else {"n": n})
+            data: dict[str, Any] = {"n": n, "at": time.time()} if stamp else {"n": n}
+            if pad:
+                data["pad"] = "x" * pad
+            context.emit("tick", data)
             _journal(journal, context, "tick", n=n)
     finally:
         _journal(journal, context, "end")
@@ -100,23 +110,31 @@ def noop(context: RunContext, **kwargs: Any) -> None:
 ASSISTANTS = {"echo": echo, "steps": steps, "fail": fail, "emitter": emitter, "noop": noop}
 
 
+JOURNAL_REFUSED = frozenset({"journal"})
+# What the demo and the test suite register (RUNQUEUE_IMPORTS): the `journal` option included.
+WITH_JOURNAL = "workers.assistants:register_with_journal"
+
+
 def register(app: Celery) -> None:
-    """Register every example assistant on `app`, and the example graph as `research` (when
-    the langgraph extra is installed). Their `journal` option appends to any file the
-    submitter names: for the demo and the tests, never a deployment (register_deployable)."""
+    """The example assistants as a default install serves them (workers.app with no
+    RUNQUEUE_IMPORTS, and docker-compose.yml): without the `journal` option, which would let
+    any submitter write a file of their choosing as the worker's user. And the example
+    graph as `research` (when the langgraph extra is installed)."""
+    for name, function in ASSISTANTS.items():
+        # Refused when a run is created; the wrapper refuses it again should a run bypass that.
+        assistant(app, name=name, refused_kwargs=JOURNAL_REFUSED)(_without_journal(function))
+    if langgraph_assistant is not None:
+        langgraph_assistant(app, "research", research_graph, description=RESEARCH)
+
+
+def register_with_journal(app: Celery) -> None:
+    """The example assistants with their `journal` option, which appends to any file the
+    submitter names: for the demo and the tests (RUNQUEUE_IMPORTS=WITH_JOURNAL), never a
+    deployment."""
     for name, function in ASSISTANTS.items():
         assistant(app, name=name)(function)
     if langgraph_assistant is not None:
-        langgraph_assistant(app, "research", research_graph)
-
-
-def register_deployable(app: Celery) -> None:
-    """The example assistants without the `journal` option: what docker-compose.yml serves
-    until RUNQUEUE_IMPORTS names your own (a submitter must not choose a file to write)."""
-    for name, function in ASSISTANTS.items():
-        assistant(app, name=name)(_without_journal(function))
-    if langgraph_assistant is not None:
-        langgraph_assistant(app, "research", research_graph)
+        langgraph_assistant(app, "research", research_graph, description=RESEARCH)
 
 
 def _without_journal(function: Any) -> Any:

@@ -8,10 +8,12 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Depends
 
+from runqueue import validation
 from runqueue.api.context import Api, ApiContext
 from runqueue.api.schemas import ERROR_RESPONSES, Assistant, AssistantSearch
 from runqueue.api.users import current_user
 from runqueue.errors import UnknownAssistantError
+from runqueue.worker.task import description_of
 
 router = APIRouter(
     tags=["assistants"], dependencies=[Depends(current_user)], responses=ERROR_RESPONSES
@@ -20,12 +22,11 @@ router = APIRouter(
 
 def _assistant(api: ApiContext, name: str) -> Assistant:
     task = api.manager.sync.app.tasks[name]
-    doc = "" if task.takes_run_fields else (task.__doc__ or "").strip()  # a graph: no doc
     return Assistant(
         assistant_id=name,
         graph_id=name,
         name=name,
-        description=doc.splitlines()[0] if doc else None,
+        description=description_of(task) or None,
         created_at=api.started_at,
         updated_at=api.started_at,
     )
@@ -33,6 +34,7 @@ def _assistant(api: ApiContext, name: str) -> Assistant:
 
 @router.post("/assistants/search", response_model=list[Assistant])
 async def search_assistants(*, body: AssistantSearch, api: Api) -> list[Assistant]:
+    validation.check_nesting("metadata", body.metadata, api.settings.max_json_depth)
     names = api.manager.assistants()
     if body.graph_id is not None:
         names = [n for n in names if n == body.graph_id]

@@ -1,4 +1,5 @@
-"""What every handler needs, kept on the FastAPI app: the registry, the keys, the settings."""
+"""What every handler needs, kept on the FastAPI app: the registry, the keys, the settings,
+and the count of open streams."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
+from runqueue.api.open_streams import OpenStreams
 from runqueue.api.users import ApiKeys
 from runqueue.registry import RunManager
 from runqueue.settings import Settings
@@ -19,6 +21,7 @@ class ApiContext:
     keys: ApiKeys
     settings: Settings
     auth_required: bool
+    open_streams: OpenStreams  # each user's streams and waits open in this process
     started_at: datetime = field(default_factory=lambda: datetime.now(UTC))
 
 

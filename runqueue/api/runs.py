@@ -1,57 +1,48 @@
 """Runs: create (background, streamed, waited for, stateless), read, join, stream, cancel,
 delete. Each handler validates, calls the registry, and serializes; the registry enforces the
-thread's strategy in the database."""
+thread's strategy in the database. A request's body is made into a run in run_creation.py;
+what join and wait answer is in run_results.py."""
 
 from __future__ import annotations
 
-import asyncio
-import json
-import re
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Header, Query, Response
-from fastapi.responses import StreamingResponse
+from fastapi import APIRouter, Depends, Header, Query, Response
 
 from runqueue import validation
 from runqueue.api.context import Api, ApiContext
-from runqueue.api.schemas import ERROR_RESPONSES, MAX_PAGE, Run, RunCreate, RunStatusName
-from runqueue.api.streaming import stream_response
-from runqueue.api.threads import state_of, thread_of_user
-from runqueue.api.users import User
-from runqueue.errors import (
-    ConflictError,
-    InvalidPayloadError,
-    RunNotFoundError,
-    RunQueueError,
-    StreamUnavailableError,
+from runqueue.api.open_streams import hold_stream, hold_stream_if_waiting
+from runqueue.api.run_creation import GRAPH_MODES, create_run
+from runqueue.api.run_results import canceller, final_result, json_when_done
+from runqueue.api.schemas import (
+    ERROR_RESPONSES,
+    MAX_PAGE,
+    ErrorBody,
+    Run,
+    RunCreate,
+    RunStatusName,
 )
-from runqueue.records import RunRecord, RunStatus
+from runqueue.api.streaming import stream_response
+from runqueue.api.threads import thread_of_user
+from runqueue.api.users import User
+from runqueue.errors import ConflictError, InvalidPayloadError, RunNotFoundError
+from runqueue.records import RunRecord
 from runqueue.stream.events import cursor
-from runqueue.worker.execution import RunTask
 
 router = APIRouter(tags=["runs"], responses=ERROR_RESPONSES)
 
-WAIT_FOREVER = 7 * 24 * 3600.0  # join and wait hold on as long as the client does
-KEEPALIVE_SECONDS = 5.0  # a waiting JSON response sends a newline this often (JSON ignores it)
-DATABASE_POLL_SECONDS = 1.0  # a wait reads the run's status this often while Redis is down
+# A request that holds a stream or a wait open counts against its user's bound while its
+# response lasts (open_streams.py): 429 past it, before anything is written.
+HOLDS_A_STREAM = [Depends(hold_stream)]
+TOO_MANY: dict[int | str, dict[str, Any]] = {429: {"model": ErrorBody}}
+
 SSE_RESPONSE: dict[int | str, dict[str, Any]] = {
     200: {"content": {"text/event-stream": {}}, "description": "server-sent events"}
-}
-# The LangGraph stream modes runqueue's graphs stream. `messages-tuple` is LangGraph's own
-# `messages` mode ([chunk, metadata] events named `messages`).
-GRAPH_MODES = {
-    "values": "values",
-    "updates": "updates",
-    "custom": "custom",
-    "messages": "messages",
-    "messages-tuple": "messages",
 }
 JSON_RESPONSE: dict[int | str, dict[str, Any]] = {
     200: {"content": {"application/json": {}}, "description": "the run's final values"}
 }
-ERROR_TEXT = re.compile(r"^([A-Za-z_][A-Za-z0-9_.]*): (.*)$", re.DOTALL)
 
 
 # -- reading -------------------------------------------------------------------------------
@@ -76,149 +67,7 @@ def _locations(run: RunRecord, last: str) -> dict[str, str]:
     return {"Location": f"{base}/{last}", "Content-Location": base}
 
 
-def error_body(run: RunRecord) -> dict[str, Any]:
-    """A failed run as join and wait answer it: {"__error__": {"error", "message"}}."""
-    text = run.error or run.status.value
-    match = ERROR_TEXT.match(text)
-    name, message = match.groups() if match else ("RunError", text)
-    if run.status is RunStatus.timeout and not match:
-        name = "TimeoutError"
-    return {"__error__": {"error": name, "message": message}}
-
-
-async def result_body(api: ApiContext, run: RunRecord) -> Any:
-    """What join and wait answer for a finished run: its final values (a graph's state,
-    with `__interrupt__` when it waits for a human), or its error."""
-    if run.status in (RunStatus.error, RunStatus.timeout):
-        return error_body(run)
-    if run.status is RunStatus.success and run.result is not None:
-        return run.result
-    state = await state_of(api, run.thread_id)  # cancelled: the state it left
-    return state.values if state is not None and state.values is not None else {}
-
-
-def _json_when_done(
-    result: Awaitable[Any],
-    headers: dict[str, str],
-    on_client_gone: Callable[[], Awaitable[object]] | None = None,
-) -> StreamingResponse:
-    """200 at once, a newline every few seconds while the run works (so no proxy takes the
-    connection for idle), then the JSON body. If the client goes away first (Starlette
-    cancels the body on `http.disconnect`), `on_client_gone` runs: cancel the run for
-    on_disconnect=cancel."""
-
-    async def body() -> AsyncIterator[bytes]:
-        task = asyncio.ensure_future(result)
-        try:
-            while True:
-                done, _ = await asyncio.wait({task}, timeout=KEEPALIVE_SECONDS)
-                if done:
-                    try:
-                        answer = task.result()
-                    except RunQueueError as exc:  # the 200 is sent: the error goes in the body
-                        answer = {"__error__": {"error": type(exc).__name__, "message": str(exc)}}
-                    yield json.dumps(answer, ensure_ascii=False).encode()
-                    return
-                yield b"\n"
-        finally:
-            if not task.done():
-                task.cancel()
-                if on_client_gone is not None:
-                    # Shielded: this generator is being cancelled itself.
-                    await asyncio.shield(on_client_gone())
-
-    return StreamingResponse(body(), media_type="application/json", headers=headers)
-
-
-def _canceller(api: ApiContext, run: RunRecord, user: str | None, body: RunCreate):  # noqa: ANN202
-    """What a waiting client's disconnect does: cancel its run if it asked for that."""
-    if body.on_disconnect != "cancel":
-        return None
-
-    async def cancel() -> bool:
-        return await api.manager.cancel(run.run_id, user_id=user)
-
-    return cancel
-
-
-async def _finished(api: ApiContext, run: RunRecord) -> Any:
-    """The run's result body once it has ended. Woken by the stream's `end`; while the
-    stream's store (Redis) is down, the database (the truth of a run's status) is read
-    every DATABASE_POLL_SECONDS instead, so a wait outlives the outage."""
-    while True:
-        try:
-            final = await api.manager.join(run.run_id, timeout=WAIT_FOREVER)
-            break
-        except StreamUnavailableError:
-            current = await api.manager.get(run.run_id)
-            if current is None:
-                raise RunNotFoundError(f"run {run.run_id} was deleted") from None
-            if current.is_final:
-                final = current
-                break
-            await asyncio.sleep(DATABASE_POLL_SECONDS)
-    return await result_body(api, final)
-
-
 # -- creating ------------------------------------------------------------------------------
-
-
-def run_kwargs(task: RunTask, body: RunCreate) -> dict[str, Any]:
-    """The run's kwargs from the request: a graph takes the LangGraph run fields; a Celery
-    assistant takes `input` as its keyword arguments."""
-    unsupported = body.unsupported()
-    if unsupported:
-        raise InvalidPayloadError(
-            f"{', '.join(unsupported)}: not supported by runqueue (see docs/api.md)"
-        )
-    modes = body.stream_mode
-    names = [modes] if isinstance(modes, str) else list(modes or [])
-    refused = [mode for mode in names if mode not in GRAPH_MODES]
-    if refused:
-        raise InvalidPayloadError(
-            f"stream_mode {refused[0]!r} is not supported by runqueue "
-            f"(one of: {', '.join(GRAPH_MODES)})"
-        )
-    if task.takes_run_fields:
-        kwargs: dict[str, Any] = {}
-        if body.input is not None:
-            kwargs["input"] = body.input
-        if body.config:
-            kwargs["config"] = body.config
-        if body.command is not None:
-            kwargs["command"] = body.command.model_dump(exclude_none=True)
-        if names:
-            kwargs["stream_mode"] = list(dict.fromkeys(GRAPH_MODES[m] for m in names))
-        return kwargs
-    if body.config or body.command is not None:
-        raise InvalidPayloadError(
-            f"assistant {task.name!r} is a Celery task: it takes `input` (an object of its "
-            "keyword arguments), not config or command"
-        )
-    if body.input is not None and not isinstance(body.input, dict):
-        raise InvalidPayloadError(
-            f"assistant {task.name!r} takes `input` as an object of keyword arguments"
-        )
-    return dict(body.input or {})
-
-
-async def create_run(
-    api: ApiContext, thread_id: str, body: RunCreate, user: str | None, *, stateless: bool
-) -> RunRecord:
-    validation.thread_id(thread_id)
-    name = api.manager.assistant_name(body.assistant_id)
-    task = api.manager.sync.app.tasks[name]
-    return await api.manager.create_or_reject(
-        thread_id,
-        name,
-        kwargs=run_kwargs(task, body),
-        metadata=body.metadata,
-        multitask_strategy=body.multitask_strategy,
-        on_disconnect=body.on_disconnect,
-        user_id=user,
-        if_not_exists="create" if stateless else body.if_not_exists,
-        own_thread=True,
-    )
 
 
 @router.post("/threads/{thread_id}/runs", response_model=Run)
@@ -237,7 +86,11 @@ async def create_background_run(
     return Run.of(run)
 
 
-@router.post("/threads/{thread_id}/runs/stream", responses=SSE_RESPONSE)
+@router.post(
+    "/threads/{thread_id}/runs/stream",
+    responses=SSE_RESPONSE | TOO_MANY,
+    dependencies=HOLDS_A_STREAM,
+)
 async def create_streamed_run(
     *,
     thread_id: str,
@@ -250,7 +103,9 @@ async def create_streamed_run(
 
 
 @router.post(
-    "/threads/{thread_id}/runs/wait", responses={200: {"content": {"application/json": {}}}}
+    "/threads/{thread_id}/runs/wait",
+    responses={200: {"content": {"application/json": {}}}} | TOO_MANY,
+    dependencies=HOLDS_A_STREAM,
 )
 async def create_waited_run(
     thread_id: str,
@@ -259,8 +114,8 @@ async def create_waited_run(
     user: User,
 ) -> Response:
     run = await create_run(api, thread_id, body, user, stateless=False)
-    gone = _canceller(api, run, user, body)
-    return _json_when_done(_finished(api, run), _locations(run, "join"), gone)
+    gone = canceller(api, run, user, body)
+    return json_when_done(final_result(api, run), _locations(run, "join"), gone)
 
 
 @router.post("/runs", response_model=Run)
@@ -278,17 +133,17 @@ async def create_stateless_run(
     return Run.of(run)
 
 
-@router.post("/runs/stream", responses=SSE_RESPONSE)
+@router.post("/runs/stream", responses=SSE_RESPONSE | TOO_MANY, dependencies=HOLDS_A_STREAM)
 async def create_stateless_streamed_run(*, body: RunCreate, api: Api, user: User) -> Response:
     run = await create_run(api, str(uuid.uuid4()), body, user, stateless=True)
     return _stream(api, run, None, body.on_disconnect == "cancel", user)
 
 
-@router.post("/runs/wait", responses=JSON_RESPONSE)
+@router.post("/runs/wait", responses=JSON_RESPONSE | TOO_MANY, dependencies=HOLDS_A_STREAM)
 async def create_stateless_waited_run(*, body: RunCreate, api: Api, user: User) -> Response:
     run = await create_run(api, str(uuid.uuid4()), body, user, stateless=True)
-    gone = _canceller(api, run, user, body)
-    return _json_when_done(_finished(api, run), _locations(run, "join"), gone)
+    gone = canceller(api, run, user, body)
+    return json_when_done(final_result(api, run), _locations(run, "join"), gone)
 
 
 # -- a thread's runs -------------------------------------------------------------------------
@@ -337,7 +192,9 @@ async def delete_run(
     return Response(status_code=204)
 
 
-@router.get("/threads/{thread_id}/runs/{run_id}/join")
+@router.get(
+    "/threads/{thread_id}/runs/{run_id}/join", responses=TOO_MANY, dependencies=HOLDS_A_STREAM
+)
 async def join_run(
     *,
     thread_id: str,
@@ -347,10 +204,14 @@ async def join_run(
 ) -> Response:
     """The run's final values once it ends, or {"__error__": {...}} if it failed."""
     run = await run_of_user(api, thread_id, run_id, user)
-    return _json_when_done(_finished(api, run), {})
+    return json_when_done(final_result(api, run), {})
 
 
-@router.get("/threads/{thread_id}/runs/{run_id}/stream", responses=SSE_RESPONSE)
+@router.get(
+    "/threads/{thread_id}/runs/{run_id}/stream",
+    responses=SSE_RESPONSE | TOO_MANY,
+    dependencies=HOLDS_A_STREAM,
+)
 async def join_run_stream(
     *,
     thread_id: str,
@@ -379,7 +240,12 @@ async def join_run_stream(
     return _stream(api, run, last_event_id or None, cancel_on_disconnect, user, modes)
 
 
-@router.post("/threads/{thread_id}/runs/{run_id}/cancel", status_code=202)
+@router.post(
+    "/threads/{thread_id}/runs/{run_id}/cancel",
+    status_code=202,
+    responses=TOO_MANY,
+    dependencies=[Depends(hold_stream_if_waiting)],
+)
 async def cancel_run(
     *,
     thread_id: str,
@@ -398,7 +264,7 @@ async def cancel_run(
         raise RunNotFoundError(f"run {run_id} is not in flight: it ended {current.status.value}")
     if not wait:
         return Response(status_code=202)
-    return _json_when_done(_finished(api, run), _locations(run, "join"))
+    return json_when_done(final_result(api, run), _locations(run, "join"))
 
 
 def _stream(

@@ -9,10 +9,12 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
-from runqueue.records import RunRecord, ThreadState, ThreadView
+from runqueue.records import MultitaskStrategy, RunRecord, ThreadState, ThreadView
 from runqueue.registry import MAX_PAGE
 
-MultitaskStrategyName = Literal["reject", "interrupt", "rollback", "enqueue"]
+# The enum's values, in its order: a new strategy is accepted, and listed in /openapi.json,
+# with no change here (a Literal, not the enum, keeps the schema inline as it has always been).
+MultitaskStrategyName = Literal[tuple(strategy.value for strategy in MultitaskStrategy)]
 StreamModeName = Literal[
     "values",
     "updates",

@@ -1,12 +1,13 @@
-"""create_api(): the FastAPI application over a Celery app's registry, and serve(), which runs
-it under uvicorn.
+"""create_api(): the FastAPI application over a Celery app's registry, and the uvicorn options
+`runqueue serve` runs it with.
 
 The registry's async methods run their database calls in the event loop's default executor.
 asyncio sizes that pool min(32, cores + 4): 6 threads on 2 cores, which would cap the whole
 API at 6 concurrent database calls. The lifespan replaces it with RUNQUEUE_API_THREADS
 threads, and the process's connection pool keeps as many connections open (see
-docs/api.md, "Performance"). Streams and joins wait on Redis with its asyncio client, not
-in a thread.
+docs/api.md, "Performance"). Streams and joins wait on Redis without a thread, through the
+process's one shared reader (runqueue/stream/redis_multiplexer.py); how many each user may
+hold open is bounded (open_streams.py).
 """
 
 from __future__ import annotations
@@ -21,11 +22,15 @@ from celery import Celery
 from fastapi import FastAPI
 
 from runqueue.api import assistants, runs, threads
+from runqueue.api.access_log import install_query_string_mask
 from runqueue.api.context import ApiContext
-from runqueue.api.errors import BodySizeLimit, install_error_handlers
+from runqueue.api.errors import install_error_handlers
+from runqueue.api.limits import RequestBodyLimits
+from runqueue.api.open_streams import OpenStreams
+from runqueue.api.protocol import PROTOCOL
 from runqueue.api.users import ApiKeys
 from runqueue.registry import RunManager
-from runqueue.settings import Settings
+from runqueue.settings import Settings, trusted_proxies
 
 logger = logging.getLogger(__name__)
 
@@ -42,6 +47,7 @@ def create_api(app: Celery | None = None, settings: Settings | None = None) -> F
         keys=ApiKeys(manager.sync.store),
         settings=settings,
         auth_required=settings.api_auth == "on",
+        open_streams=OpenStreams(settings.api_max_streams_per_user),
     )
 
     @asynccontextmanager
@@ -62,8 +68,12 @@ def create_api(app: Celery | None = None, settings: Settings | None = None) -> F
     api.state.runqueue = state
     install_error_handlers(api)
     api.add_middleware(
-        BodySizeLimit, max_bytes=2 * settings.max_payload_bytes + BODY_OVERHEAD_BYTES
+        RequestBodyLimits,
+        max_bytes=2 * settings.max_payload_bytes + BODY_OVERHEAD_BYTES,
+        timeout=settings.api_body_timeout_seconds,
     )
+    if settings.log_payloads != "on":
+        install_query_string_mask()
     api.include_router(assistants.router)
     api.include_router(threads.router)
     api.include_router(runs.router)
@@ -79,7 +89,21 @@ def create_api(app: Celery | None = None, settings: Settings | None = None) -> F
 def api_from_environment() -> FastAPI:
     """The factory `runqueue serve` hands uvicorn: each uvicorn worker process builds its
     API from the RUNQUEUE_* environment (the CLI exports its options there first)."""
-    from runqueue.app import load_app
+    from runqueue.celery.app import load_app
 
     settings = Settings.from_env()
     return create_api(load_app(settings.app), settings)
+
+
+def server_options(settings: Settings) -> dict[str, object]:
+    """The uvicorn options that bound what a client can hold: our h11 protocol (the request
+    head's size and time: runqueue.api.protocol), no WebSockets (the API has none), and
+    X-Forwarded-For believed only from RUNQUEUE_API_TRUSTED_PROXIES (uvicorn's default
+    trusts 127.0.0.1, so that any local client could write any address in the access log)."""
+    proxies = trusted_proxies(settings.api_trusted_proxies)
+    return {
+        "http": PROTOCOL,
+        "ws": "none",
+        "proxy_headers": bool(proxies),
+        "forwarded_allow_ips": ",".join(proxies) if proxies else None,
+    }

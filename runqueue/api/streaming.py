@@ -24,7 +24,7 @@ from typing import Any
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
 from runqueue.errors import RunQueueError
-from runqueue.records import RESERVED_EVENTS, AbortAction, RunRecord
+from runqueue.records import RESERVED_EVENTS, AbortAction, RunRecord, StreamEvent
 from runqueue.registry import RunManager
 
 logger = logging.getLogger(__name__)
@@ -38,8 +38,12 @@ def _frame(event: str, data: Any, event_id: str | None) -> ServerSentEvent:
     return ServerSentEvent(data=text, event=event, id=event_id)
 
 
-def _wanted(name: str, modes: set[str]) -> bool:
-    """An event of one of `modes` (`updates`, or a subgraph's `updates|ns`), or runqueue's."""
+def _wanted(event: StreamEvent, modes: set[str]) -> bool:
+    """An event of one of `modes` (`updates`, or a subgraph's `updates|ns`), or runqueue's;
+    a `gap` standing for a left-out event only if that event was wanted."""
+    name = event.event
+    if name == "gap" and isinstance(event.data, dict) and "left_out" in event.data:
+        name = event.data["left_out"]["event"]
     return name in RESERVED_EVENTS or name.split("|", 1)[0] in modes
 
 
@@ -66,7 +70,7 @@ def stream_response(
             async for event in manager.stream(run.run_id, after=last_event_id):
                 if event.event == "metadata":
                     continue
-                if modes is not None and not _wanted(event.event, modes):
+                if modes is not None and not _wanted(event, modes):
                     continue
                 yield _frame(event.event, event.data, event.id)
         except RunQueueError as exc:

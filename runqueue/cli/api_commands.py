@@ -36,6 +36,7 @@ def serve(state: CliState, host: str, port: int, workers: int, log_level: str) -
     refused unless HOST is a loopback address."""
     import uvicorn
 
+    from runqueue.api.server import server_options
     from runqueue.api.users import check_auth_setting
 
     settings = state.settings
@@ -52,6 +53,7 @@ def serve(state: CliState, host: str, port: int, workers: int, log_level: str) -
         workers=workers,
         log_level=log_level,
         timeout_graceful_shutdown=5,
+        **server_options(settings),
     )
 
 
@@ -62,7 +64,7 @@ def api_key() -> None:
 
 def _keys(state: CliState):  # noqa: ANN202
     from runqueue.api.users import ApiKeys
-    from runqueue.app import runtime_of
+    from runqueue.celery.app import runtime_of
 
     return ApiKeys(runtime_of(state.app()).store)
 
@@ -71,9 +73,11 @@ def _keys(state: CliState):  # noqa: ANN202
 @click.argument("user")
 @click.pass_obj
 def create_key(state: CliState, user: str) -> None:
-    """Create a key for USER. The key is printed once, alone on the last line."""
+    """Create a key for USER. The key is printed once, alone on stdout (the rest on stderr),
+    so that `KEY=$(runqueue api-key create USER)` captures the key only."""
     record, key = _keys(state).create(user)
-    click.echo(f"created key {record.key_id} for user {record.user_id}; it is shown only now:")
+    shown = f"created key {record.key_id} for user {record.user_id}; it is shown only now"
+    click.echo(shown, err=True)
     click.echo(key)
 
 

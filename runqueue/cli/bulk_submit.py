@@ -13,7 +13,7 @@ from typing import IO, Any
 import click
 
 from runqueue.cli.commands import CliError
-from runqueue.errors import RunQueueError, first_line
+from runqueue.errors import RunQueueError, first_line, plural
 from runqueue.records import MultitaskStrategy, RunRecord
 from runqueue.registry import RunRequest, SyncRunManager
 
@@ -53,6 +53,9 @@ def read_requests(
         except json.JSONDecodeError as exc:
             bad.append((number, f"not JSON ({exc})"))
             continue
+        except RecursionError:  # the decoder gives up on nesting this deep
+            bad.append((number, "nests too deep to decode"))
+            continue
         try:
             fields = {**defaults, **value} if isinstance(value, dict) else value
             lines.append(Line(number, RunRequest.from_json(fields)))
@@ -83,7 +86,10 @@ def submit_from(
     )
     if bad:
         report(bad, "error: ")
-        raise CliError(f"{len(bad)} of {read} request(s) in {name} are bad; nothing was submitted")
+        verb = "is" if len(bad) == 1 else "are"
+        raise CliError(
+            f"{len(bad)} of {plural(read, 'request')} in {name} {verb} bad; nothing was submitted"
+        )
     submitted = Submitted()
     with progress(len(lines)) as advance:
         for chunk in chunks(lines, CHUNK):
@@ -91,8 +97,8 @@ def submit_from(
                 outcomes = manager.create_many([line.request for line in chunk])
             except RunQueueError as exc:
                 raise CliError(
-                    f"{first_line(exc)}; {submitted.created} run(s) were created before it (on "
-                    f"stdout), from line {chunk[0].number} on nothing was submitted"
+                    f"{first_line(exc)}; {plural(submitted.created, 'run')} created before it "
+                    f"(on stdout), from line {chunk[0].number} on nothing was submitted"
                 ) from None
             for line, outcome in zip(chunk, outcomes, strict=True):
                 click.echo(json.dumps(outcome_json(line, outcome)))
@@ -109,13 +115,13 @@ def summarize(submitted: Submitted, name: str) -> None:
     """The last line on stderr: how many were created; CliError if any was refused."""
     refused = submitted.refused
     if not refused:
-        click.echo(f"created {submitted.created} run(s) from {name}", err=True)
+        click.echo(f"created {plural(submitted.created, 'run')} from {name}", err=True)
         return
     report(refused, "refused: ")
     numbers = ", ".join(str(number) for number, _ in refused[:SHOWN_PROBLEMS])
     more = ", ..." if len(refused) > SHOWN_PROBLEMS else ""
     raise CliError(
-        f"{len(refused)} of {len(refused) + submitted.created} run(s) refused by their "
+        f"{len(refused)} of {plural(len(refused) + submitted.created, 'run')} refused by their "
         f"thread's strategy (line{'s' if len(refused) > 1 else ''} {numbers}{more}); "
         f"{submitted.created} created"
     )

@@ -19,6 +19,9 @@ from runqueue.settings import Settings
 
 logger = logging.getLogger(__name__)
 
+DEFAULT_APP = "workers.app:app"
+DEMO_IMPORTS = "workers.assistants:register_with_journal"  # the examples, their journal on
+
 
 class CliState:
     """Settings built once from the environment and the global options."""
@@ -33,6 +36,10 @@ class CliState:
             self._settings = Settings.from_env(**self.overrides)
         return self._settings
 
+    def forget_settings(self) -> None:
+        """The overrides changed: build the settings again at the next use."""
+        self._settings = None
+
     def export(self) -> None:
         """Make the settings visible to child processes and to `workers.app` imports."""
         for name, value in self.overrides.items():
@@ -40,7 +47,7 @@ class CliState:
                 os.environ[f"RUNQUEUE_{name.upper()}"] = str(value)
 
     def app(self):  # noqa: ANN201
-        from runqueue.app import load_app
+        from runqueue.celery.app import load_app
 
         self.export()
         return load_app(self.settings.app)
@@ -53,8 +60,7 @@ class CliState:
     def queries(self):  # noqa: ANN201
         """The read-only queries, without loading the app: a read creates no file or folder
         (a missing SQLite database is SchemaMissingError, not a new empty file)."""
-        from runqueue.store.decisions import RunStore
-        from runqueue.store.queries import RunQueries
+        from runqueue.store import RunQueries, RunStore
 
         settings = self.settings
         return RunQueries(
@@ -148,6 +154,9 @@ GLOBAL_HELP_EPILOG = (
 
 
 @click.group(cls=RunQueueGroup, epilog=GLOBAL_HELP_EPILOG)
+@click.version_option(
+    package_name="runqueue", prog_name="runqueue", message="%(prog)s %(version)s"
+)  # the installed distribution's version (importlib.metadata)
 @click.option(
     "--database-url",
     envvar="RUNQUEUE_DATABASE_URL",
@@ -207,11 +216,11 @@ def migrate(state: CliState) -> None:
     Says what it did (created, upgraded from one revision to another, or nothing) and the
     schema's revision. The only command that creates the database."""
     from runqueue.settings import redact_url
-    from runqueue.store.database import migrate as run_migrations
+    from runqueue.store import migrate as run_migrations
 
     migration = run_migrations(state.settings)
     from runqueue.errors import ExtraNotInstalledError
-    from runqueue.store.decisions import RunStore
+    from runqueue.store import RunStore
 
     try:  # LangGraph's tables, made by its official saver's setup(), when the extra is there
         from runqueue.langgraph import setup_checkpointer
@@ -274,7 +283,9 @@ class WorkerOutcome(logging.Handler):
     default="prefork",
     show_default=True,
 )
-@click.option("--hostname", "-n", default=None, help="Worker node name.")
+@click.option(
+    "--hostname", "-n", default=None, help="Worker node name [default: runqueue-PID@HOST]."
+)
 @click.option("--loglevel", "-l", default="INFO", show_default=True)
 @click.pass_obj
 def worker(
@@ -295,10 +306,10 @@ def worker(
         # uses (Flower has its own event consumer), and each broker outage made it log an
         # AttributeError at ERROR (it closes its channel after Celery dropped the connection).
         "--without-gossip",
-        f"--queues={state.settings.queue}",
+        # Unique per process, so that two workers on one host are two workers (Celery's
+        # default, celery@HOST, is one name for all of them); a live namesake is refused.
+        f"--hostname={hostname or f'runqueue-{os.getpid()}@%h'}",
     ]
-    if hostname:
-        argv.append(f"--hostname={hostname}")
     outcome = WorkerOutcome().watch()
     app.worker_main(argv)
     if outcome.exit_code():
@@ -320,15 +331,17 @@ def demo(
 ) -> None:
     """Start a worker, exercise every strategy and a cancel, and check each guarantee.
 
-    Embedded by default (SQLite and a filesystem broker in a fresh temporary directory);
-    --database-url and --broker-url run the same demo on PostgreSQL and Redis."""
+    Embedded by default (SQLite and a filesystem broker in a fresh temporary directory,
+    deleted after; with --data-dir or RUNQUEUE_DATA_DIR, in that directory, where its runs
+    stay); --database-url and --broker-url run the same demo on PostgreSQL and Redis, whose
+    runs stay in that database."""
     import shutil
     import tempfile
     import uuid
 
+    from runqueue.celery.dispatch import check_broker
     from runqueue.cli.demo import run_demo
     from runqueue.cli.render import console
-    from runqueue.dispatch import check_broker
 
     overrides = state.overrides
     if database_url:
@@ -340,6 +353,11 @@ def demo(
         overrides["data_dir"] = tempfile.mkdtemp(prefix="runqueue-demo-")
     if overrides.get("queue") is None:
         overrides["queue"] = f"runqueue-demo-{uuid.uuid4().hex[:8]}"
+    if not state.settings.imports and state.settings.app == DEFAULT_APP:
+        # The demo judges each guarantee from the example assistants' journals, an option a
+        # default install does not serve; its worker serves only the demo's own queue.
+        overrides["imports"] = DEMO_IMPORTS
+        state.forget_settings()
     data_dir = Path(overrides["data_dir"])
     try:
         app = state.app()
@@ -362,9 +380,11 @@ def demo(
 def reap(state: CliState) -> None:
     """One maintenance pass: publish runs that never left, reap runs whose worker died
     (for cron or a Kubernetes CronJob; workers also do this themselves)."""
+    from runqueue.celery.app import runtime_of
     from runqueue.worker.maintenance import run_once
 
-    relayed, reaped = run_once(state.app())
+    app = state.app()
+    relayed, reaped = run_once(app, runtime_of(app))
     click.echo(json.dumps({"relayed": relayed, "reaped": reaped}))
 
 

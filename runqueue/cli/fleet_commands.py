@@ -10,34 +10,48 @@ from typing import TYPE_CHECKING
 import click
 
 from runqueue.cli.commands import CliError, CliState, main
+from runqueue.errors import plural
 from runqueue.records import WorkerRecord
 
 if TYPE_CHECKING:
     from rich.table import Table
 
 
-def workers_table(workers: list[WorkerRecord]) -> Table:
-    """One row per live worker: what it serves, how, and when it last said it lives."""
+# Dropped in this order in a narrow terminal (the node name says host and, by default, pid).
+NARROW_WORKERS_DROP = (
+    (),
+    ("host", "pid"),
+    ("host", "pid", "started"),
+    ("host", "pid", "started", "pool"),
+)
+
+
+def workers_table(
+    workers: list[WorkerRecord], hide: tuple[str, ...] = (), id_width: int | None = None
+) -> Table:
+    """One row per live worker: what it serves, how, and when it last said it lives. The
+    node name is never split over lines (cut with `…` to `id_width` at most)."""
     from rich.markup import escape
     from rich.table import Table
 
     from runqueue.cli.render import clock
 
-    table = Table(title="workers")
-    for column in ("worker", "pool", "concurrency", "assistants", "host", "pid", "started"):
-        table.add_column(column, overflow="fold")
-    table.add_column("heartbeat")
+    table = Table(title=plural(len(workers), "live worker"))
+    table.add_column("worker", no_wrap=True, overflow="ellipsis", max_width=id_width)
+    columns = ("pool", "assistants", "host", "pid", "started", "heartbeat")
+    shown = [column for column in columns if column not in hide]
+    for column in shown:
+        table.add_column(column, overflow="fold", no_wrap=column != "assistants")
     for worker in workers:
-        table.add_row(
-            escape(worker.name),
-            worker.pool,
-            str(worker.concurrency),
-            escape(", ".join(worker.assistants) or "-"),
-            escape(worker.host),
-            str(worker.pid),
-            clock(worker.started_at),
-            clock(worker.heartbeat_at),
-        )
+        cells = {
+            "pool": f"{worker.pool} {worker.concurrency}",
+            "assistants": escape(", ".join(worker.assistants) or "-"),
+            "host": escape(worker.host),
+            "pid": str(worker.pid),
+            "started": clock(worker.started_at),
+            "heartbeat": clock(worker.heartbeat_at),
+        }
+        table.add_row(escape(worker.name), *(cells[column] for column in shown))
     return table
 
 
@@ -46,13 +60,19 @@ def workers_table(workers: list[WorkerRecord]) -> Table:
 @click.pass_obj
 def workers(state: CliState, as_json: bool) -> None:
     """List the live workers: registered, not stopped, heartbeat younger than a lease."""
-    from runqueue.cli.render import console, json_value
+    from runqueue.cli.render import console, first_that_fits, json_value
 
     fleet = state.manager().workers()
     if as_json:
         click.echo(json.dumps(json_value(fleet)))
+    elif not fleet:
+        click.echo("no live workers (start one with: runqueue worker)")
     else:
-        console().print(workers_table(fleet))
+        layouts = (
+            lambda hide=hide, **width: workers_table(fleet, hide, **width)
+            for hide in NARROW_WORKERS_DROP
+        )
+        console().print(first_that_fits(console(), layouts))
 
 
 @main.command()
@@ -85,10 +105,11 @@ def health(state: CliState, node: str | None, url: str | None, timeout: float) -
         raise click.BadParameter("an http:// or https:// URL", param_hint="'--url'")
     checked: list[str] = []
     if url is None or node is not None:
+        from runqueue.celery.app import runtime_of
         from runqueue.worker.readiness import check_services
 
         app = state.app()
-        check_services(app, broker_timeout=timeout)
+        check_services(app, runtime_of(app).settings, broker_timeout=timeout)
         checked = ["database", "broker"]
     if node is not None:
         node = default_nodename(host_format(node))

@@ -7,13 +7,14 @@ import enum
 import json
 import os
 import sys
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 from runqueue.records import RunEvent, RunRecord, RunStatus, ThreadRecord
 
@@ -38,8 +39,35 @@ def console() -> Console:
 
 def fits(out: Console, table: Table) -> bool:
     """True if the table shows at its natural width, nothing folded or cut."""
-    natural = out.measure(table, options=out.options.update_width(1_000_000)).maximum
-    return natural <= out.width
+    return natural_width(out, table) <= out.width
+
+
+def first_that_fits(out: Console, layouts: Iterable[Callable[..., Table]]) -> Table:
+    """The first layout (widest first) whose table fits the terminal; else the last one
+    with its first column (an id, never split over lines) cut to fit, ending in `…`."""
+    layout = None
+    for layout in layouts:
+        table = layout()
+        if fits(out, table):
+            return table
+    assert layout is not None, "no layout given"
+    width = max((Text.from_markup(cell).cell_len for cell in table.columns[0].cells), default=6)
+    excess = natural_width(out, table) - out.width
+    return layout(id_width=max(width - excess, 6))
+
+
+def natural_width(out: Console, table: Table) -> int:
+    return out.measure(table, options=out.options.update_width(1_000_000)).maximum
+
+
+def note(out: Console, text: str) -> None:
+    """A line under a table, wrapped at word boundaries to the terminal's width."""
+    out.print(Text(text, style="dim"), overflow="fold", soft_wrap=False)
+
+
+def short_time(value: datetime) -> str:
+    """A time a person reads at a glance, to the second, in UTC: `2026-05-01 13:04:05`."""
+    return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S")
 
 
 def json_value(value: Any) -> Any:
@@ -90,31 +118,37 @@ def runs_table(
     title: str | None = None,
     labels: dict[str, str] | None = None,
     ids: Mapping[str, str] | None = None,
-    caption: str | None = None,
+    hide: Iterable[str] = (),
+    id_width: int | None = None,
 ) -> Table:
-    """One row per run: thread, run, assistant, strategy, status, duration. `ids`: the id to
-    show for a run (a unique prefix in a narrow terminal); the run column is never cut."""
+    """One row per run: thread, run, assistant, strategy, status, duration, less the columns
+    in `hide` (a narrow terminal drops them). `ids`: the id to show for a run (a unique
+    prefix in a narrow terminal); `id_width`: the thread column's width at most. Ids are
+    never split over lines: the run column is never cut, and a thread id too long for its
+    column ends in `…`."""
     runs = list(runs)
     ids = ids or {}
+    hide = set(hide)
     shown = [ids.get(run.run_id, run.run_id) for run in runs]
-    table = Table(title=title, expand=False, caption=caption)
-    longest_thread = max((len(run.thread_id) for run in runs), default=6)
-    table.add_column("thread", overflow="fold", min_width=min(longest_thread, 16))
+    table = Table(title=title, expand=False)
+    if "thread" not in hide:
+        table.add_column("thread", no_wrap=True, overflow="ellipsis", max_width=id_width)
     table.add_column("run", no_wrap=True, min_width=max(map(len, shown), default=3))
-    for column in ("assistant", "strategy", "status", "duration"):
+    columns = [c for c in ("assistant", "strategy", "status", "duration") if c not in hide]
+    for column in columns:
         table.add_column(column, no_wrap=True)
     if labels:
         table.add_column("note")
     now = datetime.now(UTC)
     for run, run_id in zip(runs, shown, strict=True):
-        row = [
-            escape(run.thread_id),
-            run_id,
-            run.assistant_id,
-            run.multitask_strategy.value if run.multitask_strategy else "-",
-            status_text(run.status),
-            duration(run, now),
-        ]
+        cells = {
+            "assistant": run.assistant_id,
+            "strategy": run.multitask_strategy.value if run.multitask_strategy else "-",
+            "status": status_text(run.status),
+            "duration": duration(run, now),
+        }
+        row = ([] if "thread" in hide else [escape(run.thread_id)]) + [run_id]
+        row += [cells[column] for column in columns]
         if labels:
             row.append(labels.get(run.run_id, ""))
         table.add_row(*row)
@@ -134,6 +168,7 @@ def run_table(run: RunRecord) -> Table:
         ("abort action", run.abort_action.value if run.abort_action else "-"),
         ("worker", escape(run.worker or "-")),
         ("attempt", str(run.attempt)),
+        ("worker losses", str(run.worker_losses)),
         ("created", run.created_at.isoformat()),
         ("started", run.started_at.isoformat() if run.started_at else "-"),
         ("ended", run.ended_at.isoformat() if run.ended_at else "-"),
@@ -175,21 +210,42 @@ def assistants_table(assistants: Iterable[Mapping[str, Any]]) -> Table:
     return table
 
 
-def threads_table(threads: Iterable[tuple[ThreadRecord, dict[str, int]]]) -> Table:
-    """One row per thread with its run counts by status."""
-    table = Table(title="threads")
-    table.add_column("thread", overflow="fold")
-    table.add_column("user")
-    table.add_column("updated")
-    for status in RunStatus:
+def threads_table(
+    threads: Iterable[tuple[ThreadRecord, dict[str, int]]],
+    *,
+    title: str | None = None,
+    compact: bool = False,
+    hide: Iterable[str] = (),
+    id_width: int | None = None,
+) -> Table:
+    """One row per thread: its id (never split over lines: `…` if it must be cut), user,
+    last update (UTC, to the second) and run counts by status, one column each, or with
+    `compact` one `runs` column naming the statuses it has. `hide`: columns to leave out;
+    `id_width`: the thread column's at most."""
+    hide = set(hide)
+    table = Table(title=title)
+    table.add_column("thread", no_wrap=True, overflow="ellipsis", max_width=id_width)
+    columns = [c for c in ("user", "updated (UTC)") if c not in hide]
+    for column in columns:
+        table.add_column(column, no_wrap=True)
+    statuses = [] if compact else list(RunStatus)
+    for status in statuses:
         table.add_column(status.value, justify="right")
+    if compact:
+        table.add_column("runs")
     for thread, counts in threads:
-        table.add_row(
-            escape(thread.thread_id),
-            escape(thread.user_id or "-"),
-            thread.updated_at.isoformat(),
-            *(str(counts.get(status.value, 0)) for status in RunStatus),
-        )
+        cells = {
+            "user": escape(thread.user_id or "-"),
+            "updated (UTC)": short_time(thread.updated_at),
+        }
+        row = [escape(thread.thread_id)] + [cells[column] for column in columns]
+        row += [str(counts.get(status.value, 0)) for status in statuses]
+        if compact:
+            row.append(
+                ", ".join(f"{counts[s.value]} {s.value}" for s in RunStatus if counts.get(s.value))
+                or "none"
+            )
+        table.add_row(*row)
     return table
 
 

@@ -15,11 +15,11 @@ import click
 
 from runqueue import validation
 from runqueue.cli.commands import CliError, CliState, EnumChoice, main
-from runqueue.errors import BrokerUnavailableError, InvalidPayloadError
+from runqueue.errors import BrokerUnavailableError, InvalidPayloadError, UnknownAssistantError
 from runqueue.records import AbortAction, MultitaskStrategy, RunRecord, RunStatus
 
 # Loggers that warn when the broker is down (a publish, a revoke, a Flower event).
-BROKER_LOGGERS = ("runqueue.dispatch", "runqueue.task_events")
+BROKER_LOGGERS = ("runqueue.celery.dispatch", "runqueue.celery.task_events")
 EXIT_RUN_FAILED = 3  # submit --wait: the run ended, not in success
 EXIT_STILL_RUNNING = 4  # submit --wait: the run had not ended within --timeout
 # submit's options that name one run, and so do not apply with --from (one run per line)
@@ -72,7 +72,7 @@ def say_notes(warnings: list[str], problem: str | None, kept: str) -> None:
 
 def broker_problem(app) -> str | None:  # noqa: ANN001
     """Why the broker cannot be used now (None: it answers)."""
-    from runqueue.dispatch import check_broker
+    from runqueue.celery.dispatch import check_broker
 
     try:
         check_broker(app)
@@ -95,10 +95,7 @@ def read_kwargs(value: str) -> dict[str, Any]:
                 f"cannot read the --kwargs file {path}: {exc.strerror}"
             ) from None
         source = f"--kwargs file {path}"
-    try:
-        kwargs = json.loads(value)
-    except json.JSONDecodeError as exc:
-        raise InvalidPayloadError(f"{source} is not JSON: {exc}") from None
+    kwargs = validation.parse_json(value, source)
     if not isinstance(kwargs, dict):
         raise InvalidPayloadError(f"{source} must be a JSON object, got {type(kwargs).__name__}")
     return kwargs
@@ -200,7 +197,7 @@ def submit(
         )
     if thread_id is None:
         raise click.MissingParameter(ctx=ctx, param=parameter(ctx, "thread_id"))
-    from runqueue.store.database import require_database
+    from runqueue.store import require_database
 
     kwargs = read_kwargs(kwargs_json)
     validation.thread_id(thread_id)
@@ -208,7 +205,7 @@ def submit(
     manager = state.manager()
     quiet_dispatch()
     problem = broker_problem(manager.app)
-    with registry_warnings() as warnings:  # said once the run exists, as notes
+    with registry_warnings() as warnings, naming_the_app(state):  # notes once the run exists
         run = manager.create_or_reject(
             thread_id, assistant, kwargs=kwargs, multitask_strategy=strategy
         )
@@ -238,6 +235,21 @@ def submit(
         sys.exit(EXIT_RUN_FAILED)
 
 
+def already_ended(run: RunRecord) -> str:
+    return f"run {run.run_id} already ended ({run.status.value}): nothing to cancel"
+
+
+@contextlib.contextmanager
+def naming_the_app(state: CliState) -> Iterator[None]:
+    """An unknown assistant may be a known one of another app: say how the app is chosen."""
+    try:
+        yield
+    except UnknownAssistantError as exc:
+        raise UnknownAssistantError(
+            f"{exc}; the app is chosen with --app or RUNQUEUE_APP (now {state.settings.app})"
+        ) from None
+
+
 def parameter(ctx: click.Context, name: str) -> click.Parameter:
     return next(param for param in ctx.command.params if param.name == name)
 
@@ -252,7 +264,7 @@ def submit_from_file(
 ) -> None:
     """submit --from: read and check every line, then create the runs (bulk_submit.py)."""
     from runqueue.cli.bulk_submit import read_requests, submit_from, summarize
-    from runqueue.store.database import require_database
+    from runqueue.store import require_database
 
     lines, bad = read_requests(source, assistant, strategy)
     require_database(state.settings.database_url)  # before the app makes its broker folders
@@ -282,16 +294,21 @@ def cancel(state: CliState, run_id: str, action: AbortAction) -> None:
     RUN_ID: a full run id, or a unique prefix of one. A pending run is interrupted at
     once. A running run's cancel is recorded in the database: its worker is told through
     the broker, and reads it at its next heartbeat anyway, so a cancel works with the
-    broker down too."""
+    broker down too. A run that already ended is left as it is: one line says so, exit 0
+    (the run is not executing, which is what a cancel asks for; an unknown id is exit 1)."""
     run = resolve_run(state.queries(), run_id)  # an unknown id: no app, nothing created
     if run.is_final:
-        raise CliError(f"run {run.run_id} is already {run.status.value}")
+        click.echo(already_ended(run))
+        return
     manager = state.manager()
     quiet_dispatch()
     problem = broker_problem(manager.app) if run.status is RunStatus.running else None
-    if not manager.cancel(run.run_id, action=action):
+    if not manager.cancel(run.run_id, action=action):  # it ended since it was read
         current = manager.get(run.run_id)
-        raise CliError(f"run {run.run_id} is already {current.status.value if current else 'gone'}")
+        if current is None:
+            raise CliError(f"no run {run.run_id}")
+        click.echo(already_ended(current))
+        return
     current = manager.get(run.run_id)
     if run.status is RunStatus.pending and current is not None and current.is_final:
         click.echo(f"run {run.run_id} {current.status.value} before it started ({action.value})")

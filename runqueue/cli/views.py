@@ -15,12 +15,22 @@ from rich.markup import escape
 from runqueue import validation
 from runqueue.cli.commands import CliState, EnumChoice, main
 from runqueue.cli.run_commands import resolve_run
-from runqueue.errors import RunQueueError
+from runqueue.errors import RunQueueError, plural
 from runqueue.records import RunRecord, RunStatus
+from runqueue.worker.task import description_of
 
 SHORT_ID_MIN = 8  # characters of a shortened run id, at least
 JSON_HELP = "Print JSON instead of a table (full ids, ISO 8601 times, status values)."
 LIMIT = click.IntRange(0, validation.MAX_PAGE)
+# The columns a narrow terminal drops, least needed first: each try drops one more.
+NARROW_RUNS_DROP = ((), ("duration",), ("duration", "strategy"),
+                    ("duration", "strategy", "assistant"))  # fmt: skip
+NARROW_THREADS = (
+    dict(compact=False),
+    dict(compact=True),
+    dict(compact=True, hide=("user",)),
+    dict(compact=True, hide=("user", "updated (UTC)")),
+)
 
 
 def shortest_unique_length(shown: Iterable[str], others: Iterable[str] = ()) -> int:
@@ -66,7 +76,7 @@ def runs(
 ) -> None:
     """List runs, newest first. In a terminal too narrow for whole run ids, each id is cut
     to a unique prefix, which `show` and `cancel` accept."""
-    from runqueue.cli.render import console, fits, print_json, runs_table
+    from runqueue.cli.render import console, first_that_fits, fits, note, print_json, runs_table
 
     queries = state.queries()
     records = queries.list_runs(
@@ -78,17 +88,37 @@ def runs(
         print_json(records)
         return
     out = console()
-    title = f"{len(records)} runs"
+    title = plural(len(records), "run")
     table = runs_table(records, title=title)
-    if not fits(out, table):
-        table = runs_table(
-            records,
-            title=title,
-            ids=short_ids(queries, [run.run_id for run in records]),
-            caption="run ids cut to unique prefixes (show and cancel take them); --json "
-            "prints them whole",
+    if fits(out, table):
+        out.print(table)
+        _more_may_exist(out, records, limit)
+        return
+    # Narrower: run ids cut to unique prefixes, then the columns least needed dropped.
+    ids = short_ids(queries, [run.run_id for run in records])
+    out.print(
+        first_that_fits(
+            out,
+            (
+                lambda hide=hide, **width: runs_table(
+                    records, title=title, ids=ids, hide=hide, **width
+                )
+                for hide in NARROW_RUNS_DROP
+            ),
         )
-    out.print(table)
+    )
+    note(
+        out, "run ids cut to unique prefixes (show and cancel take them); --json prints them whole"
+    )
+    _more_may_exist(out, records, limit)
+
+
+def _more_may_exist(out: Any, records: list[RunRecord], limit: int) -> None:
+    """Under a page that came back full: say that it is a page."""
+    from runqueue.cli.render import note
+
+    if limit and len(records) == limit:
+        note(out, f"the latest {plural(limit, 'run')}; --limit shows more")
 
 
 @main.command()
@@ -138,13 +168,19 @@ def threads(state: CliState, limit: int, as_json: bool) -> None:
     """List threads and their run counts by status.
 
     Most recently updated first."""
-    from runqueue.cli.render import console, print_json, thread_json, threads_table
+    from runqueue.cli.render import console, first_that_fits, print_json, thread_json, threads_table
 
     listed = state.queries().threads(limit)
     if as_json:
         print_json([thread_json(thread, counts) for thread, counts in listed])
         return
-    console().print(threads_table(listed))
+    out = console()
+    title = plural(len(listed), "thread")
+    layouts = (
+        lambda how=how, **width: threads_table(listed, title=title, **how, **width)
+        for how in NARROW_THREADS
+    )
+    out.print(first_that_fits(out, layouts))
 
 
 def assistant_entries(app) -> list[dict[str, Any]]:  # noqa: ANN001
@@ -161,13 +197,12 @@ def assistant_entries(app) -> list[dict[str, Any]]:  # noqa: ANN001
         retry = getattr(task, "run_retry", None)
         if retry is not None:
             options["max_attempts"] = retry.max_attempts
-        doc = (task.__doc__ or "").strip()
         entries.append(
             dict(
                 name=name,
                 kind="graph" if task.takes_run_fields else "task",
                 options=options,
-                description=doc.splitlines()[0] if doc else "",
+                description=description_of(task),
             )
         )
     return entries

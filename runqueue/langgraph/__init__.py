@@ -2,8 +2,8 @@
 
 Imported only when used: `import runqueue` works without LangGraph installed. Registering a
 graph does not import LangGraph either (a worker starts as fast as without graphs); the
-graph, its saver and LangGraph itself are imported at a process's first graph run or state
-read."""
+graph, its saver and LangGraph itself are imported at a process's first graph run, state
+read, or run created with an `input` (checked against the graph's input schema)."""
 
 from __future__ import annotations
 

@@ -10,22 +10,30 @@ each stream chunk becomes one run-stream event; the run's result is the thread's
 
 from __future__ import annotations
 
+import logging
+import threading
 from collections.abc import Callable
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from celery import Celery
 
-from runqueue.app import runtime_of
-from runqueue.errors import InvalidPayloadError
+from runqueue import validation
+from runqueue.celery.app import runtime_of
+from runqueue.errors import InvalidKwargsError, InvalidPayloadError
 from runqueue.records import ThreadState
-from runqueue.worker.execution import RunContext, RunTask
+from runqueue.worker.run_context import RunContext
+from runqueue.worker.task import RunTask
 
 if TYPE_CHECKING:
     from langgraph.pregel import Pregel
 
+logger = logging.getLogger(__name__)
+
 GRAPH_KWARGS = ("input", "config", "stream_mode", "command")
 COMMAND_KEYS = ("resume", "update", "goto")
+_BUILDING = threading.Lock()  # a factory runs once per process, even under concurrent creates
+_UNKNOWN: Any = object()
 
 
 def _is_compiled_graph(graph: Any) -> bool:
@@ -39,25 +47,28 @@ class GraphTask(RunTask):
     takes_run_fields = True
     graph_source: Any = None  # set by langgraph_assistant(): a graph, or a factory of one
     _graph: Pregel | None = None
+    _input_keys: frozenset[str] | None = _UNKNOWN  # read once: the check costs a create nothing
 
     def graph(self) -> Pregel:
         """The compiled graph (a factory is called once per process)."""
-        if self._graph is None:
-            from langgraph.pregel import Pregel
+        with _BUILDING:
+            if self._graph is None:
+                from langgraph.pregel import Pregel
 
-            source = self.graph_source
-            graph = source if _is_compiled_graph(source) else source()
-            if not isinstance(graph, Pregel):
-                raise TypeError(f"assistant {self.name!r}: the factory did not return a graph")
-            self._graph = graph
-        return self._graph
+                source = self.graph_source
+                graph = source if _is_compiled_graph(source) else source()
+                if not isinstance(graph, Pregel):
+                    raise TypeError(f"assistant {self.name!r}: the factory did not return a graph")
+                self._graph = graph
+            return self._graph
 
     def check_kwargs(self, thread_id: str, kwargs: dict[str, Any]) -> None:
         """A run's kwargs checked when it is created: InvalidPayloadError, nothing written."""
         unknown = sorted(kwargs.keys() - set(GRAPH_KWARGS))
         if unknown:
             raise InvalidPayloadError(
-                f"graph assistant {self.name!r} takes {', '.join(GRAPH_KWARGS)}; got {unknown[0]!r}"
+                f"graph assistant {self.name!r} takes {', '.join(GRAPH_KWARGS)}; "
+                f"got {validation.shown(unknown[0])}"
             )
         from runqueue.langgraph.events import stream_modes
 
@@ -68,6 +79,67 @@ class GraphTask(RunTask):
             _check_command(command)
             if kwargs.get("input") is not None:
                 raise InvalidPayloadError("give a run input or a command, not both")
+        self._check_input(kwargs.get("input"))
+
+    def _check_input(self, value: Any) -> None:
+        """A run's input against the graph's input schema (InvalidKwargsError): an object
+        whose keys are all the schema's. None is allowed: the graph goes on from the
+        thread's checkpoint (or takes a command). Unchecked when the graph has no state
+        schema (not a StateGraph) or cannot be built in this process."""
+        if value is None:
+            return
+        keys = self.input_keys()
+        if keys is None:
+            return
+        shown = ", ".join(sorted(keys))
+        if not isinstance(value, dict):
+            raise InvalidKwargsError(
+                f"input of graph assistant {self.name!r} must be an object of its state's "
+                f"keys ({shown}), not {type(value).__name__}",
+                assistant_id=self.name,
+                field="input",
+            )
+        unknown = sorted(value.keys() - keys)
+        if unknown:
+            key = unknown[0]  # as typed, unless too long or odd to print on one line
+            named = key if key.isprintable() and len(key) <= 60 else validation.shown(key)
+            raise InvalidKwargsError(
+                f"input.{named}: graph assistant {self.name!r} has no such key in its "
+                f"input schema ({shown})",
+                assistant_id=self.name,
+                field=f"input.{unknown[0]}",
+            )
+
+    def input_keys(self) -> frozenset[str] | None:
+        """The channels a run's input may write (the StateGraph's input schema), or None if
+        not known here. Read from the graph's builder, not its JSON schema: pydantic cannot
+        make one of a typing.TypedDict state before Python 3.12. Read once per process, a
+        graph that cannot be built here included (one warning, no factory call per create).
+        A state that is not an object (a list, `Annotated[list, add]`: LangGraph's
+        `__root__` channel) takes any input: unchecked."""
+        if self._input_keys is _UNKNOWN:
+            self._input_keys = self._read_input_keys()
+        return self._input_keys
+
+    def _read_input_keys(self) -> frozenset[str] | None:
+        try:
+            graph = self.graph()
+        except Exception as error:  # noqa: BLE001 - the worker reports it when the run executes
+            logger.warning(
+                "assistant %s: its graph cannot be built in this process (%s); runs' input "
+                "is not checked here",
+                self.name,
+                type(error).__name__,
+                extra={"assistant_id": self.name, "action": "input_unchecked"},
+            )
+            return None
+        builder = getattr(graph, "builder", None)
+        schemas = getattr(builder, "schemas", None)
+        schema = getattr(builder, "input_schema", None)
+        if not isinstance(schemas, dict) or schema not in schemas:
+            return None
+        keys = frozenset(schemas[schema])
+        return None if keys == {"__root__"} else keys
 
     def thread_state(self, thread_id: str) -> ThreadState:
         """The thread's latest kept checkpoint, as LangGraph's get_state() reads it."""
@@ -165,10 +237,16 @@ def _parse_time(value: str | None) -> datetime | None:
 
 
 def langgraph_assistant(
-    app: Celery, name: str, graph: Pregel | Callable[[], Pregel], **task_options: Any
+    app: Celery,
+    name: str,
+    graph: Pregel | Callable[[], Pregel],
+    *,
+    description: str | None = None,
+    **task_options: Any,
 ) -> GraphTask:
     """Register a compiled graph (or a function that builds one, called once per process) as
-    the assistant `name`."""
+    the assistant `name`; `description` (default: the factory's docstring) is what the
+    assistants listings show."""
     compiled = _is_compiled_graph(graph)
     if not compiled and not callable(graph):
         raise TypeError("graph must be a compiled LangGraph graph or a function returning one")
@@ -176,6 +254,12 @@ def langgraph_assistant(
     # A function stored on the task class would become a method: keep it static.
     source = graph if compiled else staticmethod(graph)
     task_options.setdefault("shared", False)  # on this app alone, as assistant()
+    if description is None and not compiled:
+        description = graph.__doc__
+    # The task's docstring is the assistant's description (the listings show its first
+    # line); Celery would give it _run's, the same for every graph.
+    task_options["__doc__"] = description
+    name = validation.assistant_name(name)
     return app.task(base=GraphTask, name=name, bind=True, graph_source=source, **task_options)(_run)
 
 

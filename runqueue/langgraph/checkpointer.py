@@ -30,21 +30,17 @@ from langgraph.checkpoint.base import (
 )
 from langgraph.checkpoint.postgres import PostgresSaver
 from langgraph.checkpoint.sqlite import SqliteSaver
-from sqlalchemy import Connection
 
 from runqueue.errors import FencedOffError, RunQueueError
-from runqueue.store.decisions import RunStore
-from runqueue.store.graph_writes import GraphWrite
+from runqueue.store import GraphWrite, LentConnection, RunStore
 from runqueue.worker.durability import persist
 
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-SETUP_LOCK_KEY = 0x72756E71  # pg_advisory_lock key: one process runs the savers' setup()
-
-_set_up: set[tuple[int, str]] = set()
-_set_up_lock = threading.Lock()
+_done: set[tuple[int, str]] = set()  # (pid, database URL) whose tables this process set up
+_done_lock = threading.Lock()
 
 
 class _LentSqliteSaver(SqliteSaver):
@@ -76,40 +72,31 @@ class _QueueOnly:
         pass
 
 
-def official_saver(
-    conn: Connection, serde: Any = None, pipeline: Any | None = None
-) -> BaseCheckpointSaver:
-    """The official saver for the connection's database, on its driver connection (queueing
-    into `pipeline`, on PostgreSQL, when given one)."""
-    driver = conn.connection.driver_connection
-    if conn.dialect.name == "postgresql":
-        pipe = _QueueOnly(pipeline) if pipeline is not None else None
-        return PostgresSaver(driver, pipe=pipe, serde=serde)  # type: ignore[arg-type]
-    return _LentSqliteSaver(driver, serde=serde)
+def official_saver(lent: LentConnection, serde: Any = None) -> BaseCheckpointSaver:
+    """The official saver for the lent connection's database, on its driver connection
+    (queueing into the lent pipeline, on PostgreSQL, when there is one)."""
+    if lent.dialect == "postgresql":
+        pipe = _QueueOnly(lent.pipeline) if lent.pipeline is not None else None
+        return PostgresSaver(lent.driver, pipe=pipe, serde=serde)  # type: ignore[arg-type]
+    return _LentSqliteSaver(lent.driver, serde=serde)
+
+
+def _set_up(lent: LentConnection) -> None:
+    saver = PostgresSaver if lent.dialect == "postgresql" else SqliteSaver
+    saver(lent.driver).setup()
 
 
 def setup_checkpointer(store: RunStore) -> None:
     """Create or upgrade LangGraph's tables with the official saver's own setup(): once per
     process and database (runqueue migrate runs it too)."""
     key = (os.getpid(), store.database_url)
-    if key in _set_up:
+    if key in _done:
         return
-    with _set_up_lock:
-        if key in _set_up:
+    with _done_lock:
+        if key in _done:
             return
-        with store.engine.connect() as conn:
-            if conn.dialect.name == "postgresql":
-                # setup() creates indexes CONCURRENTLY: no transaction around it.
-                conn = conn.execution_options(isolation_level="AUTOCOMMIT")
-                driver = conn.connection.driver_connection
-                driver.execute("SELECT pg_advisory_lock(%s)", (SETUP_LOCK_KEY,))
-                try:
-                    PostgresSaver(driver).setup()
-                finally:
-                    driver.execute("SELECT pg_advisory_unlock(%s)", (SETUP_LOCK_KEY,))
-            else:
-                SqliteSaver(conn.connection.driver_connection).setup()
-        _set_up.add(key)
+        store.set_up_graph_tables(_set_up)
+        _done.add(key)
 
 
 @dataclass(frozen=True)
@@ -139,8 +126,8 @@ class RunCheckpointer(BaseCheckpointSaver[str]):
     # -- reading: the official saver, one round trip per read --------------------------------
 
     def get_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
-        with self.store.graph_read() as conn:
-            return official_saver(conn, self.serde).get_tuple(config)
+        with self.store.graph_read() as lent:
+            return official_saver(lent, self.serde).get_tuple(config)
 
     def list(
         self,
@@ -150,8 +137,8 @@ class RunCheckpointer(BaseCheckpointSaver[str]):
         before: RunnableConfig | None = None,
         limit: int | None = None,
     ) -> Iterator[CheckpointTuple]:
-        with self.store.graph_read() as conn:
-            saver = official_saver(conn, self.serde)
+        with self.store.graph_read() as lent:
+            saver = official_saver(lent, self.serde)
             found = list(saver.list(config, filter=filter, before=before, limit=limit))
         return iter(found)
 
@@ -171,7 +158,7 @@ class RunCheckpointer(BaseCheckpointSaver[str]):
 
         def once() -> T:
             with self.store.graph_write(fence.run_id, fence.token, writes) as tx:
-                return write(official_saver(tx.connection, self.serde, tx.pipeline))
+                return write(official_saver(tx, self.serde))
 
         try:
             return persist(

@@ -23,7 +23,8 @@ from langgraph.types import Command
 from runqueue.errors import InvalidEventError
 from runqueue.langgraph.checkpointer import Fence, RunCheckpointer
 from runqueue.langgraph.events import event_data, event_name, jsonable, stream_modes
-from runqueue.worker.execution import RunContext, exit_after_run, in_prefork_child
+from runqueue.worker.run_context import RunContext
+from runqueue.worker.sigterm import exit_after_run, in_prefork_child
 
 logger = logging.getLogger(__name__)
 
@@ -90,7 +91,8 @@ def run_graph(
                 break
             namespace, mode, chunk = item
             if mode in modes:
-                _emit(context, event_name(mode, namespace), event_data(mode, chunk))
+                name, root_values = event_name(mode, namespace), mode == "values" and not namespace
+                _emit(context, name, event_data(mode, chunk), root_values=root_values)
             if mode == "values" and not namespace:
                 last_values = chunk
             if cooperative:
@@ -111,19 +113,31 @@ def run_graph(
     return jsonable(last_values)
 
 
-def _emit(context: RunContext, event: str, data: Any) -> None:
+def _emit(context: RunContext, event: str, data: Any, *, root_values: bool) -> None:
     """One chunk to the run's stream. A chunk over the stream's size limit (a `values` of a
-    long conversation) is left out, with a log line, rather than failing the graph: the state
-    itself is whole in the checkpointer (state())."""
+    long conversation) does not fail the graph: a `gap` takes its place, telling readers what
+    was left out and where to read it whole. The root graph's last `values` is the run's
+    result (join); any chunk's effect is in the thread's state (the checkpointer's)."""
+    if root_values:
+        read = f"GET /threads/{context.thread_id}/runs/{context.run_id}/join"
+    else:
+        read = f"GET /threads/{context.thread_id}/state"
+    left_out: InvalidEventError | None
     try:
-        context.emit(event, data)
-    except InvalidEventError as error:
+        left_out = context.emit_or_leave_out(event, data, read=read)
+    except InvalidEventError as error:  # nested too deep for any reader: no stand-in either
+        left_out = error
+    if left_out is not None:
         logger.warning(
             "run %s: %s event left out of the stream: %s",
             context.run_id,
             event,
-            error,
-            extra={"run_id": context.run_id, "thread_id": context.thread_id},
+            left_out,
+            extra={
+                "run_id": context.run_id,
+                "thread_id": context.thread_id,
+                "action": "stream_event_left_out",
+            },
         )
 
 

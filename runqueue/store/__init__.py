@@ -1,2 +1,32 @@
 """Everything that speaks SQL: engines, transactions, the statements that change runs, reads,
-the tables and their migrations. Knows nothing of Celery, the worker or the terminal."""
+the tables and their migrations. Knows nothing of Celery, the worker or the terminal.
+
+The names below are the store's public face; the rest of runqueue imports them from here,
+never from the modules inside."""
+
+from runqueue.store.claims import ClaimOutcome
+from runqueue.store.database import migrate, require_current_schema, require_database
+from runqueue.store.decisions import RunStore
+from runqueue.store.effects import Effects, NewRun, RunEnding
+from runqueue.store.graph_writes import GraphWrite, LentConnection
+from runqueue.store.queries import RunQueries
+from runqueue.store.stream_rows import StreamRefusal, StreamRows
+from runqueue.store.transactions import INFLIGHT, PENDING
+
+__all__ = [
+    "INFLIGHT",
+    "PENDING",
+    "ClaimOutcome",
+    "Effects",
+    "GraphWrite",
+    "LentConnection",
+    "NewRun",
+    "RunEnding",
+    "RunQueries",
+    "RunStore",
+    "StreamRefusal",
+    "StreamRows",
+    "migrate",
+    "require_current_schema",
+    "require_database",
+]

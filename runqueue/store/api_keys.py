@@ -19,7 +19,7 @@ from runqueue.store.models import ApiKey
 from runqueue.store.rows import aware
 from runqueue.store.transactions import StoreBase, db_now
 
-KEY_PATTERN = re.compile(r"^rq_([0-9a-f]{16})_[A-Za-z0-9_-]{43}$")
+KEY_PATTERN = re.compile(r"rq_([0-9a-f]{16})_[A-Za-z0-9_-]{43}")  # fullmatch
 
 
 def _digest(key: str) -> str:
@@ -62,7 +62,7 @@ class ApiKeyStatements(StoreBase):
 
     def user_of_api_key(self, key: str) -> str | None:
         """The user a valid, unrevoked key speaks for; None for any other string."""
-        match = KEY_PATTERN.match(key)
+        match = KEY_PATTERN.fullmatch(key)
         if match is None:
             return None
         query = select(ApiKey.user_id, ApiKey.key_hash).where(

@@ -272,6 +272,8 @@ class ExecutionStatements(StoreBase):
                     claim_token=None,
                     lease_expires_at=None,
                     updated_at=db_now(),
+                    # The reaper's re-queue: the attempt's worker was lost.
+                    worker_losses=Run.worker_losses + int(lease_over),
                 )
                 .returning(Run.thread_id)
             ).first()
@@ -287,6 +289,18 @@ class ExecutionStatements(StoreBase):
                 detail=detail,
             )
         return True
+
+    def record_lost_delivery(self, run_id: str) -> int | None:
+        """A delivery of this queued run lost its pool child before the claim: count it
+        against the run. The run's new count of worker losses; None if it is not queued and
+        pending (another delivery claimed it, or it ended), so nothing was counted."""
+        with self.transaction() as conn:
+            return conn.execute(
+                update(Run)
+                .where(Run.run_id == run_id, Run.status == PENDING, Run.dispatch_state == QUEUED)
+                .values(worker_losses=Run.worker_losses + 1, updated_at=db_now())
+                .returning(Run.worker_losses)
+            ).scalar()
 
     def abort_action(self, run_id: str) -> str | None:
         """The cancel a user asked for, read from the database (broadcasts can be lost). A

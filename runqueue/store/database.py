@@ -37,23 +37,29 @@ logger = logging.getLogger(__name__)
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 PING_AFTER_IDLE_SECONDS = 1.0  # a pooled connection idle longer is pinged before use
 SQLITE_BUSY_TIMEOUT_MS = 30_000  # how long a SQLite writer waits for the write lock
+# PostgreSQL ends a session of ours that sits inside a transaction this long (every one of
+# ours is a few statements sent back to back): a process cut off from the database between
+# a statement and its COMMIT otherwise keeps that statement's row locks until TCP gives up
+# on its connection, hours later, and the reaper waits for them all that time.
+IDLE_IN_TRANSACTION_TIMEOUT_MS = 5_000
 READ_ONLY = "runqueue_read_only"  # execution option of a transaction that only reads
 
 _engines: dict[tuple[int, str], Engine] = {}
 _engines_lock = threading.Lock()
 
 
-def get_engine(database_url: str, pool_size: int = 15) -> Engine:
+def get_engine(database_url: str, pool_size: int = 15, *, hide_parameters: bool = True) -> Engine:
     """The engine for this URL in this process; a forked child builds its own. `pool_size`:
     the most connections it opens, each kept open once opened (PostgreSQL); the first
-    caller in a process sets it."""
+    caller in a process sets it, and whether its errors and logs hide the statements'
+    parameters (runs' kwargs, metadata, results: Settings.log_payloads)."""
     key = (os.getpid(), database_url)
     engine = _engines.get(key)
     if engine is None:
         with _engines_lock:
             engine = _engines.get(key)
             if engine is None:
-                engine = _engines[key] = _create_engine(database_url, pool_size)
+                engine = _engines[key] = _create_engine(database_url, pool_size, hide_parameters)
     return engine
 
 
@@ -80,13 +86,13 @@ def _forget_inherited_engines() -> None:
 os.register_at_fork(after_in_child=_forget_inherited_engines)
 
 
-def _create_engine(database_url: str, pool_size: int) -> Engine:
+def _create_engine(database_url: str, pool_size: int, hide_parameters: bool) -> Engine:
     try:
         url = make_url(database_url)
     except ArgumentError:
         raise SettingsError(f"invalid database URL: {redact_url(database_url)}") from None
     if url.get_backend_name() == "sqlite":
-        return _create_sqlite_engine(database_url)
+        return _create_sqlite_engine(database_url, hide_parameters)
     if url.get_backend_name() == "postgresql" and url.drivername == "postgresql":
         url = url.set(drivername="postgresql+psycopg")
     # Every connection the pool opens stays open (no overflow): overflow connections are
@@ -97,10 +103,29 @@ def _create_engine(database_url: str, pool_size: int) -> Engine:
         url,
         pool_size=pool_size,
         max_overflow=0,
+        hide_parameters=hide_parameters,
         connect_args={"connect_timeout": 5} if url.get_backend_name() == "postgresql" else {},
     )
     _ping_idle_connections(engine)
+    if url.get_backend_name() == "postgresql":
+        _bound_idle_transactions(engine)
     return engine
+
+
+def _bound_idle_transactions(engine: Engine) -> None:
+    """Set idle_in_transaction_session_timeout on every connection the engine opens: with a
+    SET, not the `options` startup parameter, which PgBouncer refuses or ignores."""
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection, _record):  # noqa: ANN001
+        autocommit = dbapi_connection.autocommit
+        dbapi_connection.autocommit = True
+        try:
+            dbapi_connection.execute(
+                f"SET idle_in_transaction_session_timeout = {IDLE_IN_TRANSACTION_TIMEOUT_MS}"
+            )
+        finally:
+            dbapi_connection.autocommit = autocommit
 
 
 def _ping_idle_connections(engine: Engine) -> None:
@@ -134,8 +159,10 @@ def sqlite_path(database_url: str) -> Path | None:
     return Path(url.database)
 
 
-def _create_sqlite_engine(database_url: str) -> Engine:
-    engine = create_engine(database_url, connect_args={"timeout": 30})
+def _create_sqlite_engine(database_url: str, hide_parameters: bool) -> Engine:
+    engine = create_engine(
+        database_url, connect_args={"timeout": 30}, hide_parameters=hide_parameters
+    )
     fork_guard.guard(engine)  # a child forked inside a transaction could never write
 
     if sqlite_path(database_url) is not None:
@@ -272,6 +299,23 @@ def schema_missing(database_url: str, exc: Exception) -> SchemaMissingError | No
     )
 
 
+@contextmanager
+def quiet_alembic() -> Iterator[None]:
+    """Alembic's INFO lines (a plugin set up at its import, its context, each revision)
+    while runqueue imports it, migrates or reads the revision: seven on every worker start,
+    noise; its warnings and errors still show."""
+    alembic_logger = logging.getLogger("alembic")
+    level = alembic_logger.level
+    if alembic_logger.getEffectiveLevel() < logging.WARNING:
+        alembic_logger.setLevel(logging.WARNING)
+    try:
+        import alembic  # noqa: F401  (its first import logs seven lines at INFO)
+
+        yield
+    finally:
+        alembic_logger.setLevel(level)
+
+
 def alembic_config(settings: Settings):  # noqa: ANN201 - alembic is imported lazily
     from alembic.config import Config
 
@@ -299,23 +343,45 @@ class Migration:
 
 def current_revision(settings: Settings) -> str | None:
     """The schema revision the database is at; None if it has no runqueue schema."""
-    from alembic.runtime.migration import MigrationContext
-
     with (
+        quiet_alembic(),
         unreachable_as_error(settings.database_url),
         get_engine(settings.database_url).connect() as connection,
     ):
+        from alembic.runtime.migration import MigrationContext
+
         return MigrationContext.configure(connection).get_current_revision()
+
+
+def require_current_schema(settings: Settings) -> None:
+    """DatabaseUnavailableError if the database does not answer; SchemaMissingError if its
+    schema is older than this runqueue's latest migration (a worker started before
+    `migrate` finished waits for it). A newer schema, one this code does not know, is
+    accepted: in a rolling deploy the old workers keep running after the new `migrate`
+    (migrations only add, so the old code still reads and writes what it knows)."""
+    with quiet_alembic():
+        from alembic.script import ScriptDirectory
+
+        script = ScriptDirectory.from_config(alembic_config(settings))
+        head = script.get_current_head()
+        current = current_revision(settings)
+        known = {revision.revision for revision in script.walk_revisions()}
+    if current is not None and current not in known:
+        return  # newer than this code
+    if current != head:
+        raise SchemaMissingError(
+            f"database schema at revision {current or 'none'}, not {head}: run `runqueue migrate`"
+        )
 
 
 def migrate(settings: Settings, revision: str = "head") -> Migration:
     """Bring the schema to `revision`; the only way runqueue creates tables (and, on SQLite,
     the database file and its folder)."""
-    from alembic import command
-
     logger.info("migrating %s to %s", redact_url(settings.database_url), revision)
     create_sqlite_database(settings.database_url)
     before = current_revision(settings)
-    with unreachable_as_error(settings.database_url):
+    with quiet_alembic(), unreachable_as_error(settings.database_url):
+        from alembic import command
+
         command.upgrade(alembic_config(settings), revision)
     return Migration(before=before, after=current_revision(settings))

@@ -14,16 +14,18 @@ from typing import Any
 from sqlalchemy import Connection, bindparam, delete, insert, update
 
 from runqueue.errors import ConflictError, RunQueueError, ThreadNotFoundError
-from runqueue.records import AbortAction, MultitaskStrategy, RunRecord, RunStatus
+from runqueue.records import AbortAction, RunRecord, RunStatus
 from runqueue.store.api_keys import ApiKeyStatements
 from runqueue.store.claims import LEASE_OVER, ExecutionStatements
 from runqueue.store.effects import Effects, NewRun, RunEnding, thread_busy
 from runqueue.store.fleet import FleetStatements
 from runqueue.store.functions import TransitionFunctions
 from runqueue.store.graph_writes import GraphWriteStatements, delete_graph_writes
+from runqueue.store.maintenance_lock import MaintenanceLockStatements
 from runqueue.store.models import CheckpointRow, Run
 from runqueue.store.outbox import OutboxStatements
 from runqueue.store.rows import RUN_COLUMNS, run_record
+from runqueue.store.strategies import ON_BUSY_THREAD, OnBusyThread
 from runqueue.store.threads import ThreadStatements
 from runqueue.store.transactions import (
     HELD,
@@ -70,6 +72,7 @@ class RunStore(
     ThreadStatements,
     ApiKeyStatements,
     FleetStatements,
+    MaintenanceLockStatements,
 ):
     """The SQL side of runqueue, bound to one database URL."""
 
@@ -121,9 +124,10 @@ class RunStore(
         inflight = self._inflight(conn, new.thread_id)
         busy = any(holds_thread(row) for row in inflight)
         if check_strategy and strategy is not None:
-            if inflight and strategy is MultitaskStrategy.reject:
+            on_busy = ON_BUSY_THREAD[strategy]
+            if inflight and on_busy is OnBusyThread.refuse:
                 raise thread_busy(new.thread_id, inflight[0].run_id, inflight[0].status)
-            if strategy in (MultitaskStrategy.interrupt, MultitaskStrategy.rollback):
+            if on_busy is OnBusyThread.cancel:
                 action = AbortAction(strategy.value)
                 # Pending runs end now; running ones hold the thread until they stop.
                 outcomes = [

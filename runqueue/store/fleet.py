@@ -6,12 +6,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from sqlalchemy import select, update
+from sqlalchemy import and_, delete, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
+from runqueue.errors import SchemaMissingError
 from runqueue.records import RunStatus, WorkerRecord
-from runqueue.store.models import Run, RunEventRow, WorkerRow
+from runqueue.store.models import Deployment, Run, RunEventRow, WorkerRow
 from runqueue.store.transactions import (
     PENDING,
     QUEUED,
@@ -22,6 +23,7 @@ from runqueue.store.transactions import (
 )
 
 _UPSERT = {"postgresql": pg_insert, "sqlite": sqlite_insert}
+GONE_WORKER_KEPT_SECONDS = 7 * 24 * 3600.0  # a stopped worker's row, for `workers` history
 UNSERVED_REPUBLISH_MAX_SECONDS = 300.0  # a run no live worker serves is offered this often
 WORKER_COLUMNS = tuple(WorkerRow.__table__.columns)
 
@@ -42,8 +44,13 @@ class FleetStatements(StoreBase):
         assistants: Sequence[str],
         host: str,
         pid: int,
-    ) -> None:
-        """Record (or re-record, for a restarted node of the same name) a starting worker."""
+        unless_live_for: float | None = None,
+    ) -> bool:
+        """Record (or re-record, for a restarted node of the same name) a starting worker.
+        With `unless_live_for` (seconds), a row of the name held by another live process
+        (not stopped, heartbeat younger than that, another host or pid) is left alone and
+        False returned: the guard is in the upsert, so two workers starting at once under
+        one name cannot both take it."""
         values = dict(
             pool=pool,
             concurrency=concurrency,
@@ -54,9 +61,19 @@ class FleetStatements(StoreBase):
             heartbeat_at=db_now(),
             stopped_at=None,
         )
+        guard = None
+        if unless_live_for is not None:
+            guard = or_(
+                WorkerRow.stopped_at.is_not(None),
+                WorkerRow.heartbeat_at < db_now_plus(-unless_live_for),
+                and_(WorkerRow.host == host, WorkerRow.pid == pid),
+            )
         with self.transaction() as conn:
             stmt = _UPSERT[conn.dialect.name](WorkerRow.__table__).values(name=name, **values)
-            conn.execute(stmt.on_conflict_do_update(index_elements=[WorkerRow.name], set_=values))
+            upsert = stmt.on_conflict_do_update(
+                index_elements=[WorkerRow.name], set_=values, where=guard
+            ).returning(WorkerRow.name)  # a row back: written (rowcount is -1 on psycopg)
+            return conn.execute(upsert).first() is not None
 
     def beat_worker(self, name: str) -> bool:
         """The worker's main process is alive; False if it was marked stopped meanwhile."""
@@ -78,6 +95,38 @@ class FleetStatements(StoreBase):
             conn.execute(
                 update(WorkerRow).where(*guard).values(stopped_at=db_now(), heartbeat_at=db_now())
             )
+
+    def deployment_id(self) -> str:
+        """The id this database gave itself at migration: the broker queues are named from it."""
+        with self.reading() as conn:
+            found = conn.execute(select(Deployment.deployment_id)).scalar()
+        if found is None:  # a schema older than 0009, which require_current_schema stops
+            raise SchemaMissingError("the database has no deployment id: run `runqueue migrate`")
+        return found
+
+    def live_worker_named(self, name: str, live_seconds: float) -> WorkerRecord | None:
+        """The live worker (as live_workers() judges it) of this node name, if there is one."""
+        since = db_now_plus(-live_seconds)
+        with self.reading() as conn:
+            row = conn.execute(
+                select(*WORKER_COLUMNS).where(
+                    WorkerRow.name == name,
+                    WorkerRow.stopped_at.is_(None),
+                    WorkerRow.heartbeat_at >= since,
+                )
+            ).first()
+        return None if row is None else _worker_record(row)
+
+    def forget_gone_workers(self, after_seconds: float = GONE_WORKER_KEPT_SECONDS) -> int:
+        """Delete the rows of workers stopped (or silent) for `after_seconds`: each start of
+        `runqueue worker` is a row of its own (its name carries the pid), so rows of past
+        processes would pile up. Looks first without the write lock (SQLite)."""
+        old = WorkerRow.heartbeat_at < db_now_plus(-after_seconds)  # a live one beats often
+        with self.reading() as conn:
+            if conn.execute(select(WorkerRow.name).where(old).limit(1)).first() is None:
+                return 0
+        with self.transaction() as conn:
+            return conn.execute(delete(WorkerRow).where(old)).rowcount
 
     def live_workers(self, live_seconds: float) -> list[WorkerRecord]:
         """Workers not stopped whose heartbeat is younger than `live_seconds`, by name (the

@@ -1,5 +1,6 @@
-"""PostgreSQL: the hot transitions as one statement each, calling the SQL functions that
-migration 0007 installs (runqueue_create_run, runqueue_claim_run, runqueue_finish_run).
+"""PostgreSQL: the hot transitions as one statement each, calling the SQL functions of
+store/sql/transitions.sql (runqueue_create_run, runqueue_claim_run, runqueue_finish_run),
+which the migrations install.
 
 Sent alone on an autocommit connection, each is one round trip where the same statements
 sent one by one took five to seven (BEGIN, lock, read, write, history row, COMMIT). The
@@ -10,6 +11,7 @@ expanded from its row type, one by one under their own names: run_record() reads
 
 from __future__ import annotations
 
+import enum
 import json
 import re
 from collections.abc import Mapping, Sequence
@@ -21,11 +23,21 @@ from sqlalchemy import Boolean, Connection, Text, TextClause, column, text
 from sqlalchemy.exc import DBAPIError
 
 from runqueue.errors import ConflictError, RunQueueError, ThreadNotFoundError
-from runqueue.records import MultitaskStrategy, RunRecord, RunStatus
+from runqueue.records import RunRecord, RunStatus
 from runqueue.store.effects import Effects, NewRun, RunEnding, thread_busy
 from runqueue.store.models import JSONType
 from runqueue.store.rows import RUN_COLUMNS, run_record, run_record_of
+from runqueue.store.strategies import ON_BUSY_THREAD, OnBusyThread
 from runqueue.store.transactions import QUEUED, StoreBase
+
+
+class CreateOutcome(enum.StrEnum):
+    """What runqueue_create_run answered, in its `outcome` column."""
+
+    created = "created"  # the run is inserted, queued or held behind its thread
+    conflict = "conflict"  # reject on a busy thread: conflict_* name its oldest run in flight
+    no_thread = "no_thread"  # the thread may not be made, or is another user's
+    cancel_first = "cancel_first"  # runs in flight to cancel: the statements do it (_create_in)
 
 
 def _expanded(composite: str) -> str:
@@ -144,12 +156,12 @@ class TransitionFunctions(StoreBase):
     def _created(row: Mapping[str, Any], new: NewRun, effects: Effects) -> RunRecord | None:
         """What runqueue_create_run answered: the run (queued ones to effects.publish), a
         refusal raised, or None for cancel_first."""
-        outcome = row["outcome"]
-        if outcome == "conflict":
+        outcome = CreateOutcome(row["outcome"])
+        if outcome is CreateOutcome.conflict:
             raise thread_busy(new.thread_id, row["conflict_run_id"], row["conflict_status"])
-        if outcome == "no_thread":
+        if outcome is CreateOutcome.no_thread:
             raise ThreadNotFoundError(f"no thread {new.thread_id}")
-        if outcome == "cancel_first":
+        if outcome is CreateOutcome.cancel_first:
             return None
         run = run_record_of(row)
         if row["dispatch_state"] == QUEUED:
@@ -168,7 +180,11 @@ class TransitionFunctions(StoreBase):
         outcome decides what the next request of its thread finds."""
         order = sorted(range(len(news)), key=lambda index: news[index].thread_id)
         outcomes: list[RunRecord | RunQueueError | None] = [None] * len(news)
-        cancelling = (MultitaskStrategy.interrupt, MultitaskStrategy.rollback)
+        cancelling = {
+            strategy
+            for strategy, on_busy in ON_BUSY_THREAD.items()
+            if on_busy is OnBusyThread.cancel
+        }
         start = 0
         while start < len(order):
             end = start

@@ -9,7 +9,7 @@ attempt owns the run. The statements here know the savers' table layout (LangGra
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -22,6 +22,8 @@ from runqueue.store.claims import owned_by
 from runqueue.store.database import unreachable_as_error
 from runqueue.store.models import GraphWriteRow, Run
 from runqueue.store.transactions import DB_NOW_SQL, IS_INFLIGHT, StoreBase
+
+GRAPH_SETUP_LOCK_KEY = 0x72756E71  # pg_advisory_lock key: one process runs the savers' setup()
 
 # LangGraph's table of pending writes and its value column, per saver.
 WRITES_TABLE = {"postgresql": ("checkpoint_writes", "blob"), "sqlite": ("writes", "value")}
@@ -118,12 +120,18 @@ ROLLBACK_STATEMENTS = {dialect: _rollback_statements(dialect) for dialect in WRI
 
 
 @dataclass(frozen=True)
-class GraphWriteTransaction:
-    """What a fenced graph write runs in: the connection, and on PostgreSQL the pipeline its
+class LentConnection:
+    """A database connection lent to LangGraph's official saver: the driver's own (psycopg
+    or sqlite3), which database it is, and on PostgreSQL, for a fenced write, the pipeline its
     statements are queued in, sent with the ledger insert and the commit as one round trip."""
 
-    connection: Connection
+    driver: Any
+    dialect: str  # "postgresql" or "sqlite"
     pipeline: Any | None = None
+
+
+def _lent(conn: Connection, pipeline: Any | None = None) -> LentConnection:
+    return LentConnection(conn.connection.driver_connection, conn.dialect.name, pipeline)
 
 
 @dataclass(frozen=True)
@@ -188,25 +196,41 @@ def _ledger_params(run_id: str, token: str, writes: Sequence[GraphWrite]) -> lis
 class GraphWriteStatements(StoreBase):
     """The transactions a run's graph checkpointer writes in."""
 
+    def set_up_graph_tables(self, setup: Callable[[LentConnection], None]) -> None:
+        """Run the official saver's own setup() (`setup`) on a connection outside any
+        transaction (it creates indexes CONCURRENTLY), one process at a time (an advisory
+        lock) on PostgreSQL."""
+        with self.engine.connect() as conn:
+            if conn.dialect.name != "postgresql":
+                setup(_lent(conn))
+                return
+            conn = conn.execution_options(isolation_level="AUTOCOMMIT")
+            driver = conn.connection.driver_connection
+            driver.execute("SELECT pg_advisory_lock(%s)", (GRAPH_SETUP_LOCK_KEY,))
+            try:
+                setup(_lent(conn))
+            finally:
+                driver.execute("SELECT pg_advisory_unlock(%s)", (GRAPH_SETUP_LOCK_KEY,))
+
     @contextmanager
-    def graph_read(self) -> Iterator[Connection]:
+    def graph_read(self) -> Iterator[LentConnection]:
         """A connection for a saver's reads: autocommit on PostgreSQL (each read one round
         trip, as the saver's own), a read-only transaction on SQLite."""
         if self.engine.dialect.name != "postgresql":
             with self.reading() as conn:
-                yield conn
+                yield _lent(conn)
             return
         with (
             unreachable_as_error(self.database_url),
             _driver_errors_mapped(),
             self.engine.connect() as conn,
         ):
-            yield conn.execution_options(isolation_level="AUTOCOMMIT")
+            yield _lent(conn.execution_options(isolation_level="AUTOCOMMIT"))
 
     @contextmanager
     def graph_write(
         self, run_id: str, token: str, writes: Sequence[GraphWrite]
-    ) -> Iterator[GraphWriteTransaction]:
+    ) -> Iterator[LentConnection]:
         """A transaction for one of the run's checkpoint writes. It first records `writes`
         (what the saver is about to write), only while this attempt owns the run: a
         concurrent cancel either commits first (and this raises FencedOffError, nothing
@@ -224,7 +248,7 @@ class GraphWriteStatements(StoreBase):
                 ).first()
                 if owner is None:
                     raise _refused(run_id)
-                yield GraphWriteTransaction(conn)
+                yield _lent(conn)
                 return
             params = _ledger_params(run_id, token, writes)
             statement = text(_ledger_insert(conn.dialect.name, writes, lambda n: f":p{n}"))
@@ -234,7 +258,7 @@ class GraphWriteStatements(StoreBase):
                 if "graph_writes.run_id" in str(error.orig):
                     raise _refused(run_id) from None
                 raise
-            yield GraphWriteTransaction(conn)
+            yield _lent(conn)
 
     def purge_graph_writes(self, limit: int = 5000) -> int:
         """Forget what finished runs wrote: only a run in flight can be rolled back, so the
@@ -258,7 +282,7 @@ class GraphWriteStatements(StoreBase):
     @contextmanager
     def _pipelined(
         self, run_id: str, token: str, writes: Sequence[GraphWrite]
-    ) -> Iterator[GraphWriteTransaction]:
+    ) -> Iterator[LentConnection]:
         """PostgreSQL: BEGIN, the ledger insert (the fence), the saver's statements and
         COMMIT, queued in one pipeline on an autocommit connection and sent as one round
         trip. If the fence refuses, PostgreSQL skips everything after it, and the failed
@@ -275,7 +299,7 @@ class GraphWriteStatements(StoreBase):
                         with driver.pipeline() as pipeline:
                             driver.execute("BEGIN")
                             driver.execute(statement, _ledger_params(run_id, token, writes))
-                            yield GraphWriteTransaction(conn, pipeline)
+                            yield _lent(conn, pipeline)
                             driver.execute("COMMIT")
                     finally:
                         if driver.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:

@@ -88,6 +88,9 @@ class Run(Base):
     claim_token: Mapped[str | None] = mapped_column(String(36))  # the executing attempt
     attempt: Mapped[int] = mapped_column(Integer, default=0)
     lease_expires_at: Mapped[datetime | None] = mapped_column(Timestamp)
+    # Deliveries and attempts of this run that took their worker down (a pool child that
+    # died before its claim, a lease that expired): Settings.max_worker_losses ends it.
+    worker_losses: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
     __table_args__ = (
         # The invariant: at most one running run per thread, on every backend.
@@ -119,6 +122,12 @@ class Run(Base):
             sqlite_where=text("status = 'running'"),
         ),
         Index("runs_status_created", "status", "created_at"),
+        Index(
+            "runs_user_inflight",
+            "user_id",
+            postgresql_where=text("status IN ('pending', 'running')"),
+            sqlite_where=text("status IN ('pending', 'running')"),
+        ),
     )
 
 
@@ -249,3 +258,13 @@ class WorkerRow(Base):
     stopped_at: Mapped[datetime | None] = mapped_column(Timestamp)
 
     __table_args__ = (Index("workers_heartbeat", "heartbeat_at"),)
+
+
+class Deployment(Base):
+    """One row: the id this database gave itself (migration 0009). Broker queues are named
+    from it, so deployments sharing a broker never consume each other's runs."""
+
+    __tablename__ = "deployment"
+
+    singleton: Mapped[int] = mapped_column(Integer, primary_key=True)  # 1: one row, ever
+    deployment_id: Mapped[str] = mapped_column(String(32))

@@ -97,6 +97,14 @@ class RunQueries:
         with self.store.transaction() as conn:
             return conn.execute(query).first() is not None
 
+    def count_inflight_of_user(self, user_id: str | None, limit: int) -> int:
+        """How many of the user's runs are pending or running, counted up to `limit` (the
+        caller only asks whether the bound is reached: no need to count further)."""
+        user = Run.user_id.is_(None) if user_id is None else Run.user_id == user_id
+        inflight = select(Run.run_id).where(user, IS_INFLIGHT).limit(limit)
+        with self.store.reading() as conn:
+            return conn.execute(select(func.count()).select_from(inflight.subquery())).scalar()
+
     def events(self, run_id: str) -> list[RunEvent]:
         query = (
             select(*EVENT_COLUMNS)

@@ -61,6 +61,7 @@ def run_record_of(m: Mapping[str, Any]) -> RunRecord:
         user_id=m["user_id"],
         abort_action=AbortAction(m["abort_action"]) if m["abort_action"] else None,
         attempt=m["attempt"],
+        worker_losses=m["worker_losses"],
     )
 
 

@@ -132,10 +132,18 @@ def holds_thread(run: InflightRow) -> bool:
 class StoreBase:
     """A database URL and the helpers every group of statements shares."""
 
-    def __init__(self, database_url: str, republish_after: float = 30.0, pool_size: int = 15):
+    def __init__(
+        self,
+        database_url: str,
+        republish_after: float = 30.0,
+        pool_size: int = 15,
+        *,
+        hide_parameters: bool = True,
+    ):
         self.database_url = database_url
         self.republish_after = republish_after
         self.pool_size = pool_size
+        self.hide_parameters = hide_parameters  # False: errors show SQL parameters (debug)
 
     def _republish_in(self, published: int) -> float:
         """Seconds until the relay publishes a still-unclaimed queued run again:
@@ -145,7 +153,7 @@ class StoreBase:
 
     @property
     def engine(self):  # noqa: ANN201
-        return get_engine(self.database_url, self.pool_size)
+        return get_engine(self.database_url, self.pool_size, hide_parameters=self.hide_parameters)
 
     @contextmanager
     def transaction(self) -> Iterator[Connection]:

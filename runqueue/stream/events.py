@@ -7,15 +7,23 @@ import json
 import re
 from typing import Any
 
-from runqueue.errors import InvalidCursorError, InvalidEventError
-from runqueue.records import RESERVED_EVENTS, RunStatus, StreamEvent
+from runqueue.errors import EventTooLargeError, InvalidCursorError, InvalidEventError
+from runqueue.records import (
+    MAX_JSON_DEPTH_CEILING,
+    RESERVED_EVENTS,
+    LeftOut,
+    RunStatus,
+    StreamEvent,
+)
 from runqueue.stream.transport import Entry
+from runqueue.validation import nesting_over
 
 # No whitespace: a name goes on an SSE `event:` line as it is. LangGraph's own names fit
 # (`values`, `messages`, `updates|agent:3f2a`).
-EVENT_NAME = re.compile(r"^\S{1,200}$")
+EVENT_NAME = re.compile(r"\S{1,200}")  # fullmatch: no final newline
 FAILED = frozenset({RunStatus.error, RunStatus.timeout})
 MAX_CURSOR = 2**63 - 1  # event ids are 64-bit (a Redis stream id's part, a SQL BIGINT)
+SIZE_SETTING = "RUNQUEUE_STREAM_MAX_EVENT_BYTES"  # Settings.stream_max_event_bytes
 
 
 def _json(data: Any) -> str:
@@ -24,12 +32,16 @@ def _json(data: Any) -> str:
 
 def encode_emitted(event: Any, data: Any, max_bytes: int) -> str:
     """An assistant's event checked (name, JSON, size): its data as JSON text."""
-    if not isinstance(event, str) or not EVENT_NAME.match(event):
+    if not isinstance(event, str) or not EVENT_NAME.fullmatch(event):
         raise InvalidEventError(f"invalid event name {event!r} (1-200 characters, no whitespace)")
     if event in RESERVED_EVENTS:
         raise InvalidEventError(
             f"event name {event!r} is reserved: runqueue writes "
             f"{', '.join(sorted(RESERVED_EVENTS))} itself"
+        )
+    if isinstance(data, dict | list | tuple) and nesting_over(data, MAX_JSON_DEPTH_CEILING):
+        raise InvalidEventError(
+            f"data of event {event!r} nests deeper than {MAX_JSON_DEPTH_CEILING} levels"
         )
     try:
         text = _json(data)
@@ -37,11 +49,26 @@ def encode_emitted(event: Any, data: Any, max_bytes: int) -> str:
         raise InvalidEventError(f"data of event {event!r} is not JSON: {exc}") from None
     size = len(text.encode())
     if size > max_bytes:
-        raise InvalidEventError(
-            f"data of event {event!r} is {size} bytes; the limit is {max_bytes} "
-            "(RUNQUEUE_STREAM_MAX_EVENT_BYTES)"
+        raise EventTooLargeError(
+            f"data of event {event!r} is {size} bytes; the limit is {max_bytes} ({SIZE_SETTING})",
+            event=event,
+            size=size,
+            limit=max_bytes,
         )
     return text
+
+
+def left_out(too_large: EventTooLargeError, read: str) -> tuple[str, str]:
+    """The `gap` written in the place of an event over the size limit: the reader learns, in
+    order, which event it misses, how big it was, the limit, and where to read it whole."""
+    notice: LeftOut = {
+        "event": too_large.event,
+        "bytes": too_large.size,
+        "limit": too_large.limit,
+        "setting": SIZE_SETTING,
+        "read": read,
+    }
+    return "gap", _json({"left_out": notice})
 
 
 def metadata(run_id: str, thread_id: str, attempt: int) -> tuple[str, str]:

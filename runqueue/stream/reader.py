@@ -135,7 +135,7 @@ async def afollow(
             if not run.is_final:
                 follower.running()
                 continue
-            step = follower.ended(await asyncio.to_thread(transport.last_seq, run_id))
+            step = follower.ended(await reader.last_seq(run_id))
             if step is Step.repair and await asyncio.to_thread(_repair, transport, run_id, run):
                 continue
             if step is not Step.grace:
@@ -174,9 +174,9 @@ async def await_end(
     """wait_for_end(), waiting without holding a thread."""
     deadline = time.monotonic() + timeout
     run = await asyncio.to_thread(run_of)
-    last = await asyncio.to_thread(transport.last_seq, run_id) or 0
     reader = transport.async_reader()
     try:
+        last = await reader.last_seq(run_id) or 0
         while not run.is_final:
             remaining = deadline - time.monotonic()
             if remaining <= 0:

@@ -13,21 +13,28 @@ written. Before that it carries a keep-alive of at least an hour, set when an at
 it and pushed out again at every lease renewal (touch): a running run's stream never expires
 however quiet it is, and one whose `end` was never written (its writer died between the
 final status and the stream, and nobody read it since) does not stay in Redis forever.
+
+Readers: read() blocks on this transport's own client, for a thread (follow, wait_for_end).
+Async readers (the HTTP API's streams and waits) read through their event loop's one
+StreamMultiplexer (redis_multiplexer.py): one blocking connection per process, not one each.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import threading
 import time
+import weakref
 from collections.abc import Iterator
 from typing import Any
 
 import redis
-import redis.asyncio
 import redis.exceptions
 
 from runqueue.errors import StreamUnavailableError, first_line
 from runqueue.settings import redact_url
+from runqueue.stream.redis_multiplexer import StreamMultiplexer, entries_of_reply
 from runqueue.stream.transport import (
     Appended,
     AppendOutcome,
@@ -113,17 +120,6 @@ def _keys(run_id: str) -> list[str]:
     return [f"{KEY_PREFIX}{{{run_id}}}", f"{KEY_PREFIX}{{{run_id}}}:head"]
 
 
-def _entries(reply: Any) -> list[Entry]:
-    """XREAD's reply ([[key, [(id, fields), ...]]]) as entries."""
-    if not reply:
-        return []
-    ((_key, items),) = reply
-    return [
-        Entry(seq=int(entry_id.partition("-")[2]), event=fields["e"], data=fields["d"])
-        for entry_id, fields in items
-    ]
-
-
 def _block_ms(block: float) -> int | None:
     """XREAD's BLOCK: None does not wait (0 would wait forever)."""
     return max(1, int(block * 1000)) if block > 0 else None
@@ -151,6 +147,11 @@ class RedisStreamTransport(StreamTransport):
         self._reopen = self.client.register_script(REOPEN)
         self._touch = self.client.register_script(TOUCH)
         self._seal = self.client.register_script(SEAL)
+        # Async readers share one multiplexer per event loop (redis_multiplexer.py).
+        self._multiplexers: weakref.WeakKeyDictionary[
+            asyncio.AbstractEventLoop, StreamMultiplexer
+        ] = weakref.WeakKeyDictionary()
+        self._multiplexers_lock = threading.Lock()
 
     def _call_append(
         self, mode: str, run_id: str, token: str, attempt: int, entries: list[tuple[str, str]]
@@ -193,10 +194,27 @@ class RedisStreamTransport(StreamTransport):
     def read(self, run_id: str, after: int, *, block: float, count: int) -> list[Entry]:
         streams = {_keys(run_id)[0]: f"0-{after}"}
         with _unavailable_as_error(self.url):
-            return _entries(self.client.xread(streams, count=count, block=_block_ms(block)))
+            return entries_of_reply(self.client.xread(streams, count=count, block=_block_ms(block)))
 
     def async_reader(self) -> AsyncReader:
-        return RedisAsyncReader(self.url)
+        return RedisAsyncReader(self)
+
+    def multiplexer(self) -> StreamMultiplexer:
+        """The running event loop's multiplexer, made at its first reader."""
+        loop = asyncio.get_running_loop()
+        with self._multiplexers_lock:
+            multiplexer = self._multiplexers.get(loop)
+            if multiplexer is None or multiplexer.closed:
+                multiplexer = StreamMultiplexer(self.url, on_close=self._forget_multiplexer)
+                self._multiplexers[loop] = multiplexer
+        return multiplexer
+
+    def _forget_multiplexer(self, multiplexer: StreamMultiplexer) -> None:
+        """Its loop ended: drop it (it refers to the loop, which the mapping would keep)."""
+        with self._multiplexers_lock:
+            for loop, known in list(self._multiplexers.items()):
+                if known is multiplexer:
+                    del self._multiplexers[loop]
 
     def last_seq(self, run_id: str) -> int | None:
         head = _keys(run_id)[1]
@@ -215,18 +233,22 @@ class RedisStreamTransport(StreamTransport):
 
 
 class RedisAsyncReader(AsyncReader):
-    """An asyncio client of its own, made in the reader's event loop and closed with it: a
-    blocked XREAD holds a connection anyway, and a client never outlives its loop."""
+    """Reads through its event loop's multiplexer: no connection of its own, however many
+    readers wait (see redis_multiplexer.py)."""
 
-    def __init__(self, url: str):
-        self.url = url
-        self.client = redis.asyncio.Redis.from_url(url, decode_responses=True)
+    def __init__(self, transport: RedisStreamTransport):
+        self.transport = transport
 
     async def read(self, run_id: str, after: int, *, block: float, count: int) -> list[Entry]:
-        streams = {_keys(run_id)[0]: f"0-{after}"}
-        with _unavailable_as_error(self.url):
-            reply = await self.client.xread(streams, count=count, block=_block_ms(block))
-        return _entries(reply)
+        multiplexer = self.transport.multiplexer()
+        with _unavailable_as_error(self.transport.url):
+            return await multiplexer.read(_keys(run_id)[0], after, block=block, count=count)
 
-    async def close(self) -> None:
-        await self.client.aclose()
+    async def last_seq(self, run_id: str) -> int | None:
+        client = self.transport.multiplexer().client
+        head = _keys(run_id)[1]
+        with _unavailable_as_error(self.transport.url):
+            seq = await client.hget(head, "seq")
+            if seq is None:
+                return 0 if await client.exists(head) else None
+        return int(seq)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator, Iterator
 
-from runqueue.errors import SettingsError
+from runqueue.errors import EventTooLargeError, SettingsError
 from runqueue.records import RunRecord, RunStatus, StreamEvent
 from runqueue.settings import Settings, redact_url
 from runqueue.stream import events, reader
@@ -39,6 +39,10 @@ class RunStream:
         """An assistant's event checked: its data as JSON text (InvalidEventError for a
         reserved or malformed name, data that is not JSON, or data over the size limit)."""
         return events.encode_emitted(event, data, self.max_event_bytes)
+
+    def left_out(self, too_large: EventTooLargeError, read: str) -> tuple[str, str]:
+        """The `gap` that stands for an event over the size limit (see events.left_out)."""
+        return events.left_out(too_large, read)
 
     def append(self, run_id: str, token: str, entries: list[tuple[str, str]]) -> Appended:
         """Encoded events of an attempt, if it still owns the stream and it has not ended."""

@@ -3,23 +3,18 @@ whose broker is not Redis.
 
 The head row (run_streams) is the fence: every append is one guarded UPDATE of it that takes
 the next number only if the token owns the stream and it has not ended, then the INSERT of
-the event, in one transaction. Readers poll (Settings.stream_poll_interval): SQLite has no
-notification to wait on. Retention is an expiry on the head row; readers treat an expired
-stream as gone at once, and the maintenance pass deletes it.
+the event, in one transaction (runqueue.store.stream_rows holds the statements). Readers
+poll (Settings.stream_poll_interval): SQLite has no notification to wait on. Retention is an
+expiry on the head row; readers treat an expired stream as gone at once, and the maintenance
+pass deletes it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from contextlib import AbstractContextManager
 
-from sqlalchemy import Connection, and_, delete, exists, insert, or_, select, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-
-from runqueue.store.models import Run, RunStreamEventRow, RunStreamRow
-from runqueue.store.transactions import StoreBase, db_now, db_now_plus
+from runqueue.store import StreamRefusal, StreamRows
 from runqueue.stream.transport import (
     Appended,
     AppendOutcome,
@@ -28,9 +23,11 @@ from runqueue.stream.transport import (
     StreamTransport,
 )
 
-INSERT_EVENT = insert(RunStreamEventRow.__table__)
-DIALECT_INSERT = {"postgresql": pg_insert, "sqlite": sqlite_insert}
-TRIM_EVERY = 256  # appends between two trims of a stream to its cap
+
+def _appended(written: int | StreamRefusal) -> Appended:
+    if isinstance(written, StreamRefusal):
+        return Appended(AppendOutcome[written.value])
+    return Appended(AppendOutcome.appended, written)
 
 
 class SqlStreamTransport(StreamTransport):
@@ -47,127 +44,34 @@ class SqlStreamTransport(StreamTransport):
     ):
         super().__init__(url, retention_seconds=retention_seconds, max_events=max_events)
         self.poll_interval = poll_interval
-        # Transactions, with an unreachable database as an error; the process's one engine
-        # for the URL, so whichever is made first, the pool is the one settings size.
-        self._store = StoreBase(url, pool_size=pool_size)
-
-    def _transaction(self) -> AbstractContextManager[Connection]:
-        return self._store.transaction()
-
-    def _alive(self):  # noqa: ANN202
-        """The head row is not past its retention (by the database's clock, which wrote it)."""
-        return or_(RunStreamRow.expires_at.is_(None), RunStreamRow.expires_at > db_now())
-
-    def _take(self, conn: Connection, run_id: str, count: int, *guard) -> int | None:  # noqa: ANN002
-        """Reserve `count` numbers on the head row, if `guard` holds; the last one, or None."""
-        return conn.execute(
-            update(RunStreamRow)
-            .where(RunStreamRow.run_id == run_id, RunStreamRow.ended_status.is_(None), *guard)
-            .values(last_seq=RunStreamRow.last_seq + count)
-            .returning(RunStreamRow.last_seq)
-        ).scalar()
-
-    def _write(self, conn: Connection, run_id: str, last: int, entries: list[tuple[str, str]]):  # noqa: ANN202
-        first = last - len(entries) + 1
-        conn.execute(
-            INSERT_EVENT,
-            [
-                dict(run_id=run_id, seq=first + i, event=event, data=data)
-                for i, (event, data) in enumerate(entries)
-            ],
-        )
-        if last % TRIM_EVERY < len(entries) or entries[-1][0] == "end":
-            conn.execute(
-                delete(RunStreamEventRow).where(
-                    RunStreamEventRow.run_id == run_id,
-                    RunStreamEventRow.seq <= last - self.max_events,
-                )
-            )
-
-    def _refusal(self, conn: Connection, run_id: str) -> AppendOutcome:
-        """Why the guarded UPDATE of the head matched nothing, read in its transaction."""
-        head = conn.execute(
-            select(RunStreamRow.ended_status).where(RunStreamRow.run_id == run_id)
-        ).first()
-        if head is None:
-            return AppendOutcome.missing
-        return AppendOutcome.ended if head.ended_status is not None else AppendOutcome.not_owner
-
-    def _ensure_head(self, conn: Connection) -> object:
-        """INSERT of a head row that does nothing if the stream exists."""
-        return DIALECT_INSERT[conn.dialect.name](RunStreamRow.__table__).on_conflict_do_nothing(
-            index_elements=[RunStreamRow.run_id]
-        )
+        # The process's one engine for the URL, so whichever is made first, the pool is the
+        # one settings size.
+        self._rows = StreamRows(url, max_events=max_events, pool_size=pool_size)
 
     def open(self, run_id: str, token: str, attempt: int, event: str, data: str) -> Appended:
-        with self._transaction() as conn:
-            conn.execute(self._ensure_head(conn), dict(run_id=run_id, last_seq=0, owner_attempt=0))
-            last = conn.execute(
-                update(RunStreamRow)
-                .where(
-                    RunStreamRow.run_id == run_id,
-                    RunStreamRow.ended_status.is_(None),
-                    RunStreamRow.owner_attempt < attempt,
-                )
-                .values(
-                    last_seq=RunStreamRow.last_seq + 1, owner_token=token, owner_attempt=attempt
-                )
-                .returning(RunStreamRow.last_seq)
-            ).scalar()
-            if last is None:
-                return Appended(self._refusal(conn, run_id))
-            self._write(conn, run_id, last, [(event, data)])
-        return Appended(AppendOutcome.appended, last)
+        return _appended(self._rows.open(run_id, token, attempt, (event, data)))
 
     def append(self, run_id: str, token: str, entries: list[tuple[str, str]]) -> Appended:
-        with self._transaction() as conn:
-            last = self._take(conn, run_id, len(entries), RunStreamRow.owner_token == token)
-            if last is None:
-                return Appended(self._refusal(conn, run_id))
-            self._write(conn, run_id, last, entries)
-        return Appended(AppendOutcome.appended, last)
+        return _appended(self._rows.append(run_id, token, entries))
 
     def seal(
         self, run_id: str, status: str, entries: list[tuple[str, str]], *, create: bool
     ) -> bool:
-        with self._transaction() as conn:
-            if create:
-                conn.execute(
-                    self._ensure_head(conn), dict(run_id=run_id, last_seq=0, owner_attempt=0)
-                )
-            last = conn.execute(
-                update(RunStreamRow)
-                .where(RunStreamRow.run_id == run_id, RunStreamRow.ended_status.is_(None))
-                .values(
-                    last_seq=RunStreamRow.last_seq + len(entries),
-                    ended_status=status,
-                    expires_at=db_now_plus(self.retention_seconds),
-                )
-                .returning(RunStreamRow.last_seq)
-            ).scalar()
-            if last is None:
-                return False
-            self._write(conn, run_id, last, entries)
-        return True
+        return self._rows.seal(
+            run_id, status, entries, create=create, retention_seconds=self.retention_seconds
+        )
 
-    def _read_now(self, run_id: str, after: int, count: int) -> list[Entry]:
-        with self._store.reading() as conn:
-            rows = conn.execute(
-                select(RunStreamEventRow.seq, RunStreamEventRow.event, RunStreamEventRow.data)
-                .join(RunStreamRow, RunStreamRow.run_id == RunStreamEventRow.run_id)
-                .where(
-                    and_(RunStreamEventRow.run_id == run_id, RunStreamEventRow.seq > after),
-                    self._alive(),
-                )
-                .order_by(RunStreamEventRow.seq)
-                .limit(count)
-            ).all()
-        return [Entry(seq=row.seq, event=row.event, data=row.data) for row in rows]
+    def read_now(self, run_id: str, after: int, count: int) -> list[Entry]:
+        """What is there now, without waiting."""
+        return [
+            Entry(seq=seq, event=event, data=data)
+            for seq, event, data in self._rows.entries(run_id, after, count)
+        ]
 
     def read(self, run_id: str, after: int, *, block: float, count: int) -> list[Entry]:
         deadline = time.monotonic() + block
         while True:
-            entries = self._read_now(run_id, after, count)
+            entries = self.read_now(run_id, after, count)
             remaining = deadline - time.monotonic()
             if entries or remaining <= 0:
                 return entries
@@ -177,33 +81,15 @@ class SqlStreamTransport(StreamTransport):
         return SqlAsyncReader(self)
 
     def last_seq(self, run_id: str) -> int | None:
-        with self._store.reading() as conn:
-            return conn.execute(
-                select(RunStreamRow.last_seq).where(RunStreamRow.run_id == run_id, self._alive())
-            ).scalar()
+        return self._rows.last_seq(run_id)
 
     def delete(self, run_id: str) -> None:
-        with self._transaction() as conn:
-            conn.execute(delete(RunStreamEventRow).where(RunStreamEventRow.run_id == run_id))
-            conn.execute(delete(RunStreamRow).where(RunStreamRow.run_id == run_id))
+        self._rows.delete(run_id)
 
     def purge_expired(self) -> int:
-        """Delete streams past their retention, and streams that never got their `end` (the
-        writer died between the final status and the stream, and nobody read it since)
-        once their run has been final for longer than the retention, or was deleted."""
-        retained_since = db_now_plus(-self.retention_seconds)
-        run_still_needs_it = exists().where(
-            Run.run_id == RunStreamRow.run_id,
-            or_(Run.ended_at.is_(None), Run.ended_at > retained_since),
-        )
-        gone = or_(
-            RunStreamRow.expires_at <= db_now(),
-            and_(RunStreamRow.ended_status.is_(None), ~run_still_needs_it),
-        )
-        with self._transaction() as conn:
-            expired = select(RunStreamRow.run_id).where(gone)
-            conn.execute(delete(RunStreamEventRow).where(RunStreamEventRow.run_id.in_(expired)))
-            return conn.execute(delete(RunStreamRow).where(gone)).rowcount
+        """Delete streams past their retention, and streams that never got their `end` once
+        their run has been final for longer than the retention, or was deleted."""
+        return self._rows.purge_expired(self.retention_seconds)
 
 
 class SqlAsyncReader(AsyncReader):
@@ -215,8 +101,11 @@ class SqlAsyncReader(AsyncReader):
     async def read(self, run_id: str, after: int, *, block: float, count: int) -> list[Entry]:
         deadline = time.monotonic() + block
         while True:
-            entries = await asyncio.to_thread(self.transport._read_now, run_id, after, count)
+            entries = await asyncio.to_thread(self.transport.read_now, run_id, after, count)
             remaining = deadline - time.monotonic()
             if entries or remaining <= 0:
                 return entries
             await asyncio.sleep(min(self.transport.poll_interval, remaining))
+
+    async def last_seq(self, run_id: str) -> int | None:
+        return await asyncio.to_thread(self.transport.last_seq, run_id)

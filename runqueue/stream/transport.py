@@ -51,6 +51,10 @@ class AsyncReader(abc.ABC):
     async def read(self, run_id: str, after: int, *, block: float, count: int) -> list[Entry]:
         """StreamTransport.read(), awaited."""
 
+    @abc.abstractmethod
+    async def last_seq(self, run_id: str) -> int | None:
+        """StreamTransport.last_seq(), awaited."""
+
     async def close(self) -> None:  # noqa: B027 - nothing to release by default
         """Release the reader's connections."""
 

@@ -29,7 +29,8 @@ from typing import Any
 from celery import Celery, bootsteps
 from kombu import Connection, Exchange, Producer, Queue
 
-from runqueue.app import runtime_of
+from runqueue.celery.app import runtime_of
+from runqueue.runtime import Runtime
 
 logger = logging.getLogger(__name__)
 
@@ -37,9 +38,9 @@ CANARY_SUFFIX = ".broker-canary"
 CHECK_CONNECT_SECONDS = 3.0  # the consumer just connected: the broker should answer at once
 
 
-def canary_queue(app: Celery) -> Queue:
+def canary_queue(runs_queue: str) -> Queue:
     """The canary's own queue (and exchange), named after the runs queue."""
-    name = runtime_of(app).settings.queue + CANARY_SUFFIX
+    name = runs_queue + CANARY_SUFFIX
     exchange = Exchange(name, type="direct", durable=True, auto_delete=False)
     return Queue(name, exchange, routing_key=name, durable=True, auto_delete=False)
 
@@ -85,8 +86,8 @@ def put_canary(connection: Connection, queue: Queue) -> None:
 class BrokerWatch:
     """One worker's memory of the canary, and the check it runs after each connection."""
 
-    def __init__(self, app: Celery):
-        self.app = app
+    def __init__(self, app: Celery, runtime: Runtime):
+        self.app, self.runtime = app, runtime
         self.seen = False  # this worker found (or put) the canary since it started
         self.disconnected_at: float | None = None  # monotonic: the consumer lost the broker
         self._lock = threading.Lock()  # one check at a time, even if reconnections pile up
@@ -102,7 +103,7 @@ class BrokerWatch:
             self._lock.release()
 
     def _check(self) -> int:
-        queue = canary_queue(self.app)
+        queue = canary_queue(self.runtime.settings.queue)
         with self.app.connection_for_write() as connection:
             connection.ensure_connection(
                 max_retries=1, interval_start=0, interval_step=0.2, interval_max=0.2,
@@ -116,7 +117,7 @@ class BrokerWatch:
                 # Before the canary goes back: if this fails, the next check still finds
                 # the canary missing and tries again.
                 lost_seconds_ago = time.monotonic() - (self.disconnected_at or time.monotonic())
-                marked = runtime_of(self.app).store.republish_after_broker_loss(lost_seconds_ago)
+                marked = self.runtime.store.republish_after_broker_loss(lost_seconds_ago)
                 # INFO when none: another worker noticed the same loss a moment earlier.
                 logger.log(
                     logging.WARNING if marked else logging.INFO,
@@ -157,8 +158,9 @@ class BrokerWatchStep(bootsteps.StartStopStep):
         super().__init__(parent, **kwargs)
         app = parent.app
         # The embedded broker keeps its messages in files: nothing to watch.
-        watched = getattr(app, "runqueue", None) and not runtime_of(app).settings.is_embedded_broker
-        self.watch = BrokerWatch(app) if watched else None
+        runtime = runtime_of(app) if getattr(app, "runqueue", None) else None
+        watched = runtime is not None and not runtime.settings.is_embedded_broker
+        self.watch = BrokerWatch(app, runtime) if watched else None
 
     def start(self, parent: Any) -> None:
         if self.watch is not None:

@@ -5,7 +5,7 @@ a warm shutdown, and the run history line when it gets a run of an assistant it 
 Graceful shutdown: SIGTERM to the main process is Celery's warm shutdown (no new runs; the
 pool waits for its running runs). After Settings.shutdown_grace_seconds, the runs still
 executing are handed back: their pool children get SIGTERM, find no cancel recorded and put
-the run back to pending for another worker (execution.RunTask.__call__). Celery's soft
+the run back to pending for another worker (attempt.Attempt.after_sigterm). Celery's soft
 shutdown (worker_soft_shutdown_timeout) is not used: it sleeps the whole timeout even once
 the runs have finished, and only on a cold shutdown (SIGQUIT, or REMAP_SIGTERM set in the
 environment before billiard is imported), which exits 1.
@@ -24,18 +24,16 @@ from typing import Any
 from celery import Celery, bootsteps, signals
 from celery.worker import state as worker_state
 
-from runqueue.app import runtime_of
-from runqueue.worker.execution import RunTask
+from runqueue.celery.app import runtime_of
+from runqueue.errors import DuplicateWorkerError
+from runqueue.runtime import Runtime
+from runqueue.worker.queues import consume_served_queues, served_assistants
 from runqueue.worker.readiness import wait_until_ready
+from runqueue.worker.task import RunTask
 
 logger = logging.getLogger(__name__)
 
 _members: dict[str, FleetMember] = {}  # node name -> this process's member of the fleet
-
-
-def served_assistants(app: Celery) -> list[str]:
-    """The assistants a worker of this app executes: its RunTask names."""
-    return sorted(name for name, task in app.tasks.items() if isinstance(task, RunTask))
 
 
 def _pool_name(worker: Any) -> str:
@@ -46,11 +44,13 @@ def _pool_name(worker: Any) -> str:
 class FleetMember:
     """One worker's record in the fleet, and its graceful-shutdown timer."""
 
-    def __init__(self, worker: Any):
+    def __init__(self, worker: Any, runtime: Runtime):
         self.app: Celery = worker.app
+        self.worker = worker
+        self.runtime = runtime
         self.name: str = worker.hostname
         self.pool, self.concurrency = _pool_name(worker), int(worker.concurrency or 1)
-        self.settings = runtime_of(self.app).settings
+        self.settings = runtime.settings
         self.registered = False
         self._stopped = threading.Event()
         self._beat = threading.Thread(target=self._heartbeat, name="runqueue-fleet", daemon=True)
@@ -59,25 +59,50 @@ class FleetMember:
 
     def start(self) -> None:
         """Wait for database and broker (NotReadyError: Celery stops the worker, exit 1,
-        before its consumer could print ready), then register and start heartbeating."""
+        before its consumer could print ready), refuse a node name a live worker has
+        (DuplicateWorkerError), choose the queues to consume, then register and start
+        heartbeating."""
         wait_until_ready(
             self.app,
+            self.settings,
             self.settings.ready_timeout,
             given_up=lambda: bool(worker_state.should_stop or worker_state.should_terminate),
         )
-        self._register()
+        consume_served_queues(self.worker, self.runtime)
+        self._register_refusing_a_live_namesake()
         self.registered = True
         _members[self.name] = self
         self._beat.start()
 
-    def _register(self) -> None:
-        runtime_of(self.app).store.register_worker(
+    def _register_refusing_a_live_namesake(self) -> None:
+        """Two workers under one node name would be one row in the workers table and one
+        worker in Flower: the second is refused (DuplicateWorkerError), by a guarded upsert.
+        A row whose process is gone (same host, no such pid: a worker killed and restarted
+        at once) is not a namesake: taken over."""
+        store, live = self.runtime.store, self.settings.lease_seconds
+        other = store.live_worker_named(self.name, live)
+        gone = other is not None and other.host == socket.gethostname()
+        gone = gone and not _pid_alive(other.pid)
+        if self._register(unless_live_for=None if gone else live):
+            return
+        other = store.live_worker_named(self.name, live) or other
+        holder = f" (pid {other.pid} on {other.host})" if other is not None else ""
+        message = (
+            f"a live worker is already named {self.name}{holder}: "
+            "give this one another name with --hostname/-n"
+        )
+        logger.error(message)
+        raise DuplicateWorkerError(message)
+
+    def _register(self, unless_live_for: float | None = None) -> bool:
+        return self.runtime.store.register_worker(
             self.name,
             pool=self.pool,
             concurrency=self.concurrency,
             assistants=served_assistants(self.app),
             host=socket.gethostname(),
             pid=os.getpid(),
+            unless_live_for=unless_live_for,
         )
 
     def stop(self) -> None:
@@ -94,7 +119,7 @@ class FleetMember:
             return
         self.registered = False
         try:
-            runtime_of(self.app).store.stop_worker(self.name, pid=os.getpid())
+            self.runtime.store.stop_worker(self.name, pid=os.getpid())
         except Exception as exc:  # the row then ages out: live only while it heartbeats
             logger.warning("could not mark worker %s stopped: %s", self.name, exc)
 
@@ -131,7 +156,7 @@ class FleetMember:
             self._grace.start()
 
     def _heartbeat(self) -> None:
-        store = runtime_of(self.app).store
+        store = self.runtime.store
         while not self._stopped.wait(self.settings.heartbeat_interval):
             try:
                 if not store.beat_worker(self.name):
@@ -142,6 +167,16 @@ class FleetMember:
                 logger.warning("worker heartbeat failed: %s", exc)
 
 
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process: alive
+        return True
+    return True
+
+
 class FleetStep(bootsteps.StartStopStep):
     """The worker's bootstep for FleetMember: ready check and registration at start."""
 
@@ -149,7 +184,7 @@ class FleetStep(bootsteps.StartStopStep):
     requires = ("celery.worker.components:Pool",)
 
     def create(self, worker):  # noqa: ANN001, ANN201 - Celery's WorkController
-        return FleetMember(worker)
+        return FleetMember(worker, runtime_of(worker.app))
 
 
 @signals.worker_shutting_down.connect

@@ -1,7 +1,7 @@
 """Pool children that leave after a cancel: ended once their result is in, replaced at once.
 
 A prefork child that ran a cancelled run exits, so that whatever the run started in threads
-of its own stops with it (execution.task_finished). Celery's AsynPool, the pool of a worker on
+of its own stops with it (sigterm.task_finished). Celery's AsynPool, the pool of a worker on
 Redis or RabbitMQ, handled that exit badly in two ways; both are worked around here, from the
 worker's main process:
 

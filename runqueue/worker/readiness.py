@@ -8,48 +8,32 @@ from collections.abc import Callable
 
 from celery import Celery
 
-from runqueue.app import runtime_of
-from runqueue.dispatch import check_broker
+from runqueue.celery.dispatch import check_broker
 from runqueue.errors import (
     BrokerUnavailableError,
     DatabaseUnavailableError,
     NotReadyError,
     SchemaMissingError,
 )
-from runqueue.store.database import alembic_config, current_revision
+from runqueue.settings import Settings
+from runqueue.store import require_current_schema
 
 RETRY_SECONDS = 1.0  # between two checks while waiting
 
 
-def check_database(app: Celery) -> None:
-    """DatabaseUnavailableError if the database does not answer; SchemaMissingError if its
-    schema is older than this runqueue's latest migration (a worker started before
-    `migrate` finished waits for it). A newer schema, one this code does not know, is
-    accepted: in a rolling deploy the old workers keep running after the new `migrate`
-    (migrations only add, so the old code still reads and writes what it knows)."""
-    from alembic.script import ScriptDirectory
-
-    settings = runtime_of(app).settings
-    script = ScriptDirectory.from_config(alembic_config(settings))
-    head = script.get_current_head()
-    current = current_revision(settings)
-    known = {revision.revision for revision in script.walk_revisions()}
-    if current is not None and current not in known:
-        return  # newer than this code
-    if current != head:
-        raise SchemaMissingError(
-            f"database schema at revision {current or 'none'}, not {head}: run `runqueue migrate`"
-        )
-
-
-def check_services(app: Celery, broker_timeout: float = 3.0) -> None:
-    """The database, then the broker; the first that fails raises."""
-    check_database(app)
+def check_services(app: Celery, settings: Settings, broker_timeout: float = 3.0) -> None:
+    """The database (reachable, and migrated: runqueue.store.require_current_schema), then
+    the broker; the first that fails raises."""
+    require_current_schema(settings)
     check_broker(app, timeout=broker_timeout)
 
 
 def wait_until_ready(
-    app: Celery, timeout: float, *, given_up: Callable[[], bool] = lambda: False
+    app: Celery,
+    settings: Settings,
+    timeout: float,
+    *,
+    given_up: Callable[[], bool] = lambda: False,
 ) -> None:
     """Check database and broker until both answer; NotReadyError, naming the last failure,
     once `timeout` seconds have passed (or `given_up()`: the worker is being stopped)."""
@@ -57,7 +41,7 @@ def wait_until_ready(
     while True:
         remaining = deadline - time.monotonic()
         try:
-            check_services(app, broker_timeout=max(0.5, min(3.0, remaining)))
+            check_services(app, settings, broker_timeout=max(0.5, min(3.0, remaining)))
             return
         except (DatabaseUnavailableError, SchemaMissingError, BrokerUnavailableError) as exc:
             if time.monotonic() + RETRY_SECONDS > deadline or given_up():

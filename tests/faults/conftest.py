@@ -71,9 +71,10 @@ def shared_backend(
     backend = faultkit.fault_backend(tmp_path, shared_database, shared_broker_url)
     yield backend
     # Leave nothing behind in the shared Redis: messages nobody consumed, the binding.
-    queue = backend.settings.queue
+    queue = backend.settings.queue  # and its assistants' queues, named from it
     client = redis.Redis.from_url(shared_broker_url)
-    client.delete(queue, f"_kombu.binding.{queue}")
+    keys = [queue, *client.scan_iter(f"{queue}.*"), *client.scan_iter(f"_kombu.binding.{queue}*")]
+    client.delete(*keys)
     client.close()
 
 

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from sqlalchemy import text
 
+from runqueue import RunRequest, SyncRunManager, create_app
 from runqueue.errors import (
     InvalidPayloadError,
     InvalidRunIdError,
@@ -20,6 +21,7 @@ from runqueue.errors import (
 from tests.conftest import require_services
 from tests.faults import faultkit
 from tests.support import REDIS_HOST, REDIS_PORT, create_database, drop_database
+from workers.assistants import register
 
 TABLES = ("runs", "threads", "run_events", "checkpoints")
 SMALL_LIMIT = 1024  # a configured max_payload_bytes, far below the 1 MiB default
@@ -49,6 +51,28 @@ def row_counts(manager: Any) -> dict[str, int]:
 
 def small_limit(manager: Any) -> Any:
     return faultkit.manager_for(manager.settings.with_overrides(max_payload_bytes=SMALL_LIMIT))
+
+
+def shallow(manager: Any) -> Any:
+    """A manager whose app allows JSON 5 levels deep (max_json_depth)."""
+    return faultkit.manager_for(manager.settings.with_overrides(max_json_depth=5))
+
+
+def default_install(manager: Any) -> Any:
+    """A manager whose app registers the example assistants as workers.app does with
+    RUNQUEUE_IMPORTS unset: no test-only `journal` option."""
+    app = create_app(manager.settings.with_overrides(imports=""), name="bad-input-default")
+    register(app)
+    return SyncRunManager(app)
+
+
+def nested(depth: int, leaf: Any = 1, container: type = dict) -> Any:
+    """A value `depth` objects (or arrays) deep: what an attacker posts to break pickling (the
+    worker's hand-off, ~420 levels), serializers and json itself."""
+    value = leaf
+    for _ in range(depth):
+        value = {"a": value} if container is dict else [value]
+    return value
 
 
 ROWS: dict[str, tuple[type[RunQueueError], Callable[[Any], Any]]] = {
@@ -128,6 +152,68 @@ ROWS: dict[str, tuple[type[RunQueueError], Callable[[Any], Any]]] = {
         lambda m: m.cancel("0193f0c2-1d2e-7a3b-8c4d-5e6f708192a3", action="explode"),
     ),
     "set-status-run-id-quotes": (InvalidRunIdError, lambda m: m.set_status(QUOTES, "success")),
+    # Issue 23, item 1: what cannot be carried is refused before anything is written.
+    "kwargs-600-deep": (
+        InvalidPayloadError,
+        lambda m: m.create_or_reject("t1", "echo", kwargs={"x": nested(600)}),
+    ),
+    "kwargs-10000-deep": (
+        InvalidPayloadError,
+        lambda m: m.create_or_reject("t1", "echo", kwargs={"x": nested(10_000)}),
+    ),
+    "kwargs-arrays-600-deep": (
+        InvalidPayloadError,
+        lambda m: m.create_or_reject("t1", "echo", kwargs={"x": nested(600, container=list)}),
+    ),
+    "kwargs-over-configured-depth": (
+        InvalidPayloadError,
+        lambda m: shallow(m).create_or_reject("t1", "echo", kwargs={"x": nested(5)}),
+    ),
+    "metadata-900-deep": (
+        InvalidPayloadError,
+        lambda m: m.create_or_reject("t1", "echo", metadata={"x": nested(900)}),
+    ),
+    "kwargs-huge-integer": (
+        InvalidPayloadError,
+        lambda m: m.create_or_reject("t1", "echo", kwargs={"x": 10**5000}),
+    ),
+    "bulk-kwargs-600-deep": (
+        InvalidPayloadError,
+        lambda m: m.create_many([RunRequest("t1", "echo", kwargs={"x": nested(600)})]),
+    ),
+    # Item 2: a default install does not offer the test-only file-writing option.
+    "journal-on-a-default-install": (
+        InvalidPayloadError,
+        lambda m: default_install(m).create_or_reject(
+            "t1", "echo", kwargs={"journal": "written-by-bob.txt"}
+        ),
+    ),
+    # Item 3: deep thread metadata and search filters.
+    "thread-metadata-900-deep": (
+        InvalidPayloadError,
+        lambda m: m.create_thread("t-deep", metadata={"x": nested(900)}),
+    ),
+    "thread-search-metadata-900-deep": (
+        InvalidPayloadError,
+        lambda m: m.search_threads(metadata={"x": nested(900)}),
+    ),
+    # Item 4: a final newline is no part of an id.
+    "thread-id-trailing-newline": (InvalidRunIdError, lambda m: m.create_or_reject("t\n", "echo")),
+    "thread-id-128-and-newline": (
+        InvalidRunIdError,
+        lambda m: m.create_or_reject("t" * 128 + "\n", "echo"),
+    ),
+    "create-thread-id-trailing-newline": (InvalidRunIdError, lambda m: m.create_thread("t\n")),
+    "user-id-newline": (
+        InvalidRunIdError,
+        lambda m: m.create_or_reject("t1", "echo", user_id="alice\n"),
+    ),
+    "follow-up-run-id-newline": (
+        InvalidRunIdError,
+        lambda m: m.create_or_reject(
+            "t1", "echo", follow_up_to_run_id="0193f0c2-1d2e-7a3b-8c4d-5e6f708192a3\n"
+        ),
+    ),
     "user-id-too-long": (
         InvalidRunIdError,
         lambda m: m.create_or_reject("t1", "echo", user_id="u" * 129),

@@ -17,12 +17,13 @@ import pytest
 import redis
 from kombu import Connection, Consumer, Exchange, Producer, Queue
 
-from runqueue import RunStatus, redis_transport
+from runqueue import RunStatus
+from runqueue.celery import redis_broker
 from runqueue.cli.processes import WorkerProcessError
 from runqueue.journal import Journal
 from runqueue.worker.broker_watch import CANARY_SUFFIX
 from tests.faults import faultkit
-from tests.support import RunFactory, WorkerProcess, make_backend
+from tests.support import RunFactory, WorkerProcess, make_backend, queue_of
 
 KILLS = 10
 OUTAGES = (0.3, 1.0, 2.0)  # seconds without Redis, in turn
@@ -59,13 +60,13 @@ def _close_after_the_broker_died(url: str, redis_server: faultkit.PrivateRedis, 
 
 def test_the_consumer_connection_of_a_dead_redis_closes_cleanly(private_redis, report):
     """The worker-killing AttributeError, reproduced without Celery: kombu's own transport
-    raises it (if this fails, kombu fixed it and runqueue/redis_transport.py can go);
+    raises it (if this fails, kombu fixed it and runqueue/celery/redis_broker.py can go);
     runqueue's transport closes cleanly."""
     url = private_redis.url
     with pytest.raises(AttributeError, match="'NoneType' object has no attribute 'hostname'"):
         _close_after_the_broker_died(url, private_redis, "kombu.transport.redis:Transport")
     private_redis.start()
-    redis_transport.install()
+    redis_broker.install()
     _close_after_the_broker_died(url, private_redis, None)  # redis:// -> runqueue's
     report("kombu-close-after-redis-died", kombu="AttributeError", runqueue="closed")
 
@@ -190,7 +191,9 @@ def test_a_message_lost_in_a_broker_outage_starts_soon_after_the_broker_is_back(
     faultkit.wait_for(lambda: journal.count(run_id=busy.run_id, event="step"), 30, "busy run")
     lost = run_factory(f"lost-{uuid.uuid4().hex[:6]}", steps=1, delay=0.0)
     queue = redis.Redis.from_url(private_redis.url)
-    faultkit.wait_for(lambda: queue.llen(settings.queue) == 1, 10, "the message in Redis")
+    faultkit.wait_for(
+        lambda: queue.llen(queue_of(manager, "steps")) == 1, 10, "the message in Redis"
+    )
     queue.close()
 
     private_redis.stop()

@@ -17,7 +17,7 @@ import pytest
 from runqueue import RunStatus
 from runqueue.journal import Journal
 from runqueue.records import AbortAction
-from runqueue.worker.execution import CANCEL_POLL_SECONDS
+from runqueue.worker.run_context import CANCEL_POLL_SECONDS
 from tests.faults import faultkit
 from tests.support import RunFactory
 

@@ -7,7 +7,7 @@ import time
 import uuid
 
 from runqueue import RunStatus
-from runqueue.dispatch import publish
+from runqueue.celery.dispatch import publish
 from runqueue.journal import Journal
 from tests.faults import faultkit
 from tests.support import RunFactory
@@ -50,7 +50,7 @@ def test_same_message_delivered_twice_executes_once(shared_backend, workers, rep
     journal = Journal(tmp_path / "journal.jsonl")
     run = RunFactory(manager, journal)(_thread(), steps=3, delay=0.2)
     # Two more copies of the very same message (same task id): three deliveries in all.
-    assert publish(manager.app, run) and publish(manager.app, run)
+    assert publish(manager.app, manager.runtime, run) and publish(manager.app, manager.runtime, run)
     (worker,) = workers(settings, concurrency=3)
     done = manager.join(run.run_id, timeout=30)
     faultkit.wait_for(

@@ -13,7 +13,7 @@ from runqueue import DatabaseUnavailableError, RunStatus
 from runqueue.journal import Journal
 from runqueue.records import FINAL_STATUSES
 from tests.faults import faultkit
-from tests.support import RunFactory
+from tests.support import RunFactory, queue_of
 
 
 def _final_counts(manager, run_ids):  # noqa: ANN001, ANN202
@@ -40,10 +40,10 @@ def test_redis_restart_with_200_runs_queued(
     run_ids = [run.run_id for run in runs]
     queue = redis.Redis.from_url(private_redis.url)
     faultkit.wait_for(lambda: journal.count() >= 20, 60, "some runs executed")
-    queued_before = queue.llen(settings.queue)
+    queued_before = queue.llen(queue_of(manager, "steps"))
     private_redis.restart()
     restarted_at = time.time()
-    assert redis.Redis.from_url(private_redis.url).llen(settings.queue) == 0  # all lost
+    assert redis.Redis.from_url(private_redis.url).llen(queue_of(manager, "steps")) == 0  # all lost
 
     faultkit.wait_for(
         lambda: _final_counts(manager, run_ids)[1] == len(run_ids), 150, "all 200 runs final"

@@ -8,6 +8,7 @@ the cut-off worker writes nothing more for the old run and takes new runs again.
 
 from __future__ import annotations
 
+import contextlib
 import re
 import threading
 import time
@@ -15,10 +16,16 @@ import uuid
 from datetime import datetime
 
 import psycopg
+from sqlalchemy import update
 from sqlalchemy.engine import make_url
 
 from runqueue import RunStatus
 from runqueue.journal import Journal
+from runqueue.store.database import IDLE_IN_TRANSACTION_TIMEOUT_MS, get_engine
+from runqueue.store.decisions import NewRun, RunStore
+from runqueue.store.models import Run
+from runqueue.store.queries import RunQueries
+from runqueue.validation import new_run_id
 from tests.faults import faultkit
 from tests.support import RunFactory, pid_alive
 
@@ -70,6 +77,70 @@ def _behind_proxies(settings, tcp_proxy):  # noqa: ANN001, ANN202
     redis_proxy = tcp_proxy(make_url(settings.broker_url).port or 6379)
     cut_off = faultkit.through_proxies(settings, broker=redis_proxy, database=pg_proxy)
     return pg_proxy, redis_proxy, cut_off
+
+
+def test_a_session_cut_off_inside_a_transaction_does_not_keep_the_reaper_waiting(
+    shared_backend, tcp_proxy
+):
+    """A process cut off from PostgreSQL after a statement and before its COMMIT (a lease
+    renewal, say) leaves a session the server believes alive, holding the run's row lock. The
+    server must end it (IDLE_IN_TRANSACTION_TIMEOUT_MS), so the reaper's write goes through:
+    without that it waited until the heal (the partition test, under load, once in a few
+    runs: 'still running after 14.0s')."""
+    settings = shared_backend.settings
+    pg_proxy = tcp_proxy(make_url(settings.database_url).port or 5432)
+    store = RunStore(settings.database_url)
+    run_id = new_run_id()
+    store.create_run(
+        NewRun(
+            run_id=run_id,
+            thread_id=_thread(),
+            assistant_id="echo",
+            user_id=None,
+            multitask_strategy=None,
+            on_disconnect="continue",
+            metadata={},
+            kwargs={},
+            follow_up_to_run_id=None,
+        ),
+        check_strategy=True,
+    )
+    assert store.claim_run(run_id, "cut-off", "t1", 0.5).claimed
+    proxied = make_url(settings.database_url).set(port=pg_proxy.port)
+    cut_off = get_engine(proxied.render_as_string(hide_password=False))
+    updated, release = threading.Event(), threading.Event()
+
+    def renew_then_lose_the_database() -> None:
+        with contextlib.suppress(Exception), cut_off.begin() as conn:
+            conn.execute(update(Run).where(Run.run_id == run_id).values(worker="cut-off"))
+            updated.set()
+            release.wait(30)  # the COMMIT goes out after the cut, and is lost
+
+    holder = threading.Thread(target=renew_then_lose_the_database, daemon=True)
+    holder.start()
+    assert updated.wait(10)
+    pg_proxy.cut()
+    release.set()
+    time.sleep(0.6)  # the lease (0.5 s) has run out
+    reaped: list[float] = []
+
+    def reap() -> None:
+        started = time.monotonic()
+        changed, _ = store.finish_run(
+            run_id, RunStatus.error, token="t1", lease_over=True, error="worker lost"
+        )
+        reaped.append(time.monotonic() - started)
+        assert changed
+
+    reaper = threading.Thread(target=reap, daemon=True)
+    reaper.start()
+    reaper.join(IDLE_IN_TRANSACTION_TIMEOUT_MS / 1000 + 10)
+    pg_proxy.heal()
+    holder.join(30)
+    cut_off.dispose()
+    print(f"the reaper's write waited {reaped[0] if reaped else -1:.2f} s")
+    assert reaped and reaped[0] < IDLE_IN_TRANSACTION_TIMEOUT_MS / 1000 + 2
+    assert RunQueries(store).get(run_id).status is RunStatus.error
 
 
 def test_a_worker_cut_off_from_database_and_redis_stops_its_run_before_the_lease_ends(

@@ -109,7 +109,7 @@ def test_interrupt_cycles_start_without_waiting_for_the_pool(
     # Each cancelled child's result reached the main process before it exited.
     assert "WorkerLostError" not in logs and "exited with" not in logs
     # No revoke cut a checkpoint's statement in half (SQLAlchemy then logs an error while
-    # resetting the connection): the SIGTERM waits for the statement (execution._statement).
+    # resetting the connection): the SIGTERM waits for the statement (sigterm._statement).
     assert "Exception during reset" not in logs and "\nERROR " not in logs
 
 

@@ -14,6 +14,7 @@ from kombu import Connection, Exchange, Queue
 from runqueue import DatabaseUnavailableError, RunStatus, Settings
 from runqueue.journal import Journal
 from tests.faults import faultkit
+from tests.support import queue_of
 
 
 class _Gadget:
@@ -34,13 +35,14 @@ def test_pickle_message_is_refused_and_never_executes(shared_backend, workers, r
     (worker,) = workers(settings, concurrency=1)
 
     task_id = str(uuid.uuid4())
-    queue = Queue(settings.queue, Exchange(settings.queue), routing_key=settings.queue)
+    name = queue_of(manager, "echo")
+    queue = Queue(name, Exchange(name), routing_key=name)
     with Connection(settings.broker_url) as connection:
         producer = connection.Producer(serializer="pickle")
         producer.publish(
             ((_Gadget(str(marker)),), {"journal": str(journal)}, {}),
             exchange=queue.exchange,
-            routing_key=settings.queue,
+            routing_key=name,
             declare=[queue],
             headers={"lang": "py", "task": "echo", "id": task_id, "root_id": task_id},
         )

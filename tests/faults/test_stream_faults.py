@@ -1,9 +1,11 @@
 """The run stream under faults, on both backends: time limits, a SIGKILLed worker and a
 paused (SIGSTOP) pool child all end the stream, and a process that lost its run can never
-write after the `end`; a stream whose Redis restarts goes on, with a `gap`."""
+write after the `end`; a stream whose Redis restarts goes on, with a `gap`; the shared reader
+of async followers tells each of them of an outage, and serves again once Redis is back."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import time
@@ -14,6 +16,7 @@ import pytest
 from runqueue import RunStatus
 from runqueue.errors import StreamUnavailableError
 from runqueue.journal import Journal
+from runqueue.stream.redis_transport import RedisStreamTransport
 from tests.faults import faultkit
 from tests.support import RunFactory, StreamReader, pid_alive, stream_ids
 
@@ -180,3 +183,59 @@ def test_a_stream_whose_redis_restarts_goes_on_with_a_gap(
     assert late[0].event == "gap" and late[0].data["after"] == "0"
     assert stream_ids(late[1:]) == list(range(int(late[0].data["next"]), int(late[-1].id) + 1))
     assert late[-1].data == {"status": "success"} and int(late[-1].id) == 302
+
+
+async def _until(condition, timeout: float = 10.0) -> None:  # noqa: ANN001
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "condition not met in time"
+        await asyncio.sleep(0.01)
+
+
+def test_a_redis_outage_reaches_every_waiting_follower_and_the_reader_recovers(
+    private_redis, report
+):
+    """Ten async followers of five runs wait in the shared XREAD (redis_multiplexer.py);
+    Redis is killed: every one of them gets StreamUnavailableError at once. Redis is back:
+    the same multiplexer serves a new follower."""
+    transport = RedisStreamTransport(private_redis.url, retention_seconds=60.0, max_events=100)
+
+    def new_run() -> str:
+        run_id = str(uuid.uuid4())
+        transport.open(run_id, "a1", 1, "metadata", "{}")
+        return run_id
+
+    async def scenario() -> tuple[list[BaseException | list], float, list[int], bool]:
+        runs = [new_run() for _ in range(5)]
+        multiplexer = transport.multiplexer()
+        followers = [
+            asyncio.create_task(transport.async_reader().read(run, 1, block=30.0, count=10))
+            for run in runs
+            for _ in range(2)
+        ]
+        await _until(lambda: multiplexer.waiting == 10)
+        private_redis.stop()
+        stopped = time.monotonic()
+        outcomes = await asyncio.wait_for(asyncio.gather(*followers, return_exceptions=True), 20)
+        cut_after = time.monotonic() - stopped
+        private_redis.start()
+        run = new_run()  # the restart lost everything: a new stream
+        follower = asyncio.create_task(transport.async_reader().read(run, 1, block=10.0, count=10))
+        await _until(lambda: multiplexer.waiting == 1)
+        await asyncio.to_thread(transport.append, run, "a1", [("tick", "{}")])
+        recovered = await asyncio.wait_for(follower, 10)
+        return (
+            outcomes,
+            cut_after,
+            [entry.seq for entry in recovered],
+            (transport.multiplexer() is multiplexer),
+        )
+
+    try:
+        outcomes, cut_after, recovered, same = asyncio.run(scenario())
+    finally:
+        transport.close()
+    report("stream-multiplexer-outage", waiters=10, cut_after_s=cut_after)
+    assert all(isinstance(outcome, StreamUnavailableError) for outcome in outcomes), outcomes
+    assert cut_after < 5.0
+    assert recovered == [2] and same

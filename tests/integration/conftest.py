@@ -15,7 +15,7 @@ from tests.support import Backend, WorkerProcess, as_process, make_backend, sett
 
 
 def create_key(backend: Backend, user: str) -> str:
-    """`runqueue api-key create USER`: the key is the last line it prints."""
+    """`runqueue api-key create USER`: the key is all it prints on stdout."""
     done = subprocess.run(
         as_process(["runqueue", "api-key", "create", user]),
         env=settings_env(backend.settings),

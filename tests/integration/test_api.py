@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 import time
 
@@ -256,6 +257,45 @@ def test_join_stream_reconnects_through_a_dropping_proxy(server, keys) -> None: 
         assert names(only) == ["metadata", "custom", "end"]
 
     asyncio.run(scenario())
+
+
+def test_values_over_the_event_limit_are_named_in_a_gap_and_whole_in_join(server, keys) -> None:  # noqa: ANN001
+    """At the default limit (1 MiB): a ~900 KB input is accepted, and the values after `work`
+    (1.8 MB) reach the client as a `gap` naming them, before `end`; join, the path the notice
+    names, and the thread's state have them whole."""
+    sdk = get_sync_client(url=server.url, api_key=keys["alice"])
+    tid = sdk.threads.create()["thread_id"]
+    pad = "p" * 900_000
+    parts = list(sdk.runs.stream(tid, AGENT, input={"pad": pad}, stream_mode=["values", "custom"]))
+    run_id = parts[0].data["run_id"]
+    assert names(parts) == ["metadata", "values", "custom", "gap", "gap", "gap", "end"]
+    assert parts[1].data == {"pad": pad, "steps": []}  # the input's values fit: sent whole
+    join = f"GET /threads/{tid}/runs/{run_id}/join"
+    for notice in parts[3:6]:
+        left_out = notice.data["left_out"]
+        assert left_out["bytes"] > 1_800_000 and notice.id is not None
+        assert left_out == {
+            "event": "values",
+            "bytes": left_out["bytes"],
+            "limit": 1024 * 1024,
+            "setting": "RUNQUEUE_STREAM_MAX_EVENT_BYTES",
+            "read": join,
+        }
+    # The place the notice names has the whole values, as do the thread's state and wait.
+    method, path = join.split(" ")
+    response = httpx.request(method, server.url + path, headers={"x-api-key": keys["alice"]})
+    assert response.status_code == 200
+    values = response.json()
+    assert values["pad"] == values["pad_copy"] == pad
+    assert values["steps"] == ["work", "review", "respond"]
+    compact = json.dumps(values, separators=(",", ":"), ensure_ascii=False).encode()
+    assert len(compact) == parts[5].data["left_out"]["bytes"]  # the final values' size
+    assert sdk.threads.get_state(tid)["values"] == values
+    waited = sdk.runs.wait(tid, AGENT, input={"pad": pad})  # a second run, on the same thread
+    assert waited["pad_copy"] == pad and waited["steps"] == values["steps"] * 2
+    # A reader of other modes is not told about `values` it did not ask for.
+    only = list(sdk.runs.join_stream(tid, run_id, stream_mode="custom"))
+    assert names(only) == ["metadata", "custom", "end"]
 
 
 class CuttingProxy:

@@ -91,3 +91,17 @@ def test_graph_benchmark_quick_mode(tmp_path: Path) -> None:
         results = report["backends"][backend]
         assert results["runs_per_side"] == 5
         assert results["in_process"]["p50_ms"] > 0 and results["runqueue"]["p50_ms"] > 0
+
+
+def test_mixed_fleet_benchmark_quick_mode(tmp_path: Path) -> None:
+    """`python -m benchmarks.mixed_fleet --quick`: two workers with disjoint assistants on one
+    broker, on both backends: every run started, none discarded as unregistered, none left
+    to the relay; raw Celery routed per task beside it."""
+    require_services()
+    report = run_quick_benchmark("benchmarks.mixed_fleet", tmp_path / "mixed.json", "p99 ms")
+    for backend in ("embedded", "postgres_redis"):
+        results = report["backends"][backend]
+        ours = results["runqueue"]
+        assert ours["success"] == ours["runs"] == ours["n"] > 0
+        assert ours["unregistered"] == 0 and ours["republished"] == 0
+        assert results["raw_celery"]["success"] == results["raw_celery"]["runs"]

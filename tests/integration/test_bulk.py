@@ -21,11 +21,11 @@ from runqueue import (
     RunRequest,
     RunStatus,
     UnknownAssistantError,
-    dispatch,
 )
-from runqueue.dispatch import publish
+from runqueue.celery import dispatch
+from runqueue.celery.dispatch import publish
 from runqueue.store.models import Run, RunEventRow
-from tests.support import row_counts
+from tests.support import queue_of, queued_message_files, row_counts
 
 pytestmark = pytest.mark.integration
 
@@ -51,13 +51,13 @@ def dispatch_states(manager, runs: list[RunRecord]) -> list[str]:  # noqa: ANN00
     return [states[run.run_id] for run in runs]
 
 
-def take_messages(backend, queue: str) -> dict[str, dict]:  # noqa: ANN001
-    """Take every task message waiting in `queue` off the broker: task id -> the message as
-    the broker held it, but for kombu's delivery tag (a fresh one per send). A task id sent
-    twice is an AssertionError."""
-    settings = backend.settings
+def take_messages(manager) -> dict[str, dict]:  # noqa: ANN001
+    """Take every task message waiting in the manager's queue of `echo` off the broker: task
+    id -> the message as the broker held it, but for kombu's delivery tag (a fresh one per
+    send). A task id sent twice is an AssertionError."""
+    settings, queue = manager.settings, queue_of(manager, "echo")
     if settings.is_embedded_broker:
-        files = sorted(settings.broker_dir.glob(f"*.{queue}.msg"))
+        files = queued_message_files(manager, "echo")
         raw = [path.read_text() for path in files]
         for path in files:
             path.unlink()
@@ -175,27 +175,33 @@ def test_publish_many_sends_each_run_once_as_publish_does(backend, monkeypatch):
     requests = [RunRequest(new_thread(), "echo", kwargs={"n": n}) for n in range(120)]
     requests += [RunRequest(held, "echo"), RunRequest(held, "echo", multitask_strategy="enqueue")]
     runs = manager.create_many(requests)
-    batched = take_messages(backend, queue)
+    batched = take_messages(manager)
     assert sorted(batched) == sorted(run.run_id for run in runs[:121])  # not the held one
 
     for run in runs[:3]:
-        assert publish(manager.app, run)
-    assert take_messages(backend, queue) == {run.run_id: batched[run.run_id] for run in runs[:3]}
+        assert publish(manager.app, manager.runtime, run)
+    assert take_messages(manager) == {run.run_id: batched[run.run_id] for run in runs[:3]}
     assert batched[runs[7].run_id]["headers"]["runqueue_thread_id"] == runs[7].thread_id
 
 
 def test_publish_many_with_the_broker_down_leaves_every_run_to_the_relay(backend, manager, worker):
-    unreachable = backend.manager(broker_url="redis://127.0.0.1:1/0")
+    """Created with a republish an hour away, a run is due for the relay only if create_many
+    marked it unpublished. The module's worker relays concurrently, so a run is either still
+    marked (no publish time) or already sent once by the relay, never left as published."""
+    unreachable = backend.manager(broker_url="redis://127.0.0.1:1/0", republish_after=3600)
     started = time.monotonic()
     runs = unreachable.create_many(
         [RunRequest(new_thread(), "echo", kwargs={"late": n}) for n in range(5)]
     )
     assert time.monotonic() - started < 10, "create_many waited on a dead broker per run"
     with manager.store.transaction() as conn:
-        dispatched = conn.execute(
-            select(Run.dispatched_at).where(Run.run_id.in_([run.run_id for run in runs]))
-        ).scalars()
-        assert list(dispatched) == [None] * 5  # marked unpublished, each of them
+        rows = conn.execute(
+            select(Run.dispatched_at, Run.publish_count).where(
+                Run.run_id.in_([run.run_id for run in runs])
+            )
+        ).all()
+    marked = [row.dispatched_at is None or row.publish_count == 1 for row in rows]
+    assert marked == [True] * 5, rows  # marked unpublished, each of them
     for n, run in enumerate(runs):  # the worker's relay publishes them on the real broker
         done = manager.join(run.run_id, timeout=30)
         assert done.status is RunStatus.success and done.result["echo"] == {"late": n}
@@ -210,7 +216,7 @@ def test_a_failed_batched_publish_is_sent_again_the_plain_way(backend, monkeypat
     queue = f"nobody-{uuid.uuid4().hex[:8]}"
     manager = backend.manager(queue=queue, republish_after=3600)
     run = manager.create_many([RunRequest(new_thread(), "echo")])[0]
-    take_messages(backend, queue)
+    take_messages(manager)
     failed: list[int] = []
 
     class FailingOnce:
@@ -232,8 +238,8 @@ def test_a_failed_batched_publish_is_sent_again_the_plain_way(backend, monkeypat
     monkeypatch.setattr(
         kombu.Producer, "batch", lambda self, **options: FailingOnce(real_batch(self, **options))
     )
-    assert publish(manager.app, run)
+    assert publish(manager.app, manager.runtime, run)
     assert failed == [1]
-    assert list(take_messages(backend, queue)) == [run.run_id]  # sent, once more
+    assert list(take_messages(manager)) == [run.run_id]  # sent, once more
     with manager.store.transaction() as conn:  # and never handed to the relay
         assert conn.execute(select(Run.dispatched_at).where(Run.run_id == run.run_id)).scalar()

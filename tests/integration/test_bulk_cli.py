@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from tests.support import row_counts, settings_env
+from tests.support import queue_of, queued_message_files, row_counts, settings_env
 from tests.support import run_cli as runqueue
 
 pytestmark = pytest.mark.integration
@@ -27,11 +27,11 @@ def new_thread() -> str:
     return f"jsonl-{uuid.uuid4().hex[:12]}"
 
 
-def queue_length(backend) -> int:  # noqa: ANN001
-    settings = backend.settings
+def queue_length(manager, assistant_id: str) -> int:  # noqa: ANN001
+    settings = manager.settings
     if settings.is_embedded_broker:
-        return len(list(settings.broker_dir.glob(f"*.{settings.queue}.msg")))
-    return redis.Redis.from_url(settings.broker_url).llen(settings.queue)
+        return len(queued_message_files(manager, assistant_id))
+    return redis.Redis.from_url(settings.broker_url).llen(queue_of(manager, assistant_id))
 
 
 def said(result: subprocess.CompletedProcess) -> list[str]:
@@ -69,7 +69,7 @@ def test_a_file_with_bad_lines_names_each_and_submits_nothing(env, manager, tmp_
     assert lines[2].startswith("error: line 5: unknown assistant 'nobody' (registered: ")
     assert lines[3] == "error: line 6: thread_id is required"
     assert lines[4].startswith("error: line 7: kwargs is not JSON-serializable")
-    assert lines[5] == f"error: 5 of 7 request(s) in {path} are bad; nothing was submitted"
+    assert lines[5] == f"error: 5 of 7 requests in {path} are bad; nothing was submitted"
     assert len(lines) == 6
     assert row_counts(manager, [good, other]) == (0, 0, 0)
 
@@ -101,7 +101,7 @@ def test_stdin_with_defaults_from_the_command_line_and_a_refused_line(env, manag
     assert f"thread {thread_id} already has an active run ({first}" in outcomes[2]["error"]
     assert said(result) == [
         f"refused: line 4: {outcomes[2]['error']}",
-        "error: 1 of 4 run(s) refused by their thread's strategy (line 4); 3 created",
+        "error: 1 of 4 runs refused by their thread's strategy (line 4); 3 created",
     ]
 
     runs = [manager.get(outcomes[i]["run_id"]) for i in (0, 1, 3)]
@@ -122,7 +122,7 @@ def test_a_long_file_is_created_and_published_whole_with_progress(env, backend, 
         tmp_path / "long.jsonl",
         [json.dumps({"thread_id": t, "kwargs": {"n": n}}) for n, t in enumerate(threads)],
     )
-    queued = queue_length(backend)
+    queued = queue_length(manager, "noop")
     result = runqueue(env, "submit", "noop", "--from", str(path))
     assert result.returncode == 0, result.stderr
     outcomes = [json.loads(line) for line in result.stdout.splitlines()]
@@ -130,7 +130,7 @@ def test_a_long_file_is_created_and_published_whole_with_progress(env, backend, 
     assert said(result) == [
         "submitted 1000/2000",
         "submitted 2000/2000",
-        f"created 2000 run(s) from {path}",
+        f"created 2000 runs from {path}",
     ]
     assert row_counts(manager, threads) == (2000, 2000, 2000)
-    assert queue_length(backend) == queued + 2000  # each run published, once
+    assert queue_length(manager, "noop") == queued + 2000  # each run published, once

@@ -6,7 +6,7 @@ import time
 import uuid
 
 from runqueue import RunStatus
-from runqueue.dispatch import publish
+from runqueue.celery.dispatch import publish
 from tests.support import RunFactory, WorkerProcess, pid_alive, wait_until
 
 
@@ -75,9 +75,11 @@ def test_revoke_while_no_worker_listens_is_honoured_later(backend, tmp_path, jou
 
 def test_duplicated_message_executes_the_body_once(manager, worker, journal, run_factory):
     run = run_factory(new_thread(), steps=3, delay=0.05)
-    assert publish(manager.app, run) and publish(manager.app, run)  # two more copies
+    assert publish(manager.app, manager.runtime, run) and publish(
+        manager.app, manager.runtime, run
+    )  # two more copies
     assert manager.join(run.run_id, timeout=30).status is RunStatus.success
-    publish(manager.app, run)  # and one after it finished
+    publish(manager.app, manager.runtime, run)  # and one after it finished
     time.sleep(1.0)
     assert journal.count(run_id=run.run_id, event="start") == 1
     assert journal.count(run_id=run.run_id, event="step") == 3

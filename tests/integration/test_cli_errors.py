@@ -98,12 +98,18 @@ def environments(postgres, sqlite, empty_postgres, tmp_path_factory) -> dict[str
     return {
         "postgres": dict(env=settings_env(postgres.settings), prefix=prefixes["postgres"]),
         "sqlite": dict(env=settings_env(sqlite.settings), prefix=prefixes["sqlite"]),
+        # workers.app as a default install serves it: RUNQUEUE_IMPORTS unset.
+        "default_install": dict(
+            env=settings_env(sqlite.settings.with_overrides(imports="")), prefix=""
+        ),
         "empty_postgres": dict(env=settings_env(empty_postgres), prefix="01a2"),
         "empty_sqlite_file": dict(env=settings_env(Settings(data_dir=empty_file)), prefix=""),
     }
 
 
 BOTH = ("postgres", "sqlite")
+DEEP_600 = '{"x": ' + '{"a": ' * 600 + "1" + "}" * 601
+DEEP_10000 = '{"x": ' + "[" * 10_000 + "]" * 10_000 + "}"
 # (name, places, args, expected text of the one line, exit code); PREFIX: an ambiguous one.
 CASES = [
     ("unknown database scheme", BOTH, ["--database-url", "bogus://x", "runs"],
@@ -158,6 +164,17 @@ CASES = [
      "Invalid value for '--url': an http:// or https:// URL", 2),
     ("health: non-positive timeout", BOTH, ["health", "--timeout", "0"],
      "Invalid value for '--timeout'", 2),
+    # Issue 23: hostile input is one line, nothing written (the table in test_bad_input.py
+    # checks the rows; here, that the terminal says so in one line).
+    ("kwargs 600 deep", BOTH, ["submit", "noop", "--thread", "t", "--kwargs", DEEP_600],
+     "kwargs nests deeper than 100 levels of objects and arrays", 1),
+    ("kwargs 10,000 deep", BOTH, ["submit", "noop", "--thread", "t", "--kwargs", DEEP_10000],
+     "--kwargs nests too deep to decode", 1),
+    ("thread id with a final newline", BOTH, ["submit", "noop", "--thread", "t\n"],
+     "invalid thread id: 't\\n'", 1),
+    ("journal on a default install", ["default_install"],
+     ["submit", "echo", "--thread", "t", "--kwargs", '{"journal": "written-by-bob.txt"}'],
+     "assistant 'echo' does not accept 'journal' here", 1),
     ("flower: port out of range", BOTH, ["flower", "--no-auth", "--port", "99999"],
      "Invalid value for '--port': 99999 is not in the range 1<=x<=65535.", 2),
 ]  # fmt: skip

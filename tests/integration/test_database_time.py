@@ -38,7 +38,6 @@ from runqueue.store.rows import aware
 from runqueue.store.transactions import db_now, db_now_plus
 from runqueue.stream.sql_transport import SqlStreamTransport
 from runqueue.validation import new_run_id
-from runqueue.worker.maintenance import acquire
 from tests.conftest import require_services
 from tests.integration.test_graph_checkpointer import GRAPH, config, snapshot
 from tests.support import REPO_ROOT, Backend, checkout_path, make_backend
@@ -108,7 +107,7 @@ def write_everything(database_url: str) -> None:
     store.mark_unpublished(runs["relayed"])
     assert [run.run_id for run in store.runs_to_publish()] == [runs["relayed"]]
     # The maintenance lock, the workers table, API keys, a thread of its own.
-    assert acquire(store, "skewed@host", LOCK_SECONDS)
+    assert store.take_maintenance_lock("skewed@host", LOCK_SECONDS)
     store.register_worker(
         "skewed@host", pool="prefork", concurrency=1, assistants=["echo"], host="h", pid=1
     )
@@ -348,7 +347,7 @@ def test_sqlite_writes_the_database_time_as_sqlalchemy_stores_a_datetime(sqlite_
     assert store.claim_run(first.run_id, "w", token, 5.0).claimed
     assert store.save_checkpoint(first.run_id, token, {"n": 1})
     assert store.finish_run(first.run_id, RunStatus.success, token=token)[0]
-    assert acquire(store, "w", 3.0)
+    assert store.take_maintenance_lock("w", 3.0)
     written_after = datetime.now(UTC)
 
     # The text is exactly the format SQLAlchemy writes for a Python datetime.

@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 
 from runqueue import RunStatus
-from runqueue.dispatch import publish
+from runqueue.celery.dispatch import publish
 from runqueue.journal import Journal
 from tests.conftest import require_services
 from tests.support import (
@@ -222,7 +222,9 @@ def test_a_delivery_parked_behind_its_thread_is_retry_then_runs(
     first = runs(thread_id, steps=15, delay=0.2)
     held = runs(thread_id, strategy="enqueue", steps=1, delay=0)
     _running(manager, first.run_id)
-    assert publish(manager.app, held)  # a stray delivery of the held run: its thread is busy
+    assert publish(
+        manager.app, manager.runtime, held
+    )  # a stray delivery of the held run: its thread is busy
     wait_until(
         lambda: f"run {held.run_id} not started: held" in flower_worker.log(),
         timeout=30,
@@ -281,7 +283,9 @@ def test_a_duplicate_delivery_leaves_the_run_as_it_ended(
 
     # A second Flower, started after the run ended, sees only the duplicate's events.
     with running_flower(flower_backend, tmp_path / "late-flower.log") as late_flower:
-        assert publish(manager.app, run)  # the very same message again (same task id)
+        assert publish(
+            manager.app, manager.runtime, run
+        )  # the very same message again (same task id)
         wait_until(
             lambda: f"run {run.run_id} not started: finished" in flower_worker.log(),
             timeout=30,
@@ -339,7 +343,8 @@ def test_terminate_from_flower_is_a_cancel(manager, runs, flower):
 
 
 @pytest.mark.parametrize(
-    "path", ["/", "/tasks", "/workers", "/api/tasks", "/api/workers", "/api/task/info/x"]
+    "path",
+    ["/", "/tasks", "/workers", "/api/tasks", "/api/workers", "/api/task/info/x", "/metrics"],
 )
 def test_no_credentials_no_flower(flower, path):
     assert flower.request(path)[0] == 401
@@ -452,3 +457,52 @@ def test_flower_refuses_basic_auth_with_an_empty_user_or_password(flower_backend
         "error: FLOWER_BASIC_AUTH must be user:password pairs, comma-separated, each with a "
         "user and a password (an empty one lets anyone in)"
     ]
+
+
+def _cli(backend: Backend, *arguments: str) -> str:
+    """A `runqueue` command as an operator types it (its own process); its output."""
+    finished = subprocess.run(
+        as_process(["runqueue", *arguments]),
+        env=settings_env(backend.settings),
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    return finished.stdout
+
+
+def _submit(backend: Backend, thread_id: str, *options: str, **kwargs: Any) -> dict[str, Any]:
+    """`runqueue submit steps --thread T --kwargs ...`: the run it printed."""
+    arguments = ["submit", "steps", f"--thread={thread_id}", *options]
+    return json.loads(_cli(backend, *arguments, f"--kwargs={json.dumps(kwargs)}"))
+
+
+def test_a_cli_process_is_never_an_online_worker(flower_backend, flower_worker, tmp_path):
+    """A process that is not a worker sends task events too (a cancel's end); Celery's state
+    counts any task event but task-sent as a heartbeat of its sender, so Flower listed the
+    CLI (`runqueue@HOST`) as an online worker for two minutes after it."""
+    cli_node = f"runqueue@{socket.gethostname()}"
+    journal = str(tmp_path / "journal.jsonl")
+    thread_id = _thread()
+    with running_flower(flower_backend, tmp_path / "flower.log") as fresh:  # no earlier events
+        first = _submit(flower_backend, thread_id, steps=40, delay=0.25, journal=journal)
+        held = _submit(flower_backend, thread_id, "--strategy=enqueue", steps=1, journal=journal)
+        fresh.task_in(held["run_id"], "PENDING", timeout=10)  # the CLI's task-sent (held)
+        _cli(flower_backend, "cancel", held["run_id"])
+        # The end of a run nobody started is the CLI's own event.
+        fresh.task_in(
+            held["run_id"],
+            "REVOKED",
+            timeout=10,
+            exception="interrupted: cancelled before start (interrupt)",
+        )
+        fresh.task_in(first["run_id"], "STARTED", timeout=30)
+        time.sleep(1)  # whatever the CLI sent has reached Flower
+        online = fresh.get("/api/workers?status=1")
+        assert any(alive for name, alive in online.items() if name != cli_node)  # the worker
+        assert online.get(cli_node) is not True, online  # offline, or not listed
+        page = fresh.get("/workers?json=1")
+        listed = {worker["hostname"]: worker["status"] for worker in page["data"]}
+        assert listed.get(cli_node) is not True, listed

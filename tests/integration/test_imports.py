@@ -1,5 +1,6 @@
-"""RUNQUEUE_IMPORTS names the assistants a fleet serves: the deployed default serves the
-example assistants without their file-writing `journal` option."""
+"""RUNQUEUE_IMPORTS names the assistants a fleet serves: the default (workers.app with no
+RUNQUEUE_IMPORTS) and docker-compose's serve the example assistants without their
+file-writing `journal` option."""
 
 from __future__ import annotations
 
@@ -11,33 +12,49 @@ from pathlib import Path
 import pytest
 
 from runqueue import RunStatus, SyncRunManager, create_app
-from runqueue.errors import SettingsError
+from runqueue.errors import InvalidPayloadError, SettingsError
 from tests.support import WorkerProcess, as_process, make_backend, settings_env
+from workers.assistants import register, register_with_journal
 
 pytestmark = pytest.mark.integration
 
-DEPLOYED = "workers.assistants:register_deployable"
+DEPLOYED = "workers.assistants:register"
 
 
-def test_the_deployed_assistants_refuse_the_journal_option(tmp_path: Path):
-    backend = make_backend("embedded", tmp_path, imports=DEPLOYED)
+@pytest.mark.parametrize("imports", ["", DEPLOYED], ids=["default-install", "compose"])
+def test_the_deployed_assistants_refuse_the_journal_option(tmp_path: Path, imports: str):
+    """An API user of a default install (RUNQUEUE_IMPORTS unset) must not choose a file for
+    the worker to write: refused when the run is created, nothing written; and a run that
+    asks for it anyway (created by a producer that registers the test-only option) fails on
+    the deployed worker without writing."""
+    backend = make_backend("embedded", tmp_path, imports=imports)
     try:
         settings = backend.settings
         worker = WorkerProcess(settings, tmp_path / "worker.log", concurrency=1).start()
         try:
-            runs = SyncRunManager(create_app(settings, name="imports-test"))
+            app = create_app(settings, name="imports-test")
+            if not imports:
+                register(app)  # as workers.app does with RUNQUEUE_IMPORTS unset
+            runs = SyncRunManager(app)
             target = tmp_path / "written-by-a-submitter.txt"
             thread = f"imports-{uuid.uuid4().hex[:8]}"
-            refused = runs.create_or_reject(thread, "echo", kwargs={"journal": str(target)})
+            with pytest.raises(InvalidPayloadError, match="journal"):
+                runs.create_or_reject(thread, "echo", kwargs={"journal": str(target)})
+            assert runs.get_thread(thread) is None  # nothing written
+            testing = create_app(settings.with_overrides(imports=""), name="imports-producer")
+            register_with_journal(testing)
+            bypass = SyncRunManager(testing).create_or_reject(
+                thread, "echo", kwargs={"journal": str(target)}
+            )
             served = runs.create_or_reject(
                 thread, "echo", kwargs={"x": 1}, multitask_strategy="enqueue"
             )
-            refused = runs.join(refused.run_id, timeout=30)
+            bypass = runs.join(bypass.run_id, timeout=30)
             served = runs.join(served.run_id, timeout=30)
         finally:
             worker.stop()
-        assert refused.status is RunStatus.error
-        assert "journal option is for the demo and tests only" in refused.error
+        assert bypass.status is RunStatus.error
+        assert "journal option is for the demo and tests only" in bypass.error
         assert not target.exists()
         assert served.status is RunStatus.success and served.result["echo"] == {"x": 1}
     finally:

@@ -10,10 +10,13 @@ from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import text
+from sqlalchemy import select, text
+from sqlalchemy.exc import IntegrityError
 
+from runqueue import SyncRunManager, create_app
 from runqueue.store.database import alembic_config, get_engine
-from runqueue.store.models import Base, runqueue_owns
+from runqueue.store.models import Base, Run, runqueue_owns
+from runqueue.store.transactions import db_now
 from tests.support import (
     MIGRATE_COMMAND,
     as_process,
@@ -21,6 +24,7 @@ from tests.support import (
     drop_database,
     settings_env,
 )
+from workers.assistants import register_with_journal
 
 
 def schema_drift(database_url: str) -> list:
@@ -87,3 +91,34 @@ def test_runqueue_migrate_upgrades_a_database_made_before_the_move(
         assert MigrationContext.configure(conn).get_current_revision() == head
         assert conn.execute(text("SELECT thread_id FROM threads")).scalars().all() == ["kept"]
     assert schema_drift(settings.database_url) == []
+
+
+def test_the_deployment_migration_gives_one_id_and_makes_queued_runs_due(backend, database_url):
+    """0009: the database names itself once (one row: a second is refused), and a run queued
+    before it, published to the one queue no worker reads any more, is due for the relay at
+    once (which sends it to its assistant's queue), not at its backed-off republish time."""
+    settings = backend.settings.with_overrides(database_url=database_url, republish_after=3600)
+    config = alembic_config(settings)
+    command.upgrade(config, "head")
+    manager = SyncRunManager(create_app(settings, name="migration-0009"))
+    register_with_journal(manager.app)
+    queued = manager.create_or_reject("queued-before-0009", "echo")
+    command.downgrade(config, "0008")
+    with get_engine(database_url).begin() as conn:
+        conn.execute(text("UPDATE runs SET publish_count = 5"))
+    command.upgrade(config, "0009")
+    with get_engine(database_url).connect() as conn:
+        ids = conn.execute(text("SELECT deployment_id FROM deployment")).scalars().all()
+        due = (
+            conn.execute(
+                select(Run.publish_count).where(
+                    Run.run_id == queued.run_id, Run.next_publish_at <= db_now()
+                )
+            )
+            .scalars()
+            .all()
+        )
+    assert len(ids) == 1 and len(ids[0]) == 12
+    assert due == [0]
+    with pytest.raises(IntegrityError), get_engine(database_url).begin() as conn:
+        conn.execute(text("INSERT INTO deployment (singleton, deployment_id) VALUES (2, 'other')"))

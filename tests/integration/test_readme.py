@@ -7,18 +7,24 @@ from PyPI through its normal cache.
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import pytest
+import sqlalchemy
+from sqlalchemy import select
 
 from runqueue import Settings
-from tests.support import REPO_ROOT, WorkerProcess
+from runqueue.store.models import Run
+from tests.support import REPO_ROOT, WorkerProcess, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -245,3 +251,79 @@ def test_readme_http_api_example_runs(tmp_path):
         "updates {'write': {'note': 'notes on http'}}",
         "end {'status': 'success'}",
     ]
+
+
+def test_readme_use_it_then_graphs_in_one_folder_leaves_no_run_waiting(tmp_path):
+    """The README's steps in order, in one folder and one data directory: "Use it" starts a
+    worker of chat.py and keeps it; "LangGraph graphs" starts a worker of graph_app.py beside
+    it, on the same default queue setting. Each run goes to the worker that serves its
+    assistant: the chat worker never receives the graph run (no "unregistered task"), and no
+    run waits for the relay (the relay publishes again only after 30 s; each run here was
+    published once). Each script runs again once both workers are up: with one shared queue,
+    a run went to either worker, so eight runs would all have found theirs 1 time in 64."""
+    for block in ("chat.py", "graph_app.py"):
+        (tmp_path / block).write_text(block_after(f"example: {block}", "python"))
+    data_dir = tmp_path / "data"
+    env = clean_env(
+        RUNQUEUE_DATA_DIR=str(data_dir), PYTHONPATH=f"{tmp_path}{os.pathsep}{REPO_ROOT}"
+    )
+
+    def runqueue(*args: str, log: Path | None = None) -> subprocess.Popen | str:
+        command = [sys.executable, "-m", "runqueue", *args]
+        if log is None:
+            done = subprocess.run(
+                command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120
+            )
+            assert done.returncode == 0, done.stderr
+            return done.stdout
+        with log.open("wb") as output:
+            return subprocess.Popen(
+                command, cwd=tmp_path, env=env, stdout=output, stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )  # fmt: skip
+
+    def python(script: str) -> list[str]:
+        done = subprocess.run(
+            [sys.executable, script], cwd=tmp_path, env=env, capture_output=True, text=True,
+            timeout=120,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        return done.stdout.splitlines()
+
+    logs = {app: tmp_path / f"{app}.log" for app in ("chat", "graph_app")}
+    workers = []
+    try:
+        runqueue("migrate")
+        workers.append(runqueue("--app", "chat:app", "worker", log=logs["chat"]))
+        wait_until(lambda: " ready." in logs["chat"].read_text(), 60, message="chat worker")
+        chat_lines = python("chat.py")
+        workers.append(runqueue("--app", "graph_app:app", "worker", log=logs["graph_app"]))
+        wait_until(lambda: " ready." in logs["graph_app"].read_text(), 60, message="graph worker")
+        graph_lines = [python("graph_app.py") for _ in range(4)]
+        chat_again = python("chat.py")
+        listed = json.loads(runqueue("runs", "--json"))
+    finally:
+        for process in workers:  # stopped as a terminal's Ctrl-C would, then by force
+            if process.poll() is None:
+                os.kill(process.pid, signal.SIGTERM)
+        for process in workers:
+            try:
+                process.wait(timeout=30)
+            finally:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(process.pid, signal.SIGKILL)
+                process.wait(timeout=30)
+    assert chat_lines[0].startswith("success {'reply': \"you said 'hello'\", 'turn': 1}")
+    for lines in graph_lines:
+        assert lines[-1] == "{'topic': 'queues', 'note': 'notes on queues'}"
+    assert [line.split()[0] for line in chat_again] == ["success", "success"]
+    assert "unregistered task" not in logs["chat"].read_text() + logs["graph_app"].read_text()
+    assert sorted(run["assistant_id"] for run in listed) == ["chat"] * 4 + ["writer"] * 4
+    assert all(run["status"] == "success" for run in listed)
+    engine = sqlalchemy.create_engine(Settings(data_dir=data_dir).database_url)
+    try:
+        with engine.connect() as conn:
+            published_again = conn.execute(select(Run.publish_count)).scalars().all()
+    finally:
+        engine.dispose()
+    assert published_again == [0] * 8  # none was left to the relay

@@ -20,6 +20,7 @@ from runqueue.records import MultitaskStrategy, RunStatus
 from runqueue.store.database import alembic_config, migrate
 from runqueue.store.decisions import NewRun, RunStore
 from runqueue.store.models import Run, RunEventRow, Thread
+from runqueue.validation import new_run_id
 from tests.conftest import require_services
 from tests.support import Backend, make_backend
 
@@ -40,7 +41,7 @@ def store(postgres: Backend) -> RunStore:
 
 def new_run(thread_id: str, strategy: MultitaskStrategy | None = None, **fields: Any) -> NewRun:
     return NewRun(
-        run_id=str(uuid.uuid4()),
+        run_id=new_run_id(),  # as the product makes them: time-ordered within a process
         thread_id=thread_id,
         assistant_id="echo",
         user_id=fields.pop("user_id", None),
@@ -168,6 +169,12 @@ SCRIPT: list[tuple[str, Any]] = [
     ("create", MultitaskStrategy.enqueue),
     ("claim", 4),
     ("finish", (4, {"error": "boom", "status": RunStatus.error})),
+    ("create", MultitaskStrategy.enqueue),
+    ("claim", 5),
+    ("create", MultitaskStrategy.rollback),  # rolls back run 5 (running): run 6 waits for it
+    ("finish", (5, {"status": RunStatus.interrupted})),  # releases run 6
+    ("claim", 6),
+    ("finish", 6),
 ]
 
 

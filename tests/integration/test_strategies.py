@@ -21,7 +21,7 @@ from runqueue import (
     create_app,
 )
 from tests.support import pid_alive, wait_until
-from workers.assistants import register
+from workers.assistants import register_with_journal
 
 
 def new_thread() -> str:
@@ -34,7 +34,7 @@ def new_thread() -> str:
 def _race_create(settings: Settings, thread_id: str, barrier, results) -> None:
     """One creator process: build its own app and manager, then race at the barrier."""
     app = create_app(settings, name=f"racer-{os.getpid()}")
-    register(app)
+    register_with_journal(app)
     manager = SyncRunManager(app)
     barrier.wait(timeout=60)
     try:

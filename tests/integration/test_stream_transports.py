@@ -21,8 +21,10 @@ from tests.support import REDIS_HOST, REDIS_PORT
 REDIS_DB = 13  # the tests' other Redis users pick databases by hash; this one is cleaned
 
 
-def _open(kind: str, tmp_path: Path) -> tuple[RunStream, Settings]:
-    settings = Settings(data_dir=tmp_path, stream_retention_seconds=1.0, stream_max_events=100)
+def _open(kind: str, tmp_path: Path, retention: float = 1.0) -> tuple[RunStream, Settings]:
+    settings = Settings(
+        data_dir=tmp_path, stream_retention_seconds=retention, stream_max_events=100
+    )
     if kind == "redis":
         require_services()
         url = f"redis://{REDIS_HOST}:{REDIS_PORT}/{REDIS_DB}"
@@ -44,6 +46,15 @@ def _close(stream: RunStream, settings: Settings) -> None:
 @pytest.fixture(params=["sql", "redis"])
 def stream(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[RunStream]:
     stream, settings = _open(request.param, tmp_path)
+    yield stream
+    _close(stream, settings)
+
+
+@pytest.fixture(params=["sql", "redis"])
+def lasting_stream(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[RunStream]:
+    """A stream kept a minute after its end: a test whose writers take seconds to be refused
+    on a busy machine still reads it whole (with the 1 s retention it could read it gone)."""
+    stream, settings = _open(request.param, tmp_path, retention=60.0)
     yield stream
     _close(stream, settings)
 
@@ -98,7 +109,8 @@ def test_a_late_open_never_takes_the_stream_from_a_newer_attempt(stream: RunStre
     assert stream.append(run_id, "second", entries(1)).written
 
 
-def test_appends_racing_the_end_never_land_after_it(stream: RunStream):
+def test_appends_racing_the_end_never_land_after_it(lasting_stream: RunStream):
+    stream = lasting_stream
     run_id = str(uuid.uuid4())
     stream.open(run_id, "a1", thread_id="t", attempt=1)
     outcomes: list[AppendOutcome] = []

@@ -150,3 +150,39 @@ def test_the_invariant_index_the_doc_names_exists():
     assert "runs_one_running_per_thread" in doc
     assert '"runs_one_running_per_thread"' in models
     assert "status = 'running'" in models
+
+
+def layer_map() -> str:
+    """The map of folders and modules under "## Layers" (its first code block)."""
+    section = DOC.read_text().split("## Layers", 1)[1]
+    return section.split("```", 2)[1]
+
+
+def test_the_layer_map_names_every_module_and_only_modules_that_exist():
+    """Each module of runqueue (migrations aside) is named in the map under its own folder's
+    entry, and every module the map names exists: a room added, moved or renamed without
+    the map fails here."""
+    entries: dict[str, str] = {}  # top-level entry (folder/ or module.py) -> its text
+    current = None
+    for line in layer_map().splitlines():
+        head = re.match(r"  (\S+)", line)
+        if head and not line.startswith("   "):
+            current = head.group(1)
+        if current is not None:
+            entries[current] = entries.get(current, "") + line + "\n"
+    missing = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        parts = path.relative_to(PACKAGE).parts
+        if "migrations" in parts or path.name in ("__init__.py", "__main__.py"):
+            continue
+        entry = f"{parts[0]}/" if len(parts) > 1 else None
+        text = entries.get(entry, "") if entry else layer_map()
+        inner = "/".join(parts[1:]) if len(parts) > 1 else path.name
+        if not re.search(rf"(?<![\w/]){re.escape(inner)}\b", text):
+            missing.append(str(path.relative_to(ROOT)))
+    assert missing == [], f"modules the map does not name: {missing}"
+    named = set(re.findall(r"(?<![\w/.])([a-z_]+\.py)\b", layer_map()))
+    existing = {p.name for p in PACKAGE.rglob("*.py")} | {
+        p.name for p in (ROOT / "workers").rglob("*.py")
+    }
+    assert named <= existing, f"the map names modules that do not exist: {sorted(named - existing)}"

@@ -24,7 +24,8 @@ from runqueue import (
 )
 from runqueue.cli import main
 from runqueue.store.database import migrate
-from workers.assistants import register
+from tests.support import queued_message_files
+from workers.assistants import register_with_journal
 
 
 @pytest.fixture
@@ -32,14 +33,13 @@ def manager(tmp_path) -> SyncRunManager:
     settings = Settings(data_dir=tmp_path)
     migrate(settings)
     app = create_app(settings)
-    register(app)
+    register_with_journal(app)
     return SyncRunManager(app)
 
 
 def published(manager: SyncRunManager) -> list[str]:
     """The task ids of the messages the embedded broker holds."""
-    settings = manager.settings
-    files = settings.broker_dir.glob(f"*.{settings.queue}.msg")
+    files = queued_message_files(manager)
     return sorted(json.loads(path.read_text())["headers"]["id"] for path in files)
 
 

@@ -126,7 +126,7 @@ def test_every_variable_is_in_env_example_without_secrets():
 
 def test_the_fleet_serves_assistants_named_by_a_setting_without_the_journal_option():
     env = SERVICES["worker"]["environment"]
-    assert env["RUNQUEUE_IMPORTS"] == "${RUNQUEUE_IMPORTS:-workers.assistants:register_deployable}"
+    assert env["RUNQUEUE_IMPORTS"] == "${RUNQUEUE_IMPORTS:-workers.assistants:register}"
 
 
 def test_the_fleet_waits_for_migrations_and_talks_to_postgres_and_redis():

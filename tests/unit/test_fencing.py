@@ -17,7 +17,6 @@ from runqueue import Settings, SyncRunManager, create_app
 from runqueue.errors import RunCancelledError, SettingsError
 from runqueue.records import RunStatus
 from runqueue.store.database import migrate
-from runqueue.worker.execution import Execution, Heartbeat, RunContext
 from runqueue.worker.fencing import (
     EXIT_LEASE_LOST,
     LeaseFence,
@@ -25,8 +24,11 @@ from runqueue.worker.fencing import (
     Watchdog,
     clock,
 )
+from runqueue.worker.heartbeat import Heartbeat
+from runqueue.worker.run_context import RunContext
+from runqueue.worker.running import Execution
 from runqueue.worker.stream_writer import StreamWriter
-from workers.assistants import register
+from workers.assistants import register_with_journal
 
 LEASE, MARGIN = 0.6, 0.2  # deadline 0.4 s after the last renewal was sent; stop by 0.5 s
 
@@ -126,15 +128,35 @@ def _in_child(target) -> tuple[int, float]:  # noqa: ANN001
 
 
 def test_a_pool_child_still_executing_at_the_lease_end_is_hard_stopped():
+    """The child reports, through a pipe, when its fence counted from and when it called
+    os._exit: no code of the run executes after that moment, which must come before the
+    lease ends. (Measured from the parent, fork and waitpid add the time the kernel takes
+    to create and to tear down a copy of a large test process: up to 0.4 s on a loaded
+    machine, which this test once took for a late hard stop.)"""
+    from runqueue.worker import fencing
+
+    read_end, write_end = os.pipe()
+
     def child() -> None:
+        os.close(read_end)
         fence = _fence(hard_stop=True)
+        stop = fencing.hard_stop
+
+        def reported_stop(fence: LeaseFence) -> None:
+            os.write(write_end, f"{fence.renewed_at!r} {clock()!r}".encode())
+            stop(fence)
+
+        fencing.hard_stop = reported_stop
         # The fence's SIGTERM is ignored here, as by a run stuck where signals cannot reach.
         Watchdog(fence, on_fence=lambda: None).start()
         time.sleep(30)
 
     code, lived = _in_child(child)
-    assert code == EXIT_LEASE_LOST
-    assert LEASE - MARGIN <= lived < LEASE  # at stop_by: before the lease would end
+    os.close(write_end)
+    sent, stopped = (float(value) for value in os.read(read_end, 100).split())
+    os.close(read_end)
+    assert code == EXIT_LEASE_LOST and lived < 30
+    assert LEASE - MARGIN <= stopped - sent < LEASE  # at stop_by: before the lease would end
 
 
 def test_a_process_resuming_past_the_lease_end_exits_at_its_first_check():
@@ -153,7 +175,7 @@ def manager(tmp_path) -> SyncRunManager:  # noqa: ANN001
     )
     migrate(settings)
     app = create_app(settings)
-    register(app)
+    register_with_journal(app)
     return SyncRunManager(app)
 
 
@@ -274,7 +296,7 @@ def test_only_the_delivery_that_registered_a_run_forgets_its_fence():
     (threads pool), must not drop the running attempt's fence at its task_postrun."""
     from types import SimpleNamespace
 
-    from runqueue.worker import execution as module
+    from runqueue.worker import running as module
 
     running = Execution("run-dup", "thread-1", "token", fence=_fence(clock() - 10))
     own, duplicate = SimpleNamespace(runqueue_execution=running), SimpleNamespace()
@@ -291,17 +313,17 @@ def test_only_the_delivery_that_registered_a_run_forgets_its_fence():
 def _as_run_child() -> None:
     """In a forked child: be a prefork pool child inside a run's body, with runqueue's
     SIGTERM handler."""
-    from runqueue.worker import execution
+    from runqueue.worker import running, sigterm
 
-    signal.signal(signal.SIGTERM, execution._on_sigterm)
-    execution._child.in_task = True
-    execution._child.in_body = execution.Execution(run_id="r", thread_id="t", token="k")
+    signal.signal(signal.SIGTERM, sigterm._on_sigterm)
+    sigterm._child.in_task = True
+    sigterm._child.in_body = running.Execution(run_id="r", thread_id="t", token="k")
 
 
 def test_a_cancels_sigterm_waits_for_the_statement_under_way_then_unwinds():
     """A SIGTERM during one of the run's own statements is raised once it returns: an
     exception inside a psycopg call would leave the pooled connection mid-protocol."""
-    from runqueue.worker import execution
+    from runqueue.worker import sigterm
 
     def child() -> None:
         _as_run_child()
@@ -314,8 +336,8 @@ def test_a_cancels_sigterm_waits_for_the_statement_under_way_then_unwinds():
             return "committed"
 
         try:
-            execution._statement(statement)
-        except execution.RunTerminatedError:
+            sigterm._statement(statement)
+        except sigterm.RunTerminatedError:
             os._exit(3 if finished else 4)  # 3: the statement ran to its end, then unwound
         os._exit(5)  # the SIGTERM was lost
 
@@ -324,7 +346,7 @@ def test_a_cancels_sigterm_waits_for_the_statement_under_way_then_unwinds():
 
 
 def test_a_deferred_sigterm_waits_for_a_hung_statement_at_most_a_moment():
-    from runqueue.worker import execution
+    from runqueue.worker import sigterm
 
     def child() -> None:
         _as_run_child()
@@ -335,10 +357,10 @@ def test_a_deferred_sigterm_waits_for_a_hung_statement_at_most_a_moment():
             time.sleep(30)  # a statement on a connection that will never answer
 
         try:
-            execution._statement(hung_statement)
-        except execution.RunTerminatedError:
+            sigterm._statement(hung_statement)
+        except sigterm.RunTerminatedError:
             waited = time.monotonic() - started
-            os._exit(3 if waited < execution.SIGTERM_DEFER_SECONDS + 1 else 4)
+            os._exit(3 if waited < sigterm.SIGTERM_DEFER_SECONDS + 1 else 4)
         os._exit(5)
 
     code, lived = _in_child(child)

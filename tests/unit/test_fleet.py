@@ -4,6 +4,7 @@ create() warns once about an assistant no live worker serves; why_pending explai
 from __future__ import annotations
 
 import logging
+import time
 import uuid
 from datetime import UTC, datetime, timedelta
 
@@ -14,7 +15,7 @@ from runqueue import RunStatus, Settings, SyncRunManager, create_app
 from runqueue.store.database import migrate
 from runqueue.store.models import WorkerRow
 from runqueue.store.transactions import db_now_plus
-from workers.assistants import register
+from workers.assistants import register_with_journal
 
 
 @pytest.fixture
@@ -24,7 +25,7 @@ def manager(tmp_path) -> SyncRunManager:  # noqa: ANN001
     )
     migrate(settings)
     app = create_app(settings)
-    register(app)
+    register_with_journal(app)
     return SyncRunManager(app)
 
 
@@ -147,3 +148,18 @@ def test_a_stop_by_an_older_process_of_the_same_name_leaves_the_newer_live(manag
     assert [w.name for w in manager.workers()] == ["w@h"]
     manager.store.stop_worker("w@h", pid=2)
     assert manager.workers() == []
+
+
+def test_rows_of_workers_gone_for_the_kept_time_are_forgotten(manager):
+    """Each `runqueue worker` start is a row (its name carries the pid): the maintenance pass
+    deletes the rows whose heartbeat is older than the kept time (a week; a live worker
+    beats every few seconds, and one that finds its row gone registers again)."""
+    _register(manager, "gone@h", ["echo"])
+    manager.store.stop_worker("gone@h")
+    _register(manager, "live@h", ["echo"])
+    assert manager.store.forget_gone_workers(after_seconds=3600) == 0  # both beat just now
+    time.sleep(0.05)
+    assert manager.store.forget_gone_workers(after_seconds=0.01) == 2
+    assert manager.store.forget_gone_workers(after_seconds=0.01) == 0
+    _register(manager, "live@h", ["echo"])
+    assert [worker.name for worker in manager.workers()] == ["live@h"]

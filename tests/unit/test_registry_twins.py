@@ -9,7 +9,7 @@ import pytest
 
 from runqueue import ConflictError, RunManager, RunStatus, Settings, SyncRunManager, create_app
 from runqueue.store.database import migrate
-from workers.assistants import register
+from workers.assistants import register_with_journal
 
 
 def public_methods(cls: type) -> set[str]:
@@ -51,7 +51,7 @@ def test_the_async_twins_take_their_arguments_through(tmp_path):
     settings = Settings(data_dir=tmp_path)
     migrate(settings)
     app = create_app(settings)
-    register(app)
+    register_with_journal(app)
     runs = RunManager(app)
 
     async def scenario() -> None:

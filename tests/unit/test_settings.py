@@ -41,6 +41,7 @@ def test_environment_is_typed_and_overrides_win():
         {"RUNQUEUE_LEASE_SECONDS": "soon"},
         {"RUNQUEUE_LEASE_SECONDS": "5", "RUNQUEUE_HEARTBEAT_INTERVAL": "10"},
         {"RUNQUEUE_MAX_PAYLOAD_BYTES": "0"},
+        {"RUNQUEUE_API_MAX_STREAMS_PER_USER": "0"},
     ],
 )
 def test_bad_settings_are_a_clear_error(environ):
@@ -60,6 +61,10 @@ def test_bad_settings_are_a_clear_error(environ):
         ),
         ("redis://user:s3cret@cache:port/0", "redis://user:***@cache:port/0"),
         ("postgresql://u:s3cret@db/x?sslmode=require", "postgresql://u:***@db/x?sslmode=require"),
+        ("postgresql+psycopg://u:s3/cret@db/x", "postgresql+psycopg://u:***@db/x"),
+        ("postgresql+psycopg://u@srv:s3cret@db/x", "postgresql+psycopg://u@srv:***@db/x"),
+        ("redis://cache:6379/0", "redis://cache:6379/0"),
+        ("amqp://guest:s3cret@mq:5672//", "amqp://guest:***@mq:5672//"),
     ],
 )
 def test_redact_url_hides_passwords(url, shown):
@@ -106,3 +111,56 @@ def test_every_setting_is_in_the_readme_and_env_names_are_real():
     documented = set(re.findall(r"^\| `RUNQUEUE_([A-Z_]+)`", table, flags=re.M))
     settings = {field.name.upper() for field in fields(Settings)}
     assert documented == settings, (settings - documented, documented - settings)
+
+
+def test_api_limits_are_read_and_checked():
+    defaults = Settings()
+    assert defaults.api_max_header_bytes == 16384
+    assert defaults.api_header_timeout_seconds == 10.0
+    assert defaults.api_body_timeout_seconds == 30.0
+    assert defaults.api_trusted_proxies == ""
+    settings = Settings.from_env(
+        {
+            "RUNQUEUE_API_MAX_HEADER_BYTES": "8192",
+            "RUNQUEUE_API_HEADER_TIMEOUT_SECONDS": "2.5",
+            "RUNQUEUE_API_BODY_TIMEOUT_SECONDS": "7",
+            "RUNQUEUE_API_TRUSTED_PROXIES": "10.0.0.5,172.16.0.0/12,::1",
+        }
+    )
+    assert settings.api_max_header_bytes == 8192
+    assert settings.api_header_timeout_seconds == 2.5 and settings.api_body_timeout_seconds == 7.0
+    assert settings.api_trusted_proxies == "10.0.0.5,172.16.0.0/12,::1"
+    for bad in ({"api_max_header_bytes": 0}, {"api_max_header_bytes": -1},
+                {"api_header_timeout_seconds": 0}, {"api_header_timeout_seconds": -2},
+                {"api_header_timeout_seconds": float("inf")},
+                {"api_header_timeout_seconds": float("nan")},
+                {"api_body_timeout_seconds": 0}, {"api_body_timeout_seconds": float("inf")},
+                {"api_body_timeout_seconds": float("nan")}):  # fmt: skip
+        with pytest.raises(SettingsError, match=next(iter(bad))):
+            Settings(**bad)
+    for proxies in ("*", "proxy.internal", "10.0.0.1/8", "10.0.0.0/33", "[::1]"):
+        with pytest.raises(SettingsError, match="api_trusted_proxies"):
+            Settings(api_trusted_proxies=proxies)
+    with pytest.raises(SettingsError, match="RUNQUEUE_API_MAX_HEADER_BYTES"):
+        Settings.from_env({"RUNQUEUE_API_MAX_HEADER_BYTES": "16k"})
+
+
+def test_the_hostile_input_bounds_cannot_be_turned_off():
+    """A poison run is always stopped, and JSON is never allowed deep enough to break
+    pickling: no value turns either bound off, silently or not."""
+    settings = Settings.from_env(
+        {"RUNQUEUE_MAX_WORKER_LOSSES": "5", "RUNQUEUE_MAX_JSON_DEPTH": "50"}
+    )
+    assert (settings.max_worker_losses, settings.max_json_depth) == (5, 50)
+    assert (Settings().max_worker_losses, Settings().max_json_depth) == (3, 100)
+    for bad in (
+        {"max_worker_losses": 0},
+        {"max_worker_losses": -1},
+        {"max_worker_losses": 101},
+        {"max_json_depth": 0},
+        {"max_json_depth": 201},
+        {"log_payloads": "yes"},
+        {"api_max_runs_in_flight_per_user": 0},
+    ):
+        with pytest.raises(SettingsError, match=next(iter(bad))):
+            Settings(**bad)

@@ -79,3 +79,31 @@ def test_payload_size_limit():
 def test_payload_is_normalised_to_plain_json():
     assert validation.json_object("kwargs", {"t": (1, 2)}, 100) == {"t": [1, 2]}
     assert validation.json_object("kwargs", None, 100) == {}
+
+
+@pytest.mark.parametrize("name", ["a/b", "x" * 129, "has space", ".hidden", "é"])
+def test_an_assistant_name_that_cannot_name_its_queue_is_refused_at_registration(tmp_path, name):
+    """The name is part of the assistant's broker queue (a file name on the embedded
+    broker): refused when registered, not a run pending forever whose publish always fails."""
+    from runqueue import InvalidAssistantNameError, Settings, assistant, create_app
+    from runqueue.langgraph import langgraph_assistant
+
+    app = create_app(Settings(data_dir=tmp_path))
+    with pytest.raises(InvalidAssistantNameError, match="names the assistant's broker queue"):
+        assistant(app, name)(print)
+    with pytest.raises(InvalidAssistantNameError):
+        langgraph_assistant(app, name, lambda: None)
+    assert name not in app.tasks
+
+
+def test_celery_style_assistant_names_are_accepted(tmp_path):
+    from runqueue import Settings, assistant, create_app
+
+    def body(context) -> None:  # noqa: ANN001
+        return None
+
+    app = create_app(Settings(data_dir=tmp_path))
+    names = ("chat", "workers.tools.search", "gpu:summarize-v2", "x" * 128)
+    for name in names:
+        assistant(app, name)(body)
+    assert set(names) <= set(app.tasks)

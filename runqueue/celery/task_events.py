@@ -24,10 +24,8 @@ from typing import Any
 from celery import Celery
 from celery.utils.saferepr import saferepr
 
-from runqueue.app import runtime_of
 from runqueue.records import RunRecord, RunStatus
-from runqueue.store.claims import ClaimOutcome
-from runqueue.store.queries import RunQueries
+from runqueue.store import ClaimOutcome, RunQueries, RunStore
 
 logger = logging.getLogger(__name__)
 
@@ -53,7 +51,7 @@ def worker_node() -> str | None:
 
 def sender_hostname() -> str:
     """The worker's node name; outside a worker (API, `runqueue` commands) a name of its own,
-    which Flower lists as an offline worker once it has sent a run's end."""
+    which Flower lists as an offline worker once it has sent a run's end (send())."""
     return _worker_hostname or f"runqueue@{socket.gethostname()}"
 
 
@@ -82,6 +80,11 @@ def send(app: Celery, event_type: str, run_id: str, **fields: Any) -> None:
                 dispatcher.send(
                     event_type, uuid=run_id, retry=True, retry_policy=EVENT_RETRY_POLICY, **fields
                 )
+                if _worker_hostname is None and event_type != "task-sent":
+                    # Celery's event state (Flower's) takes any task event but task-sent as
+                    # a heartbeat of its sender: without this, Flower listed this process
+                    # as an online worker for two minutes (heartbeat_expires).
+                    dispatcher.send("worker-offline", retry=True, retry_policy=EVENT_RETRY_POLICY)
     except Exception as exc:  # kombu raises many types for a broker that is down
         logger.warning(
             "could not tell Flower of run %s (%s): %s",
@@ -167,7 +170,9 @@ def announce_record(app: Celery, run: RunRecord) -> None:
     announce_end(app, run.run_id, run.status, reason=end_reason(run), ended_at=ended_at)
 
 
-def announce_skip(app: Celery, run_id: str, thread_id: str, outcome: ClaimOutcome) -> None:
+def announce_skip(
+    app: Celery, store: RunStore, run_id: str, thread_id: str, outcome: ClaimOutcome
+) -> None:
     """A delivery the claim refused. Parked behind its thread: RETRY, until its next
     delivery. Already final (cancelled before start, or a late duplicate): its final state,
     dated when it ended, the same event the run's own end sent, so a duplicate leaves the
@@ -178,7 +183,7 @@ def announce_skip(app: Celery, run_id: str, thread_id: str, outcome: ClaimOutcom
     if outcome is not ClaimOutcome.finished:
         return
     try:
-        run = RunQueries(runtime_of(app).store).get(run_id)
+        run = RunQueries(store).get(run_id)
     except Exception as exc:  # a database blip: Flower misses this end, the run does not
         logger.warning("could not read run %s for Flower: %s", run_id, exc)
         return

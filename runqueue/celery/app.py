@@ -3,24 +3,14 @@
 from __future__ import annotations
 
 import importlib
-from dataclasses import dataclass
 
 from celery import Celery
 
-from runqueue import redis_transport
+from runqueue import payload_logs
+from runqueue.celery import redis_broker
 from runqueue.errors import SettingsError
+from runqueue.runtime import Runtime
 from runqueue.settings import Settings
-from runqueue.store.decisions import RunStore
-from runqueue.stream import RunStream, open_stream
-
-
-@dataclass(frozen=True)
-class Runtime:
-    """What signal handlers and tasks need from their app: settings, the store, the stream."""
-
-    settings: Settings
-    store: RunStore
-    stream: RunStream
 
 
 def create_app(
@@ -63,15 +53,10 @@ def create_app(
         }
         # kombu's Redis transport, with which a worker survives a Redis restart: for every
         # URL kombu resolves to it (redis, rediss, redis+socket); harmless for the others.
-        redis_transport.install()
+        redis_broker.install()
+    payload_logs.hide_payloads(settings.log_payloads != "on")
     app.conf.imports = [entry for entry in imported_modules(settings) if ":" not in entry]
-    app.runqueue = Runtime(
-        settings=settings,
-        store=RunStore(
-            settings.database_url, settings.republish_after, settings.database_pool_size
-        ),
-        stream=open_stream(settings),
-    )
+    app.runqueue = Runtime.open(settings)
     register_imports(app, settings)
     return app
 
@@ -100,15 +85,18 @@ def configure_filesystem_broker(app: Celery, settings: Settings) -> None:
     """kombu's filesystem broker in the data directory. revoke(terminate=True) only works on
     filesystem:// with late acks and a prefetch of one; the control folder gives the
     broadcast (fanout) that revoke needs. The folders are made on first connection
-    (runqueue.filesystem_transport)."""
+    (runqueue.celery.filesystem_broker)."""
     # kombu's own filesystem transport, but writing each message atomically (see there).
-    app.conf.broker_transport = "runqueue.filesystem_transport:Transport"
+    app.conf.broker_transport = "runqueue.celery.filesystem_broker:Transport"
     app.conf.broker_transport_options = {
         "data_folder_in": str(settings.broker_dir),
         "data_folder_out": str(settings.broker_dir),
         "control_folder": str(settings.control_dir),
         "polling_interval": settings.filesystem_polling_interval,
     }
+    # This transport gets Celery's blocking loop, whose timer thread sleeps up to this long
+    # (1 s by default) and is joined at every stop.
+    app.conf.worker_timer_precision = 0.1
 
 
 def runtime_of(app: Celery) -> Runtime:

@@ -13,12 +13,13 @@ from collections.abc import Iterable, Sequence
 from celery import Celery
 from kombu import Producer
 
-from runqueue import task_events
-from runqueue.app import runtime_of
+from runqueue.celery import task_events
+from runqueue.celery.routing import run_queue
 from runqueue.errors import BrokerUnavailableError, first_line
 from runqueue.records import RunRecord
+from runqueue.runtime import Runtime
 from runqueue.settings import redact_url
-from runqueue.store.decisions import Effects
+from runqueue.store import Effects, RunStore
 
 logger = logging.getLogger(__name__)
 
@@ -32,7 +33,7 @@ PUBLISH_RETRY_POLICY = {
 PUBLISH_BATCH = 500  # runs per pipelined round of publish_many (Redis)
 
 
-def publish(app: Celery, run: RunRecord) -> bool:
+def publish(app: Celery, runtime: Runtime, run: RunRecord) -> bool:
     """Send the run's task message (task id = run id). False if the broker refused.
     Flower shows the message's argsrepr and kwargsrepr: the thread, labelled, and the
     kwargs only if Settings.flower_payloads is on.
@@ -43,19 +44,19 @@ def publish(app: Celery, run: RunRecord) -> bool:
     way, with the retry policy: delivered twice at worst, a run still executes once."""
     try:
         with app.producer_or_acquire() as producer, producer.batch(max_size=3):
-            _send(app, run, producer)
+            _send(app, runtime, run, producer)
         return True
     except Exception as exc:  # kombu raises many types for a broker that is down
         logger.debug("batched publish of run %s failed, sending it again: %s", run.run_id, exc)
     try:
-        _send(app, run)
+        _send(app, runtime, run)
     except Exception as exc:
-        _left_for_relay(app, [run], exc)
+        _left_for_relay(runtime.store, [run], exc)
         return False
     return True
 
 
-def publish_many(app: Celery, runs: Sequence[RunRecord]) -> int:
+def publish_many(app: Celery, runtime: Runtime, runs: Sequence[RunRecord]) -> int:
     """Publish many runs through one producer, PUBLISH_BATCH runs per broker round trip where
     the transport can (Redis: kombu's `Producer.batch()`, one non-transactional pipeline of
     each message's LPUSH and its task-sent event); elsewhere (the filesystem broker,
@@ -71,16 +72,16 @@ def publish_many(app: Celery, runs: Sequence[RunRecord]) -> int:
     if not runs:
         return 0
     if len(runs) == 1:  # nothing to batch: the single-run path and its message, as before
-        return int(publish(app, runs[0]))
+        return int(publish(app, runtime, runs[0]))
     sent = 0
     retried = False
     while sent < len(runs):
         try:
-            sent = _send_rounds(app, runs, sent)
+            sent = _send_rounds(app, runtime, runs, sent)
         except _RoundFailed as failed:
             sent = failed.sent
             if retried:  # twice in a row: the broker is down, the relay takes the rest
-                _left_for_relay(app, runs[sent:], failed.error)
+                _left_for_relay(runtime.store, runs[sent:], failed.error)
                 break
             # Once, as publish() does: a connection the broker closed since its last use
             # fails the first round; kombu reconnects for the next one.
@@ -94,7 +95,7 @@ class _RoundFailed(Exception):
         self.sent, self.error = sent, error
 
 
-def _send_rounds(app: Celery, runs: list[RunRecord], sent: int) -> int:
+def _send_rounds(app: Celery, runtime: Runtime, runs: list[RunRecord], sent: int) -> int:
     """publish_many's rounds from runs[sent:]; returns how many were sent in all, or raises
     _RoundFailed saying how many had been before the round that failed."""
     try:
@@ -107,35 +108,35 @@ def _send_rounds(app: Celery, runs: list[RunRecord], sent: int) -> int:
                 # failed whole, and the runs to hand to the relay are known.
                 with producer.batch(max_size=2 * len(round_) + 1):
                     for run in round_:
-                        _send(app, run, producer)
+                        _send(app, runtime, run, producer)
                 sent += len(round_)
     except Exception as exc:  # kombu raises many types for a broker that is down
         raise _RoundFailed(sent, exc) from exc
     return sent
 
 
-def _send(app: Celery, run: RunRecord, producer: Producer | None = None) -> None:
-    """The run's task message, the one publish() and publish_many() send."""
-    settings = runtime_of(app).settings
+def _send(app: Celery, runtime: Runtime, run: RunRecord, producer: Producer | None = None) -> None:
+    """The run's task message, the one publish() and publish_many() send, on the queue of
+    its assistant (runqueue.celery.routing)."""
+    settings = runtime.settings
     app.send_task(
         run.assistant_id,
         args=[run.thread_id],
         kwargs=run.kwargs,
         task_id=run.run_id,
-        queue=settings.queue,
+        queue=run_queue(runtime, run.assistant_id),
         retry=True,
         retry_policy=PUBLISH_RETRY_POLICY,
-        headers={"runqueue_thread_id": run.thread_id},
+        headers={"runqueue_thread_id": run.thread_id, "runqueue_deployment": runtime.deployment_id},
         argsrepr=task_events.thread_label(run.thread_id),
         kwargsrepr=task_events.kwargs_label(run.kwargs, settings.flower_payloads),
         producer=producer,
     )
 
 
-def _left_for_relay(app: Celery, runs: Sequence[RunRecord], error: Exception) -> None:
+def _left_for_relay(store: RunStore, runs: Sequence[RunRecord], error: Exception) -> None:
     """Mark runs whose publish failed as unpublished, so that the relay sends them soon.
     One warning for the lot: a batch of thousands is one failure, not thousands."""
-    store = runtime_of(app).store
     if runs:
         more = f" (and {len(runs) - 1} more runs)" if len(runs) > 1 else ""
         logger.warning(
@@ -175,14 +176,13 @@ def revoke(app: Celery, runs: Iterable[tuple[str, str | None]]) -> None:
             logger.warning("revoke failed for %s: %s", ids, exc)
 
 
-def end_streams(app: Celery, effects: Effects) -> None:
+def end_streams(runtime: Runtime, effects: Effects) -> None:
     """Write `end` to the streams of the runs that reached a final status. A failure here is
     logged, not raised: the status is committed, and the run's next reader writes the missing
     `end` itself (stream/reader.py)."""
-    stream = runtime_of(app).stream
     for ending in effects.ended:
         try:
-            stream.end(
+            runtime.stream.end(
                 ending.run_id, ending.status, error=ending.error, error_type=ending.error_type
             )
         except Exception as exc:  # Redis or the database is down
@@ -195,23 +195,24 @@ def end_streams(app: Celery, effects: Effects) -> None:
             )
 
 
-def apply_effects(app: Celery, effects: Effects, *, announce_ends: bool = True) -> None:
+def apply_effects(
+    app: Celery, runtime: Runtime, effects: Effects, *, announce_ends: bool = True
+) -> None:
     """Carry out, after commit, what a transaction decided: the ended runs' streams (and
     their ends to Flower, unless the caller's Celery worker reports them itself), then
     terminations, then publishes."""
-    end_streams(app, effects)
+    end_streams(runtime, effects)
     if announce_ends:
         for ending in effects.ended:
             task_events.announce_end(app, ending.run_id, ending.status, reason=ending.detail)
     revoke(app, effects.terminate)
-    publish_many(app, effects.publish)
+    publish_many(app, runtime, effects.publish)
 
 
-def relay(app: Celery, limit: int = 500) -> int:
+def relay(app: Celery, runtime: Runtime, limit: int = 500) -> int:
     """Publish queued runs that never reached the broker, or were lost there. Returns count."""
-    runtime = runtime_of(app)
     runs = runtime.store.runs_to_publish(limit=limit)
-    published = publish_many(app, runs)
+    published = publish_many(app, runtime, runs)
     if runs:
         logger.info("relay published %d of %d waiting runs", published, len(runs))
     return published
@@ -227,5 +228,5 @@ def check_broker(app: Celery, timeout: float = 3.0) -> None:
                 timeout=timeout,
             )  # fmt: skip
     except Exception as exc:  # kombu, redis and amqp raise many types for a down broker
-        url = redact_url(runtime_of(app).settings.broker_url)
+        url = redact_url(app.conf.broker_url)
         raise BrokerUnavailableError(f"broker unavailable ({url}): {first_line(exc)}") from None

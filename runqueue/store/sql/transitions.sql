@@ -1,0 +1,220 @@
+-- runqueue's PostgreSQL functions as they are now: a run's hot transitions (create, claim,
+-- finish) as one function each, so that each is one round trip and one transaction. The
+-- statements inside are the Python ones of runqueue/store/decisions.py and claims.py (which
+-- SQLite keeps), with the same guards, in the same order (the thread lock first).
+--
+-- Migrations install this text (0007 first); this file is the one to read. To change a
+-- function, change it here and add a migration that installs the new text:
+-- tests/integration/test_sql_functions.py proves the latest migration installs exactly
+-- what this file does. The `outcome` texts are the store's enums, CreateOutcome
+-- (store/functions.py) and ClaimOutcome (store/claims.py).
+--
+-- Times: statement_timestamp() where the function's first statement writes them (the
+-- claim), else clock_timestamp() read once right after the thread lock, which is what
+-- statement_timestamp() was for the Python statement that followed the lock.
+
+-- create: lock (or make) the thread, decide with its strategy, insert the run and event.
+-- outcome (CreateOutcome): created | conflict (conflict_* name the thread's first run in
+-- flight) | no_thread (may not be made, or another user's) | cancel_first (the caller
+-- takes the statement path, whose cancel may undo graph writes in LangGraph's tables).
+-- Nothing is written unless the outcome is `created`.
+-- With runs in flight, each strategy (store/strategies.py, ON_BUSY_THREAD):
+--   reject     -> conflict
+--   interrupt  -> cancel_first
+--   rollback   -> cancel_first
+--   enqueue    -> created, held behind them
+
+CREATE FUNCTION runqueue_create_run(
+    p_run_id text, p_thread_id text, p_assistant_id text, p_user_id text,
+    p_strategy text, p_check_strategy boolean, p_on_disconnect text,
+    p_metadata jsonb, p_kwargs jsonb, p_follow_up_to_run_id text,
+    p_create_thread boolean, p_own_thread boolean, p_republish_in double precision)
+RETURNS TABLE (outcome text, conflict_run_id text, conflict_status text, run runs)
+LANGUAGE plpgsql AS $$
+DECLARE
+    v_owner record;
+    v_first record;
+    v_busy boolean;
+    v_state text;
+    v_now timestamptz;
+    r runs;
+BEGIN
+    SELECT t.user_id INTO v_owner FROM threads t
+        WHERE t.thread_id = p_thread_id FOR NO KEY UPDATE;
+    IF NOT FOUND THEN
+        IF NOT p_create_thread THEN
+            RETURN QUERY SELECT 'no_thread', NULL::text, NULL::text, NULL::runs;
+            RETURN;
+        END IF;
+        INSERT INTO threads (thread_id, user_id, metadata, created_at, updated_at)
+            VALUES (p_thread_id, p_user_id, '{}'::jsonb, clock_timestamp(), clock_timestamp())
+            ON CONFLICT (thread_id) DO NOTHING;
+        -- Made now, or by a concurrent create that won the insert: lock it either way.
+        SELECT t.user_id INTO v_owner FROM threads t
+            WHERE t.thread_id = p_thread_id FOR NO KEY UPDATE;
+    END IF;
+    IF p_own_thread AND p_user_id IS NOT NULL AND v_owner.user_id IS DISTINCT FROM p_user_id
+    THEN
+        RETURN QUERY SELECT 'no_thread', NULL::text, NULL::text, NULL::runs;
+        RETURN;
+    END IF;
+    v_now := clock_timestamp();
+    SELECT o.run_id, o.status INTO v_first FROM runs o
+        WHERE o.thread_id = p_thread_id AND o.status IN ('pending', 'running')
+        ORDER BY o.created_at, o.run_id LIMIT 1;
+    IF FOUND AND p_check_strategy THEN
+        IF p_strategy = 'reject' THEN
+            RETURN QUERY SELECT 'conflict', v_first.run_id::text, v_first.status::text,
+                NULL::runs;
+            RETURN;
+        END IF;
+        IF p_strategy IN ('interrupt', 'rollback') THEN
+            RETURN QUERY SELECT 'cancel_first', NULL::text, NULL::text, NULL::runs;
+            RETURN;
+        END IF;
+    END IF;
+    -- Busy: a run is running, or queued to start (newcomers wait behind it).
+    v_busy := EXISTS (
+        SELECT 1 FROM runs o
+        WHERE o.thread_id = p_thread_id AND o.status IN ('pending', 'running')
+          AND (o.status = 'running' OR o.dispatch_state = 'queued'));
+    v_state := CASE WHEN v_busy THEN 'held' ELSE 'queued' END;
+    -- As lock_thread: the upsert of a create that may make the thread touches it; a
+    -- create into an existing thread only (if_not_exists=reject) does not.
+    IF p_create_thread THEN
+        UPDATE threads SET updated_at = v_now WHERE thread_id = p_thread_id;
+    END IF;
+    INSERT INTO runs (
+        run_id, thread_id, assistant_id, user_id, status, multitask_strategy, on_disconnect,
+        metadata, kwargs, follow_up_to_run_id, publish_count, attempt, created_at, updated_at,
+        dispatch_state, dispatched_at, next_publish_at)
+    VALUES (
+        p_run_id, p_thread_id, p_assistant_id, p_user_id, 'pending', p_strategy,
+        p_on_disconnect, p_metadata, p_kwargs, p_follow_up_to_run_id, 0, 0, v_now, v_now,
+        v_state,
+        CASE WHEN v_busy THEN NULL ELSE v_now END,
+        CASE WHEN v_busy THEN NULL ELSE v_now + make_interval(secs => p_republish_in) END)
+    RETURNING * INTO r;
+    INSERT INTO run_events (run_id, thread_id, status, at, worker, detail)
+        VALUES (p_run_id, p_thread_id, 'pending', v_now, NULL, v_state);
+    RETURN QUERY SELECT 'created', NULL::text, NULL::text, r;
+END;
+$$;
+
+-- claim: pending -> running unless the thread runs another run; the history row and the
+-- thread's latest checkpoint in the same transaction. outcome (ClaimOutcome): claimed |
+-- missing | finished | running | held | blocked. The partial unique index may still refuse
+-- the UPDATE (unique_violation): the caller reads that as `blocked`.
+CREATE FUNCTION runqueue_claim_run(
+    p_run_id text, p_worker text, p_token text, p_lease_seconds double precision)
+RETURNS TABLE (outcome text, checkpoint_values jsonb, run runs)
+LANGUAGE plpgsql AS $$
+DECLARE
+    r runs;
+    v_status text;
+    v_dispatch_state text;
+BEGIN
+    UPDATE runs SET
+        status = 'running',
+        started_at = statement_timestamp(),
+        updated_at = statement_timestamp(),
+        worker = p_worker,
+        claim_token = p_token,
+        attempt = runs.attempt + 1,
+        lease_expires_at = statement_timestamp() + make_interval(secs => p_lease_seconds)
+    WHERE runs.run_id = p_run_id AND runs.status = 'pending'
+      AND runs.dispatch_state = 'queued' AND runs.abort_action IS NULL
+      AND NOT EXISTS (
+          SELECT 1 FROM runs other_run
+          WHERE other_run.thread_id = runs.thread_id AND other_run.status = 'running')
+    RETURNING * INTO r;
+    IF FOUND THEN
+        INSERT INTO run_events (run_id, thread_id, status, at, worker, detail)
+            VALUES (p_run_id, r.thread_id, 'running', statement_timestamp(), p_worker, NULL);
+        RETURN QUERY SELECT 'claimed',
+            (SELECT c.values FROM run_checkpoints c WHERE c.thread_id = r.thread_id
+             ORDER BY c.checkpoint_id DESC LIMIT 1),
+            r;
+        RETURN;
+    END IF;
+    -- Not claimed: say why, from the same transaction.
+    SELECT o.status, o.dispatch_state INTO v_status, v_dispatch_state
+        FROM runs o WHERE o.run_id = p_run_id;
+    RETURN QUERY SELECT
+        CASE
+            WHEN NOT FOUND THEN 'missing'
+            WHEN v_status = 'running' THEN 'running'
+            WHEN v_status <> 'pending' THEN 'finished'
+            WHEN v_dispatch_state = 'held' THEN 'held'
+            ELSE 'blocked'
+        END,
+        NULL::jsonb, NULL::runs;
+END;
+$$;
+
+-- finish: a final status, guarded, its history row, and the release of the thread's
+-- oldest held run once nothing else holds the thread. changed false: already final, or the
+-- guard refused (token, worker, lease). released: the run queued now, for the caller to
+-- publish (NULL: none).
+CREATE FUNCTION runqueue_finish_run(
+    p_run_id text, p_status text, p_token text, p_result jsonb, p_error text,
+    p_worker text, p_detail text, p_from_statuses text[], p_claimed_by text,
+    p_lease_over boolean, p_republish_in double precision)
+RETURNS TABLE (changed boolean, released runs)
+LANGUAGE plpgsql AS $$
+DECLARE
+    v_thread_id text;
+    v_now timestamptz;
+    v_first record;
+    r runs;
+BEGIN
+    SELECT t.thread_id INTO v_thread_id FROM threads t JOIN runs x ON x.thread_id = t.thread_id
+        WHERE x.run_id = p_run_id FOR NO KEY UPDATE OF t;
+    IF NOT FOUND THEN
+        RETURN QUERY SELECT false, NULL::runs;
+        RETURN;
+    END IF;
+    v_now := clock_timestamp();
+    UPDATE runs SET
+        status = p_status,
+        ended_at = v_now,
+        updated_at = v_now,
+        lease_expires_at = NULL,
+        result = COALESCE(p_result, runs.result),
+        error = COALESCE(p_error, runs.error),
+        worker = COALESCE(p_worker, runs.worker)
+    WHERE runs.run_id = p_run_id AND runs.status = ANY (p_from_statuses)
+      AND (p_token IS NULL OR runs.claim_token = p_token)
+      AND (p_claimed_by IS NULL OR runs.worker = p_claimed_by)
+      AND (NOT p_lease_over OR runs.lease_expires_at <= v_now);
+    IF NOT FOUND THEN
+        RETURN QUERY SELECT false, NULL::runs;
+        RETURN;
+    END IF;
+    INSERT INTO run_events (run_id, thread_id, status, at, worker, detail)
+        VALUES (p_run_id, v_thread_id, p_status, v_now, p_worker, COALESCE(p_detail, p_error));
+    -- Release the oldest held run, unless a run still holds the thread.
+    IF EXISTS (
+        SELECT 1 FROM runs o
+        WHERE o.thread_id = v_thread_id AND o.status IN ('pending', 'running')
+          AND (o.status = 'running' OR o.dispatch_state = 'queued'))
+    THEN
+        RETURN QUERY SELECT true, NULL::runs;
+        RETURN;
+    END IF;
+    SELECT o.run_id INTO v_first FROM runs o
+        WHERE o.thread_id = v_thread_id AND o.status IN ('pending', 'running')
+        ORDER BY o.created_at, o.run_id LIMIT 1;
+    IF FOUND THEN
+        UPDATE runs SET
+            dispatch_state = 'queued',
+            dispatched_at = v_now,
+            updated_at = v_now,
+            next_publish_at = v_now + make_interval(secs => p_republish_in),
+            publish_count = 0
+        WHERE runs.run_id = v_first.run_id AND runs.dispatch_state = 'held'
+        RETURNING * INTO r;
+    END IF;
+    RETURN QUERY SELECT true, r;
+END;
+$$;
