@@ -219,14 +219,14 @@ def apply_project(project: Project) -> None:
             sys.path.append(str(folder))
 
 
-def load_graph(project: Project, entry: GraphEntry, modules: dict[str, ModuleType]) -> Any:
+def load_graph(project: Project, entry: GraphEntry) -> Any:
     """The entry's compiled graph (a StateGraph compiled) or factory (returned as it is)."""
     from langgraph.graph import StateGraph
     from langgraph.pregel import Pregel
 
     where, variable = entry.location()
     try:
-        module = _import(project, entry, modules)
+        module = _import(project, entry)
     except Exception as exc:  # noqa: BLE001 - the user's module: any error, named
         raise project.error(f"cannot import {where}: {describe(exc)}", entry.key) from exc
     if variable:
@@ -251,16 +251,17 @@ def load_graph(project: Project, entry: GraphEntry, modules: dict[str, ModuleTyp
     )
 
 
-def _import(project: Project, entry: GraphEntry, modules: dict[str, ModuleType]) -> ModuleType:
-    """The entry's module; a file is executed once per registration, under the name
-    `langgraph dev` gives it (its path with / as __)."""
+def _import(project: Project, entry: GraphEntry) -> ModuleType:
+    """The entry's module; a file under the name `langgraph dev` gives it (its path with /
+    as __), executed once per process as an import is."""
     where = entry.location()[0]
     if not entry.is_file:
         return importlib.import_module(where)
     file = (project.folder / where).resolve()
-    if str(file) in modules:
-        return modules[str(file)]
     name = where.replace("/", "__").replace(".py", "").replace(" ", "_").lstrip(".")
+    loaded = sys.modules.get(name)
+    if loaded is not None and getattr(loaded, "__file__", None) == str(file):
+        return loaded
     spec = importlib.util.spec_from_file_location(name, file)
     if spec is None or spec.loader is None:
         raise ImportError(f"not a Python file: {file}")
@@ -271,20 +272,24 @@ def _import(project: Project, entry: GraphEntry, modules: dict[str, ModuleType])
     except BaseException:
         sys.modules.pop(name, None)
         raise
-    modules[str(file)] = module
     return module
+
+
+def load_project(path: str | os.PathLike[str]) -> list[tuple[GraphEntry, Any]]:
+    """Each graph of the langgraph.json at `path`, imported (its env and import path set):
+    what a process checks before it starts, so that a bad entry is one error at once."""
+    project = read_project(path)
+    apply_project(project)
+    return [(entry, load_graph(project, entry)) for entry in project.graphs]
 
 
 def register_project(app: Celery, path: str | os.PathLike[str]) -> list[GraphTask]:
     """Register every graph of the langgraph.json at `path` on `app` (made by create_app)."""
-    project = read_project(path)
-    apply_project(project)
-    modules: dict[str, ModuleType] = {}
-    tasks = []
-    for entry in project.graphs:
-        graph = load_graph(project, entry, modules)
-        tasks.append(langgraph_assistant(app, entry.name, graph, description=entry.description))
-    logger.info("%s: %d graphs: %s", project.path, len(tasks), ", ".join(t.name for t in tasks))
+    tasks = [
+        langgraph_assistant(app, entry.name, graph, description=entry.description)
+        for entry, graph in load_project(path)
+    ]
+    logger.info("%s: %d graphs: %s", path, len(tasks), ", ".join(t.name for t in tasks))
     return tasks
 
 
