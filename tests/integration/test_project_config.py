@@ -22,7 +22,7 @@ from tests.support import REPO_ROOT, Backend, WorkerProcess, make_backend, setti
 pytestmark = pytest.mark.integration
 
 PROJECT = REPO_ROOT / "tests" / "projects" / "chat"
-DECLARED = ["counter", "greeter", "shouter"]  # the graphs of its langgraph.json
+DECLARED = ["counter", "greeter", "replier", "shouter", "styled"]  # its langgraph.json's graphs
 WORKER_ENV = {"SHADOWED": "from-the-worker"}  # the process environment wins over project.env
 
 
@@ -65,22 +65,27 @@ async def run_each_graph(url: str) -> dict[str, tuple[str, dict]]:
     outcomes = {}
     for graph in DECLARED:
         thread = await client.threads.create()
-        run = await client.runs.create(thread["thread_id"], graph, input={"name": "Ada"})
-        await client.runs.join(thread["thread_id"], run["run_id"])
-        finished = await client.runs.get(thread["thread_id"], run["run_id"])
-        state = await client.threads.get_state(thread["thread_id"])
-        outcomes[graph] = (finished["status"], state["values"])
+        thread_id = thread["thread_id"]
+        config = {"configurable": {"style": "bold"}} if graph == "styled" else None
+        run = await client.runs.create(thread_id, graph, input={"name": "Ada"}, config=config)
+        await client.runs.join(thread_id, run["run_id"])
+        finished = await client.runs.get(thread_id, run["run_id"])
+        state = await client.threads.get_state(thread_id)
+        reply = state["values"]["reply"].replace(thread_id, "THREAD")
+        outcomes[graph] = (finished["status"], reply)
     return outcomes
 
 
-def test_a_project_runs_through_the_sdk_with_its_env_and_factory(project_server):
+def test_a_project_runs_through_the_sdk_with_its_env_factories_and_async_nodes(project_server):
     outcomes = asyncio.run(run_each_graph(project_server.url))
     assert outcomes == {
         # A graph file importing its package from the `./src` dependency; GREETING and
         # PUNCTUATION from project.env; SHADOWED from the worker's own environment.
-        "greeter": ("success", {"name": "Ada", "reply": "Hello, Ada! (from-the-worker)"}),
-        "shouter": ("success", {"name": "Ada", "reply": "ADA"}),  # a module's StateGraph
-        "counter": ("success", {"name": "Ada", "reply": "3"}),  # a factory
+        "greeter": ("success", "Hello, Ada! (from-the-worker)"),
+        "shouter": ("success", "ADA"),  # a module's StateGraph
+        "counter": ("success", "3"),  # a factory without an argument
+        "replier": ("success", "Ada, awaited on thread THREAD"),  # an async node
+        "styled": ("success", "bold: Ada"),  # an async factory given the run's config
     }
 
 
@@ -95,7 +100,7 @@ def test_the_api_lists_and_the_worker_serves_exactly_the_declared_graphs(
     described = {a["assistant_id"]: a.get("description") for a in assistants}
     assert described["counter"] == "Counts the letters of a name."
     # The queues the worker consumes: one per declared graph (<queue>.<deployment>.<graph>).
-    line = re.search(r"consuming the queues of 3 assistants: (.*)", project_worker.log())
+    line = re.search(r"consuming the queues of 5 assistants: (.*)", project_worker.log())
     assert line, project_worker.log()
     queues = line.group(1).strip().split(", ")
     assert sorted(q.rsplit(".", 1)[1] for q in queues) == DECLARED

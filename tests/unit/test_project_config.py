@@ -3,6 +3,8 @@ and refused in one line naming the file and the entry."""
 
 from __future__ import annotations
 
+import asyncio
+import inspect
 import json
 import os
 import subprocess
@@ -59,6 +61,8 @@ def test_the_test_project_reads_as_langgraph_dev_reads_it():
         ("greeter", "./src/agent/graph.py:graph", True),
         ("shouter", "agent.shouting:builder", False),
         ("counter", "./factory.py:make_graph", True),
+        ("replier", "./src/agent/replier.py:graph", True),
+        ("styled", "./factory.py:make_styled", True),
     ]
     assert read.graphs[2].description == "Counts the letters of a name."
     # The file's folder, then the path dependencies; the package name is pip's.
@@ -79,18 +83,25 @@ def test_an_app_built_from_a_project_registers_exactly_its_graphs(tmp_path, monk
     monkeypatch.setattr(sys, "path", list(sys.path))
     app = new_app(tmp_path)
     tasks = register_project(app, CHAT / "langgraph.json")
-    assert served_assistants(app) == ["counter", "greeter", "shouter"]
-    graphs = {task.name: task.graph() for task in tasks}
+    assert served_assistants(app) == ["counter", "greeter", "replier", "shouter", "styled"]
+    graphs = {task.name: task.graph() for task in tasks}  # factories: with an empty config
     assert all(isinstance(graph, Pregel) for graph in graphs.values())  # a StateGraph compiled
     assert graphs["shouter"].checkpointer is None  # runqueue gives each run its own
-    assert callable(app.tasks["counter"].graph_source)  # the factory, handed over as it is
+    for factory in ("counter", "styled"):  # handed over as they are, for runqueue to call
+        assert inspect.isfunction(app.tasks[factory].graph_source)
     assert app.tasks["counter"].__doc__ == "Counts the letters of a name."
-    replies = {name: graph.invoke({"name": "Ada"})["reply"] for name, graph in graphs.items()}
-    # The env file filled the environment; the process's own SHADOWED won.
+    config = {"configurable": {"thread_id": "t1"}}
+    replies = {
+        name: asyncio.run(graph.ainvoke({"name": "Ada"}, config))["reply"]
+        for name, graph in graphs.items()
+    }
     assert replies == {
+        # The env file filled the environment; the process's own SHADOWED won.
         "greeter": "Hello, Ada! (from-the-process)",
         "shouter": "ADA",
         "counter": "3",
+        "replier": "Ada, awaited on thread t1",  # an async node
+        "styled": "plain: Ada",  # the factory's default style, for an empty config
     }
     assert os.environ["SHADOWED"] == "from-the-process"
     assert "RUNQUEUE_QUEUE" not in os.environ  # never a setting from the project's env
@@ -192,9 +203,7 @@ def test_the_cli_lists_a_projects_graphs(tmp_path):
     assert done.returncode == 0, done.stderr
     listed = json.loads(done.stdout)
     assert [(a["name"], a["kind"]) for a in listed] == [
-        ("counter", "graph"),
-        ("greeter", "graph"),
-        ("shouter", "graph"),
+        (name, "graph") for name in ("counter", "greeter", "replier", "shouter", "styled")
     ]
 
 
