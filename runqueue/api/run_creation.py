@@ -76,18 +76,21 @@ def run_kwargs(task: RunTask, body: RunCreate) -> dict[str, Any]:
 
 def graph_options(body: RunCreate) -> dict[str, Any]:
     """The LangGraph run options a graph run's kwargs carry (runqueue.langgraph.run_options),
-    as the reference server maps them: `context` is mirrored into config.configurable (a
-    graph reads either), and refused beside a configurable of the caller's; durability from
+    as the reference server maps them: `context` and config.configurable are mirrored into
+    each other (a graph reads either), and refused together; durability from
     checkpoint_during when unset; stream_resumable asks for nothing (every stream is)."""
     options: dict[str, Any] = {}
+    configurable = (body.config or {}).get("configurable")
     if body.context:
-        if (body.config or {}).get("configurable"):
+        if configurable:
             raise InvalidPayloadError(
                 "context, config.configurable: give one, not both (context is LangGraph's "
                 "replacement for configurable; a graph run gets it as both)"
             )
         options["context"] = body.context
         options["config"] = {**(body.config or {}), "configurable": dict(body.context)}
+    elif isinstance(configurable, dict) and configurable:
+        options["context"] = dict(configurable)
     for name in ("interrupt_before", "interrupt_after"):
         if getattr(body, name):
             options[name] = getattr(body, name)

@@ -57,14 +57,8 @@ def check_run_options(kwargs: Mapping[str, Any]) -> None:
 def astream_arguments(kwargs: Mapping[str, Any]) -> dict[str, Any]:
     """Keyword arguments for Pregel.astream()/astream_events() from a run's kwargs: context,
     interrupt_before, interrupt_after, durability (only those given). Not stream_mode or
-    subgraphs. Without a context, the caller's config.configurable is the context, as the
-    Agent Server mirrors one into the other (a graph reads either)."""
-    arguments = {name: kwargs[name] for name in _ASTREAM_OPTIONS if kwargs.get(name) is not None}
-    if "context" not in arguments:
-        configurable = (kwargs.get("config") or {}).get("configurable") or {}
-        if configurable:
-            arguments["context"] = dict(configurable)
-    return arguments
+    subgraphs."""
+    return {name: kwargs[name] for name in _ASTREAM_OPTIONS if kwargs.get(name) is not None}
 
 
 def filtered_context(graph: Any, context: dict | None) -> dict | None:

@@ -91,13 +91,6 @@ def test_astream_arguments_are_the_options_given_and_nothing_else():
     assert astream_arguments({"input": {}}) == {}
 
 
-def test_without_a_context_the_configurable_is_the_context_as_the_reference_mirrors_it():
-    kwargs = {"config": {"configurable": {"user": "bob"}}}
-    assert astream_arguments(kwargs) == {"context": {"user": "bob"}}
-    given = {"config": {"configurable": {"user": "bob"}}, "context": {"user": "ada"}}
-    assert astream_arguments(given)["context"] == {"user": "ada"}
-
-
 # -- filtered_context -------------------------------------------------------------------------
 
 
@@ -305,10 +298,13 @@ def test_checkpoint_during_is_mapped_to_durability_as_the_reference_maps_it(
     assert _kwargs(**body).get("durability") == durability
 
 
-def test_context_is_mirrored_into_the_configurable_and_refused_beside_one():
+def test_context_and_configurable_are_mirrored_and_refused_together():
     kwargs = _kwargs(context={"user": "ada"}, config={"tags": ["t"]})
     assert kwargs["context"] == {"user": "ada"}
     assert kwargs["config"] == {"tags": ["t"], "configurable": {"user": "ada"}}
+    kwargs = _kwargs(config={"configurable": {"user": "bob"}})
+    assert kwargs["context"] == {"user": "bob"}  # without a context, the configurable is it
+    assert kwargs["config"] == {"configurable": {"user": "bob"}}
     with pytest.raises(InvalidPayloadError, match="context, config.configurable"):
         _kwargs(context={"user": "ada"}, config={"configurable": {"user": "bob"}})
 
