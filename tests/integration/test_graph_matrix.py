@@ -211,12 +211,15 @@ def test_cancel_mid_node_stops_the_node_before_the_next_run(manager, graph, jour
 
     stopped = ticks(journal, cancelled.run_id)
     last = max(line["monotonic"] for line in stopped)
-    late = last - returned
-    assert late <= CANCEL_BOUND_SECONDS, f"the node ticked {late:.2f}s after cancel returned"
-    assert len(stopped) < LONG_TICKS
     next_ticks = ticks(journal, following.run_id)
     assert [line["tick"] for line in next_ticks] == [1, 2, 3, 4, 5]
     assert min(line["monotonic"] for line in next_ticks) > last  # no overlap
     state = manager.state(thread_id)
     assert state.values["label"] == "next"
     assert state.values["log"] == [f"work@{following.run_id}", f"gate@{following.run_id}"]
+    # Stopped mid-node: a sync node nobody stopped would tick on for seconds (checked last,
+    # so that a failure here says the other guarantees held).
+    late = last - returned
+    assert late <= CANCEL_BOUND_SECONDS, (
+        f"the node ticked {late:.2f}s after cancel returned ({len(stopped)} of {LONG_TICKS} ticks)"
+    )
