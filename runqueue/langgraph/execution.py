@@ -55,6 +55,7 @@ def run_graph(
     name: str,
     source: Any,
     context: RunContext,
+    /,
     input: Any = None,
     config: dict[str, Any] | None = None,
     stream_mode: str | list[str] | None = None,
