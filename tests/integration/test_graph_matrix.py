@@ -120,6 +120,12 @@ def test_streams_values_updates_and_custom_events(manager, graph, journal):
     log = [f"work@{run.run_id}", f"gate@{run.run_id}"]
     assert values[-1] == {**run_input, "log": log}
     assert final.result == values[-1] == manager.state(run.thread_id).values
+    if "tasks" in MODES:  # each node's start, then its result
+        tasks = [(e.data["name"], "result" in e.data) for e in events if e.event == "tasks"]
+        assert tasks == [("work", False), ("work", True), ("gate", False), ("gate", True)]
+    if "checkpoints" in MODES:  # the last checkpoint written is the thread's final state
+        checkpoints = [e.data for e in events if e.event == "checkpoints"]
+        assert checkpoints[-1]["values"] == values[-1] and checkpoints[-1]["next"] == []
 
 
 def test_interrupt_then_resume_with_a_command(manager, graph, journal):
