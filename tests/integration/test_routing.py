@@ -38,8 +38,11 @@ from tests.support import (
 
 
 def mixed_manager(backend: Backend) -> SyncRunManager:
-    """The creating side: knows both assistants (the workers each serve one)."""
-    app = create_app(backend.settings, name=f"both-{uuid.uuid4().hex[:6]}")
+    """The creating side: knows both assistants (the workers each serve one). Its runs are
+    due for the relay after an hour: a run found republished can only mean its first
+    message went astray, not that a loaded machine was slow to drain the queue."""
+    settings = backend.settings.with_overrides(republish_after=3600)
+    app = create_app(settings, name=f"both-{uuid.uuid4().hex[:6]}")
     assistant(app, "tool")(routing_apps.tool)
     assistant(app, "draft")(routing_apps.draft)
     return SyncRunManager(app)
@@ -186,7 +189,10 @@ def test_a_worker_of_another_deployment_never_takes_this_ones_runs(two_deploymen
     none of them (their queue is named from this database), and this deployment's worker,
     once started, runs them all without a republish."""
     backend, other = two_deployments
-    manager = backend.manager()
+    # The relay republishes a run unclaimed for republish_after (the test backends' is short):
+    # on a loaded machine this worker may start later than that (CI of stop 33). An hour
+    # here, so that a run can only have run from its first message.
+    manager = backend.manager(republish_after=3600)
     foreign = WorkerProcess(other.settings, tmp_path / "foreign.log").start()
     try:
         runs = [manager.create_or_reject(f"dep-{uuid.uuid4().hex[:8]}", "echo") for _ in range(5)]
