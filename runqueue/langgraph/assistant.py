@@ -2,6 +2,7 @@
 
     from runqueue.langgraph import langgraph_assistant
     langgraph_assistant(app, "agent", graph)        # a compiled graph, or a factory of one
+                                                    # (sync or async nodes alike)
 
 A run's kwargs are the LangGraph runs API's: `input`, `config`, `stream_mode`, `command`.
 The graph runs with the run's thread as its `thread_id`, on runqueue's fenced checkpointer;
@@ -21,6 +22,8 @@ from celery import Celery
 from runqueue import validation
 from runqueue.celery.app import runtime_of
 from runqueue.errors import InvalidKwargsError, InvalidPayloadError
+from runqueue.langgraph.factories import build_now, is_compiled_graph, is_state_graph, takes_config
+from runqueue.langgraph.run_options import RUN_OPTIONS, check_run_options
 from runqueue.records import ThreadState
 from runqueue.worker.run_context import RunContext
 from runqueue.worker.task import RunTask
@@ -30,15 +33,10 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-GRAPH_KWARGS = ("input", "config", "stream_mode", "command")
+GRAPH_KWARGS = ("input", "config", "stream_mode", "command", *RUN_OPTIONS)
 COMMAND_KEYS = ("resume", "update", "goto")
 _BUILDING = threading.Lock()  # a factory runs once per process, even under concurrent creates
 _UNKNOWN: Any = object()
-
-
-def _is_compiled_graph(graph: Any) -> bool:
-    """A compiled graph, told apart from a factory without importing LangGraph."""
-    return hasattr(graph, "get_state") and hasattr(graph, "stream")
 
 
 class GraphTask(RunTask):
@@ -46,21 +44,26 @@ class GraphTask(RunTask):
 
     takes_run_fields = True
     graph_source: Any = None  # set by langgraph_assistant(): a graph, or a factory of one
+    # (runqueue.langgraph.factories: what a factory may be, and when it is called)
     _graph: Pregel | None = None
     _input_keys: frozenset[str] | None = _UNKNOWN  # read once: the check costs a create nothing
 
     def graph(self) -> Pregel:
-        """The compiled graph (a factory is called once per process)."""
+        """The compiled graph, built once per process (a factory taking the run's config is
+        called here with an empty one: state reads and input checks need its structure)."""
         with _BUILDING:
             if self._graph is None:
-                from langgraph.pregel import Pregel
-
-                source = self.graph_source
-                graph = source if _is_compiled_graph(source) else source()
-                if not isinstance(graph, Pregel):
-                    raise TypeError(f"assistant {self.name!r}: the factory did not return a graph")
-                self._graph = graph
+                self._graph = build_now(self.name, self.graph_source)
             return self._graph
+
+    def graph_for_runs(self) -> Any:
+        """What each run builds its graph from: the factory itself when it takes the run's
+        config (called for every run, as the Agent Server calls it), else this process's
+        graph."""
+        source = self.graph_source
+        if callable(source) and not is_compiled_graph(source) and takes_config(source):
+            return source
+        return self.graph()
 
     def check_kwargs(self, thread_id: str, kwargs: dict[str, Any]) -> None:
         """A run's kwargs checked when it is created: InvalidPayloadError, nothing written."""
@@ -73,6 +76,7 @@ class GraphTask(RunTask):
         from runqueue.langgraph.events import stream_modes
 
         stream_modes(kwargs.get("stream_mode"))
+        check_run_options(kwargs)
         _check_config(thread_id, kwargs.get("config"))
         command = kwargs.get("command")
         if command is not None:
@@ -239,17 +243,20 @@ def _parse_time(value: str | None) -> datetime | None:
 def langgraph_assistant(
     app: Celery,
     name: str,
-    graph: Pregel | Callable[[], Pregel],
+    graph: Pregel | Any | Callable[..., Any],
     *,
     description: str | None = None,
     **task_options: Any,
 ) -> GraphTask:
-    """Register a compiled graph (or a function that builds one, called once per process) as
-    the assistant `name`; `description` (default: the factory's docstring) is what the
-    assistants listings show."""
-    compiled = _is_compiled_graph(graph)
+    """Register a graph as the assistant `name`: compiled, a StateGraph, or a factory (sync or
+    async; with no parameter it is called once per process, with one it gets each run's
+    config, see runqueue.langgraph.factories). Its nodes may be sync, `async def`, or both.
+    `description` (default: the factory's docstring) is what the assistants listings show."""
+    compiled = is_compiled_graph(graph) or is_state_graph(graph)
     if not compiled and not callable(graph):
-        raise TypeError("graph must be a compiled LangGraph graph or a function returning one")
+        raise TypeError(
+            "graph must be a compiled LangGraph graph, a StateGraph, or a function returning one"
+        )
 
     # A function stored on the task class would become a method: keep it static.
     source = graph if compiled else staticmethod(graph)
@@ -268,4 +275,4 @@ def _run(self: GraphTask, context: RunContext, **kwargs: Any) -> Any:
     registering it on several apps registers the same callable."""
     from runqueue.langgraph.execution import run_graph
 
-    return run_graph(self.graph(), context, **kwargs)
+    return run_graph(self.name, self.graph_for_runs(), context, **kwargs)

@@ -64,6 +64,11 @@ def event_data(mode: str, chunk: Any) -> Any:
     return jsonable(chunk)
 
 
+def events_data(event: dict[str, Any]) -> Any:
+    """An astream_events() event as the `events` mode's data."""
+    return jsonable(event)
+
+
 def jsonable(value: Any) -> Any:
     """Graph values as JSON: messages and pydantic models as their model_dump(), interrupts as
     {"value", "id", "response_schema"}, tuples and sets as lists; anything else unknown as its

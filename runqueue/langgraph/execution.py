@@ -1,82 +1,103 @@
-"""One attempt of a graph run: the graph streams in its own thread, and the run's own thread
-turns its chunks into run-stream events and stays free to be stopped.
+"""One attempt of a graph run: the graph streams on an event loop in its own thread
+(runqueue.langgraph.graph_loop), and the run's own thread turns its chunks into run-stream
+events and stays free to be stopped.
 
-LangGraph runs a node in a thread of its own whenever it streams `messages`, `custom` or
-subgraphs, so a SIGTERM (which Python delivers to the main thread) cannot stop the node, and
-unwinding graph.stream() would wait for the node to finish. Here the main thread only waits
-for chunks: a cancel's SIGTERM raises there at once, the run's status is written, and the
-prefork child exits, the node with it. Where no SIGTERM comes (a threads or solo pool), the
-cancel is cooperative: the graph is stopped between supersteps, and the attempt waits for it
-to stop before the run ends, so the thread's next run never overlaps it.
+Every graph runs with LangGraph's async API, `astream` (or `astream_events` when the run asks
+for the `events` mode): `async def` nodes, sync nodes and graphs mixing both run alike, with
+the same guarantees. A cancel in a prefork child arrives as SIGTERM in the run's thread: the
+run's status is written and the child exits, its nodes with it. Where no SIGTERM comes (a
+threads or solo pool), the cancel is cooperative: the run's thread sees it between chunks,
+cancels the graph's task (an async node stops at its next await) and waits until no node of
+the run executes any more (a sync node finishes its call) before the run ends, so the
+thread's next run never overlaps it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import queue
-import threading
-from typing import Any
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING, Any
 
-from langgraph.pregel import Pregel
 from langgraph.types import Command
 
 from runqueue.errors import InvalidEventError
 from runqueue.langgraph.checkpointer import Fence, RunCheckpointer
-from runqueue.langgraph.events import event_data, event_name, jsonable, stream_modes
+from runqueue.langgraph.events import event_data, event_name, events_data, jsonable, stream_modes
+from runqueue.langgraph.factories import build_for_run
+from runqueue.langgraph.graph_loop import GraphLoop
+from runqueue.langgraph.run_options import astream_arguments, filtered_context
 from runqueue.worker.run_context import RunContext
 from runqueue.worker.sigterm import exit_after_run, in_prefork_child
+
+if TYPE_CHECKING:
+    from langgraph.pregel import Pregel
 
 logger = logging.getLogger(__name__)
 
 WAIT_SECONDS = 0.1  # the run's thread wakes this often while the graph works
+EVENTS = "events"  # the mode of astream_events' own events (not a Pregel stream mode)
 
 
 class _Finished:
-    """The graph's stream ended: normally (error None) or by raising."""
+    """The graph's stream ended: normally (with the thread's values) or by raising."""
 
-    def __init__(self, error: BaseException | None = None):
+    def __init__(self, values: Any = None, error: BaseException | None = None):
+        self.values = values
         self.error = error
 
 
+Chunk = tuple[tuple[str, ...], str, Any]
+
+
 def run_graph(
-    graph: Pregel,
+    name: str,
+    source: Any,
     context: RunContext,
     input: Any = None,
     config: dict[str, Any] | None = None,
     stream_mode: str | list[str] | None = None,
     command: dict[str, Any] | None = None,
+    **options: Any,
 ) -> Any:
-    """Run the graph for one attempt: stream its chunks, return the thread's values (with
-    `__interrupt__` when it stopped at an interrupt(), as LangGraph's invoke() returns
-    them)."""
-    fence = Fence(context.run_id, context.claim_token, context.write_timeout)
-    checkpointer = RunCheckpointer(context.store, fence)
-    graph = graph.copy(update={"checkpointer": checkpointer})
+    """Run the graph assistant `name` (its registered `source`) for one attempt: stream its
+    chunks, return the thread's values (with `__interrupt__` when it stopped at an
+    interrupt(), as LangGraph's invoke() returns them)."""
+    checkpointer = RunCheckpointer(
+        context.store, Fence(context.run_id, context.claim_token, context.write_timeout)
+    )
     run_config = _run_config(context, config)
     modes = stream_modes(stream_mode)
-    # `values` is always streamed: its last root chunk is the run's result, read for free
-    # instead of a get_state() after the run; it is emitted only if the run asked for it.
-    streamed = [*modes, "values"] if "values" not in modes else modes
+    subgraphs = bool(options.get("stream_subgraphs"))
     payload = _command(command) if command else input
-    chunks: queue.Queue[tuple[tuple[str, ...], str, Any] | _Finished] = queue.Queue()
-    stop = threading.Event()
+    chunks: queue.Queue[Chunk | _Finished] = queue.Queue()
 
-    def produce() -> None:
+    async def produce() -> None:
         try:
-            for chunk in graph.stream(payload, run_config, stream_mode=streamed, subgraphs=True):
-                chunks.put(chunk)
-                if stop.is_set():
-                    break  # closing the stream stops the graph before its next superstep
-            chunks.put(_Finished())
-        except BaseException as error:  # noqa: BLE001 - re-raised in the run's thread
-            chunks.put(_Finished(error))
+            async with contextlib.AsyncExitStack() as stack:
+                graph = await build_for_run(name, source, run_config, stack)
+                graph = graph.copy(update={"checkpointer": checkpointer})
+                arguments = astream_arguments(options)
+                if "context" in arguments:
+                    arguments["context"] = filtered_context(graph, arguments["context"])
+                last_values: Any = None
+                stream = _stream(graph, payload, run_config, modes, arguments)
+                async for namespace, mode, chunk in stream:
+                    chunks.put((namespace, mode, chunk))
+                    if mode == "values" and not namespace:
+                        last_values = chunk
+                if last_values is None:  # nothing ran (a resume with nothing left to do)
+                    last_values = await _state_values(graph, run_config)
+            chunks.put(_Finished(values=last_values))
+        except Exception as error:  # noqa: BLE001 - re-raised in the run's thread
+            chunks.put(_Finished(error=error))
 
-    producer = threading.Thread(target=produce, name=f"graph-{context.run_id}", daemon=True)
-    producer.start()
+    runner = GraphLoop(f"graph-{context.run_id}", produce)
+    runner.start()
     # In a prefork child a cancel arrives as SIGTERM (from the revoke, or from the heartbeat
     # when the revoke was lost); elsewhere the run asks the database between chunks.
     cooperative = not in_prefork_child()
-    last_values: Any = None
     try:
         while True:
             try:
@@ -88,29 +109,62 @@ def run_graph(
             if isinstance(item, _Finished):
                 if item.error is not None:
                     raise item.error
-                break
+                return jsonable(item.values)
             namespace, mode, chunk = item
-            if mode in modes:
-                name, root_values = event_name(mode, namespace), mode == "values" and not namespace
-                _emit(context, name, event_data(mode, chunk), root_values=root_values)
-            if mode == "values" and not namespace:
-                last_values = chunk
+            if mode in modes and (subgraphs or not namespace):
+                root_values = mode == "values" and not namespace
+                data = events_data(chunk) if mode == EVENTS else event_data(mode, chunk)
+                _emit(context, event_name(mode, namespace), data, root_values=root_values)
             if cooperative:
                 context.raise_if_cancelled()
     except BaseException:
-        stop.set()
-        if producer.is_alive():
+        runner.stop()
+        if runner.is_alive():
             if in_prefork_child():
-                exit_after_run()  # the node dies with the process, once the status is written
+                exit_after_run()  # the nodes die with the process, once the status is written
             else:
-                producer.join()  # nothing else will stop it: wait for the superstep to end
+                runner.join()  # no node of this run executes once the loop thread has ended
         raise
-    if last_values is None:  # nothing ran (a resume with nothing left to do): read the state
-        snapshot = graph.get_state(run_config)
-        last_values = dict(snapshot.values)
-        if snapshot.interrupts:
-            last_values["__interrupt__"] = snapshot.interrupts
-    return jsonable(last_values)
+
+
+async def _stream(
+    graph: Pregel,
+    payload: Any,
+    config: dict[str, Any],
+    modes: list[str],
+    arguments: dict[str, Any],
+) -> AsyncIterator[Chunk]:
+    """The graph's chunks as (namespace, mode, chunk), subgraphs' included; with the `events`
+    mode, astream_events' events other than the root graph's stream chunks as
+    ((), "events", event), as the Agent Server streams them."""
+    # `values` is always streamed: its last root chunk is the run's result, read for free
+    # instead of a state read after the run; it is emitted only if the run asked for it.
+    streamed = [mode for mode in modes if mode != EVENTS]
+    if "values" not in streamed:
+        streamed.append("values")
+    if EVENTS not in modes:
+        async for namespace, mode, chunk in graph.astream(
+            payload, config, stream_mode=streamed, subgraphs=True, **arguments
+        ):
+            yield tuple(namespace), mode, chunk
+        return
+    async for event in graph.astream_events(
+        payload, config, version="v2", stream_mode=streamed, subgraphs=True, **arguments
+    ):
+        if event["event"] == "on_chain_stream" and not event.get("parent_ids"):
+            namespace, mode, chunk = event["data"]["chunk"]
+            yield tuple(namespace), mode, chunk
+        elif "langsmith:hidden" not in (event.get("tags") or ()):
+            yield (), EVENTS, event
+
+
+async def _state_values(graph: Pregel, config: dict[str, Any]) -> dict[str, Any]:
+    """The thread's values as invoke() returns them, read from its checkpoint."""
+    snapshot = await graph.aget_state(config)
+    values = dict(snapshot.values)
+    if snapshot.interrupts:
+        values["__interrupt__"] = snapshot.interrupts
+    return values
 
 
 def _emit(context: RunContext, event: str, data: Any, *, root_values: bool) -> None:
