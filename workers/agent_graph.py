@@ -83,20 +83,20 @@ def _context(runtime: Runtime[AgentContext]) -> AgentContext:
 
 @tool
 async def get_weather(
-    city: str, config: RunnableConfig, journal: Annotated[str | None, InjectedState("journal")]
+    city: str, config: RunnableConfig, state: Annotated[dict[str, Any], InjectedState]
 ) -> str:
     """The weather in a city now, from a (pretend) remote weather service."""
     await asyncio.sleep(0.01)  # the service's round trip
-    _journal(journal, config, "tool", tool="get_weather", city=city)
+    _journal(state.get("journal"), config, "tool", tool="get_weather", city=city)
     return WEATHER.get(city, "unknown weather")
 
 
 @tool
 def get_timezone(
-    city: str, config: RunnableConfig, journal: Annotated[str | None, InjectedState("journal")]
+    city: str, config: RunnableConfig, state: Annotated[dict[str, Any], InjectedState]
 ) -> str:
     """The IANA time zone of a city."""
-    _journal(journal, config, "tool", tool="get_timezone", city=city)
+    _journal(state.get("journal"), config, "tool", tool="get_timezone", city=city)
     return TIMEZONES.get(city, "UTC")
 
 
