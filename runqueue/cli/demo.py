@@ -168,7 +168,16 @@ class Demo(DemoChecks):
                                     "graph run, streaming tokens", **GRAPH_RUN)  # fmt: skip
             self.graph_tail = StreamTail(self.manager, graph_run.run_id)
             self.graph_tail.start()
-        # agent: async nodes, a chat model calling two tools, a subgraph, the run's context.
+        # rollback: a first run writes the state the rollback must come back to.
+        self.submit("rollback.base", "rollback", "echo", "rollback", "writes the base state")
+        # enqueue: FIFO, one at a time.
+        for index in range(ENQUEUED_RUNS):
+            self.submit(
+                f"enqueue.{index}", "enqueue", "steps", "enqueue", f"queued #{index + 1}",
+                steps=2, delay=0.05,
+            )  # fmt: skip
+        # agent: async nodes, a chat model calling two tools, a subgraph, the run's context;
+        # last, behind the runs that the later steps wait for.
         if self.with_agent:
             kwargs = agent_run(s.journal("agent"))
             agent = self.submit(
@@ -181,14 +190,6 @@ class Demo(DemoChecks):
             )
             self.agent_tail = StreamTail(self.manager, agent.run_id)
             self.agent_tail.start()
-        # rollback: a first run writes the state the rollback must come back to.
-        self.submit("rollback.base", "rollback", "echo", "rollback", "writes the base state")
-        # enqueue: FIFO, one at a time.
-        for index in range(ENQUEUED_RUNS):
-            self.submit(
-                f"enqueue.{index}", "enqueue", "steps", "enqueue", f"queued #{index + 1}",
-                steps=2, delay=0.05,
-            )  # fmt: skip
 
     def play_graph_rollback(self) -> None:
         """After the graph run, a long one writes state, then is rolled back midway."""
