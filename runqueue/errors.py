@@ -82,6 +82,15 @@ class SettingsError(RunQueueError):
     """The runqueue settings are invalid."""
 
 
+class ProjectConfigError(SettingsError):
+    """The LangGraph project's configuration (langgraph.json) is invalid."""
+
+    def __init__(self, message: str | None = None, *, path: str = "", entry: str = ""):
+        super().__init__(message)
+        self.path = path  # the langgraph.json at fault
+        self.entry = entry  # the entry at fault ("graphs.agent", "env"), or "" for the file
+
+
 class DatabaseUnavailableError(RunQueueError):
     """The database cannot be reached."""
 

@@ -18,6 +18,7 @@ from runqueue.records import MAX_JSON_DEPTH_CEILING
 ENV_PREFIX = "RUNQUEUE_"
 MAX_WORKER_LOSSES = 100  # the most a setting may allow: a bound, never "retry forever"
 REDIS_SCHEMES = ("redis://", "rediss://")
+DEFAULT_APP = "workers.app:app"
 
 
 def _default_data_dir() -> Path:
@@ -31,7 +32,10 @@ class Settings:
     data_dir: Path = field(default_factory=_default_data_dir)
     database_url: str = ""  # empty: sqlite file under data_dir
     broker_url: str = ""  # empty: filesystem broker under data_dir
-    app: str = "workers.app:app"  # the Celery app that registers the assistants
+    app: str = DEFAULT_APP  # the Celery app that registers the assistants
+    # A LangGraph project's langgraph.json: the app is then runqueue's own, with exactly the
+    # file's graphs as assistants (runqueue.langgraph.project), and `app` is not used.
+    config: str = ""
     # The assistants to serve, beyond the app's own: comma-separated "module:function"
     # (called with the app, registers its assistants) or "module" (Celery's `imports`).
     imports: str = ""
@@ -84,6 +88,10 @@ class Settings:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "data_dir", Path(self.data_dir).expanduser())
+        if self.config and self.app != DEFAULT_APP:
+            raise SettingsError(
+                f"give a Celery app ({self.app}) or a langgraph.json ({self.config}), not both"
+            )
         if not self.database_url:
             url = f"sqlite:///{self.data_dir / 'runqueue.sqlite3'}"
             object.__setattr__(self, "database_url", url)

@@ -29,3 +29,12 @@ def _agent():  # noqa: ANN202 - LangGraph is imported at a process's first graph
 
 
 langgraph_assistant(app, "agent", _agent)
+
+
+def _options():  # noqa: ANN202 - the run-option tests' graph (tests/option_graphs.py)
+    from tests.option_graphs import options
+
+    return options
+
+
+langgraph_assistant(app, "options", _options)

@@ -21,6 +21,10 @@ GRAPH_MODES = {
     "custom": "custom",
     "messages": "messages",
     "messages-tuple": "messages",
+    "events": "events",
+    "debug": "debug",
+    "tasks": "tasks",
+    "checkpoints": "checkpoints",
 }
 RUNS_IN_FLIGHT_RETRY_AFTER = 2.0  # seconds: a run of the user's may have ended by then
 
@@ -51,7 +55,13 @@ def run_kwargs(task: RunTask, body: RunCreate) -> dict[str, Any]:
             kwargs["command"] = body.command.model_dump(exclude_none=True)
         if names:
             kwargs["stream_mode"] = list(dict.fromkeys(GRAPH_MODES[m] for m in names))
-        return kwargs
+        return kwargs | graph_options(body)
+    graph_only = body.graph_fields_set()
+    if graph_only:
+        raise InvalidPayloadError(
+            f"{', '.join(graph_only)}: assistant {task.name!r} is a Celery task, not a graph; "
+            "these run options are a graph's"
+        )
     if body.config or body.command is not None:
         raise InvalidPayloadError(
             f"assistant {task.name!r} is a Celery task: it takes `input` (an object of its "
@@ -62,6 +72,34 @@ def run_kwargs(task: RunTask, body: RunCreate) -> dict[str, Any]:
             f"assistant {task.name!r} takes `input` as an object of keyword arguments"
         )
     return dict(body.input or {})
+
+
+def graph_options(body: RunCreate) -> dict[str, Any]:
+    """The LangGraph run options a graph run's kwargs carry (runqueue.langgraph.run_options),
+    as the reference server maps them: `context` and config.configurable are mirrored into
+    each other (a graph reads either), and refused together; durability from
+    checkpoint_during when unset; stream_resumable asks for nothing (every stream is)."""
+    options: dict[str, Any] = {}
+    configurable = (body.config or {}).get("configurable")
+    if body.context:
+        if configurable:
+            raise InvalidPayloadError(
+                "context, config.configurable: give one, not both (context is LangGraph's "
+                "replacement for configurable; a graph run gets it as both)"
+            )
+        options["context"] = body.context
+        options["config"] = {**(body.config or {}), "configurable": dict(body.context)}
+    elif isinstance(configurable, dict) and configurable:
+        options["context"] = dict(configurable)
+    for name in ("interrupt_before", "interrupt_after"):
+        if getattr(body, name):
+            options[name] = getattr(body, name)
+    if body.stream_subgraphs:
+        options["stream_subgraphs"] = True
+    durability = body.durability_asked()
+    if durability is not None:
+        options["durability"] = durability
+    return options
 
 
 def check_nesting(body: RunCreate, limit: int) -> None:

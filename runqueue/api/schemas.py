@@ -35,15 +35,11 @@ Json = dict[str, Any]
 UNSUPPORTED_RUN_FIELDS = (
     "checkpoint",
     "checkpoint_id",
-    "interrupt_before",
-    "interrupt_after",
     "webhook",
     "after_seconds",
     "feedback_keys",
-    "stream_subgraphs",
-    "stream_resumable",
-    "context",
 )
+Breakpoints = Literal["*"] | list[str]  # LangGraph's All ("*": every node), or node names
 
 
 class Strict(BaseModel):
@@ -197,39 +193,61 @@ class RunCreate(Strict):
     if_not_exists: Literal["reject", "create"] = "reject"
     on_disconnect: Literal["cancel", "continue"] = "continue"
     on_completion: Literal["delete", "keep"] | None = None
-    durability: Literal["sync", "async", "exit"] | None = None
-    checkpoint_during: bool | None = None
+    # A graph's LangGraph run options, as the reference server serves them; a Celery
+    # assistant refuses them when set (graph_fields_set).
+    context: Json | None = None
+    interrupt_before: Breakpoints | None = None
+    interrupt_after: Breakpoints | None = None
+    stream_subgraphs: bool = False
+    durability: Literal["sync", "async", "exit"] | None = None  # unset: sync
+    checkpoint_during: bool | None = None  # with durability unset: true async, false exit
+    stream_resumable: bool = False  # every run's stream is resumable: nothing to ask for
     strict_resume: bool | None = None
     langsmith_tracer: Any = None
     # The SDK's other fields, refused unless unset (see UNSUPPORTED_RUN_FIELDS).
-    stream_subgraphs: bool = False
-    stream_resumable: bool = False
     checkpoint: Json | None = None
     checkpoint_id: str | None = None
-    interrupt_before: Any = None
-    interrupt_after: Any = None
     webhook: str | None = None
     after_seconds: float | None = None
     feedback_keys: list[str] | None = None
-    context: Json | None = None
 
     def unsupported(self) -> list[str]:
         """The fields set that runqueue cannot honour: it keeps a run and its thread
-        (on_completion keep), writes every checkpoint before going on (durability sync,
-        checkpoint_during), and does not trace to LangSmith."""
+        (on_completion keep), and does not trace to LangSmith."""
         refused = [name for name in UNSUPPORTED_RUN_FIELDS if getattr(self, name)]
         refused += [
             name
             for name, honoured in (
                 ("on_completion", self.on_completion in (None, "keep")),
-                ("durability", self.durability in (None, "sync")),
-                ("checkpoint_during", self.checkpoint_during in (None, True)),
                 ("langsmith_tracer", self.langsmith_tracer is None),
                 ("strict_resume", not self.strict_resume),
             )
             if not honoured
         ]
         return refused
+
+    def graph_fields_set(self) -> list[str]:
+        """The graph-only run options set: what a Celery assistant refuses. `durability:
+        sync` and `checkpoint_during: true` were always accepted, and still are."""
+        return [
+            name
+            for name, unset in (
+                ("context", not self.context),
+                ("interrupt_before", not self.interrupt_before),
+                ("interrupt_after", not self.interrupt_after),
+                ("stream_subgraphs", not self.stream_subgraphs),
+                ("durability", self.durability in (None, "sync")),
+                ("checkpoint_during", self.checkpoint_during in (None, True)),
+            )
+            if not unset
+        ]
+
+    def durability_asked(self) -> str | None:
+        """The run's durability: as given, else from checkpoint_during as the reference
+        maps it (true: async, false: exit), else None (runqueue's default, sync)."""
+        if self.durability is not None or self.checkpoint_during is None:
+            return self.durability
+        return "async" if self.checkpoint_during else "exit"
 
 
 class Run(BaseModel):

@@ -89,10 +89,10 @@ def create_api(app: Celery | None = None, settings: Settings | None = None) -> F
 def api_from_environment() -> FastAPI:
     """The factory `runqueue serve` hands uvicorn: each uvicorn worker process builds its
     API from the RUNQUEUE_* environment (the CLI exports its options there first)."""
-    from runqueue.celery.app import load_app
+    from runqueue.registry.base import app_for
 
     settings = Settings.from_env()
-    return create_api(load_app(settings.app), settings)
+    return create_api(app_for(settings), settings)
 
 
 def server_options(settings: Settings) -> dict[str, object]:

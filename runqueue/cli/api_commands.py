@@ -41,6 +41,10 @@ def serve(state: CliState, host: str, port: int, workers: int, log_level: str) -
 
     settings = state.settings
     check_auth_setting(settings.api_auth, host)
+    if settings.config:  # a bad project: one line here, not a traceback per API process
+        from runqueue.langgraph.project import load_project
+
+        load_project(settings.config)
     state.export()
     # One pooled connection per API thread, so that no call waits for, or churns, one.
     pool = max(settings.database_pool_size, settings.api_threads)

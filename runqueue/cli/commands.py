@@ -15,11 +15,10 @@ from typing import Any
 import click
 
 from runqueue.errors import RunQueueError, describe, first_line
-from runqueue.settings import Settings
+from runqueue.settings import DEFAULT_APP, Settings
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_APP = "workers.app:app"
 DEMO_IMPORTS = "workers.assistants:register_with_journal"  # the examples, their journal on
 
 
@@ -47,10 +46,11 @@ class CliState:
                 os.environ[f"RUNQUEUE_{name.upper()}"] = str(value)
 
     def app(self):  # noqa: ANN201
-        from runqueue.celery.app import load_app
+        """The app of the settings: from --config's langgraph.json, else --app's module."""
+        from runqueue.registry.base import app_for
 
         self.export()
-        return load_app(self.settings.app)
+        return app_for(self.settings)
 
     def manager(self):  # noqa: ANN201
         from runqueue.registry import SyncRunManager
@@ -184,13 +184,23 @@ GLOBAL_HELP_EPILOG = (
     help="Celery app that registers the assistants, module:attribute [default: workers.app:app].",
 )
 @click.option(
+    "--config",
+    "config_path",
+    envvar="RUNQUEUE_CONFIG",
+    show_envvar=True,
+    type=click.Path(dir_okay=False),
+    help="A LangGraph project's langgraph.json: serve exactly its graphs (instead of --app).",
+)
+@click.option(
     "--queue",
     envvar="RUNQUEUE_QUEUE",
     show_envvar=True,
     help="Celery queue for runs [default: runqueue].",
 )
 @click.pass_context
-def main(ctx: click.Context, database_url, broker_url, data_dir, app_path, queue) -> None:  # noqa: ANN001
+def main(
+    ctx: click.Context, database_url, broker_url, data_dir, app_path, config_path, queue
+) -> None:  # noqa: ANN001
     """runqueue: durable, fleet-safe runs for agent platforms, on Celery and SQL."""
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     if os.getcwd() not in sys.path:
@@ -203,6 +213,8 @@ def main(ctx: click.Context, database_url, broker_url, data_dir, app_path, queue
             broker_url=broker_url,
             data_dir=data_dir,
             app=app_path,
+            # Absolute, so that a child process (an API worker) finds it from any folder.
+            config=str(Path(config_path).resolve()) if config_path else None,
             queue=queue,
         )
     )
@@ -353,7 +365,11 @@ def demo(
         overrides["data_dir"] = tempfile.mkdtemp(prefix="runqueue-demo-")
     if overrides.get("queue") is None:
         overrides["queue"] = f"runqueue-demo-{uuid.uuid4().hex[:8]}"
-    if not state.settings.imports and state.settings.app == DEFAULT_APP:
+    if (
+        not state.settings.imports
+        and state.settings.app == DEFAULT_APP
+        and not state.settings.config
+    ):
         # The demo judges each guarantee from the example assistants' journals, an option a
         # default install does not serve; its worker serves only the demo's own queue.
         overrides["imports"] = DEMO_IMPORTS

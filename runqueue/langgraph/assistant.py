@@ -270,9 +270,10 @@ def langgraph_assistant(
     return app.task(base=GraphTask, name=name, bind=True, graph_source=source, **task_options)(_run)
 
 
-def _run(self: GraphTask, context: RunContext, **kwargs: Any) -> Any:
+def _run(self: GraphTask, context: RunContext, /, **kwargs: Any) -> Any:
     """The body of every graph assistant's task: one function whatever the graph, so that
-    registering it on several apps registers the same callable."""
+    registering it on several apps registers the same callable. (`context` is positional
+    only: a run's kwargs have a `context` of their own, LangGraph's runtime context.)"""
     from runqueue.langgraph.execution import run_graph
 
     return run_graph(self.name, self.graph_for_runs(), context, **kwargs)

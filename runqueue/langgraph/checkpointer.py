@@ -16,6 +16,7 @@ import logging
 import os
 import threading
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from concurrent.futures import Executor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -118,10 +119,13 @@ class RunCheckpointer(BaseCheckpointSaver[str]):
     """A LangGraph checkpointer for one run's attempt (writes fenced on its claim), or, with
     no fence, for reading a thread's state."""
 
-    def __init__(self, store: RunStore, fence: Fence | None = None):
+    def __init__(
+        self, store: RunStore, fence: Fence | None = None, executor: Executor | None = None
+    ):
         super().__init__()
         self.store = store
         self.fence = fence
+        self.executor = executor  # where the async methods run the sync ones (None: default)
         setup_checkpointer(store)
 
     # -- reading: the official saver, one round trip per read --------------------------------
@@ -214,12 +218,15 @@ class RunCheckpointer(BaseCheckpointSaver[str]):
         self._write(written, lambda saver: saver.put_writes(config, writes, task_id, task_path))
 
     # -- the async API (graphs run with astream): the same fenced calls, off the loop --------
-    # Each runs in the loop's default executor, so that a database round trip (or a wait for
-    # an outage to end) never blocks the graph's other async nodes; the run is not released
-    # before that executor is idle (runqueue.langgraph.graph_loop).
+    # Each runs in the run's write executor (runqueue.langgraph.graph_loop), so that a
+    # database round trip (or a wait for an outage to end) never blocks the graph's other
+    # async nodes, and a cancel that stops the sync nodes never lands inside a write.
+
+    async def _off_loop(self, call: Callable[[], T]) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self.executor, call)
 
     async def aget_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
-        return await asyncio.to_thread(self.get_tuple, config)
+        return await self._off_loop(lambda: self.get_tuple(config))
 
     async def alist(
         self,
@@ -229,7 +236,7 @@ class RunCheckpointer(BaseCheckpointSaver[str]):
         before: RunnableConfig | None = None,
         limit: int | None = None,
     ) -> AsyncIterator[CheckpointTuple]:
-        found = await asyncio.to_thread(
+        found = await self._off_loop(
             lambda: list(self.list(config, filter=filter, before=before, limit=limit))
         )
         for item in found:
@@ -242,7 +249,7 @@ class RunCheckpointer(BaseCheckpointSaver[str]):
         metadata: CheckpointMetadata,
         new_versions: ChannelVersions,
     ) -> RunnableConfig:
-        return await asyncio.to_thread(self.put, config, checkpoint, metadata, new_versions)
+        return await self._off_loop(lambda: self.put(config, checkpoint, metadata, new_versions))
 
     async def aput_writes(
         self,
@@ -251,4 +258,4 @@ class RunCheckpointer(BaseCheckpointSaver[str]):
         task_id: str,
         task_path: str = "",
     ) -> None:
-        await asyncio.to_thread(self.put_writes, config, writes, task_id, task_path)
+        await self._off_loop(lambda: self.put_writes(config, writes, task_id, task_path))

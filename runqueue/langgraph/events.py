@@ -15,7 +15,16 @@ from langgraph.types import Interrupt, Send
 
 from runqueue.errors import InvalidPayloadError
 
-STREAM_MODES = ("values", "updates", "messages", "custom")
+STREAM_MODES = (
+    "values",
+    "updates",
+    "messages",
+    "custom",
+    "debug",  # checkpoints and tasks, each wrapped in {"type", "timestamp", "step", "payload"}
+    "tasks",  # a task's start ({"id", "name", "input", "triggers"}) and its result
+    "checkpoints",  # each checkpoint written, as get_state() reads it
+    "events",  # astream_events(version="v2") events: nodes, chat models, tools
+)
 DEFAULT_STREAM_MODE = ("values",)  # as the LangGraph Agent Server
 
 
@@ -57,22 +66,76 @@ def _encoded(part: str) -> str:
 
 
 def event_data(mode: str, chunk: Any) -> Any:
-    """A chunk as JSON; a `messages` chunk is [message chunk, metadata]."""
+    """A chunk as JSON, as the Agent Server sends it: a `messages` chunk is [message chunk,
+    metadata]; a `debug` checkpoint's payload names its checkpoints as the server's
+    (checkpoint, parent_checkpoint, each task's checkpoint); an `events` chunk is an
+    astream_events() event (events_data)."""
     if mode == "messages":
         message, metadata = chunk
         return [jsonable(message), jsonable(metadata)]
+    if mode == "debug" and isinstance(chunk, dict) and chunk.get("type") == "checkpoint":
+        return jsonable({**chunk, "payload": _debug_checkpoint(chunk.get("payload"))})
+    if mode == "events":
+        return events_data(chunk)
     return jsonable(chunk)
 
 
-def events_data(event: dict[str, Any]) -> Any:
-    """An astream_events() event as the `events` mode's data."""
+def events_data(event: dict) -> Any:
+    """An astream_events(version="v2") event as the `events` mode's data, as the Agent Server
+    sends it; None for an event it does not send as `events`: one tagged `langsmith:hidden`,
+    or the root graph's own `on_chain_stream` (its chunks are the other modes' events)."""
+    if "langsmith:hidden" in (event.get("tags") or ()):
+        return None
+    if event.get("event") == "on_chain_stream" and not event.get("parent_ids"):
+        return None
     return jsonable(event)
+
+
+def _debug_checkpoint(payload: dict[str, Any] | None) -> dict[str, Any] | None:
+    """A debug checkpoint payload as the Agent Server sends it (its
+    _preprocess_debug_checkpoint): `checkpoint` and `parent_checkpoint` from the configs, and
+    a task's subgraph `state` config as its `checkpoint`. A copy: the same payload is the
+    `checkpoints` mode's chunk, sent unchanged."""
+    if not payload:
+        return None
+    return {
+        **payload,
+        "checkpoint": _checkpoint_of(payload.get("config")),
+        "parent_checkpoint": _checkpoint_of(payload.get("parent_config")),
+        "tasks": [_debug_task(task) for task in payload.get("tasks") or ()],
+    }
+
+
+def _debug_task(task: dict[str, Any]) -> dict[str, Any]:
+    state = task.get("state")
+    if not isinstance(state, dict) or not state.get("configurable"):
+        return task
+    task = {key: value for key, value in task.items() if key != "state"}
+    task["checkpoint"] = state["configurable"]
+    return task
+
+
+def _checkpoint_of(config: dict[str, Any] | None) -> dict[str, Any] | None:
+    """A config's checkpoint reference (the server's runnable_config_to_checkpoint): None
+    unless it names a thread and a checkpoint."""
+    configurable = (config or {}).get("configurable") or {}
+    if not configurable.get("thread_id") or not configurable.get("checkpoint_id"):
+        return None
+    checkpoint = {
+        "checkpoint_id": configurable["checkpoint_id"],
+        "thread_id": configurable["thread_id"],
+    }
+    if "checkpoint_ns" in configurable:
+        checkpoint["checkpoint_ns"] = configurable["checkpoint_ns"] or ""
+    if "checkpoint_map" in configurable:
+        checkpoint["checkpoint_map"] = configurable["checkpoint_map"]
+    return checkpoint
 
 
 def jsonable(value: Any) -> Any:
     """Graph values as JSON: messages and pydantic models as their model_dump(), interrupts as
-    {"value", "id", "response_schema"}, tuples and sets as lists; anything else unknown as its
-    str()."""
+    {"value", "id", "response_schema"}, exceptions as {"error", "message"}, tuples and sets
+    as lists; anything else unknown as its str()."""
     if value is None or isinstance(value, str | bool | int | float):
         return value
     if isinstance(value, dict):
@@ -84,6 +147,8 @@ def jsonable(value: Any) -> Any:
         if hasattr(value, "response_schema"):
             out["response_schema"] = jsonable(value.response_schema)
         return out
+    if isinstance(value, BaseException):  # a task's error in `tasks`, `debug`, `checkpoints`
+        return {"error": type(value).__name__, "message": str(value)}
     if isinstance(value, Send):
         return {"node": value.node, "arg": jsonable(value.arg)}
     model_dump = getattr(value, "model_dump", None)

@@ -7,9 +7,9 @@ for the `events` mode): `async def` nodes, sync nodes and graphs mixing both run
 the same guarantees. A cancel in a prefork child arrives as SIGTERM in the run's thread: the
 run's status is written and the child exits, its nodes with it. Where no SIGTERM comes (a
 threads or solo pool), the cancel is cooperative: the run's thread sees it between chunks,
-cancels the graph's task (an async node stops at its next await) and waits until no node of
-the run executes any more (a sync node finishes its call) before the run ends, so the
-thread's next run never overlaps it.
+cancels the graph's task (an async node stops at its next await), stops its sync nodes (at
+their next Python instruction, graph_loop.NodeStopped) and waits until no node of the run
+executes any more before the run ends, so the thread's next run never overlaps it.
 """
 
 from __future__ import annotations
@@ -55,6 +55,7 @@ def run_graph(
     name: str,
     source: Any,
     context: RunContext,
+    /,
     input: Any = None,
     config: dict[str, Any] | None = None,
     stream_mode: str | list[str] | None = None,
@@ -64,9 +65,7 @@ def run_graph(
     """Run the graph assistant `name` (its registered `source`) for one attempt: stream its
     chunks, return the thread's values (with `__interrupt__` when it stopped at an
     interrupt(), as LangGraph's invoke() returns them)."""
-    checkpointer = RunCheckpointer(
-        context.store, Fence(context.run_id, context.claim_token, context.write_timeout)
-    )
+    fence = Fence(context.run_id, context.claim_token, context.write_timeout)
     run_config = _run_config(context, config)
     modes = stream_modes(stream_mode)
     subgraphs = bool(options.get("stream_subgraphs"))
@@ -77,6 +76,7 @@ def run_graph(
         try:
             async with contextlib.AsyncExitStack() as stack:
                 graph = await build_for_run(name, source, run_config, stack)
+                checkpointer = RunCheckpointer(context.store, fence, executor=runner.writes)
                 graph = graph.copy(update={"checkpointer": checkpointer})
                 arguments = astream_arguments(options)
                 if "context" in arguments:
@@ -118,7 +118,7 @@ def run_graph(
             if cooperative:
                 context.raise_if_cancelled()
     except BaseException:
-        runner.stop()
+        runner.stop(stop_sync_nodes=cooperative)
         if runner.is_alive():
             if in_prefork_child():
                 exit_after_run()  # the nodes die with the process, once the status is written

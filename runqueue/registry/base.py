@@ -16,13 +16,23 @@ from runqueue.store import RunQueries
 logger = logging.getLogger("runqueue.registry")
 
 
+def app_for(settings: Settings) -> Celery:
+    """The app these settings name: built from their langgraph.json (RUNQUEUE_CONFIG), else
+    imported (RUNQUEUE_APP). Every process (worker, API, CLI) resolves it here."""
+    if settings.config:
+        from runqueue.langgraph.project import project_app
+
+        return project_app(settings)
+    return load_app(settings.app)
+
+
 class RegistryBase:
     """A Celery app's runtime (settings, store, stream) and its reads."""
 
     def __init__(self, app: Celery | None = None, settings: Settings | None = None):
         if app is None:
             settings = settings or Settings.from_env()
-            app = load_app(settings.app)
+            app = app_for(settings)
         self.app = app
         runtime = runtime_of(app)
         self.runtime = runtime

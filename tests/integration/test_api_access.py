@@ -132,7 +132,7 @@ def bad_requests(tid: str, rid: str) -> list[tuple[str, str, str, object, dict]]
         ("unknown assistant", "POST", runs, {"assistant_id": "nope"}, {}),
         ("unknown strategy", "POST", runs, {"assistant_id": AGENT, "multitask_strategy": "x"}, {}),
         ("unknown stream mode", "POST", runs, {"assistant_id": AGENT, "stream_mode": "x"}, {}),
-        ("unserved stream mode", "POST", runs, {"assistant_id": AGENT, "stream_mode": "debug"}, {}),
+        ("unserved stream mode", "POST", runs, {"assistant_id": AGENT, "stream_mode": "tools"}, {}),
         ("unknown on_disconnect", "POST", runs, {"assistant_id": AGENT, "on_disconnect": "x"}, {}),
         ("unsupported field", "POST", runs, {"assistant_id": AGENT, "webhook": "http://x"}, {}),
         ("bad command", "POST", runs, {"assistant_id": AGENT, "command": {"resume": None}}, {}),
@@ -203,7 +203,7 @@ def bad_requests(tid: str, rid: str) -> list[tuple[str, str, str, object, dict]]
             {"assistant_id": AGENT, "on_completion": "delete"},
             {},
         ),
-        ("durability exit", "POST", runs, {"assistant_id": AGENT, "durability": "exit"}, {}),
+        ("unknown durability", "POST", runs, {"assistant_id": AGENT, "durability": "never"}, {}),
         ("strict_resume", "POST", runs, {"assistant_id": AGENT, "strict_resume": True}, {}),
         *hostile_requests(tid),
     ]

@@ -188,7 +188,7 @@ def test_interrupt_then_resume_with_a_command(manager, worker):
     ("kwargs", "message"),
     [
         ({"inputs": {}}, "takes input, config, stream_mode, command"),
-        ({"stream_mode": "debug"}, "unknown stream_mode 'debug'"),
+        ({"stream_mode": "bogus"}, "unknown stream_mode 'bogus'"),
         ({"stream_mode": []}, "stream_mode must be"),
         ({"command": {"resume": 1}, "input": {"topic": "x"}}, "not both"),
         ({"command": {"jump": 1}}, "command must be an object"),

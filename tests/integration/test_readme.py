@@ -11,6 +11,7 @@ import contextlib
 import json
 import os
 import re
+import shlex
 import shutil
 import signal
 import subprocess
@@ -23,6 +24,7 @@ import sqlalchemy
 from sqlalchemy import select
 
 from runqueue import Settings
+from runqueue.cli.processes import stop_process_group
 from runqueue.store.models import Run
 from tests.support import REPO_ROOT, WorkerProcess, wait_until
 
@@ -128,6 +130,8 @@ def run_readme_example(tmp_path: Path, block: str) -> subprocess.CompletedProces
     says: `runqueue migrate`, a worker of the file's `app`, and `python <file>`."""
     source = block_after(f"example: {block}", "python")
     (tmp_path / block).write_text(source)
+    if block == "graph_app.py":  # "Save this as graph_app.py beside graph.py"
+        (tmp_path / "graph.py").write_text(block_after("example: graph.py", "python"))
     module = block.removesuffix(".py")
     settings = Settings(data_dir=tmp_path / "data", queue=f"readme-{module}-{tmp_path.name}")
     env = clean_env(
@@ -191,45 +195,59 @@ def test_readme_graph_example_runs(tmp_path):
     ]
 
 
-def test_readme_http_api_example_runs(tmp_path):
-    """The README's api_client.py, through `runqueue serve` (keys off, on loopback) and a
-    worker of graph_app.py, on the embedded default."""
+def readme_commands(marker: str) -> list[tuple[dict[str, str], list[str], bool]]:
+    """A ```sh block's commands: (variables set before it, argv, run in the background)."""
+    commands = []
+    for line in block_after(marker, "sh").splitlines():
+        words = shlex.split(line.split("#")[0])
+        background = bool(words) and words[-1] == "&"
+        words = words[:-1] if background else words
+        assigned = dict(word.split("=", 1) for word in words if "=" in word.split("-")[0])
+        argv = words[len(assigned) :]
+        if argv:
+            assert argv[0] == "runqueue", line
+            commands.append((assigned, [sys.executable, "-m", *argv], background))
+    return commands
+
+
+def test_readme_project_and_http_api_example_run(tmp_path):
+    """The README's LangGraph project (graph.py and langgraph.json, no app module) with its
+    commands as written: migrate, a `--config` worker, `assistants`; then its `serve
+    --config` command (keys off, on loopback) and api_client.py through it, on the embedded
+    default. The folder is not on PYTHONPATH: the project's `dependencies` find graph.py."""
     from tests.api_support import ServerProcess, free_port
 
-    (tmp_path / "graph_app.py").write_text(block_after("example: graph_app.py", "python"))
-    (tmp_path / "api_client.py").write_text(block_after("example: api_client.py", "python"))
+    for block in ("graph.py", "api_client.py"):
+        (tmp_path / block).write_text(block_after(f"example: {block}", "python"))
+    (tmp_path / "langgraph.json").write_text(block_after("example: langgraph.json", "json"))
     assert len(block_after("example: api_client.py", "python").splitlines()) <= 20
-    settings = Settings(data_dir=tmp_path / "data", queue=f"readme-api-{tmp_path.name}")
-    path = f"{tmp_path}{os.pathsep}{REPO_ROOT}"
     env = clean_env(
-        RUNQUEUE_DATA_DIR=str(settings.data_dir),
-        RUNQUEUE_QUEUE=settings.queue,
-        RUNQUEUE_APP="graph_app:app",
-        PYTHONPATH=path,
+        RUNQUEUE_DATA_DIR=str(tmp_path / "data"),
+        RUNQUEUE_QUEUE=f"readme-api-{tmp_path.name}",
+        PYTHONPATH=str(REPO_ROOT),
     )
-    subprocess.run(
-        [sys.executable, "-m", "runqueue", "migrate"],
-        cwd=tmp_path,
-        env=env,
-        check=True,
-        capture_output=True,
-        timeout=120,
-    )
-    worker = WorkerProcess(
-        settings,
-        tmp_path / "worker.log",
-        concurrency=1,
-        extra_env={"RUNQUEUE_APP": "graph_app:app", "PYTHONPATH": path},
-    ).start()
     port = free_port()
+    ((serve_env, serve, _),) = readme_commands("serve-command")
     server = ServerProcess(
-        [sys.executable, "-m", "runqueue", "serve", "--port", str(port)],
-        env | {"RUNQUEUE_API_AUTH": "off"},
-        tmp_path / "api.log",
-        port,
-        tmp_path,
+        [*serve, "--port", str(port)], env | serve_env, tmp_path / "api.log", port, tmp_path
     )
+    worker, listed, log = None, "", tmp_path / "worker.log"
     try:
+        for assigned, argv, background in readme_commands("project-commands"):
+            if background:  # the worker: started as a shell's `&` would, stopped by pid
+                with log.open("wb") as output:
+                    worker = subprocess.Popen(
+                        argv, cwd=tmp_path, env=env | assigned, stdout=output,
+                        stderr=subprocess.STDOUT, start_new_session=True,
+                    )  # fmt: skip
+                wait_until(lambda: " ready." in log.read_text(), 60, message="project worker")
+                continue
+            done = subprocess.run(
+                argv, cwd=tmp_path, env=env | assigned, capture_output=True, text=True,
+                timeout=120,
+            )  # fmt: skip
+            assert done.returncode == 0, done.stderr
+            listed = done.stdout
         server.start()
         client = (tmp_path / "api_client.py").read_text().replace("8123", str(port))
         (tmp_path / "api_client.py").write_text(client)
@@ -243,7 +261,9 @@ def test_readme_http_api_example_runs(tmp_path):
         )
     finally:
         server.stop()
-        worker.stop()
+        if worker is not None:
+            stop_process_group(worker, 30)
+    assert worker is not None and "writer" in listed
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
     assert lines[0].startswith("metadata {'run_id': ")
@@ -261,7 +281,7 @@ def test_readme_use_it_then_graphs_in_one_folder_leaves_no_run_waiting(tmp_path)
     run waits for the relay (the relay publishes again only after 30 s; each run here was
     published once). Each script runs again once both workers are up: with one shared queue,
     a run went to either worker, so eight runs would all have found theirs 1 time in 64."""
-    for block in ("chat.py", "graph_app.py"):
+    for block in ("chat.py", "graph.py", "graph_app.py"):
         (tmp_path / block).write_text(block_after(f"example: {block}", "python"))
     data_dir = tmp_path / "data"
     env = clean_env(

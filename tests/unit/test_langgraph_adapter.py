@@ -58,7 +58,7 @@ def test_stream_modes(given, expected):
     assert stream_modes(given) == expected
 
 
-@pytest.mark.parametrize("given", ["debug", ["values", "events"], [], 3])
+@pytest.mark.parametrize("given", ["bogus", ["values", "tools"], [], 3])
 def test_unknown_stream_modes_are_refused(given):
     with pytest.raises(InvalidPayloadError):
         stream_modes(given)
