@@ -2,8 +2,10 @@
 (workers/graphs.py: four nodes, a fake streaming chat model) run through runqueue
 (create() -> a prefork worker -> join()) against invoking the same graph in this process
 with the same official checkpointer on the same database; and, as the floor, a `noop` run
-through runqueue. Rounds interleave the sides; each run is on a new thread. Prints a table
-and writes JSON; never asserts a time.
+through runqueue. Then the same for the graph's async twin (benchmarks/graph_async.py: the
+same nodes as `async def`), through runqueue against its `astream` in this process with the
+official async saver. Rounds interleave the sides; each run is on a new thread. Prints a
+table and writes JSON; never asserts a time.
 
     python -m benchmarks.graph                     # both backends, about 2 minutes
     python -m benchmarks.graph --quick             # smoke test (tests/integration)
@@ -29,9 +31,11 @@ from langgraph.checkpoint.postgres import PostgresSaver
 from langgraph.checkpoint.sqlite import SqliteSaver
 from sqlalchemy.engine import make_url
 
+from benchmarks.graph_async import ASYNC_ASSISTANT, REGISTER, AsyncInProcess
 from benchmarks.stats import percentile
 from runqueue import RunStatus, SyncRunManager
 from tests.support import Backend, WorkerProcess, make_backend
+from workers.assistants import WITH_JOURNAL
 from workers.graphs import build_research_graph
 
 BACKENDS = ("postgres_redis", "embedded")
@@ -74,7 +78,7 @@ def in_process(graph: Any, samples: int) -> list[float]:
 def through_runqueue(
     manager: SyncRunManager, samples: int, assistant: str = "research"
 ) -> list[float]:
-    kwargs = {"input": GRAPH_INPUT} if assistant == "research" else {}
+    kwargs = {"input": GRAPH_INPUT} if assistant in ("research", ASYNC_ASSISTANT) else {}
     times = []
     for _ in range(samples):
         started = time.perf_counter()
@@ -91,36 +95,56 @@ def summary(times: list[float]) -> dict[str, float]:
 
 
 def run_backend(name: str, workdir: Path, quick: bool) -> dict[str, Any]:
-    backend = make_backend(name, workdir / name)
+    backend = make_backend(name, workdir / name, imports=f"{WITH_JOURNAL},{REGISTER}")
     worker = WorkerProcess(backend.settings, workdir / f"{name}-worker.log", concurrency=1).start()
     manager = backend.manager()
     rounds, samples = (1, 5) if quick else (5, 60)
-    local: list[float] = []
-    queued: list[float] = []
-    noop: list[float] = []  # runqueue's own cost per run, with no graph: the floor
+    sides: dict[str, list[float]] = {
+        "in_process": [], "runqueue": [], "runqueue_noop": [],  # the sync graph; the floor
+        "async_in_process": [], "async_runqueue": [],  # the async twin
+    }  # fmt: skip
+    async_side: AsyncInProcess | None = None
     try:
         with official_saver(backend) as saver:
             graph = build_research_graph().copy(update={"checkpointer": saver})
-            in_process(graph, 3)  # warm up both sides
-            through_runqueue(manager, 3)
-            through_runqueue(manager, 3, "noop")
+            async_side = AsyncInProcess(backend, GRAPH_INPUT)
+            measures = {
+                "in_process": lambda n: in_process(graph, n),
+                "runqueue": lambda n: through_runqueue(manager, n),
+                "runqueue_noop": lambda n: through_runqueue(manager, n, "noop"),
+                "async_in_process": async_side.times,
+                "async_runqueue": lambda n: through_runqueue(manager, n, ASYNC_ASSISTANT),
+            }
+            for measure in measures.values():  # warm up every side
+                measure(3)
             for _ in range(rounds):
-                local += in_process(graph, samples)
-                queued += through_runqueue(manager, samples)
-                noop += through_runqueue(manager, samples, "noop")
+                for side, measure in measures.items():
+                    sides[side] += measure(samples)
     finally:
+        if async_side is not None:
+            async_side.close()
         worker.stop()
         backend.close()
-    inproc, runq, base = summary(local), summary(queued), summary(noop)
+    inproc, runq, base = (summary(sides[side]) for side in ("in_process", "runqueue",
+                                                            "runqueue_noop"))  # fmt: skip
+    async_inproc, async_runq = summary(sides["async_in_process"]), summary(sides["async_runqueue"])
     return {
-        "runs_per_side": len(local),
+        "runs_per_side": len(sides["in_process"]),
         "in_process": inproc,
         "runqueue": runq,
         "runqueue_noop": base,
         "overhead_p50_ms": runq["p50_ms"] - inproc["p50_ms"],
         "overhead_p90_ms": runq["p90_ms"] - inproc["p90_ms"],
+        "overhead_p99_ms": runq["p99_ms"] - inproc["p99_ms"],
         # What the graph adds beyond a run of nothing: fenced writes, streaming, threads.
         "graph_specific_p50_ms": runq["p50_ms"] - inproc["p50_ms"] - base["p50_ms"],
+        "async": {
+            "runs_per_side": len(sides["async_in_process"]),
+            "in_process": async_inproc,
+            "runqueue": async_runq,
+            "overhead_p50_ms": async_runq["p50_ms"] - async_inproc["p50_ms"],
+            "overhead_p99_ms": async_runq["p99_ms"] - async_inproc["p99_ms"],
+        },
     }
 
 
@@ -161,8 +185,27 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{name:15} | overhead per graph run, p50: {overhead:.1f} ms | {verdict}")
         specific = report["backends"][name]["graph_specific_p50_ms"]
         print(f"{name:15} | of which beyond a no-op run, p50: {specific:.1f} ms")
+    print_sync_and_async(report, backends)
     print(f"\n{report['mode']} run, {report['elapsed_seconds']} s; JSON in {args.out}")
     return 0
+
+
+def print_sync_and_async(report: dict[str, Any], backends: tuple[str, ...]) -> None:
+    """The async graph's figures beside the sync graph's: each side's p50 / p99, and what
+    runqueue adds over the same graph in process."""
+    print(f"\n{'backend':15} | {'graph':5} | {'in process p50/p99':>18} | "
+          f"{'runqueue p50/p99':>18} | {'overhead p50/p99':>18}")  # fmt: skip
+    print(f"{'-' * 15}-+-{'-' * 5}-+-{'-' * 18}-+-{'-' * 18}-+-{'-' * 18}")
+    for name in backends:
+        results = report["backends"][name]
+        for graph, figures in (("sync", results), ("async", results["async"])):
+            local, queued = figures["in_process"], figures["runqueue"]
+            print(
+                f"{name:15} | {graph:5} | "
+                f"{local['p50_ms']:>8.1f} / {local['p99_ms']:>7.1f} | "
+                f"{queued['p50_ms']:>8.1f} / {queued['p99_ms']:>7.1f} | "
+                f"{figures['overhead_p50_ms']:>8.1f} / {figures['overhead_p99_ms']:>7.1f}"
+            )
 
 
 if __name__ == "__main__":

@@ -24,12 +24,24 @@ RESEARCH = (
     "respond, streaming its reply token by token."
 )
 
+AGENT = (
+    "An example agent: async nodes, a tool-calling chat model, two tools (one async), a review "
+    "subgraph, and the user's name and tone from the run's context."
+)
+
 
 def research_graph() -> Any:
     """The example graph, built (and LangGraph imported) at a process's first graph run."""
     from workers.graphs import build_research_graph
 
     return build_research_graph()
+
+
+def agent_graph() -> Any:
+    """The example agent, built (and LangGraph imported) at a process's first graph run."""
+    from workers.agent_graph import build_agent_graph
+
+    return build_agent_graph()
 
 
 def _journal(path: str | None, context: RunContext, event: str, **fields: Any) -> None:
@@ -119,12 +131,13 @@ def register(app: Celery) -> None:
     """The example assistants as a default install serves them (workers.app with no
     RUNQUEUE_IMPORTS, and docker-compose.yml): without the `journal` option, which would let
     any submitter write a file of their choosing as the worker's user. And the example
-    graph as `research` (when the langgraph extra is installed)."""
+    graphs as `research` and `weather_agent` (when the langgraph extra is installed)."""
     for name, function in ASSISTANTS.items():
         # Refused when a run is created; the wrapper refuses it again should a run bypass that.
         assistant(app, name=name, refused_kwargs=JOURNAL_REFUSED)(_without_journal(function))
     if langgraph_assistant is not None:
         langgraph_assistant(app, "research", research_graph, description=RESEARCH)
+        langgraph_assistant(app, "weather_agent", agent_graph, description=AGENT)
 
 
 def register_with_journal(app: Celery) -> None:
@@ -135,6 +148,7 @@ def register_with_journal(app: Celery) -> None:
         assistant(app, name=name)(function)
     if langgraph_assistant is not None:
         langgraph_assistant(app, "research", research_graph, description=RESEARCH)
+        langgraph_assistant(app, "weather_agent", agent_graph, description=AGENT)
 
 
 def _without_journal(function: Any) -> Any:

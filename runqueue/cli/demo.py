@@ -25,6 +25,7 @@ from rich.text import Text
 from runqueue.celery.app import runtime_of
 from runqueue.cli.demo_checks import Check, DemoChecks
 from runqueue.cli.demo_scenario import (
+    AGENT_ASSISTANT,
     ENQUEUED_RUNS,
     GRAPH_ASSISTANT,
     GRAPH_RUN,
@@ -37,6 +38,7 @@ from runqueue.cli.demo_scenario import (
     DemoError,
     Scenario,
     StreamTail,
+    agent_run,
 )
 from runqueue.cli.processes import WorkerProcess, WorkerProcessError, pid_alive
 from runqueue.cli.render import runs_table
@@ -60,7 +62,10 @@ class Demo(DemoChecks):
         self.phase = "starting"
         self.tail: StreamTail | None = None
         self.graph_tail: StreamTail | None = None
-        self.with_graph = GRAPH_ASSISTANT in manager.assistants()
+        self.agent_tail: StreamTail | None = None
+        assistants = manager.assistants()
+        self.with_graph = GRAPH_ASSISTANT in assistants
+        self.with_agent = self.with_graph and AGENT_ASSISTANT in assistants
         self._last_render = 0.0
 
     # -- driving ------------------------------------------------------------------------
@@ -97,7 +102,8 @@ class Demo(DemoChecks):
         return run is not None and run.is_final
 
     def play(self) -> None:
-        """Every strategy, one cancel, one streamed run and a graph, on seven threads at once."""
+        """Every strategy, one cancel, one streamed run and two graphs, on eight threads at
+        once."""
         s = self.scenario
         self.submit_first_runs()
         self.wait_for("the rollback thread's base state", lambda: self.final("rollback.base"))
@@ -170,6 +176,20 @@ class Demo(DemoChecks):
                 f"enqueue.{index}", "enqueue", "steps", "enqueue", f"queued #{index + 1}",
                 steps=2, delay=0.05,
             )  # fmt: skip
+        # agent: async nodes, a chat model calling two tools, a subgraph, the run's context;
+        # last, behind the runs that the later steps wait for.
+        if self.with_agent:
+            kwargs = agent_run(s.journal("agent"))
+            agent = self.submit(
+                "agent.run",
+                "agent",
+                AGENT_ASSISTANT,
+                "reject",
+                "agent run, calling tools",
+                **kwargs,
+            )
+            self.agent_tail = StreamTail(self.manager, agent.run_id)
+            self.agent_tail.start()
 
     def play_graph_rollback(self) -> None:
         """After the graph run, a long one writes state, then is rolled back midway."""
@@ -198,6 +218,8 @@ class Demo(DemoChecks):
         self.wait_for("the streamed run's end", lambda: not self.tail.is_alive(), 5.0)
         if self.graph_tail is not None:
             self.wait_for("the graph run's end", lambda: not self.graph_tail.is_alive(), 5.0)
+        if self.agent_tail is not None:
+            self.wait_for("the agent run's end", lambda: not self.agent_tail.is_alive(), 5.0)
         for guarantee, role in (("interrupt", "interrupt.old"), ("cancel", "cancel.target")):
             pid = self.pid_of(guarantee, role)
             if pid is not None:
@@ -210,7 +232,7 @@ class Demo(DemoChecks):
 
     def runs(self) -> list[RunRecord]:
         records = []
-        for guarantee in GUARANTEES:
+        for guarantee in (*GUARANTEES, "agent"):
             records.extend(reversed(self.manager.list_by_thread(self.scenario.thread(guarantee))))
         return records
 
@@ -222,7 +244,8 @@ class Demo(DemoChecks):
             return
         self._last_render = now
         table = runs_table(self.runs(), title="runqueue demo", labels=self.scenario.notes)
-        parts = [table] + [tail.line() for tail in (self.tail, self.graph_tail) if tail]
+        tails = (self.tail, self.graph_tail, self.agent_tail)
+        parts = [table] + [tail.line() for tail in tails if tail]
         parts.append(Text(f"now: {self.phase}", style="dim"))
         self.live.update(Group(*parts), refresh=True)
 

@@ -8,6 +8,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from runqueue.cli.demo_scenario import (
+    AGENT_ANSWER,
+    AGENT_NODES,
+    AGENT_TOOLS,
     ENQUEUED_RUNS,
     REJECT_ATTEMPTS,
     STREAMED_RUN,
@@ -40,7 +43,9 @@ class DemoChecks:
     scenario: Scenario
     tail: StreamTail | None
     graph_tail: StreamTail | None
+    agent_tail: StreamTail | None
     with_graph: bool
+    with_agent: bool
 
     # -- observing -----------------------------------------------------------------------
 
@@ -250,11 +255,41 @@ class DemoChecks:
             and after.values == before.values
             and after.checkpoint_id == before.checkpoint_id
         )
-        return Check(
-            "graph",
-            passed,
+        detail = (
             f"state_equal={after.values == before.values}: graph run {base.run_id} streamed "
             f"its reply in {plural(len(tokens), 'token')}; run {old.run_id} wrote state, was "
             f"rolled back ({old.status.value}), and the thread's state is again checkpoint "
-            f"{after.checkpoint_id}",
+            f"{after.checkpoint_id}"
+        )
+        if self.with_agent:
+            agent_passed, agent_detail = self.judge_agent()
+            passed, detail = passed and agent_passed, f"{detail}; {agent_detail}"
+        return Check("graph", passed, detail)
+
+    def judge_agent(self) -> tuple[bool, str]:
+        """The agent run, from what it wrote itself: the tool calls its model streamed, the
+        tools' and nodes' journal lines (the review subgraph's included), and its final answer,
+        streamed token by token and kept in its result, addressed to the context's user."""
+        run = self.run("agent.run")
+        assert self.agent_tail is not None, "the agent run's stream was never followed"
+        journal = self.scenario.journal("agent")
+        tools = sorted(line["tool"] for line in journal.lines(run_id=run.run_id, event="tool"))
+        nodes = [line["node"] for line in journal.lines(run_id=run.run_id, event="node")]
+        asked = sorted(self.agent_tail.tool_calls())
+        replies = self.agent_tail.replies()
+        result = run.result or {}
+        answer = (result.get("messages") or [{}])[-1].get("content")
+        passed = (
+            run.status is RunStatus.success
+            and tools == asked == sorted(AGENT_TOOLS)
+            and nodes == AGENT_NODES
+            and answer == AGENT_ANSWER
+            and replies[-1:] == [AGENT_ANSWER]
+            and result.get("review") == "approved"
+        )
+        return passed, (
+            f"agent run {run.run_id} ({run.status.value}) called {', '.join(tools) or 'no tool'} "
+            f"as its model asked ({', '.join(asked) or 'none'}), ran "
+            f"{' > '.join(nodes) or 'no node'}, review {result.get('review', 'missing')}, "
+            f"and streamed its answer: {replies[-1] if replies else 'nothing'!r}"
         )

@@ -26,8 +26,28 @@ STREAMED_RUN = {"steps": 5, "delay": 0.3}  # its stream is shown live under the 
 GRAPH_RUN = {"input": {"topic": "runqueue", "token_delay": 0.05},
              "stream_mode": ["updates", "messages"]}  # fmt: skip
 LONG_GRAPH_RUN = {"input": {"topic": "rollback", "pause": 20.0}}
+# The example agent (workers/agent_graph.py): async nodes call a chat model that asks for two
+# tools, the ToolNode runs them, a review subgraph approves the answer; the run's context says
+# whom to address and how. Its tokens stream live, and the check reads its tool calls, its
+# journal and its final answer.
+AGENT_ASSISTANT = "weather_agent"  # registered beside GRAPH_ASSISTANT
+AGENT_TOOLS = ("get_weather", "get_timezone")
+AGENT_CONTEXT = {"user": "Ada", "tone": "cheerful"}
+AGENT_QUESTION = "What is the weather in Oslo?"
+AGENT_ANSWER = "Hello Ada! In Oslo it is snow, -3 °C, time zone Europe/Oslo. Enjoy your day!"
+AGENT_NODES = ["agent", "agent", "review:check", "review:approve"]  # as journaled, in order
 REJECT_ATTEMPTS = 3
 ENQUEUED_RUNS = 4
+
+
+def agent_run(journal: Path) -> dict[str, Any]:
+    """The agent run's kwargs: the question, its journal, and the run's context."""
+    question = {"role": "user", "content": AGENT_QUESTION}
+    return {
+        "input": {"messages": [question], "token_delay": 0.02, "journal": str(journal)},
+        "stream_mode": ["updates", "messages"],
+        "context": AGENT_CONTEXT,
+    }
 
 
 class DemoError(RunQueueError):
@@ -76,10 +96,29 @@ class StreamTail(threading.Thread):
             if event.event == "messages" and event.data[0].get("type") == "AIMessageChunk"
         ]
 
+    def replies(self) -> list[str]:
+        """Each chat model reply streamed so far, whole (its tokens joined), in order."""
+        replies: dict[str, str] = {}
+        for event in self.events:
+            if event.event == "messages" and event.data[0].get("type") == "AIMessageChunk":
+                chunk = event.data[0]
+                replies[chunk["id"]] = replies.get(chunk["id"], "") + chunk["content"]
+        return list(replies.values())
+
+    def tool_calls(self) -> list[str]:
+        """The names of the tools the chat model asked for, as streamed."""
+        return [
+            call["name"]
+            for event in self.events
+            if event.event == "messages" and event.data[0].get("type") == "AIMessageChunk"
+            for call in event.data[0].get("tool_call_chunks") or []
+            if call.get("name")
+        ]
+
     def line(self) -> Text:
         if any(event.event == "messages" for event in self.events):
             ending = [e.data["status"] for e in self.events if e.event == "end"]
-            text = "".join(self.tokens()) + (f"  [end {ending[0]}]" if ending else "")
+            text = " | ".join(self.replies()) + (f"  [end {ending[0]}]" if ending else "")
             return Text(f"tokens of graph run {self.run_id}: {text}")
         shown = []
         for event in self.events:

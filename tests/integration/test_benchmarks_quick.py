@@ -82,8 +82,9 @@ def test_stream_benchmark_quick_mode(tmp_path: Path) -> None:
 
 
 def test_graph_benchmark_quick_mode(tmp_path: Path) -> None:
-    """`python -m benchmarks.graph --quick`: both sides measured on both backends, every
-    graph run through runqueue a success (the script checks each)."""
+    """`python -m benchmarks.graph --quick`: both sides measured on both backends, for the
+    sync graph and its async twin, every graph run through runqueue a success (the script
+    checks each)."""
     require_services()
     out = tmp_path / "graph.json"
     report = run_quick_benchmark("benchmarks.graph", out, "overhead per graph run, p50")
@@ -91,6 +92,10 @@ def test_graph_benchmark_quick_mode(tmp_path: Path) -> None:
         results = report["backends"][backend]
         assert results["runs_per_side"] == 5
         assert results["in_process"]["p50_ms"] > 0 and results["runqueue"]["p50_ms"] > 0
+        twin = results["async"]
+        assert twin["runs_per_side"] == 5
+        assert twin["in_process"]["p99_ms"] >= twin["in_process"]["p50_ms"] > 0
+        assert twin["runqueue"]["p99_ms"] >= twin["runqueue"]["p50_ms"] > 0
 
 
 def test_mixed_fleet_benchmark_quick_mode(tmp_path: Path) -> None:
