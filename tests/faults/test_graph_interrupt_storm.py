@@ -1,6 +1,6 @@
 """An interrupt storm over HTTP: 15 runs created on one thread with multitask_strategy
 `interrupt`, 20 to 150 ms apart (random, seeded), against a real `runqueue serve` and a real
-prefork worker on PostgreSQL + Redis, for a sync and an async graph (tests/matrix_graphs.py).
+prefork worker, on both backends, for a sync and an async graph (tests/matrix_graphs.py).
 
 Each new run interrupts the one before it. Exactly one run may succeed, the last, and the
 `work` node's own journal (one line per 10 ms tick, with its monotonic time) shows that no
@@ -29,11 +29,14 @@ SEED = 26
 TICKS = 40  # 0.4 s of work: most runs are interrupted mid-node
 
 
-@pytest.fixture(scope="module")
-def storm_backend(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Backend]:
-    require_services()
+@pytest.fixture(scope="module", params=["embedded", "postgres_redis"])
+def storm_backend(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Backend]:
+    if request.param != "embedded":
+        require_services()
     backend = make_backend(
-        "postgres_redis",
+        request.param,
         tmp_path_factory.mktemp("storm"),
         imports="tests.matrix_graphs:register",
     )
@@ -74,7 +77,9 @@ def overlapping(intervals: list[tuple[float, float]]) -> int:
 
 
 @pytest.mark.parametrize("kind", ["sync", "async"])
-def test_an_interrupt_storm_leaves_one_success_and_no_overlap(kind, storm_server, report, tmp_path):
+def test_an_interrupt_storm_leaves_one_success_and_no_overlap(
+    kind, storm_backend, storm_server, report, tmp_path
+):
     server, key = storm_server
     journal = Journal(tmp_path / "journal.jsonl")
     gaps = random.Random(f"{SEED}-{kind}")
@@ -107,7 +112,7 @@ def test_an_interrupt_storm_leaves_one_success_and_no_overlap(kind, storm_server
         ticks.setdefault(line["run_id"], []).append(line["monotonic"])
     intervals = [(min(seen), max(seen)) for seen in ticks.values()]
     report(
-        f"graph-interrupt-storm-{kind}",
+        f"graph-interrupt-storm-{kind}-{storm_backend.name}",
         runs=CREATES,
         success=statuses.count("success"),
         interrupted=statuses.count("interrupted"),
