@@ -153,7 +153,7 @@ def build_review_graph() -> Pregel:
 
 def build_agent_graph() -> Pregel:
     """The graph, compiled without a checkpointer: runqueue gives it one per run.
-    Registered as the assistant `agent` (workers.assistants.register)."""
+    Registered as the assistant `weather_agent` (workers.assistants.register)."""
     graph = StateGraph(AgentState, context_schema=AgentContext)
     graph.add_node("agent", agent)
     graph.add_node("tools", ToolNode(TOOLS))
