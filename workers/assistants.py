@@ -123,6 +123,7 @@ ASSISTANTS = {"echo": echo, "steps": steps, "fail": fail, "emitter": emitter, "n
 
 
 JOURNAL_REFUSED = frozenset({"journal"})
+GRAPHS = (("research", research_graph, RESEARCH), ("weather_agent", agent_graph, AGENT))
 # What the demo and the test suite register (RUNQUEUE_IMPORTS): the `journal` option included.
 WITH_JOURNAL = "workers.assistants:register_with_journal"
 
@@ -131,13 +132,16 @@ def register(app: Celery) -> None:
     """The example assistants as a default install serves them (workers.app with no
     RUNQUEUE_IMPORTS, and docker-compose.yml): without the `journal` option, which would let
     any submitter write a file of their choosing as the worker's user. And the example
-    graphs as `research` and `weather_agent` (when the langgraph extra is installed)."""
+    graphs as `research` and `weather_agent` (when the langgraph extra is installed), whose
+    `journal` state key is refused the same way."""
     for name, function in ASSISTANTS.items():
         # Refused when a run is created; the wrapper refuses it again should a run bypass that.
         assistant(app, name=name, refused_kwargs=JOURNAL_REFUSED)(_without_journal(function))
     if langgraph_assistant is not None:
-        langgraph_assistant(app, "research", research_graph, description=RESEARCH)
-        langgraph_assistant(app, "weather_agent", agent_graph, description=AGENT)
+        for name, graph, description in GRAPHS:
+            langgraph_assistant(
+                app, name, graph, description=description, refused_state_keys=JOURNAL_REFUSED
+            )
 
 
 def register_with_journal(app: Celery) -> None:
@@ -147,8 +151,8 @@ def register_with_journal(app: Celery) -> None:
     for name, function in ASSISTANTS.items():
         assistant(app, name=name)(function)
     if langgraph_assistant is not None:
-        langgraph_assistant(app, "research", research_graph, description=RESEARCH)
-        langgraph_assistant(app, "weather_agent", agent_graph, description=AGENT)
+        for name, graph, description in GRAPHS:
+            langgraph_assistant(app, name, graph, description=description)
 
 
 def _without_journal(function: Any) -> Any:

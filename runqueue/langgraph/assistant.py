@@ -43,6 +43,10 @@ class GraphTask(RunTask):
     """The Celery task of a graph assistant: runs the graph, reads its threads' state."""
 
     takes_run_fields = True
+    # State keys a run may not write (its input, a command's update): a key the graph has
+    # that this deployment must not offer to submitters, e.g. a file path to append to
+    # (`langgraph_assistant(app, name, graph, refused_state_keys=frozenset({"journal"}))`).
+    refused_state_keys: frozenset[str] = frozenset()
     graph_source: Any = None  # set by langgraph_assistant(): a graph, or a factory of one
     # (runqueue.langgraph.factories: what a factory may be, and when it is called)
     _graph: Pregel | None = None
@@ -83,7 +87,26 @@ class GraphTask(RunTask):
             _check_command(command)
             if kwargs.get("input") is not None:
                 raise InvalidPayloadError("give a run input or a command, not both")
+        self.refuse_state_keys(kwargs)
         self._check_input(kwargs.get("input"))
+
+    def refuse_state_keys(self, kwargs: dict[str, Any]) -> None:
+        """InvalidPayloadError for a state key this deployment turned off, in the input or in
+        a command's update: checked when the run is created, and again by the worker (a run
+        created by a process that registers the graph without the refusal)."""
+        written = kwargs.get("input")
+        keys = set(written) if isinstance(written, dict) else set()
+        update = (kwargs.get("command") or {}).get("update")
+        if isinstance(update, dict):
+            keys |= update.keys()
+        elif isinstance(update, list):
+            keys |= {pair[0] for pair in update if isinstance(pair, list | tuple) and pair}
+        refused = sorted(self.refused_state_keys & keys)
+        if refused:
+            raise InvalidPayloadError(
+                f"graph assistant {self.name!r} does not accept the state key "
+                f"{validation.shown(refused[0])} here: this deployment turned it off"
+            )
 
     def _check_input(self, value: Any) -> None:
         """A run's input against the graph's input schema (InvalidKwargsError): an object
@@ -276,4 +299,5 @@ def _run(self: GraphTask, context: RunContext, /, **kwargs: Any) -> Any:
     only: a run's kwargs have a `context` of their own, LangGraph's runtime context.)"""
     from runqueue.langgraph.execution import run_graph
 
+    self.refuse_state_keys(kwargs)
     return run_graph(self.name, self.graph_for_runs(), context, **kwargs)

@@ -61,6 +61,42 @@ def test_the_deployed_assistants_refuse_the_journal_option(tmp_path: Path, impor
         backend.close()
 
 
+def test_the_deployed_graphs_refuse_the_journal_state_key(tmp_path: Path):
+    """The example graphs keep a `journal` state key (a file each node appends to): a default
+    install refuses it in a run's input and in a command's update, nothing written; and a
+    run that carries it anyway (created by a producer registering the graphs without the
+    refusal) fails on the deployed worker before any node runs."""
+    backend = make_backend("embedded", tmp_path, imports=DEPLOYED)
+    try:
+        settings = backend.settings
+        worker = WorkerProcess(settings, tmp_path / "worker.log", concurrency=1).start()
+        try:
+            runs = SyncRunManager(create_app(settings, name="graphs-deployed"))
+            target = tmp_path / "written-by-a-submitter.txt"
+            thread = f"graphs-{uuid.uuid4().hex[:8]}"
+            for kwargs in (
+                {"input": {"topic": "x", "pause": 0.1, "journal": str(target)}},
+                {"command": {"update": {"journal": str(target)}, "goto": "research"}},
+                {"command": {"update": [["journal", str(target)]], "goto": "research"}},
+            ):
+                with pytest.raises(InvalidPayloadError, match="journal"):
+                    runs.create_or_reject(thread, "research", kwargs=kwargs)
+            assert runs.get_thread(thread) is None  # nothing written
+            testing = create_app(settings.with_overrides(imports=""), name="graphs-producer")
+            register_with_journal(testing)
+            bypass = SyncRunManager(testing).create_or_reject(
+                thread, "research", kwargs={"input": {"pause": 0.1, "journal": str(target)}}
+            )
+            bypass = runs.join(bypass.run_id, timeout=60)
+        finally:
+            worker.stop()
+        assert bypass.status is RunStatus.error
+        assert "turned it off" in bypass.error
+        assert not target.exists()
+    finally:
+        backend.close()
+
+
 def test_every_process_sees_the_imported_assistants(tmp_path: Path):
     """The CLI (a process that never runs a worker) lists what RUNQUEUE_IMPORTS registers."""
     settings = make_backend("embedded", tmp_path, imports=DEPLOYED).settings
