@@ -186,6 +186,11 @@ class Settings:
         return replace(self, **{k: v for k, v in overrides.items() if v is not None})
 
     @property
+    def assistants_source(self) -> str:
+        """Where this process's assistants come from, as a person would name it."""
+        return f"the project {self.config}" if self.config else f"the app {self.app}"
+
+    @property
     def is_embedded_broker(self) -> bool:
         return self.broker_url.startswith("filesystem://")
 

@@ -246,7 +246,8 @@ def naming_the_app(state: CliState) -> Iterator[None]:
         yield
     except UnknownAssistantError as exc:
         raise UnknownAssistantError(
-            f"{exc}; the app is chosen with --app or RUNQUEUE_APP (now {state.settings.app})"
+            f"{exc}; the assistants come from --app or RUNQUEUE_APP, or --config or "
+            f"RUNQUEUE_CONFIG (now {state.settings.assistants_source})"
         ) from None
 
 

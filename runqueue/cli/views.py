@@ -222,6 +222,6 @@ def assistants(state: CliState, as_json: bool) -> None:
         print_json(entries)
         return
     if not entries:
-        click.echo(f"the app {state.settings.app} registers no assistant")
+        click.echo(f"{state.settings.assistants_source} registers no assistant")
         return
     console().print(assistants_table(entries))

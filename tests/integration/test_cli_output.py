@@ -55,7 +55,10 @@ def test_an_unknown_assistant_says_how_the_app_is_chosen(env):
     assert done.returncode == 1 and done.stdout == ""
     (line,) = done.stderr.splitlines()
     assert line.startswith("error: unknown assistant 'chat' (registered: echo"), line
-    assert line.endswith("; the app is chosen with --app or RUNQUEUE_APP (now workers.app:app)")
+    assert line.endswith(
+        "; the assistants come from --app or RUNQUEUE_APP, or --config or RUNQUEUE_CONFIG "
+        "(now the app workers.app:app)"
+    )
 
 
 def test_workers_with_none_live_is_one_line(env):

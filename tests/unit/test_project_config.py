@@ -190,6 +190,21 @@ def test_the_cli_says_a_bad_project_in_one_line(tmp_path):
     assert result.stderr.splitlines() == [f"error: {path}: graphs.g: ./graph.py has no 'nothing'"]
 
 
+def test_an_unknown_assistant_names_the_project_it_was_looked_up_in(tmp_path):
+    from runqueue.cli import main
+
+    path = project(tmp_path, {"graphs": {"g": "./graph.py:compiled"}})
+    env = {"RUNQUEUE_DATA_DIR": str(tmp_path / "data"), "RUNQUEUE_APP": ""}
+    assert CliRunner().invoke(main, ["--config", str(path), "migrate"], env=env).exit_code == 0
+    result = CliRunner().invoke(
+        main, ["--config", str(path), "submit", "nope", "--thread", "t-1"], env=env
+    )
+    assert result.exit_code == 1
+    (line,) = result.stderr.splitlines()
+    assert line.startswith("error: unknown assistant 'nope' (registered: g"), line
+    assert line.endswith(f"(now the project {path})"), line
+
+
 def test_the_cli_lists_a_projects_graphs(tmp_path):
     env = {"RUNQUEUE_DATA_DIR": str(tmp_path / "data"), "RUNQUEUE_APP": ""}
     done = subprocess.run(
