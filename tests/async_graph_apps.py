@@ -11,6 +11,7 @@ import contextlib
 import operator
 import time
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Annotated, Any, TypedDict
 
 from celery import Celery
@@ -24,6 +25,7 @@ from runqueue.langgraph import langgraph_assistant
 class State(TypedDict, total=False):
     log: Annotated[list[str], operator.add]
     pause: float
+    marker: str
 
 
 async def work(state: State, config: RunnableConfig) -> dict[str, Any]:
@@ -58,10 +60,42 @@ async def per_run(config: RunnableConfig) -> Any:
     return _graph(labelled).compile()
 
 
+OPEN: list[bool] = []  # the managed factory's resource, while open (per process)
+
+
+async def uses_the_resource(state: State) -> dict[str, Any]:
+    if not OPEN:
+        raise RuntimeError("the factory's resource was closed before the run used it")
+    await asyncio.sleep(0)
+    return {"log": ["resource used"]}
+
+
 @contextlib.asynccontextmanager
 async def managed() -> AsyncIterator[Any]:
-    """A factory holding a resource for the graph's lifetime (a client, a pool)."""
-    yield _graph(work).compile()
+    """A factory holding a resource for the graph's lifetime (a client, a pool: an MCP
+    session), entered for each run and left when the run's stream ends."""
+    OPEN.append(True)
+    try:
+        yield _graph(uses_the_resource).compile()
+    finally:
+        OPEN.pop()
+
+
+def exits(state: State) -> dict[str, Any]:
+    raise SystemExit(3)  # a tool calling sys.exit(), argparse in a node
+
+
+def _left_behind(path: str) -> None:
+    time.sleep(1.0)
+    Path(path).write_text("done")
+
+
+async def gives_up_waiting(state: State) -> dict[str, Any]:
+    """Stops waiting for a sync call that goes on in the executor: the run must not end
+    (and free the thread) before that call has."""
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(asyncio.to_thread(_left_behind, state["marker"]), 0.05)
+    return {"log": ["gave up"]}
 
 
 def register(app: Celery) -> None:
@@ -70,6 +104,8 @@ def register(app: Celery) -> None:
     langgraph_assistant(app, "per_run", per_run)
     langgraph_assistant(app, "managed", managed)
     langgraph_assistant(app, "planned", _graph(count))
+    langgraph_assistant(app, "exits", _graph(exits).compile())
+    langgraph_assistant(app, "gives_up", _graph(gives_up_waiting).compile())
 
 
 app = create_app()

@@ -22,7 +22,12 @@ from celery import Celery
 from runqueue import validation
 from runqueue.celery.app import runtime_of
 from runqueue.errors import InvalidKwargsError, InvalidPayloadError
-from runqueue.langgraph.factories import build_now, is_compiled_graph, is_state_graph, takes_config
+from runqueue.langgraph.factories import (
+    build_now,
+    builds_per_run,
+    is_compiled_graph,
+    is_state_graph,
+)
 from runqueue.langgraph.run_options import RUN_OPTIONS, check_run_options
 from runqueue.records import ThreadState
 from runqueue.worker.run_context import RunContext
@@ -61,12 +66,11 @@ class GraphTask(RunTask):
             return self._graph
 
     def graph_for_runs(self) -> Any:
-        """What each run builds its graph from: the factory itself when it takes the run's
-        config (called for every run, as the Agent Server calls it), else this process's
-        graph."""
-        source = self.graph_source
-        if callable(source) and not is_compiled_graph(source) and takes_config(source):
-            return source
+        """What each run builds its graph from: the factory itself when it is called for
+        every run (it takes the run's config, is async, or gives a context manager: see
+        factories.builds_per_run), else this process's graph."""
+        if builds_per_run(self.graph_source):
+            return self.graph_source
         return self.graph()
 
     def check_kwargs(self, thread_id: str, kwargs: dict[str, Any]) -> None:

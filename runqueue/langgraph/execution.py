@@ -7,9 +7,9 @@ for the `events` mode): `async def` nodes, sync nodes and graphs mixing both run
 the same guarantees. A cancel in a prefork child arrives as SIGTERM in the run's thread: the
 run's status is written and the child exits, its nodes with it. Where no SIGTERM comes (a
 threads or solo pool), the cancel is cooperative: the run's thread sees it between chunks,
-cancels the graph's task (an async node stops at its next await), stops its sync nodes (at
-their next Python instruction, graph_loop.NodeStopped) and waits until no node of the run
-executes any more before the run ends, so the thread's next run never overlaps it.
+cancels the graph's task (an async node stops at its next await; a sync node finishes its
+call: graph_loop says why) and waits until no node of the run executes any more before the
+run ends, so the thread's next run never overlaps it.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from langgraph.types import Command
 
-from runqueue.errors import InvalidEventError
+from runqueue.errors import InvalidEventError, RunQueueError
 from runqueue.langgraph.checkpointer import Fence, RunCheckpointer
 from runqueue.langgraph.events import event_data, event_name, events_data, jsonable, stream_modes
 from runqueue.langgraph.factories import build_for_run
@@ -38,6 +38,12 @@ logger = logging.getLogger(__name__)
 
 WAIT_SECONDS = 0.1  # the run's thread wakes this often while the graph works
 EVENTS = "events"  # the mode of astream_events' own events (not a Pregel stream mode)
+SETTLE_SECONDS = 2.0  # how long a finished graph's loop may take to close before it is stopped
+
+
+class GraphLoopEndedError(RunQueueError):
+    """The graph's event loop ended without a result: a node raised SystemExit or
+    KeyboardInterrupt, which stop an event loop itself. (Raised outside an `except`.)"""
 
 
 class _Finished:
@@ -90,8 +96,9 @@ def run_graph(
                 if last_values is None:  # nothing ran (a resume with nothing left to do)
                     last_values = await _state_values(graph, run_config)
             chunks.put(_Finished(values=last_values))
-        except Exception as error:  # noqa: BLE001 - re-raised in the run's thread
-            chunks.put(_Finished(error=error))
+        except BaseException as error:  # re-raised in the run's thread: a node's SystemExit
+            chunks.put(_Finished(error=error))  # or KeyboardInterrupt too, never a silent end
+            raise
 
     runner = GraphLoop(f"graph-{context.run_id}", produce)
     runner.start()
@@ -105,8 +112,12 @@ def run_graph(
             except queue.Empty:
                 if cooperative:
                     context.raise_if_cancelled()
+                if not runner.is_alive() and chunks.empty():
+                    ended = runner.ended_by
+                    raise GraphLoopEndedError(f"no result from the graph: {ended!r}") from None
                 continue
             if isinstance(item, _Finished):
+                _leave_nothing_running(runner)
                 if item.error is not None:
                     raise item.error
                 return jsonable(item.values)
@@ -118,13 +129,28 @@ def run_graph(
             if cooperative:
                 context.raise_if_cancelled()
     except BaseException:
-        runner.stop(stop_sync_nodes=cooperative)
+        runner.stop()
         if runner.is_alive():
             if in_prefork_child():
                 exit_after_run()  # the nodes die with the process, once the status is written
             else:
                 runner.join()  # no node of this run executes once the loop thread has ended
         raise
+
+
+def _leave_nothing_running(runner: GraphLoop) -> None:
+    """The graph's stream has ended: its loop's thread ends at once, unless work the graph
+    left behind still runs in its executor (a sync call an async node stopped waiting for).
+    The run does not end before that work, so it never overlaps the thread's next run: on
+    prefork the process exits after the run, elsewhere the run waits for it."""
+    runner.join(SETTLE_SECONDS)
+    if not runner.is_alive():
+        return
+    runner.stop()
+    if in_prefork_child():
+        exit_after_run()
+    else:
+        runner.join()
 
 
 async def _stream(

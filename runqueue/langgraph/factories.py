@@ -88,6 +88,21 @@ async def build_for_run(
     return await _resolved(name, _call(source, config), stack)
 
 
+def builds_per_run(source: Any) -> bool:
+    """True for a factory called for every run: one that takes the run's config, an
+    `async def` one (its graph may hold what belongs to the run's event loop), and one that
+    gives a context manager (what it holds is open only while a run uses the graph), as the
+    Agent Server calls them. A plain function returning a graph is called once per process."""
+    if is_compiled_graph(source) or is_state_graph(source) or not callable(source):
+        return False
+    if takes_config(source) or inspect.iscoroutinefunction(source):
+        return True
+    wrapped = getattr(source, "__wrapped__", None)  # @contextmanager / @asynccontextmanager
+    return wrapped is not None and (
+        inspect.isgeneratorfunction(wrapped) or inspect.isasyncgenfunction(wrapped)
+    )
+
+
 def build_now(name: str, source: Any) -> Pregel:
     """The graph built outside a run (state reads, input checks), with an empty config. An
     async factory is awaited on a loop of its own (in a thread of its own if this thread

@@ -6,65 +6,24 @@ run's own thread stays free to wait for chunks and to be stopped (a SIGTERM is d
 the main thread).
 
 Stopping cancels the coroutine: an async node is cancelled at its next await. A sync node
-runs in an executor thread, which no asyncio cancel reaches: `stop()` raises `NodeStopped` in
-that thread (CPython's PyThreadState_SetAsyncExc, the one way to stop a Python thread from
-outside), so the node stops at its next Python instruction: after the sleep or the blocking
-call it is in returns. The database writes of the run's checkpointer run in an executor of
-their own (`writes`), which is never interrupted: a write is a transaction, fenced, that
-ends by itself. The loop's thread ends once both executors are idle, so a caller that joins
-it knows no node of this run executes any more.
+runs in an executor thread, which no asyncio cancel reaches, and Python has no safe way to
+stop a thread from outside: an exception raised into it (PyThreadState_SetAsyncExc), or at
+its next function call from a trace function, can land between a lock's acquire() and its
+release and leave the lock held for good (tried: logging's handler lock, within 6 and 3
+cancels). So a sync node on a threads or solo pool runs to the end of its call, and the
+loop's thread ends only once the executor is idle: a caller that joins it knows no node of
+this run executes any more. (On prefork, the child is terminated instead.) The database
+writes of the run's checkpointer run in an executor of their own (`writes`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import ctypes
 import threading
 from collections.abc import Callable, Coroutine
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
-
-
-class NodeStopped(BaseException):  # noqa: N818 - not an error: the run was cancelled
-    """Raised inside a sync node's thread when its run is cancelled on a threads or solo
-    pool (a BaseException, so that a node's `except Exception` does not swallow it)."""
-
-
-class NodeExecutor(ThreadPoolExecutor):
-    """The loop's default executor: where LangGraph runs sync nodes. It knows which of its
-    threads are running one, to stop them."""
-
-    def __init__(self, name: str):
-        super().__init__(thread_name_prefix=name)
-        self._busy: set[int] = set()
-        self._busy_lock = threading.Lock()
-        self._stopping = False
-
-    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future:
-        def tracked() -> Any:
-            ident = threading.get_ident()
-            with self._busy_lock:
-                if self._stopping:
-                    raise NodeStopped()
-                self._busy.add(ident)
-            try:
-                return fn(*args, **kwargs)
-            finally:
-                with self._busy_lock:
-                    self._busy.discard(ident)
-
-        return super().submit(tracked)
-
-    def stop_nodes(self) -> int:
-        """Raise NodeStopped in every thread running a node, and refuse new ones: how many."""
-        with self._busy_lock:
-            self._stopping = True
-            for ident in self._busy:
-                ctypes.pythonapi.PyThreadState_SetAsyncExc(
-                    ctypes.c_ulong(ident), ctypes.py_object(NodeStopped)
-                )
-            return len(self._busy)
 
 
 class GraphLoop:
@@ -72,11 +31,11 @@ class GraphLoop:
 
     def __init__(self, name: str, coroutine: Callable[[], Coroutine[Any, Any, None]]):
         self.loop = asyncio.new_event_loop()
-        self.nodes = NodeExecutor(f"{name}-node")
-        self.loop.set_default_executor(self.nodes)
+        self.loop.set_default_executor(ThreadPoolExecutor(thread_name_prefix=f"{name}-node"))
         self.writes = ThreadPoolExecutor(thread_name_prefix=f"{name}-write")
         self.task = self.loop.create_task(coroutine())
         self.thread = threading.Thread(target=self._drive, name=name, daemon=True)
+        self.ended_by: BaseException | None = None  # what stopped the loop itself, if any
 
     def start(self) -> None:
         self.thread.start()
@@ -85,8 +44,8 @@ class GraphLoop:
         asyncio.set_event_loop(self.loop)
         try:
             self.loop.run_until_complete(self.task)
-        except BaseException:  # noqa: BLE001, S110 - the coroutine reports its own errors
-            pass
+        except BaseException as error:  # noqa: BLE001 - the coroutine reports its own errors,
+            self.ended_by = error  # but a SystemExit or KeyboardInterrupt stops the loop first
         finally:
             try:
                 self.loop.run_until_complete(self.loop.shutdown_asyncgens())
@@ -96,13 +55,10 @@ class GraphLoop:
             finally:
                 self.loop.close()
 
-    def stop(self, *, stop_sync_nodes: bool = False) -> None:
-        """Cancel the graph's task (from any thread); with stop_sync_nodes, stop the sync
-        nodes running too. A no-op once the loop has ended."""
+    def stop(self) -> None:
+        """Cancel the graph's task (from any thread); a no-op once the loop has ended."""
         with contextlib.suppress(RuntimeError):  # the loop is closed: the graph has stopped
             self.loop.call_soon_threadsafe(self.task.cancel)
-        if stop_sync_nodes:
-            self.nodes.stop_nodes()
 
     def is_alive(self) -> bool:
         return self.thread.is_alive()

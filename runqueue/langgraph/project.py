@@ -214,9 +214,12 @@ def apply_project(project: Project) -> None:
             )
             continue
         os.environ.setdefault(name, value)
-    for folder in project.import_paths:
-        if str(folder) not in sys.path:
-            sys.path.append(str(folder))
+    # In front, in the file's order: a project's module is never shadowed by an installed
+    # package (or a file in the current folder) of the same name.
+    for position, folder in enumerate(project.import_paths):
+        if str(folder) in sys.path:
+            sys.path.remove(str(folder))
+        sys.path.insert(position, str(folder))
 
 
 def load_graph(project: Project, entry: GraphEntry) -> Any:

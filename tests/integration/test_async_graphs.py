@@ -41,7 +41,7 @@ def thread() -> str:
     [
         ("slow", ["async work"]),
         ("mixed", ["sync count", "async work"]),
-        ("managed", ["async work"]),
+        ("managed", ["resource used"]),
         ("planned", ["sync count"]),
     ],
 )
@@ -62,3 +62,21 @@ def test_a_factory_taking_the_config_is_built_for_each_run(graphs):
     )
     assert graphs.join(first.run_id, timeout=60).result["log"] == ["label a"]
     assert graphs.join(second.run_id, timeout=60).result["log"] == ["label b"]
+
+
+def test_a_node_raising_system_exit_ends_its_run_in_error_not_running_forever(graphs):
+    run = graphs.create_or_reject(thread(), "exits", kwargs={"input": {}})
+    done = graphs.join(run.run_id, timeout=60)
+    assert done.status is RunStatus.error
+    assert "SystemExit" in done.error
+
+
+def test_a_run_ends_only_after_the_sync_work_its_graph_left_behind(graphs, tmp_path):
+    """An async node that stops waiting for a sync call (wait_for on to_thread) leaves it
+    running in the executor: the run's success must come after that call, or the call
+    would overlap the thread's next run."""
+    marker = tmp_path / "left-behind"
+    run = graphs.create_or_reject(thread(), "gives_up", kwargs={"input": {"marker": str(marker)}})
+    done = graphs.join(run.run_id, timeout=60)
+    assert done.status is RunStatus.success, done.error
+    assert marker.read_text() == "done"

@@ -191,7 +191,7 @@ def test_rollback_restores_the_state_before_the_run_input_included(manager, grap
     )
 
 
-def test_cancel_mid_node_stops_the_node_before_the_next_run(manager, graph, journal):
+def test_cancel_mid_node_stops_the_node_before_the_next_run(manager, graph, journal, kind, pool):
     thread_id = new_thread()
     cancelled = manager.create(
         thread_id,
@@ -209,6 +209,7 @@ def test_cancel_mid_node_stops_the_node_before_the_next_run(manager, graph, jour
     assert manager.cancel(cancelled.run_id) is True
     returned = time.monotonic()
     ended = manager.join(cancelled.run_id, timeout=30)
+    joined = time.monotonic()
     assert ended.status is RunStatus.interrupted
     next_run = manager.join(following.run_id, timeout=60)
     assert next_run.status is RunStatus.success, next_run.error
@@ -223,9 +224,14 @@ def test_cancel_mid_node_stops_the_node_before_the_next_run(manager, graph, jour
     state = manager.state(thread_id)
     assert state.values["label"] == "next"
     assert state.values["log"] == [f"work@{following.run_id}", f"gate@{following.run_id}"]
-    # Stopped mid-node: a sync node nobody stopped would tick on for seconds (checked last,
-    # so that a failure here says the other guarantees held).
     late = last - returned
+    if kind == "sync" and pool == "threads":
+        # No safe way stops a Python thread from outside (runqueue/langgraph/graph_loop.py):
+        # the sync node finishes its call, and the run ends only after it.
+        assert last <= joined, f"the node ticked {last - joined:.2f}s after its run ended"
+        return
+    # Stopped mid-node: a node nobody stopped would tick on for seconds (checked last, so
+    # that a failure here says the other guarantees held).
     assert late <= CANCEL_BOUND_SECONDS, (
         f"the node ticked {late:.2f}s after cancel returned ({len(stopped)} of {LONG_TICKS} ticks)"
     )

@@ -91,3 +91,31 @@ except runqueue.ExtraNotInstalledError as error:
     )
     assert done.returncode == 0, done.stderr
     assert "pip install 'runqueue[langgraph]'" in done.stdout
+
+
+def test_which_factories_are_built_for_each_run():
+    """As the Agent Server calls them: a factory of the run's config, an async one and one
+    giving a context manager are called for every run; a plain one once per process."""
+    import contextlib
+
+    from runqueue.langgraph.factories import builds_per_run
+
+    def plain():
+        return None
+
+    def of_config(config):
+        return None
+
+    async def asynchronous():
+        return None
+
+    @contextlib.contextmanager
+    def managed():
+        yield None
+
+    @contextlib.asynccontextmanager
+    async def managed_async():
+        yield None
+
+    assert not builds_per_run(plain)
+    assert all(builds_per_run(f) for f in (of_config, asynchronous, managed, managed_async))

@@ -120,6 +120,23 @@ def test_env_as_a_mapping_and_a_module_path_without_variable(tmp_path, monkeypat
     assert task.graph().invoke({"n": 1}) == {"n": 2}  # the module's compiled graph
 
 
+def test_a_project_module_is_not_shadowed_by_an_installed_package(tmp_path, monkeypatch):
+    """`humanize` is installed here: the project's own src/humanize.py must be the one imported."""
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    monkeypatch.delitem(sys.modules, "humanize", raising=False)
+    path = project(
+        tmp_path,
+        {"dependencies": ["./src"], "graphs": {"shadowed": "humanize:compiled"}},
+        files={"src/humanize.py": GRAPH},
+    )
+    try:
+        (task,) = register_project(new_app(tmp_path), path)
+        assert task.graph().invoke({"n": 1}) == {"n": 2}
+        assert sys.modules["humanize"].__file__ == str(tmp_path / "src" / "humanize.py")
+    finally:
+        sys.modules.pop("humanize", None)
+
+
 def test_the_small_env_parser_reads_what_dotenv_reads(tmp_path):
     from dotenv import dotenv_values
 
