@@ -231,3 +231,14 @@ def json_object(
     if "\x00" in text or "\\u0000" in text:
         raise InvalidPayloadError(f"{name} contains a NUL character, which databases refuse")
     return json.loads(text)
+
+
+# Configurable keys a graph run sets itself: a caller's would move the run to another
+# checkpoint (a fork: not supported yet, as `checkpoint_id` on the run) or namespace.
+RUN_SET_KEYS = frozenset({"checkpoint_ns", "checkpoint_id", "checkpoint_map"})
+
+
+def run_set_keys(values: Any) -> list[str]:
+    """The keys of a graph run's configurable (or its context, mirrored into it) that the
+    run sets itself: refused from a caller."""
+    return sorted(k for k in values if k in RUN_SET_KEYS or str(k).startswith("__"))

@@ -90,7 +90,12 @@ def graph_options(body: RunCreate) -> dict[str, Any]:
         options["context"] = body.context
         options["config"] = {**(body.config or {}), "configurable": dict(body.context)}
     elif isinstance(configurable, dict) and configurable:
-        options["context"] = dict(configurable)
+        # Keys the run sets itself stay out: refused as config.configurable's, as sent.
+        context = {
+            k: v for k, v in configurable.items() if k not in validation.run_set_keys(configurable)
+        }
+        if context:
+            options["context"] = context
     for name in ("interrupt_before", "interrupt_after"):
         if getattr(body, name):
             options[name] = getattr(body, name)

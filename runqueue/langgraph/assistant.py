@@ -92,7 +92,23 @@ class GraphTask(RunTask):
             if kwargs.get("input") is not None:
                 raise InvalidPayloadError("give a run input or a command, not both")
         self.refuse_state_keys(kwargs)
+        self._check_breakpoints(kwargs)
         self._check_input(kwargs.get("input"))
+
+    def _check_breakpoints(self, kwargs: dict[str, Any]) -> None:
+        """interrupt_before/after naming nodes the graph has (a misspelt breakpoint would
+        never fire): checked when the graph can be built here, as the input is."""
+        for field in ("interrupt_before", "interrupt_after"):
+            nodes = kwargs.get(field)
+            if not isinstance(nodes, list | tuple) or self.input_keys() is None:
+                continue
+            known = set(self.graph().nodes) - {"__start__"}
+            unknown = [node for node in nodes if node not in known]
+            if unknown:
+                raise InvalidPayloadError(
+                    f"{field}: graph assistant {self.name!r} has no node "
+                    f"{validation.shown(unknown[0])} (its nodes: {', '.join(sorted(known))})"
+                )
 
     def refuse_state_keys(self, kwargs: dict[str, Any]) -> None:
         """InvalidPayloadError for a state key this deployment turned off, in the input or in
@@ -233,7 +249,7 @@ def _check_config(thread_id: str, config: Any) -> None:
         raise InvalidPayloadError(
             f"config.configurable.thread_id is {given!r}, but the run's thread is {thread_id!r}"
         )
-    reserved = sorted(k for k in configurable if k == "checkpoint_ns" or k.startswith("__"))
+    reserved = validation.run_set_keys(configurable)
     if reserved:
         raise InvalidPayloadError(
             f"config.configurable.{reserved[0]} is set by the graph run itself, not by a caller"

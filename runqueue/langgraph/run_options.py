@@ -16,6 +16,7 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
+from runqueue import validation
 from runqueue.errors import InvalidPayloadError
 
 logger = logging.getLogger(__name__)
@@ -38,6 +39,11 @@ def check_run_options(kwargs: Mapping[str, Any]) -> None:
     context = kwargs.get("context")
     if context is not None and not isinstance(context, dict):
         raise InvalidPayloadError(f"context must be a JSON object, not {type(context).__name__}")
+    reserved = validation.run_set_keys(context or {})
+    if reserved:
+        raise InvalidPayloadError(
+            f"context.{reserved[0]} is set by the graph run itself, not by a caller"
+        )
     for name in ("interrupt_before", "interrupt_after"):
         nodes = kwargs.get(name)
         if nodes is None or nodes == ALL_NODES:

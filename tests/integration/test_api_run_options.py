@@ -59,6 +59,14 @@ def test_what_a_run_cannot_take_is_refused_naming_it(server, keys, api_backend) 
             "context, config.configurable",
         ),
         (GRAPH, {"webhook": "http://example.invalid/hook"}, "webhook"),
+        (GRAPH, {"interrupt_before": ["finsh"]}, "interrupt_before: graph assistant"),
+        (GRAPH, {"interrupt_after": ["greet", "nope"]}, "has no node 'nope'"),
+        (GRAPH, {"context": {"checkpoint_id": "1ef"}}, "context.checkpoint_id is set by"),
+        (
+            GRAPH,
+            {"config": {"configurable": {"checkpoint_id": "1ef"}}},
+            "config.configurable.checkpoint_id is set by",
+        ),
         (GRAPH, {"feedback_keys": ["score"]}, "feedback_keys"),
     ]
     for assistant, fields, named in refusals:
