@@ -19,7 +19,6 @@ from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
 from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
-from langgraph.graph import END, START, StateGraph
 from langgraph.pregel import Pregel
 from sqlalchemy.engine import make_url
 
@@ -58,15 +57,7 @@ async def respond(state: graphs.ResearchState, config: RunnableConfig) -> dict[s
 
 def build_async_research_graph() -> Pregel:
     """The research graph's shape, with async nodes; compiled without a checkpointer."""
-    graph = StateGraph(graphs.ResearchState)
-    for node in (plan, research, review, respond):
-        graph.add_node(node.__name__, node)
-    graph.add_edge(START, "plan")
-    graph.add_edge("plan", "research")
-    graph.add_edge("research", "review")
-    graph.add_edge("review", "respond")
-    graph.add_edge("respond", END)
-    return graph.compile()
+    return graphs.build_research_graph((plan, research, review, respond))
 
 
 def register(app: Celery) -> None:

@@ -87,11 +87,12 @@ def respond(state: ResearchState, config: RunnableConfig) -> dict[str, Any]:
     return {"log": _mark("respond", config), "messages": [message]}
 
 
-def build_research_graph() -> Pregel:
+def build_research_graph(nodes: tuple[Any, ...] = (plan, research, review, respond)) -> Pregel:
     """The graph, compiled without a checkpointer: runqueue gives it one per run.
-    Registered as the assistant `research` (workers.assistants.register)."""
+    Registered as the assistant `research` (workers.assistants.register). `nodes`: the four
+    nodes by name (benchmarks/graph_async.py gives their async twins)."""
     graph = StateGraph(ResearchState)
-    for node in (plan, research, review, respond):
+    for node in nodes:
         graph.add_node(node.__name__, node)
     graph.add_edge(START, "plan")
     graph.add_edge("plan", "research")
