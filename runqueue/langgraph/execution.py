@@ -129,24 +129,25 @@ def run_graph(
             if cooperative:
                 context.raise_if_cancelled()
     except BaseException:
-        runner.stop()
-        if runner.is_alive():
-            if in_prefork_child():
-                exit_after_run()  # the nodes die with the process, once the status is written
-            else:
-                runner.join()  # no node of this run executes once the loop thread has ended
+        _stop_and_wait(runner)
         raise
 
 
 def _leave_nothing_running(runner: GraphLoop) -> None:
     """The graph's stream has ended: its loop's thread ends at once, unless work the graph
     left behind still runs in its executor (a sync call an async node stopped waiting for).
-    The run does not end before that work, so it never overlaps the thread's next run: on
-    prefork the process exits after the run, elsewhere the run waits for it."""
+    The run does not end before that work, so it never overlaps the thread's next run."""
     runner.join(SETTLE_SECONDS)
+    _stop_and_wait(runner)
+
+
+def _stop_and_wait(runner: GraphLoop) -> None:
+    """Cancel the graph; no node of it runs once the run ends: on prefork the process exits
+    after the run (once its status is written), elsewhere the run waits for the loop's
+    thread, which ends when no node executes any more."""
+    runner.stop()
     if not runner.is_alive():
         return
-    runner.stop()
     if in_prefork_child():
         exit_after_run()
     else:
