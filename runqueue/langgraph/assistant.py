@@ -56,6 +56,7 @@ class GraphTask(RunTask):
     # (runqueue.langgraph.factories: what a factory may be, and when it is called)
     _graph: Pregel | None = None
     _input_keys: frozenset[str] | None = _UNKNOWN  # read once: the check costs a create nothing
+    _graph_here: Pregel | None = _UNKNOWN  # graph_here(): built, or known not to build here
 
     def graph(self) -> Pregel:
         """The compiled graph, built once per process (a factory taking the run's config is
@@ -100,9 +101,10 @@ class GraphTask(RunTask):
         never fire): checked when the graph can be built here, as the input is."""
         for field in ("interrupt_before", "interrupt_after"):
             nodes = kwargs.get(field)
-            if not isinstance(nodes, list | tuple) or self.input_keys() is None:
+            graph = self.graph_here() if isinstance(nodes, list | tuple) else None
+            if graph is None:
                 continue
-            known = set(self.graph().nodes) - {"__start__"}
+            known = set(graph.nodes) - {"__start__"}
             unknown = [node for node in nodes if node not in known]
             if unknown:
                 raise InvalidPayloadError(
@@ -169,17 +171,7 @@ class GraphTask(RunTask):
         return self._input_keys
 
     def _read_input_keys(self) -> frozenset[str] | None:
-        try:
-            graph = self.graph()
-        except Exception as error:  # noqa: BLE001 - the worker reports it when the run executes
-            logger.warning(
-                "assistant %s: its graph cannot be built in this process (%s); runs' input "
-                "is not checked here",
-                self.name,
-                type(error).__name__,
-                extra={"assistant_id": self.name, "action": "input_unchecked"},
-            )
-            return None
+        graph = self.graph_here()
         builder = getattr(graph, "builder", None)
         schemas = getattr(builder, "schemas", None)
         schema = getattr(builder, "input_schema", None)
@@ -187,6 +179,24 @@ class GraphTask(RunTask):
             return None
         keys = frozenset(schemas[schema])
         return None if keys == {"__root__"} else keys
+
+    def graph_here(self) -> Pregel | None:
+        """The graph if it can be built in this process, else None: what a create checks
+        against (input, breakpoints). Tried once per process (one warning, no factory call
+        per create)."""
+        if self._graph_here is _UNKNOWN:
+            try:
+                self._graph_here = self.graph()
+            except Exception as error:  # noqa: BLE001 - the worker reports it when the run executes
+                logger.warning(
+                    "assistant %s: its graph cannot be built in this process (%s); runs' input "
+                    "and breakpoints are not checked here",
+                    self.name,
+                    type(error).__name__,
+                    extra={"assistant_id": self.name, "action": "input_unchecked"},
+                )
+                self._graph_here = None
+        return self._graph_here
 
     def thread_state(self, thread_id: str) -> ThreadState:
         """The thread's latest kept checkpoint, as LangGraph's get_state() reads it."""
