@@ -93,6 +93,8 @@ def read_project(path: str | os.PathLike[str]) -> Project:
         raise blank.error("no such file") from None
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise blank.error(f"cannot read it as JSON: {describe(exc)}") from None
+    except RecursionError:  # the decoder gives up on nesting this deep (validation.parse_json)
+        raise blank.error("cannot read it as JSON: it nests too deep to decode") from None
     if not isinstance(data, dict):
         raise blank.error("must be a JSON object")
     for key in sorted(set(data) - {"graphs", "dependencies", "env"}):

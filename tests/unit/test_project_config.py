@@ -152,6 +152,7 @@ def test_the_small_env_parser_reads_what_dotenv_reads(tmp_path):
 
 BAD_PROJECTS = [
     ("{not json", "", "cannot read it as JSON"),
+    ('{"graphs": ' + '{"a": ' * 100_000 + "{}" + "}" * 100_001, "", "nests too deep"),
     ({"graphs": {}}, "", 'needs "graphs"'),
     ({"graphs": {"g": "./graph.py"}}, "graphs.g", "./file.py:variable"),
     ({"graphs": {"g": {"path": 3}}}, "graphs.g", "./file.py:variable"),
