@@ -4,6 +4,7 @@ run ids given as a prefix, --kwargs from a file or stdin, and what a down broker
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import logging
 import sys
@@ -53,9 +54,14 @@ def registry_warnings() -> Iterator[list[str]]:
 
 
 def quiet_dispatch() -> None:
-    """A command that says itself what a down broker means: no log warning on top."""
+    """A command that says itself what a down broker means: no log warning on top. For this
+    command only: the loggers get their levels back when it ends, so a process that runs
+    commands in-process (a test, an embedding app) keeps the publish warnings afterwards."""
+    ctx = click.get_current_context()
     for name in BROKER_LOGGERS:
-        logging.getLogger(name).setLevel(logging.ERROR)
+        broker_logger = logging.getLogger(name)
+        ctx.call_on_close(functools.partial(broker_logger.setLevel, broker_logger.level))
+        broker_logger.setLevel(logging.ERROR)
 
 
 def say_notes(warnings: list[str], problem: str | None, kept: str) -> None:

@@ -9,6 +9,7 @@ Each case runs `python -m runqueue` as a subprocess with the settings' environme
 from __future__ import annotations
 
 import json
+import logging
 import subprocess
 import sys
 import time
@@ -314,6 +315,30 @@ def test_cancel_of_a_pending_run_with_the_broker_down(postgres, worker, broker_d
     assert manager.get(held.run_id).status is RunStatus.interrupted
     manager.cancel(first.run_id)
     assert manager.join(first.run_id, timeout=30).status is RunStatus.interrupted
+
+
+def test_the_cli_quiets_the_publish_warnings_for_its_own_command_only(
+    postgres, broker_down_env, caplog
+):
+    """Run in-process (a test, an app embedding the CLI), a command that says itself what a
+    down broker means leaves the publish loggers as it found them: the process's next
+    failed publish is still logged. (Left at ERROR, a later test saw no 'publish failed'.)"""
+    from click.testing import CliRunner
+
+    from runqueue.cli import main
+
+    result = CliRunner().invoke(
+        main, ["submit", "echo", "--thread", f"quiet-{uuid.uuid4().hex[:8]}"], env=broker_down_env
+    )
+    assert result.exit_code == 0, result.output
+    assert "note: broker unavailable" in result.stderr
+    for name in ("runqueue.celery.dispatch", "runqueue.celery.task_events"):
+        assert logging.getLogger(name).level == logging.NOTSET, name
+
+    with caplog.at_level(logging.WARNING):
+        manager = postgres.manager(broker_url=CLOSED_BROKER)
+        manager.create_or_reject(f"quiet-{uuid.uuid4().hex[:8]}", "echo")
+    assert "publish failed" in caplog.text
 
 
 def test_a_reader_that_goes_away_is_no_error(environments):
