@@ -123,6 +123,24 @@ class ThreadBusyError(ConflictError):
     """The thread has a run in flight: cancel it first."""
 
 
+class CheckpointNotFoundError(RunQueueError):
+    """The thread has no checkpoint with that id."""
+
+    http_status = 404
+
+
+class NoThreadGraphError(RunQueueError):
+    """The thread has no graph to update its state with: no run was made on it, and its
+    metadata names no graph (graph_id or assistant_id)."""
+
+    http_status = 400  # as the reference server answers
+
+
+class InvalidStateUpdateError(InvalidPayloadError):
+    """The state update does not fit the thread's graph: a node it does not have, or values
+    its state cannot take."""
+
+
 class AuthenticationError(RunQueueError):
     """A valid API key is required (header x-api-key)."""
 

@@ -142,6 +142,20 @@ class ThreadState:
     metadata: dict[str, Any] = field(default_factory=dict)
     created_at: datetime | None = None
     assistant_id: str | None = None  # whose state this is: the thread's latest run's assistant
+    parent_checkpoint_id: str | None = None  # the checkpoint this one was written after
+    checkpoint_ns: str = ""  # whose checkpoint: "" for the root graph, else a subgraph's
+
+
+@dataclass(frozen=True)
+class CheckpointRef:
+    """One checkpoint of a thread, as LangGraph's config names it (the API's `checkpoint`
+    object): which graph of the thread (`checkpoint_ns`, "" for the root) and which of its
+    checkpoints (`checkpoint_id`; None: the latest)."""
+
+    thread_id: str
+    checkpoint_id: str | None = None
+    checkpoint_ns: str = ""
+    checkpoint_map: dict[str, Any] | None = None  # a subgraph's: its parents' checkpoint ids
 
 
 # How deep any JSON payload may nest, whatever Settings.max_json_depth says: deeper values

@@ -14,14 +14,19 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, delete, select, text
+from sqlalchemy import Connection, delete, select, text, update
 from sqlalchemy.exc import IntegrityError
 
-from runqueue.errors import DatabaseUnavailableError, FencedOffError
+from runqueue.errors import (
+    DatabaseUnavailableError,
+    FencedOffError,
+    ThreadBusyError,
+    ThreadNotFoundError,
+)
 from runqueue.store.claims import owned_by
 from runqueue.store.database import unreachable_as_error
-from runqueue.store.models import GraphWriteRow, Run
-from runqueue.store.transactions import DB_NOW_SQL, IS_INFLIGHT, StoreBase
+from runqueue.store.models import GraphWriteRow, Run, Thread
+from runqueue.store.transactions import DB_NOW_SQL, IS_INFLIGHT, StoreBase, db_now
 
 GRAPH_SETUP_LOCK_KEY = 0x72756E71  # pg_advisory_lock key: one process runs the savers' setup()
 
@@ -258,6 +263,34 @@ class GraphWriteStatements(StoreBase):
                 if "graph_writes.run_id" in str(error.orig):
                     raise _refused(run_id) from None
                 raise
+            yield _lent(conn)
+
+    @contextmanager
+    def thread_update(self, thread_id: str, user_id: str | None = None) -> Iterator[LentConnection]:
+        """One transaction for a state update made between runs (not by one): it touches the
+        thread's updated_at, which takes the thread lock run creation and every strategy
+        take first (on SQLite, BEGIN IMMEDIATE already serializes it), then finds no run of
+        the thread pending or running, and lends the saver its connection. While it lasts no
+        run of the thread can be created, claimed or write: a run that writes must be
+        running, and it can only be created under this lock. So an update never lands inside
+        a run's writes, and two updates never read the same parent. ThreadNotFoundError (or
+        another user's thread, `user_id` given), ThreadBusyError: nothing written."""
+        guard = [Thread.thread_id == thread_id]
+        if user_id is not None:
+            guard.append(Thread.user_id == user_id)
+        with self.transaction() as conn, _driver_errors_mapped():
+            touched = conn.execute(
+                update(Thread).where(*guard).values(updated_at=db_now()).returning(Thread.thread_id)
+            ).first()
+            if touched is None:
+                raise ThreadNotFoundError(f"thread {thread_id} not found")
+            inflight = self._inflight(conn, thread_id)
+            if inflight:
+                raise ThreadBusyError(
+                    f"thread {thread_id} has a run in flight (run {inflight[0].run_id}, "
+                    f"{inflight[0].status}): its state can be updated once no run is pending "
+                    "or running"
+                )
             yield _lent(conn)
 
     def purge_graph_writes(self, limit: int = 5000) -> int:

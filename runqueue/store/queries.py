@@ -134,17 +134,39 @@ class RunQueries:
                     counts[thread_id][status] = count
         return [(t, counts[t.thread_id]) for t in threads]
 
-    def latest_checkpoint(self, thread_id: str) -> Checkpoint | None:
-        """The thread's newest plain checkpoint: its state for a plain assistant."""
-        query = (
-            select(*CHECKPOINT_COLUMNS)
-            .where(CheckpointRow.thread_id == thread_id)
-            .order_by(CheckpointRow.checkpoint_id.desc())
-            .limit(1)
+    def checkpoint_history(
+        self,
+        thread_id: str,
+        *,
+        limit: int,
+        before: int | None = None,
+        run_id: str | None = None,
+        checkpoint_id: int | None = None,
+    ) -> list[tuple[Checkpoint, int | None]]:
+        """The thread's plain checkpoints newest first, each with the id of the one before it
+        in the thread (its parent; None for the first): at most `limit`, older than `before`,
+        written by `run_id`, or only `checkpoint_id`."""
+        older = CheckpointRow.__table__.alias("older")
+        parent = (
+            select(func.max(older.c.checkpoint_id))
+            .where(
+                older.c.thread_id == CheckpointRow.thread_id,
+                older.c.checkpoint_id < CheckpointRow.checkpoint_id,
+            )
+            .scalar_subquery()
         )
+        query = select(*CHECKPOINT_COLUMNS, parent.label("parent_id")).where(
+            CheckpointRow.thread_id == thread_id
+        )
+        if before is not None:
+            query = query.where(CheckpointRow.checkpoint_id < before)
+        if run_id is not None:
+            query = query.where(CheckpointRow.run_id == run_id)
+        if checkpoint_id is not None:
+            query = query.where(CheckpointRow.checkpoint_id == checkpoint_id)
+        query = query.order_by(CheckpointRow.checkpoint_id.desc()).limit(limit)
         with self.store.reading() as conn:
-            row = conn.execute(query).first()
-        return None if row is None else checkpoint(row)
+            return [(checkpoint(row), row.parent_id) for row in conn.execute(query)]
 
     def checkpoints(self, thread_id: str) -> list[Checkpoint]:
         query = (
