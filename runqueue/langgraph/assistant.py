@@ -14,7 +14,6 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
-from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from celery import Celery
@@ -29,7 +28,7 @@ from runqueue.langgraph.factories import (
     is_state_graph,
 )
 from runqueue.langgraph.run_options import RUN_OPTIONS, check_run_options
-from runqueue.records import ThreadState
+from runqueue.records import CheckpointRef, ThreadState
 from runqueue.worker.run_context import RunContext
 from runqueue.worker.task import RunTask
 
@@ -198,51 +197,72 @@ class GraphTask(RunTask):
                 self._graph_here = None
         return self._graph_here
 
-    def thread_state(self, thread_id: str) -> ThreadState:
-        """The thread's latest kept checkpoint, as LangGraph's get_state() reads it."""
-        from runqueue.langgraph.checkpointer import RunCheckpointer
-        from runqueue.langgraph.events import jsonable
+    def thread_state(
+        self,
+        thread_id: str,
+        *,
+        checkpoint: CheckpointRef | None = None,
+        subgraphs: bool = False,
+    ) -> ThreadState:
+        """The thread's latest kept checkpoint, or the one named, as LangGraph's get_state()
+        reads it (runqueue.langgraph.thread_history)."""
+        from runqueue.langgraph.thread_history import graph_state
 
-        checkpointer = RunCheckpointer(runtime_of(self.app).store)
-        graph = self.graph().copy(update={"checkpointer": checkpointer})
-        snapshot = graph.get_state({"configurable": {"thread_id": thread_id}})
-        configurable = (snapshot.config or {}).get("configurable", {})
-        if configurable.get("checkpoint_id") is None:  # never written, or all rolled back
-            return ThreadState(thread_id=thread_id, values=None, assistant_id=self.name)
-        return ThreadState(
-            thread_id=thread_id,
-            values=jsonable(snapshot.values),
-            next=tuple(snapshot.next),
-            interrupts=tuple(_interrupt(i) for i in snapshot.interrupts),
-            tasks=tuple(
-                {
-                    "id": task.id,
-                    "name": task.name,
-                    "path": jsonable(task.path),
-                    "error": None if task.error is None else str(task.error),
-                    "interrupts": [_interrupt(i) for i in task.interrupts],
-                    "checkpoint": None,
-                    "state": None,
-                    "result": jsonable(task.result),
-                }
-                for task in snapshot.tasks
-            ),
-            checkpoint_id=configurable.get("checkpoint_id"),
-            metadata=jsonable(snapshot.metadata or {}),
-            created_at=_parse_time(snapshot.created_at),
-            assistant_id=self.name,
+        store = runtime_of(self.app).store
+        return graph_state(
+            self.graph(), store, self.name, thread_id, checkpoint=checkpoint, subgraphs=subgraphs
         )
 
+    def thread_history(
+        self,
+        thread_id: str,
+        *,
+        limit: int = 10,
+        before: str | None = None,
+        metadata: dict[str, Any] | None = None,
+        checkpoint: CheckpointRef | None = None,
+    ) -> list[ThreadState]:
+        """The thread's checkpoints newest first, as LangGraph's get_state_history() lists
+        them."""
+        from runqueue.langgraph.thread_history import graph_history
 
-def _interrupt(interrupt: Any) -> dict[str, Any]:
-    """A pending interrupt as state reads show it: value and id, and its response_schema
-    only when it has one (as the Agent Server's state endpoints do)."""
-    from runqueue.langgraph.events import jsonable
+        store = runtime_of(self.app).store
+        return graph_history(
+            self.graph(),
+            store,
+            self.name,
+            thread_id,
+            limit=limit,
+            before=before,
+            metadata=metadata,
+            checkpoint=checkpoint,
+        )
 
-    out = jsonable(interrupt)
-    if out.get("response_schema") is None:
-        out.pop("response_schema", None)
-    return out
+    def update_thread_state(
+        self,
+        thread_id: str,
+        values: Any,
+        *,
+        as_node: str | None = None,
+        checkpoint: CheckpointRef | None = None,
+        user_id: str | None = None,
+    ) -> CheckpointRef:
+        """A new checkpoint as LangGraph's update_state() makes it, written under the thread
+        lock while no run of the thread is in flight (runqueue.langgraph.state_update)."""
+        from runqueue.langgraph.state_update import update_graph_state
+
+        if isinstance(values, dict):
+            self.refuse_state_keys({"input": values})
+        return update_graph_state(
+            self.graph(),
+            runtime_of(self.app).store,
+            self.name,
+            thread_id,
+            values,
+            as_node=as_node,
+            checkpoint=checkpoint,
+            user_id=user_id,
+        )
 
 
 def _check_config(thread_id: str, config: Any) -> None:
@@ -287,10 +307,6 @@ def _check_command(command: Any) -> None:
     )
     if update is not None and not (isinstance(update, dict) or pairs):
         raise InvalidPayloadError("command.update must be an object (or a list of [key, value])")
-
-
-def _parse_time(value: str | None) -> datetime | None:
-    return datetime.fromisoformat(value) if value else None
 
 
 def langgraph_assistant(

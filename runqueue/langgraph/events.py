@@ -100,8 +100,8 @@ def _debug_checkpoint(payload: dict[str, Any] | None) -> dict[str, Any] | None:
         return None
     return {
         **payload,
-        "checkpoint": _checkpoint_of(payload.get("config")),
-        "parent_checkpoint": _checkpoint_of(payload.get("parent_config")),
+        "checkpoint": checkpoint_ref(payload.get("config")),
+        "parent_checkpoint": checkpoint_ref(payload.get("parent_config")),
         "tasks": [_debug_task(task) for task in payload.get("tasks") or ()],
     }
 
@@ -115,7 +115,7 @@ def _debug_task(task: dict[str, Any]) -> dict[str, Any]:
     return task
 
 
-def _checkpoint_of(config: dict[str, Any] | None) -> dict[str, Any] | None:
+def checkpoint_ref(config: dict[str, Any] | None) -> dict[str, Any] | None:
     """A config's checkpoint reference (the server's runnable_config_to_checkpoint): None
     unless it names a thread and a checkpoint."""
     configurable = (config or {}).get("configurable") or {}

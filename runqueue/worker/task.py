@@ -24,8 +24,15 @@ from celery.exceptions import Ignore
 from runqueue import validation
 from runqueue.celery import task_events
 from runqueue.celery.app import runtime_of
-from runqueue.errors import InvalidKwargsError, InvalidPayloadError, RunCancelledError, describe
-from runqueue.records import ThreadState
+from runqueue.errors import (
+    CheckpointNotFoundError,
+    InvalidKwargsError,
+    InvalidPayloadError,
+    NoThreadGraphError,
+    RunCancelledError,
+    describe,
+)
+from runqueue.records import CheckpointRef, ThreadState
 from runqueue.runtime import Runtime
 from runqueue.store import ClaimOutcome, RunQueries
 from runqueue.worker.attempt import Attempt
@@ -75,18 +82,78 @@ class RunTask(Task):
             )
         check_signature(self.name, self.run, kwargs, self.refused_kwargs)
 
-    def thread_state(self, thread_id: str) -> ThreadState:
-        """The thread's state as this assistant keeps it: its latest checkpoint."""
-        latest = RunQueries(runtime_of(self.app).store).latest_checkpoint(thread_id)
-        if latest is None:
-            return ThreadState(thread_id=thread_id, values=None, assistant_id=self.name)
-        return ThreadState(
-            thread_id=thread_id,
-            values=latest.values,
-            checkpoint_id=str(latest.checkpoint_id),
-            metadata={"run_id": latest.run_id},
-            created_at=latest.created_at,
-            assistant_id=self.name,
+    def thread_state(
+        self,
+        thread_id: str,
+        *,
+        checkpoint: CheckpointRef | None = None,
+        subgraphs: bool = False,
+    ) -> ThreadState:
+        """The thread's state as this assistant keeps it: its latest checkpoint, or the one
+        `checkpoint` names (CheckpointNotFoundError). A plain assistant has no subgraphs."""
+        found = self.thread_history(thread_id, limit=1, checkpoint=checkpoint)
+        if found:
+            return found[0]
+        if checkpoint is not None and checkpoint.checkpoint_id is not None:
+            raise CheckpointNotFoundError(
+                f"thread {thread_id} has no checkpoint {checkpoint.checkpoint_id}"
+            )
+        return ThreadState(thread_id=thread_id, values=None, assistant_id=self.name)
+
+    def thread_history(
+        self,
+        thread_id: str,
+        *,
+        limit: int = 10,
+        before: str | None = None,
+        metadata: dict[str, Any] | None = None,
+        checkpoint: CheckpointRef | None = None,
+    ) -> list[ThreadState]:
+        """The thread's checkpoints newest first (its runs' context.checkpoint() calls, each
+        one's parent the one before it; metadata: the run that wrote it), filtered as a
+        graph's history is: older than `before`, metadata holding `metadata`, the one
+        checkpoint `checkpoint` names."""
+        wanted = dict(metadata or {})
+        run_id = wanted.pop("run_id", None)
+        if wanted or (run_id is not None and not isinstance(run_id, str)):
+            return []  # no plain checkpoint's metadata has another key
+        if checkpoint is not None and checkpoint.checkpoint_ns:
+            return []  # nor a namespace: a plain assistant has no subgraphs
+        named = checkpoint.checkpoint_id if checkpoint is not None else None
+        rows = RunQueries(runtime_of(self.app).store).checkpoint_history(
+            thread_id,
+            limit=limit,
+            before=_plain_id(thread_id, before),
+            run_id=run_id,
+            checkpoint_id=_plain_id(thread_id, named),
+        )
+        return [
+            ThreadState(
+                thread_id=thread_id,
+                values=found.values,
+                checkpoint_id=str(found.checkpoint_id),
+                parent_checkpoint_id=None if parent is None else str(parent),
+                metadata={"run_id": found.run_id},
+                created_at=found.created_at,
+                assistant_id=self.name,
+            )
+            for found, parent in rows
+        ]
+
+    def update_thread_state(
+        self,
+        thread_id: str,
+        values: Any,
+        *,
+        as_node: str | None = None,
+        checkpoint: CheckpointRef | None = None,
+        user_id: str | None = None,
+    ) -> CheckpointRef:
+        """Refused: a plain assistant's state is what its runs checkpoint (only a graph's
+        state can be updated between runs)."""
+        raise NoThreadGraphError(
+            f"thread {thread_id}'s assistant {self.name!r} is not a graph: its state is what "
+            "its runs checkpoint, and cannot be updated"
         )
 
     def __call__(self, thread_id: str, **kwargs: Any) -> Any:
@@ -251,3 +318,13 @@ def assistant(
         return app.task(base=RunTask, name=task_name, **task_options)(function)
 
     return register
+
+
+def _plain_id(thread_id: str, checkpoint_id: str | None) -> int | None:
+    """A plain checkpoint's id as the table keeps it (a number); CheckpointNotFoundError for
+    an id no plain checkpoint can have."""
+    if checkpoint_id is None:
+        return None
+    if not (checkpoint_id.isascii() and checkpoint_id.isdigit() and len(checkpoint_id) < 19):
+        raise CheckpointNotFoundError(f"thread {thread_id} has no checkpoint {checkpoint_id}")
+    return int(checkpoint_id)
