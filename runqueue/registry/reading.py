@@ -1,20 +1,17 @@
-"""Reading runs, their history, the fleet and a thread's state: one query each, no writes."""
+"""Reading runs, their history and the fleet: one query each, no writes."""
 
 from __future__ import annotations
 
 from runqueue import validation
-from runqueue.errors import UnknownAssistantError
 from runqueue.records import (
     Checkpoint,
     RunEvent,
     RunRecord,
     RunStatus,
     ThreadRecord,
-    ThreadState,
     WorkerRecord,
 )
 from runqueue.registry.base import RegistryBase
-from runqueue.worker.task import RunTask
 
 
 class RunReading(RegistryBase):
@@ -100,18 +97,3 @@ class RunReading(RegistryBase):
 
     def threads(self, limit: int = 100) -> list[tuple[ThreadRecord, dict[str, int]]]:
         return self.queries.threads(validation.page_limit(limit))
-
-    def state(self, thread_id: str) -> ThreadState:
-        """The thread's current state, as the assistant of its latest run keeps it: a graph's
-        values and pending interrupts, or a plain assistant's latest checkpoint."""
-        thread_id = validation.thread_id(thread_id)
-        latest = self.queries.list_by_thread(thread_id, user_id=None, status=None, limit=1)
-        if not latest:  # no run yet: no state
-            return ThreadState(thread_id=thread_id, values=None)
-        task = self.app.tasks.get(latest[0].assistant_id)
-        if not isinstance(task, RunTask):
-            raise UnknownAssistantError(
-                f"thread {thread_id}'s latest run is of assistant {latest[0].assistant_id!r}, "
-                "which this app does not register: its state cannot be read here"
-            )
-        return task.thread_state(thread_id)

@@ -20,13 +20,14 @@ from runqueue.registry.checks import RequestChecks
 from runqueue.registry.joining import RunJoining
 from runqueue.registry.reading import RunReading
 from runqueue.registry.requests import RunOptions, RunRequest, at_request
+from runqueue.registry.thread_state import ThreadStateRegistry
 from runqueue.registry.threads import ThreadRegistry
 from runqueue.registry.unserved import UnservedAssistants
 from runqueue.settings import Settings
 from runqueue.store import INFLIGHT, Effects
 
 
-class SyncRunManager(RequestChecks, RunReading, RunJoining, ThreadRegistry):
+class SyncRunManager(RequestChecks, RunReading, RunJoining, ThreadRegistry, ThreadStateRegistry):
     """The registry for scripts and Celery code; every method is one or two transactions."""
 
     def __init__(self, app: Celery | None = None, settings: Settings | None = None):
