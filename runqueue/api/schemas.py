@@ -149,25 +149,42 @@ class CheckpointRef(BaseModel):
 
 
 class ThreadStateBody(BaseModel):
+    """A thread's state at one checkpoint, as the reference server's ThreadState: checkpoint,
+    metadata and created_at are null for a thread with no state yet."""
+
     values: Any
     next: list[str]
     tasks: list[Json] = Field(default_factory=list)
-    checkpoint: CheckpointRef
-    metadata: Json
+    checkpoint: CheckpointRef | None
+    metadata: Json | None
     created_at: datetime | None
     parent_checkpoint: CheckpointRef | None = None
     interrupts: list[Json] = Field(default_factory=list)
+    checkpoint_id: str | None = None  # deprecated, still sent by the reference server
+    parent_checkpoint_id: str | None = None  # deprecated, as checkpoint_id
 
     @classmethod
     def of(cls, state: ThreadState) -> ThreadStateBody:
+        def ref(checkpoint_id: str | None) -> CheckpointRef | None:
+            if checkpoint_id is None:
+                return None
+            return CheckpointRef(
+                thread_id=state.thread_id,
+                checkpoint_ns=state.checkpoint_ns,
+                checkpoint_id=checkpoint_id,
+            )
+
         return cls(
             values=state.values if state.values is not None else {},
             next=list(state.next),
-            checkpoint=CheckpointRef(thread_id=state.thread_id, checkpoint_id=state.checkpoint_id),
-            metadata=state.metadata,
+            checkpoint=ref(state.checkpoint_id),
+            metadata=state.metadata if state.checkpoint_id is not None else None,
             created_at=state.created_at,
+            parent_checkpoint=ref(state.parent_checkpoint_id),
             tasks=[dict(t) for t in state.tasks],
             interrupts=[dict(i) for i in state.interrupts],
+            checkpoint_id=state.checkpoint_id,
+            parent_checkpoint_id=state.parent_checkpoint_id,
         )
 
 

@@ -94,7 +94,10 @@ async def search_threads(*, body: ThreadSearch, api: Api, user: User) -> list[Th
 
 
 @router.get("/threads/{thread_id}/state", response_model=ThreadStateBody)
-async def get_thread_state(*, thread_id: str, api: Api, user: User) -> ThreadStateBody:
+async def get_thread_state(
+    *, thread_id: str, api: Api, user: User, subgraphs: bool = False
+) -> ThreadStateBody:
+    """The thread's latest state (`subgraphs`: each subgraph's state nested in its task)."""
     await thread_of_user(api, thread_id, user)
-    state = await api.manager.state(thread_id)
+    state = await api.manager.state(thread_id, subgraphs=subgraphs)
     return ThreadStateBody.of(state)

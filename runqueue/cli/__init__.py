@@ -4,6 +4,7 @@ from runqueue.cli import (
     api_commands,  # noqa: F401  (registers serve and api-key)
     fleet_commands,  # noqa: F401  (registers workers and health)
     flower_commands,  # noqa: F401  (registers flower)
+    history_commands,  # noqa: F401  (registers history)
     run_commands,  # noqa: F401  (registers submit and cancel)
     views,  # noqa: F401  (registers runs, show, threads and assistants)
 )
