@@ -130,6 +130,10 @@ def _snapshot_json(snapshot: StateSnapshot) -> dict[str, Any]:
         "checkpoint": checkpoint_ref(snapshot.config),
         "parent_checkpoint": checkpoint_ref(snapshot.parent_config),
         "interrupts": [interrupt_json(i) for i in snapshot.interrupts],
+        "checkpoint_id": (snapshot.config or {}).get("configurable", {}).get("checkpoint_id"),
+        "parent_checkpoint_id": (snapshot.parent_config or {})
+        .get("configurable", {})
+        .get("checkpoint_id"),
     }
 
 

@@ -111,6 +111,36 @@ def test_history_newest_first_with_parents_and_the_state_at_each(api) -> None:  
     assert api.post(f"/threads/{tid}/history", json={"select": ["values"]}).status_code == 422
 
 
+def test_a_subgraphs_state_and_history(api) -> None:  # noqa: ANN001
+    """tests/option_graphs.py: greet -> sub (a subgraph: inner) -> finish."""
+    tid = new_thread(api)
+    stopped = api.post(
+        f"/threads/{tid}/runs/wait",
+        json={"assistant_id": "options", "input": {}, "interrupt_before": ["sub"]},
+    )
+    assert stopped.status_code == 200, stopped.text
+    (task,) = api.get(f"/threads/{tid}/state").json()["tasks"]
+    assert task["name"] == "sub" and task["state"] is None
+    namespace = task["checkpoint"]["checkpoint_ns"]
+    assert namespace.startswith("sub:") and task["checkpoint"]["thread_id"] == tid
+    (nested,) = api.get(f"/threads/{tid}/state", params={"subgraphs": "true"}).json()["tasks"]
+    assert nested["checkpoint"] is None and nested["state"]["next"] == []  # not started yet
+
+    assert api.post(
+        f"/threads/{tid}/runs/wait", json={"assistant_id": "options", "input": None}
+    ).is_success
+    inner = history(api, tid, checkpoint={"checkpoint_ns": namespace})
+    assert [s["metadata"]["source"] for s in inner] == ["loop", "loop", "input"]
+    assert inner[0]["values"] == {"inner": "done"}
+    assert {s["checkpoint"]["checkpoint_ns"] for s in inner} == {namespace}
+    assert_linear(inner)
+    at = api.post(
+        f"/threads/{tid}/state/checkpoint", json={"checkpoint": {"checkpoint_ns": namespace}}
+    ).json()
+    assert at["checkpoint"] == inner[0]["checkpoint"]
+    assert history(api, tid)[0]["values"]["steps"] == ["greet", "finish"]
+
+
 def test_update_an_interrupted_thread_then_resume(api) -> None:  # noqa: ANN001
     tid = new_thread(api)
     wait_run(api, tid, input={"ask": True})
