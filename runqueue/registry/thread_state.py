@@ -48,14 +48,12 @@ class ThreadStateRegistry(RegistryBase):
         subgraphs: bool = False,
     ) -> ThreadState:
         """The thread's state at one checkpoint: its id, or a `checkpoint` object
-        (checkpoint_id, checkpoint_ns, checkpoint_map) as the API takes it.
-        CheckpointNotFoundError if the thread has none by that id."""
+        (checkpoint_id, checkpoint_ns, checkpoint_map) as the API takes it (an empty one:
+        the latest). CheckpointNotFoundError if the thread has none by that id."""
         thread_id = validation.thread_id(thread_id)
         if isinstance(checkpoint, str):
             checkpoint = {"checkpoint_id": checkpoint}
-        wanted = checkpoint_of(thread_id, checkpoint)
-        if wanted is None:
-            raise InvalidPayloadError("checkpoint must name a checkpoint_id or a checkpoint_ns")
+        wanted = checkpoint_of(thread_id, checkpoint)  # None (an empty one): the latest
         task = self._assistant_of(thread_id)
         if task is None:
             return _no_state(thread_id, wanted)
@@ -201,9 +199,9 @@ def checkpoint_of(thread_id: str, checkpoint: CheckpointArgument) -> CheckpointR
     return CheckpointRef(thread_id, checkpoint_id, namespace, checkpoint_map or None)
 
 
-def _no_state(thread_id: str, checkpoint: CheckpointRef) -> ThreadState:
+def _no_state(thread_id: str, checkpoint: CheckpointRef | None) -> ThreadState:
     """A thread with no assistant has no checkpoint: not the one asked for either."""
-    if checkpoint.checkpoint_id is None:
+    if checkpoint is None or checkpoint.checkpoint_id is None:
         return ThreadState(thread_id=thread_id, values=None)
     raise CheckpointNotFoundError(
         f"thread {thread_id} has no checkpoint {checkpoint.checkpoint_id}"

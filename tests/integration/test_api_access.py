@@ -37,6 +37,11 @@ def requests_on(tid: str, rid: str) -> list[tuple[str, str, dict | None]]:
     return [
         ("GET", f"/threads/{tid}", None),
         ("GET", f"/threads/{tid}/state", None),
+        ("GET", f"/threads/{tid}/history", None),
+        ("POST", f"/threads/{tid}/history", {"limit": 1}),
+        ("GET", f"/threads/{tid}/state/1f000000-0000-6000-8000-000000000000", None),
+        ("POST", f"/threads/{tid}/state/checkpoint", {"checkpoint": {"checkpoint_ns": ""}}),
+        ("POST", f"/threads/{tid}/state", {"values": {"steps": ["bob"]}}),
         ("DELETE", f"/threads/{tid}", None),
         ("GET", f"/threads/{tid}/runs", None),
         ("POST", f"/threads/{tid}/runs", run),
