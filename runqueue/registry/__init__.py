@@ -5,8 +5,9 @@ SyncRunManager holds the one implementation; RunManager's async methods are its 
 the same signatures, run in a worker thread so a database round trip never blocks the event
 loop. One module per job: requests.py (what a caller asks for), checks.py (a request checked
 before anything is written), unserved.py (the warning for an assistant no worker serves),
-reading.py, joining.py, threads.py, sync_manager.py (SyncRunManager: creating, cancelling,
-finishing; every status write a caller makes), async_manager.py (RunManager).
+reading.py, joining.py, threads.py, thread_state.py (a thread's state, history and state
+updates), sync_manager.py (SyncRunManager: creating, cancelling, finishing; every status
+write a caller makes), async_manager.py (RunManager).
 """
 
 from __future__ import annotations

@@ -17,7 +17,7 @@ from runqueue.errors import (
     UnknownAssistantError,
 )
 from runqueue.records import CheckpointRef, ThreadState
-from runqueue.registry.base import RegistryBase
+from runqueue.registry.base import RegistryBase, logger
 from runqueue.worker.task import RunTask
 
 CHECKPOINT_ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,127}")  # LangGraph's: UUIDs
@@ -124,13 +124,20 @@ class ThreadStateRegistry(RegistryBase):
                 f"thread {thread_id} has no graph: make a run on it first, or name one in its "
                 "metadata (graph_id)"
             )
-        return task.update_thread_state(
+        written = task.update_thread_state(
             thread_id,
             values,
             as_node=as_node,
             checkpoint=wanted,
             user_id=validation.user_id(user_id),
         )
+        logger.info(
+            "thread %s: state updated, checkpoint %s",
+            thread_id,
+            written.checkpoint_id,
+            extra={"thread_id": thread_id, "action": "state_updated"},
+        )
+        return written
 
     def _json_argument(self, name: str, value: Any) -> dict[str, Any]:
         """A JSON object within this app's size and nesting limits."""
