@@ -28,9 +28,17 @@ class CheckpointConfig(Strict):
         return self.model_dump(exclude_none=True)
 
 
+class BeforeConfig(Strict):
+    """`before` as a LangGraph config, as the JS client sends it and the reference reads it:
+    `{"configurable": {"checkpoint_id": ...}}`."""
+
+    configurable: CheckpointConfig
+
+
 class HistorySearch(Strict):
     limit: int = Field(DEFAULT_HISTORY, ge=1, le=MAX_HISTORY)
-    before: str | CheckpointConfig | None = None  # a checkpoint id, or a checkpoint naming one
+    # A config naming a checkpoint, the checkpoint object itself, or its id.
+    before: BeforeConfig | CheckpointConfig | str | None = None
     metadata: Json | None = None  # only checkpoints whose metadata holds these keys and values
     checkpoint: CheckpointConfig | None = None  # a subgraph's namespace, or one checkpoint
     select: list[str] | None = None  # every field is returned
@@ -38,6 +46,8 @@ class HistorySearch(Strict):
     _refused = refused_when_set("select")
 
     def before_given(self) -> str | dict[str, Any] | None:
+        if isinstance(self.before, BeforeConfig):
+            return self.before.configurable.given()
         if isinstance(self.before, CheckpointConfig):
             return self.before.given()
         return self.before

@@ -69,15 +69,18 @@ class ThreadStateRegistry(RegistryBase):
         checkpoint: CheckpointArgument = None,
     ) -> list[ThreadState]:
         """The thread's checkpoints, newest first, each naming its parent (the one it was
-        written after): at most `limit` (1 to 1000), older than `before` (a checkpoint id, or
-        a `checkpoint` object naming one), whose metadata holds every key of `metadata`
-        (`{"source": "update"}`), in `checkpoint`'s namespace or only the checkpoint it
-        names. Empty for a thread with no state."""
+        written after): at most `limit` (1 to 1000); older than `before` (a checkpoint id, a
+        `checkpoint` object naming one, or a config `{"configurable": {"checkpoint_id"}}`);
+        whose metadata holds every key of `metadata` (`{"source": "update"}`); in
+        `checkpoint`'s namespace, or only the checkpoint it names. Empty for a thread with
+        no state."""
         thread_id = validation.thread_id(thread_id)
         if not isinstance(limit, int) or isinstance(limit, bool) or not 1 <= limit <= MAX_HISTORY:
             raise InvalidPayloadError(f"limit must be an integer from 1 to {MAX_HISTORY}")
         if isinstance(before, str):
             before = {"checkpoint_id": before}
+        elif isinstance(before, dict) and set(before) == {"configurable"}:
+            before = before["configurable"]  # a LangGraph config naming the checkpoint
         older = checkpoint_of(thread_id, before)
         if before is not None and (older is None or older.checkpoint_id is None):
             raise InvalidPayloadError("before must name a checkpoint_id")

@@ -34,12 +34,18 @@ HISTORY_DIFFERENCES: dict[str, Known] = {
         "GET /threads/{id}/history without a limit: the reference answers 1 checkpoint (its "
         "OpenAPI says 10); runqueue answers 10 at most, as documented and as the SDK asks",
     ),
+    "history.post.default_limit": Known(
+        1,
+        5,
+        "POST /threads/{id}/history without a limit: the reference answers 1 checkpoint (its "
+        "body schema's default); runqueue 10 at most, as GET, and as langgraph-sdk asks",
+    ),
     "history.before.id": Known(
         (422, True),
         (200, False),
         "POST /threads/{id}/history takes `before` as a checkpoint id too (langgraph-sdk's "
-        "get_history(before=str) sends one); the reference takes an object only (and "
-        "answers a checkpoint object with 500)",
+        "get_history(before=str) sends one); the reference takes a config only "
+        '({"configurable": {"checkpoint_id"}}, as the JS client sends it)',
     ),
     "state_at.unknown": Known(
         (200, False),
@@ -88,6 +94,11 @@ async def history(client: LangGraphClient, t: Transcript) -> None:
     t.note("history.get.default_limit", len(response.json()))
     response = await raw.get(f"/threads/{thread_id}/history", params={"limit": 2, "before": middle})
     t.note("history.get.before", steps(response.json()))
+    before = {"configurable": {"checkpoint_id": middle}}  # as the JS client sends it
+    response = await raw.post(f"/threads/{thread_id}/history", json={"before": before, "limit": 5})
+    t.note("history.before.config", steps(response.json()))
+    response = await raw.post(f"/threads/{thread_id}/history", json={})
+    t.note("history.post.default_limit", len(response.json()))
     response = await raw.post(f"/threads/{thread_id}/history", json={"before": middle})
     t.note("history.before.id", error_shape(response))
     found = await client.threads.get_history(thread_id, metadata={"source": "input"})

@@ -87,6 +87,8 @@ def test_history_newest_first_with_parents_and_the_state_at_each(api) -> None:  
     assert ids(history(api, tid, before={"checkpoint_id": ids(states)[2]}, limit=1)) == [
         ids(states)[3]
     ]
+    config = {"configurable": {"checkpoint_id": ids(states)[3]}}  # the JS client's form
+    assert ids(history(api, tid, before=config)) == ids(states)[4:]
     older = api.get(f"/threads/{tid}/history", params={"limit": 1, "before": ids(states)[0]})
     assert ids(older.json()) == [ids(states)[1]]
     assert ids(history(api, tid, metadata={"source": "input"})) == [ids(states)[-1]]
