@@ -1,0 +1,213 @@
+"""The official LangGraph JS client drives these tests: `@langchain/langgraph-sdk` (its `Client`
+and its React hook `useStream`), pinned in tests/js/package-lock.json and installed by `.ci/run`
+with `npm ci --prefix tests/js`. Each scenario is one `node` process (tests/js/*.mjs) that prints
+what it observed as one JSON line, run against the LangGraph reference server and against
+runqueue, side by side as tests/integration/test_api_conformance.py starts them; both must
+observe the same. In CI a missing node or tests/js/node_modules fails; elsewhere it skips."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from typing import Any
+
+import pytest
+
+from tests.integration.test_api_conformance import Servers, servers  # noqa: F401  (fixture)
+from tests.support import REPO_ROOT
+
+pytestmark = pytest.mark.integration
+
+JS = REPO_ROOT / "tests" / "js"
+SERVERS = ["reference", "runqueue"]
+STEPS = ["work", "review", "respond"]  # what one run of tests/api_graphs.py `agent` appends
+
+
+def node() -> str:
+    """The node binary, once tests/js has its packages; CI fails without them."""
+    found = shutil.which("node")
+    if found and (JS / "node_modules" / "@langchain" / "langgraph-sdk").is_dir():
+        return found
+    message = (
+        "the JS client tests need node and tests/js/node_modules "
+        f"(node: {found}); run `npm ci --prefix tests/js`"
+    )
+    if os.environ.get("CI") == "true":
+        pytest.fail(message, pytrace=False)
+    pytest.skip(message)
+
+
+@pytest.fixture(params=SERVERS)
+def server(request: pytest.FixtureRequest, servers: Servers) -> tuple[str, str]:  # noqa: F811
+    """(url, api key or "none") of one server of the module's pair."""
+    if request.param == "reference":
+        return servers.reference, "none"
+    return servers.runqueue, servers.api_key
+
+
+def run_node(script: str, *arguments: str, timeout: float = 120) -> dict[str, Any]:
+    """One node script's JSON line; a non-zero exit fails with the step and error it names."""
+    done = subprocess.run(
+        [node(), script, *arguments],
+        cwd=JS,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    lines = done.stdout.strip().splitlines()
+    observed = json.loads(lines[-1]) if lines else {}
+    assert done.returncode == 0, (
+        f"{script} {arguments[2:]} failed at {observed.get('failed_at')}: "
+        f"{observed.get('error')}\nobserved: {observed}\nstderr: {done.stderr[-3000:]}"
+    )
+    return observed
+
+
+def scenario(server: tuple[str, str], name: str, *argument: str) -> dict[str, Any]:
+    observed = run_node("client_scenarios.mjs", *server, name, *argument)
+    assert observed.pop("scenario") == name
+    return observed
+
+
+def test_create_join_and_read_back(server):
+    assert scenario(server, "create") == {
+        "created": {"status": "idle", "marked": True},
+        "run_status": "pending",
+        "joined": {"steps": STEPS, "reply": "all done here"},
+        "thread": {"status": "idle", "steps": STEPS},
+        "state": {"next": [], "steps": STEPS},
+        "runs": ["success"],
+        "found": [True],
+    }
+
+
+def test_stream_with_history_reads_as_the_hook_does(server):
+    assert scenario(server, "stream_history") == {
+        "history_before": 0,
+        "first_event": "metadata",
+        "events": ["messages", "metadata", "updates", "values"],
+        "first_steps": STEPS,
+        "history_first": {
+            "length": 5,
+            "chained": True,
+            "head_next": [],
+            "head_steps": STEPS,
+            "sources": ["loop", "loop", "loop", "loop", "input"],
+        },
+        "second_steps": STEPS * 2,
+        "history_second": {
+            "length": 10,
+            "chained": True,
+            "head_steps": STEPS * 2,
+            "continues_first": True,
+        },
+    }
+
+
+def test_history_pages_filters_and_state_at_a_checkpoint(server):
+    assert scenario(server, "history") == {
+        "all": {
+            "length": 10,
+            "chained": True,
+            "steps": [8, 7, 6, 5, 4, 3, 2, 1, 0, -1],
+            "sources": ["loop"] * 4 + ["input"] + ["loop"] * 4 + ["input"],
+            "head_steps": STEPS * 2,
+            "nexts": [[], ["respond"], ["review"], ["work"], ["__start__"]] * 2,
+        },
+        "page_is_newest": True,
+        "before_is_older": True,
+        "input_checkpoints": ["input", "input"],
+        "at_checkpoint": {"same": True, "next": ["review"], "steps": [*STEPS, "work"]},
+    }
+
+
+def test_update_state_on_an_interrupted_graph_then_resume(server):
+    assert scenario(server, "update_state") == {
+        "interrupt": ["approve?"],
+        "interrupted": {"next": ["review"], "steps": ["work"]},
+        "update_has_checkpoint": True,
+        "updated": {
+            "next": ["review"],
+            "steps": ["work", "edited"],
+            "source": "update",
+            "head": True,
+        },
+        "resumed": {"steps": ["work", "edited", "review", "respond"], "answer": "yes"},
+        "thread_status": "idle",
+        "update_while_running": 409,
+        "busy_steps": STEPS,
+    }
+
+
+def test_fork_from_earlier_checkpoints(server):
+    assert scenario(server, "fork") == {
+        "from_end_of_first": STEPS * 2,  # not three runs' worth: the second run is not in it
+        "head_steps": STEPS * 2,
+        "branches_kept": {"old_head": True, "grew_by": 5},
+        "line": {"through_end_of_first": True, "through_old_head": False},
+        "replay_from_work": STEPS,
+        "edited": {"parent_is_source": True, "steps": ["work", "edited"], "next": ["review"]},
+        "resumed_edit": ["work", "edited", "review", "respond"],
+    }
+
+
+def test_thread_copy(server):
+    assert scenario(server, "copy") == {
+        "copy": {"new_id": True, "marked": True},
+        "history": {"lengths": [5, 5], "same_states": True, "copy_thread_ids": [True]},
+        "after_run_on_copy": [6, 3],
+    }
+
+
+def test_reconnect_to_a_running_stream_with_last_event_id(server):
+    assert scenario(server, "reconnect") == {
+        "before_drop": ["metadata", "values", "custom"],
+        "ids_before_drop": True,
+        "running_after_drop": "running",
+        "rest": {"events": ["updates", "values"] * 3, "repeated": 0, "final_steps": STEPS},
+        "replay_is_everything": True,
+        "run_status": "success",
+    }
+
+
+def test_thread_stream_shows_a_run(server):
+    assert scenario(server, "thread_stream") == {
+        "saw_the_run_end": True,
+        "events": ["metadata", "values"],
+        "final_steps": STEPS,
+    }
+
+
+def test_count_by_metadata_and_status_after_a_patch(server):
+    assert scenario(server, "count") == {
+        "all": 3,
+        "interrupted": 1,
+        "idle": 2,
+        "patched": {"mark": True, "tag": "b"},
+        "tagged": 1,
+    }
+
+
+def test_prune_deletes_the_named_threads(server):
+    assert scenario(server, "prune") == {
+        "pruned": {"pruned_count": 2},
+        "after": [404, 404, "ok"],
+        "left": 1,
+    }
+
+
+def test_ttl_on_create_is_accepted(server):
+    assert scenario(server, "ttl") == {"created": "ok"}
+
+
+def test_ttl_expiry_sweeps_the_thread_on_runqueue(servers):  # noqa: F811
+    """runqueue only: the reference's in-memory runtime never sweeps (langgraph_runtime_inmem
+    `Threads.sweep_ttl` is "not implemented for inmem server"; a persistent reference sweeps
+    every 5 minutes or more). runqueue's maintenance pass runs every 0.5 s in tests
+    (tests/support.py), and the thread's ttl is 0.02 minutes."""
+    observed = scenario((servers.runqueue, servers.api_key), "ttl", "20")
+    assert observed["created"] == "ok"
+    assert (observed["swept"], observed["kept"]) == (404, "ok")
+    assert observed["swept_within_s"] <= 20
