@@ -23,6 +23,8 @@ pytestmark = pytest.mark.integration
 JS = REPO_ROOT / "tests" / "js"
 SERVERS = ["reference", "runqueue"]
 STEPS = ["work", "review", "respond"]  # what one run of tests/api_graphs.py `agent` appends
+CHAT = ["human: first", "ai: you said first", "human: second", "ai: you said second"]
+EDITED = [*CHAT[:2], "human: second, edited", "ai: you said second, edited"]
 
 
 def node() -> str:
@@ -211,3 +213,45 @@ def test_ttl_expiry_sweeps_the_thread_on_runqueue(servers):  # noqa: F811
     assert observed["created"] == "ok"
     assert (observed["swept"], observed["kept"]) == (404, "ok")
     assert observed["swept_within_s"] <= 20
+
+
+def test_use_stream_hook_submit_reload_branch_and_rejoin(server):
+    observed = run_node("use_stream.mjs", *server)
+    assert (observed["hook_errors"], observed["refused"]) == ([], [])
+
+    submitted = observed["submitted"]
+    assert submitted["messages"] == CHAT
+    runs = [r for r in submitted["requests"] if r["call"] == "POST /threads/{thread}/runs/stream"]
+    assert len(runs) == 2
+    for run in runs:  # the options the page asked for reach the server
+        assert run["stream_resumable"] is True and run["stream_subgraphs"] is True
+        assert (run["on_disconnect"], run["checkpoint"]) == ("continue", False)
+    assert submitted["storage_left"] == []  # a finished run's id leaves sessionStorage
+
+    # A reload reads the thread's history, and only that: there is no run to rejoin.
+    assert observed["reloaded"] == {
+        "messages": CHAT,
+        "same_history": True,
+        "requests": ["POST /threads/{thread}/history"],
+    }
+
+    # Editing the second message forks from the checkpoint before it; both branches remain.
+    assert observed["branch_from"] == {"has_parent": True}
+    branched = observed["branched"]
+    assert (branched["messages"], branched["branch_options"]) == (EDITED, 2)
+    forks = [r for r in branched["requests"] if r["call"] == "POST /threads/{thread}/runs/stream"]
+    assert [r["checkpoint"] for r in forks] == [True]
+    assert observed["other_branch"] == CHAT
+    assert observed["reloaded_after_branch"] == {"messages": EDITED, "branch_options": 2}
+
+    # A reload while a run runs rejoins it from the start (Last-Event-ID: -1), never re-creates it.
+    rejoined = observed["rejoined"]
+    assert rejoined["messages"] == ["human: slow", "ai: you said slow"]
+    assert rejoined["run_at_reload"] == "running"
+    assert rejoined["requests"][0] == {
+        "call": "GET /threads/{thread}/runs/{run}/stream",
+        "last_event_id": "-1",
+    }
+    assert not [r for r in rejoined["requests"] if r["call"].startswith("POST")]
+    assert (rejoined["run"], rejoined["storage_left"]) == ("success", [])
+    assert rejoined["runs"] == ["success"] * 4
