@@ -11,6 +11,8 @@ import json
 import os
 import shutil
 import subprocess
+from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 import pytest
@@ -22,9 +24,20 @@ pytestmark = pytest.mark.integration
 
 JS = REPO_ROOT / "tests" / "js"
 SERVERS = ["reference", "runqueue"]
+SCENARIOS = [
+    *("create", "stream_history", "history", "update_state", "fork", "copy", "reconnect"),
+    *("thread_stream", "count", "prune", "ttl"),
+]
+TTL_SECONDS = "20"  # how long the ttl scenario waits for runqueue's sweep
+# Node processes at a time. Each scenario has threads of its own (and count and prune their own
+# metadata marker), so they run side by side; at most three graph nodes sleep at once, within
+# the reference's six threads for sync nodes (see WAVES in test_api_conformance.py).
+AT_ONCE = 4
 STEPS = ["work", "review", "respond"]  # what one run of tests/api_graphs.py `agent` appends
 CHAT = ["human: first", "ai: you said first", "human: second", "ai: you said second"]
 EDITED = [*CHAT[:2], "human: second, edited", "ai: you said second, edited"]
+
+Job = tuple[str, ...]  # (server, script, *arguments)
 
 
 def node() -> str:
@@ -41,40 +54,85 @@ def node() -> str:
     pytest.skip(message)
 
 
+class NodeRuns:
+    """Every job's node process, AT_ONCE at a time from the moment the servers are up (the
+    longest first); a test waits for its own job's JSON line."""
+
+    def __init__(self, binary: str, pair: Servers, jobs: list[Job]):
+        self.binary = binary
+        self.addresses = {
+            "reference": (pair.reference, "none"),
+            "runqueue": (pair.runqueue, pair.api_key),
+        }
+        self.pool = ThreadPoolExecutor(AT_ONCE)
+        self.jobs: dict[Job, Future[subprocess.CompletedProcess[str]]] = {
+            job: self.pool.submit(self.run, job) for job in jobs
+        }
+
+    def run(self, job: Job) -> subprocess.CompletedProcess[str]:
+        server, script, *arguments = job
+        return subprocess.run(
+            [self.binary, script, *self.addresses[server], *arguments],
+            cwd=JS,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+
+    def observed(self, *job: str) -> dict[str, Any]:
+        """The job's JSON line; a non-zero exit fails with the step and error it names."""
+        done = self.jobs[job].result()
+        lines = done.stdout.strip().splitlines()
+        observed = json.loads(lines[-1]) if lines else {}
+        assert done.returncode == 0, (
+            f"{' '.join(job)} failed at {observed.get('failed_at')}: "
+            f"{observed.get('error')}\nobserved: {observed}\nstderr: {done.stderr[-3000:]}"
+        )
+        return observed
+
+    def close(self) -> None:
+        self.pool.shutdown(wait=True, cancel_futures=True)
+
+
+@pytest.fixture(scope="module")
+def node_runs(request: pytest.FixtureRequest, servers: Servers) -> Iterator[NodeRuns]:  # noqa: F811
+    """The jobs of the servers the selected tests name (`-k reference` runs no runqueue job)."""
+    selected = [item for item in request.session.items if item.module is request.module]
+    wanted = {
+        item.callspec.params.get("server", "runqueue") if hasattr(item, "callspec") else "runqueue"
+        for item in selected
+    }
+    servers_wanted = [server for server in SERVERS if server in wanted]
+    jobs: list[Job] = [(server, "use_stream.mjs") for server in servers_wanted]
+    if "runqueue" in wanted:
+        jobs.append(("runqueue", "client_scenarios.mjs", "ttl", TTL_SECONDS))
+    jobs += [
+        (server, "client_scenarios.mjs", name) for name in SCENARIOS for server in servers_wanted
+    ]
+    runs = NodeRuns(node(), servers, jobs)
+    yield runs
+    runs.close()
+
+
 @pytest.fixture(params=SERVERS)
-def server(request: pytest.FixtureRequest, servers: Servers) -> tuple[str, str]:  # noqa: F811
-    """(url, api key or "none") of one server of the module's pair."""
-    if request.param == "reference":
-        return servers.reference, "none"
-    return servers.runqueue, servers.api_key
+def server(request: pytest.FixtureRequest) -> str:
+    return request.param
 
 
-def run_node(script: str, *arguments: str, timeout: float = 120) -> dict[str, Any]:
-    """One node script's JSON line; a non-zero exit fails with the step and error it names."""
-    done = subprocess.run(
-        [node(), script, *arguments],
-        cwd=JS,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
-    lines = done.stdout.strip().splitlines()
-    observed = json.loads(lines[-1]) if lines else {}
-    assert done.returncode == 0, (
-        f"{script} {arguments[2:]} failed at {observed.get('failed_at')}: "
-        f"{observed.get('error')}\nobserved: {observed}\nstderr: {done.stderr[-3000:]}"
-    )
+@pytest.fixture
+def scenario(node_runs: NodeRuns, server: str):  # noqa: ANN201
+    """What one client scenario observed on this test's server."""
+
+    def observed(name: str) -> dict[str, Any]:
+        result = node_runs.observed(server, "client_scenarios.mjs", name)
+        assert result.pop("scenario") == name
+        return result
+
     return observed
 
 
-def scenario(server: tuple[str, str], name: str, *argument: str) -> dict[str, Any]:
-    observed = run_node("client_scenarios.mjs", *server, name, *argument)
-    assert observed.pop("scenario") == name
-    return observed
-
-
-def test_create_join_and_read_back(server):
-    assert scenario(server, "create") == {
+def test_create_join_and_read_back(scenario):
+    assert scenario("create") == {
         "created": {"status": "idle", "marked": True},
         "run_status": "pending",
         "joined": {"steps": STEPS, "reply": "all done here"},
@@ -85,8 +143,8 @@ def test_create_join_and_read_back(server):
     }
 
 
-def test_stream_with_history_reads_as_the_hook_does(server):
-    assert scenario(server, "stream_history") == {
+def test_stream_with_history_reads_as_the_hook_does(scenario):
+    assert scenario("stream_history") == {
         "history_before": 0,
         "first_event": "metadata",
         "events": ["messages", "metadata", "updates", "values"],
@@ -108,8 +166,8 @@ def test_stream_with_history_reads_as_the_hook_does(server):
     }
 
 
-def test_history_pages_filters_and_state_at_a_checkpoint(server):
-    assert scenario(server, "history") == {
+def test_history_pages_filters_and_state_at_a_checkpoint(scenario):
+    assert scenario("history") == {
         "all": {
             "length": 10,
             "chained": True,
@@ -125,8 +183,8 @@ def test_history_pages_filters_and_state_at_a_checkpoint(server):
     }
 
 
-def test_update_state_on_an_interrupted_graph_then_resume(server):
-    assert scenario(server, "update_state") == {
+def test_update_state_on_an_interrupted_graph_then_resume(scenario):
+    assert scenario("update_state") == {
         "interrupt": ["approve?"],
         "interrupted": {"next": ["review"], "steps": ["work"]},
         "update_has_checkpoint": True,
@@ -143,8 +201,8 @@ def test_update_state_on_an_interrupted_graph_then_resume(server):
     }
 
 
-def test_fork_from_earlier_checkpoints(server):
-    assert scenario(server, "fork") == {
+def test_fork_from_earlier_checkpoints(scenario):
+    assert scenario("fork") == {
         "from_end_of_first": STEPS * 2,  # not three runs' worth: the second run is not in it
         "head_steps": STEPS * 2,
         "branches_kept": {"old_head": True, "grew_by": 5},
@@ -155,16 +213,16 @@ def test_fork_from_earlier_checkpoints(server):
     }
 
 
-def test_thread_copy(server):
-    assert scenario(server, "copy") == {
+def test_thread_copy(scenario):
+    assert scenario("copy") == {
         "copy": {"new_id": True, "marked": True},
         "history": {"lengths": [5, 5], "same_states": True, "copy_thread_ids": [True]},
         "after_run_on_copy": [6, 3],
     }
 
 
-def test_reconnect_to_a_running_stream_with_last_event_id(server):
-    assert scenario(server, "reconnect") == {
+def test_reconnect_to_a_running_stream_with_last_event_id(scenario):
+    assert scenario("reconnect") == {
         "before_drop": ["metadata", "values", "custom"],
         "ids_before_drop": True,
         "running_after_drop": "running",
@@ -174,16 +232,16 @@ def test_reconnect_to_a_running_stream_with_last_event_id(server):
     }
 
 
-def test_thread_stream_shows_a_run(server):
-    assert scenario(server, "thread_stream") == {
+def test_thread_stream_shows_a_run(scenario):
+    assert scenario("thread_stream") == {
         "saw_the_run_end": True,
         "events": ["metadata", "values"],
         "final_steps": STEPS,
     }
 
 
-def test_count_by_metadata_and_status_after_a_patch(server):
-    assert scenario(server, "count") == {
+def test_count_by_metadata_and_status_after_a_patch(scenario):
+    assert scenario("count") == {
         "all": 3,
         "interrupted": 1,
         "idle": 2,
@@ -192,31 +250,31 @@ def test_count_by_metadata_and_status_after_a_patch(server):
     }
 
 
-def test_prune_deletes_the_named_threads(server):
-    assert scenario(server, "prune") == {
+def test_prune_deletes_the_named_threads(scenario):
+    assert scenario("prune") == {
         "pruned": {"pruned_count": 2},
         "after": [404, 404, "ok"],
         "left": 1,
     }
 
 
-def test_ttl_on_create_is_accepted(server):
-    assert scenario(server, "ttl") == {"created": "ok"}
+def test_ttl_on_create_is_accepted(scenario):
+    assert scenario("ttl") == {"created": "ok"}
 
 
-def test_ttl_expiry_sweeps_the_thread_on_runqueue(servers):  # noqa: F811
+def test_ttl_expiry_sweeps_the_thread_on_runqueue(node_runs):
     """runqueue only: the reference's in-memory runtime never sweeps (langgraph_runtime_inmem
     `Threads.sweep_ttl` is "not implemented for inmem server"; a persistent reference sweeps
     every 5 minutes or more). runqueue's maintenance pass runs every 0.5 s in tests
     (tests/support.py), and the thread's ttl is 0.02 minutes."""
-    observed = scenario((servers.runqueue, servers.api_key), "ttl", "20")
+    observed = node_runs.observed("runqueue", "client_scenarios.mjs", "ttl", TTL_SECONDS)
     assert observed["created"] == "ok"
     assert (observed["swept"], observed["kept"]) == (404, "ok")
     assert observed["swept_within_s"] <= 20
 
 
-def test_use_stream_hook_submit_reload_branch_and_rejoin(server):
-    observed = run_node("use_stream.mjs", *server)
+def test_use_stream_hook_submit_reload_branch_and_rejoin(node_runs, server):
+    observed = node_runs.observed(server, "use_stream.mjs")
     assert (observed["hook_errors"], observed["refused"]) == ([], [])
 
     submitted = observed["submitted"]
