@@ -283,7 +283,7 @@ def test_use_stream_hook_submit_reload_branch_and_rejoin(node_runs, server):
     assert len(runs) == 2
     for run in runs:  # the options the page asked for reach the server
         assert run["stream_resumable"] is True and run["stream_subgraphs"] is True
-        assert (run["on_disconnect"], run["checkpoint"]) == ("continue", False)
+        assert run["on_disconnect"] == "continue"
     assert submitted["storage_left"] == []  # a finished run's id leaves sessionStorage
 
     # A reload reads the thread's history, and only that: there is no run to rejoin.
