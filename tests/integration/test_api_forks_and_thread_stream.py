@@ -340,3 +340,31 @@ def test_the_thread_stream_refuses_what_it_cannot_serve(server, keys):  # noqa: 
         assert detail in response.json()["detail"]
     unknown = httpx.get(f"{server.url}/threads/{uuid.uuid4()}/stream", headers=alice, timeout=10)
     assert unknown.status_code == 404
+
+
+def test_thread_streams_count_against_the_users_bound_until_their_clients_go(server, keys):  # noqa: ANN001
+    asyncio.run(hold_and_release(server, keys["bob"]))
+
+
+async def hold_and_release(server: ServerProcess, key: str) -> None:
+    """RUNQUEUE_API_MAX_STREAMS_PER_USER (20) thread streams held open; one more is 429; once
+    their clients have gone, a stream opens again."""
+    tid = sdk_of(server, key).threads.create()["thread_id"]
+    headers = {"x-api-key": key}
+    async with httpx.AsyncClient(base_url=server.url, headers=headers, timeout=10) as client:
+        path = f"/threads/{tid}/stream"
+        held = [client.stream("GET", path) for _ in range(20)]
+        responses = [await stream.__aenter__() for stream in held]
+        assert {response.status_code for response in responses} == {200}
+        refused = await client.get(path)
+        assert refused.status_code == 429 and "too many open streams" in refused.text
+        for stream in held:
+            await stream.__aexit__(None, None, None)
+    deadline = time.monotonic() + 10
+    async with httpx.AsyncClient(base_url=server.url, headers=headers, timeout=10) as client:
+        while True:
+            async with client.stream("GET", path) as response:
+                if response.status_code == 200:
+                    return
+            assert time.monotonic() < deadline, "the closed streams were never released"
+            await asyncio.sleep(0.05)
