@@ -177,6 +177,27 @@ def test_a_fork_while_a_run_is_in_flight_follows_the_threads_strategy(server, ke
     assert sdk.threads.get_state(tid)["values"] == values
 
 
+def test_a_fork_whose_checkpoint_was_rolled_back_before_it_ran_fails_saying_so(server, keys):  # noqa: ANN001
+    sdk = sdk_of(server, keys["alice"])
+    tid = sdk.threads.create()["thread_id"]
+    first = sdk.runs.wait(tid, GRAPH, input={"steps": ["hi"]})
+    busy = sdk.runs.create(tid, GRAPH, input={"seconds": 1.5})
+    deadline = time.monotonic() + 30
+    while "seconds" not in (sdk.threads.get_state(tid)["values"] or {}):  # its input is written
+        assert time.monotonic() < deadline, "the busy run never wrote its input"
+        time.sleep(0.05)
+    busy_checkpoint = sdk.threads.get_state(tid)["checkpoint"]["checkpoint_id"]
+    fork = sdk.runs.create(tid, GRAPH, input=None, checkpoint_id=busy_checkpoint)  # accepted
+    cancel = f"/threads/{tid}/runs/{busy['run_id']}/cancel?wait=1&action=rollback"
+    assert post(server, keys["alice"], cancel, {}).status_code == 200
+    # The rollback deleted the checkpoint the fork was to start from: the fork fails, it does
+    # not run from an empty state.
+    joined = sdk.runs.join(tid, fork["run_id"])
+    assert joined["__error__"]["error"] == "CheckpointNotFoundError", joined
+    assert busy_checkpoint in joined["__error__"]["message"]
+    assert sdk.threads.get_state(tid)["values"] == first
+
+
 # -- the thread stream -------------------------------------------------------------------------
 
 
