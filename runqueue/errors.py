@@ -115,6 +115,12 @@ class ThreadNotFoundError(RunQueueError):
     http_status = 404
 
 
+class CheckpointNotFoundError(RunQueueError):
+    """No checkpoint with that id in the thread: a fork starts from an existing one."""
+
+    http_status = 404
+
+
 class ThreadExistsError(ConflictError):
     """A thread with that id already exists."""
 
