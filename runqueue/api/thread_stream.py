@@ -4,7 +4,8 @@
 As the reference serves it: no `end` (the stream stays open while the client does, a
 `: ping` comment every 15 s), a run's end sent as `metadata {"status": "run_done"}`, and
 `stream_modes` (`run_modes`, the default; `lifecycle`; `state_update`), comma-separated.
-The SDKs send `stream_mode` instead, which the reference ignores and runqueue reads alike.
+The SDKs send `stream_mode` too (the JS client's `joinStream(..., {streamMode: ["values"]})`: a
+run's modes, none of them a thread stream mode); the reference ignores it, and so does runqueue.
 """
 
 from __future__ import annotations
@@ -12,9 +13,8 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import AsyncIterator
-from typing import Annotated
 
-from fastapi import APIRouter, Header, Query, Response
+from fastapi import APIRouter, Header, Response
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
 from runqueue import validation
@@ -39,13 +39,10 @@ logger = logging.getLogger(__name__)
 router = APIRouter(tags=["threads"], responses=ERROR_RESPONSES)
 
 
-def thread_stream_modes(*given: str | list[str] | None) -> frozenset[str]:
-    """The thread stream modes asked for, each comma-separated or repeated (none: run_modes);
+def thread_stream_modes(given: str | None) -> frozenset[str]:
+    """The thread stream modes asked for, comma-separated (none: run_modes);
     InvalidPayloadError (422) naming one that is not a thread stream mode."""
-    names: list[str] = []
-    for value in given:
-        for item in [value] if isinstance(value, str) else value or []:
-            names += [name.strip() for name in item.split(",") if name.strip()]
+    names = [name.strip() for name in (given or "").split(",") if name.strip()]
     for name in names:
         if name not in THREAD_STREAM_MODES:
             raise InvalidPayloadError(
@@ -87,7 +84,6 @@ async def join_thread_stream(
     *,
     thread_id: str,
     stream_modes: str | None = None,
-    stream_mode: Annotated[list[str] | None, Query()] = None,
     last_event_id: str | None = Header(default=None),
     api: Api,
     user: User,
@@ -97,6 +93,6 @@ async def join_thread_stream(
     client goes away; each id `<run_id>:<n>` (a run's `run_done`: `<run_id>:done`)."""
     await thread_of_user(api, thread_id, user)
     start = position(last_event_id)
-    modes = thread_stream_modes(stream_modes, stream_mode)
+    modes = thread_stream_modes(stream_modes)
     follower = ThreadFollower(api.manager, thread_id, user, start)
     return EventSourceResponse(_frames(follower, modes), ping=PING_SECONDS)

@@ -352,7 +352,6 @@ def test_the_thread_stream_refuses_what_it_cannot_serve(server, keys):  # noqa: 
         (alice | {"Last-Event-ID": "42"}, {}, 422, "invalid Last-Event-ID '42'"),
         (alice | {"Last-Event-ID": f"{uuid.uuid4()}:x"}, {}, 422, "invalid Last-Event-ID"),
         (alice, {"stream_modes": "run_modes,bogus"}, 422, "stream mode 'bogus' is not"),
-        (alice, {"stream_mode": "values"}, 422, "stream mode 'values' is not"),
         ({"x-api-key": keys["bob"]}, {}, 404, f"thread {tid} not found"),
     ]
     for headers, params, status, detail in cases:

@@ -51,9 +51,8 @@ def test_each_mode_keeps_its_events():
     assert [e for e in events if wanted(e, frozenset({"state_update"}))] == []
 
 
-def test_modes_are_read_comma_separated_or_repeated_from_both_names():
-    assert thread_stream_modes(None, None) == {"run_modes"}
-    assert thread_stream_modes("lifecycle, state_update", None) == {"lifecycle", "state_update"}
-    assert thread_stream_modes(None, ["run_modes", "lifecycle"]) == {"run_modes", "lifecycle"}
+def test_modes_are_read_comma_separated():
+    assert thread_stream_modes(None) == {"run_modes"}
+    assert thread_stream_modes("lifecycle, state_update") == {"lifecycle", "state_update"}
     with pytest.raises(InvalidPayloadError, match="stream mode 'values' is not a thread"):
-        thread_stream_modes(None, ["values"])
+        thread_stream_modes("run_modes,values")
