@@ -115,18 +115,19 @@ class ThreadNotFoundError(RunQueueError):
     http_status = 404
 
 
+class CheckpointNotFoundError(RunQueueError):
+    """No checkpoint with that id in the thread: a fork, a state read or a state update
+    names an existing one."""
+
+    http_status = 404
+
+
 class ThreadExistsError(ConflictError):
     """A thread with that id already exists."""
 
 
 class ThreadBusyError(ConflictError):
     """The thread has a run in flight: cancel it first."""
-
-
-class CheckpointNotFoundError(RunQueueError):
-    """The thread has no checkpoint with that id."""
-
-    http_status = 404
 
 
 class NoThreadGraphError(RunQueueError):

@@ -233,8 +233,20 @@ def json_object(
     return json.loads(text)
 
 
+def checkpoint_id(name: str, value: Any) -> str:
+    """A LangGraph checkpoint id (a UUID), lower-cased as LangGraph writes them;
+    InvalidPayloadError naming the field otherwise (the reference answers 422 too)."""
+    if not isinstance(value, str) or not UUID_PATTERN.fullmatch(value.lower()):
+        raise InvalidPayloadError(
+            f"{name} {shown(value)} is not a checkpoint id (a UUID, as a thread state's "
+            "checkpoint.checkpoint_id)"
+        )
+    return value.lower()
+
+
 # Configurable keys a graph run sets itself: a caller's would move the run to another
-# checkpoint (a fork: not supported yet, as `checkpoint_id` on the run) or namespace.
+# checkpoint or namespace. A fork is the run's own option, `checkpoint_id`: the HTTP API
+# takes config.configurable.checkpoint_id as one, as the reference does (run_creation.py).
 RUN_SET_KEYS = frozenset({"checkpoint_ns", "checkpoint_id", "checkpoint_map"})
 
 

@@ -1,5 +1,5 @@
 """The Celery app the HTTP API tests serve: the example assistants as a default install
-serves them (no `journal` option), plus the `agent` graph the reference server runs too
+serves them (no `journal` option), plus the `agent` and `chat` graphs the reference server runs too
 (tests/api_graphs.py)."""
 
 from runqueue import create_app
@@ -29,6 +29,15 @@ def _agent():  # noqa: ANN202 - LangGraph is imported at a process's first graph
 
 
 langgraph_assistant(app, "agent", _agent)
+
+
+def _chat():  # noqa: ANN202 - the React hook's graph (tests/js/use_stream.mjs)
+    from tests.api_graphs import chat
+
+    return chat
+
+
+langgraph_assistant(app, "chat", _chat)
 
 
 def _options():  # noqa: ANN202 - the run-option tests' graph (tests/option_graphs.py)

@@ -6,6 +6,10 @@
 - `ask`: `review` calls interrupt() and waits for a resume;
 - `pad`: `work` copies it into `pad_copy`, so the values grow to twice the input;
 - always: a custom event from `work`, and a chat model's tokens from `respond`.
+
+`chat` is what chat front ends run (tests/js/use_stream.mjs drives it with the official React
+hook): a `messages` list, and one node that answers the last message with a chat model's
+tokens, after sleeping `seconds` if the input says so.
 """
 
 from __future__ import annotations
@@ -15,9 +19,10 @@ import time
 from typing import Annotated, Any, TypedDict
 
 from langchain_core.language_models import GenericFakeChatModel
-from langchain_core.messages import AIMessage
+from langchain_core.messages import AIMessage, AnyMessage
 from langgraph.config import get_stream_writer
 from langgraph.graph import END, START, StateGraph
+from langgraph.graph.message import add_messages
 from langgraph.types import interrupt
 
 
@@ -67,3 +72,27 @@ def build() -> Any:
 
 
 agent = build()
+
+
+class ChatState(TypedDict, total=False):
+    messages: Annotated[list[AnyMessage], add_messages]
+    seconds: float
+
+
+def answer(state: ChatState) -> dict[str, Any]:
+    if state.get("seconds"):
+        time.sleep(state["seconds"])
+    said = state["messages"][-1].content
+    model = GenericFakeChatModel(messages=iter([AIMessage(content=f"you said {said}")]))
+    return {"messages": [model.invoke(state["messages"])]}
+
+
+def build_chat() -> Any:
+    graph = StateGraph(ChatState)
+    graph.add_node("answer", answer)
+    graph.add_edge(START, "answer")
+    graph.add_edge("answer", END)
+    return graph.compile()
+
+
+chat = build_chat()

@@ -4,12 +4,19 @@ every creating route makes."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from runqueue import validation
 from runqueue.api.context import ApiContext
 from runqueue.api.schemas import RunCreate
-from runqueue.errors import InvalidPayloadError, TooManyRequestsError, plural
+from runqueue.errors import (
+    CheckpointNotFoundError,
+    InvalidPayloadError,
+    ThreadNotFoundError,
+    TooManyRequestsError,
+    plural,
+)
 from runqueue.records import RunRecord
 from runqueue.worker.task import RunTask
 
@@ -49,8 +56,9 @@ def run_kwargs(task: RunTask, body: RunCreate) -> dict[str, Any]:
         kwargs: dict[str, Any] = {}
         if body.input is not None:
             kwargs["input"] = body.input
-        if body.config:
-            kwargs["config"] = body.config
+        config = without_fork_keys(body.config)
+        if config:
+            kwargs["config"] = config
         if body.command is not None:
             kwargs["command"] = body.command.model_dump(exclude_none=True)
         if names:
@@ -104,7 +112,59 @@ def graph_options(body: RunCreate) -> dict[str, Any]:
     durability = body.durability_asked()
     if durability is not None:
         options["durability"] = durability
+    fork_from = fork_point(body)
+    if fork_from is not None:
+        options["checkpoint_id"] = fork_from
     return options
+
+
+# Where a fork's checkpoint may be given: the SDKs send `checkpoint` (a thread state's
+# checkpoint object) or `checkpoint_id`; the reference also takes config.configurable's.
+FORK_KEYS = ("checkpoint_id", "checkpoint_ns")
+
+
+def fork_point(body: RunCreate) -> str | None:
+    """The checkpoint a graph run forks from (None: the thread's newest), from `checkpoint`,
+    `checkpoint_id` or config.configurable, which must agree where more than one is given;
+    a root graph's checkpoint only (`checkpoint_ns` "": a subgraph's is refused)."""
+    configurable = (body.config or {}).get("configurable")
+    configurable = configurable if isinstance(configurable, dict) else {}
+    checkpoint = body.checkpoint
+    namespaces = {"config.configurable.checkpoint_ns": configurable.get("checkpoint_ns")}
+    given = {
+        "checkpoint_id": body.checkpoint_id,
+        "config.configurable.checkpoint_id": configurable.get("checkpoint_id"),
+    }
+    if checkpoint is not None:
+        namespaces["checkpoint.checkpoint_ns"] = checkpoint.checkpoint_ns
+        given["checkpoint.checkpoint_id"] = checkpoint.checkpoint_id
+        if checkpoint.checkpoint_map:
+            raise InvalidPayloadError(
+                "checkpoint.checkpoint_map: runqueue forks from a root graph's checkpoint only"
+            )
+    for name, namespace in namespaces.items():
+        if namespace not in (None, ""):
+            raise InvalidPayloadError(
+                f"{name} {validation.shown(namespace)}: runqueue forks from a root graph's "
+                'checkpoint only (checkpoint_ns "")'
+            )
+    ids = {name: validation.checkpoint_id(name, value) for name, value in given.items() if value}
+    if len(set(ids.values())) > 1:
+        raise InvalidPayloadError(
+            f"{', '.join(ids)}: two different checkpoints given; a run forks from one"
+        )
+    return next(iter(ids.values()), None)
+
+
+def without_fork_keys(config: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The config a graph run keeps: its configurable without the fork's keys, which the run
+    carries as its `checkpoint_id` option (fork_point)."""
+    configurable = (config or {}).get("configurable")
+    if not isinstance(configurable, dict) or not configurable.keys() & set(FORK_KEYS):
+        return config
+    kept = {key: value for key, value in configurable.items() if key not in FORK_KEYS}
+    rest = {key: value for key, value in (config or {}).items() if key != "configurable"}
+    return rest | ({"configurable": kept} if kept else {})
 
 
 def check_nesting(body: RunCreate, limit: int) -> None:
@@ -131,6 +191,37 @@ async def check_runs_in_flight(api: ApiContext, user: str | None) -> None:
         )
 
 
+async def check_fork(
+    api: ApiContext,
+    thread_id: str,
+    body: RunCreate,
+    fork_from: str,
+    user: str | None,
+    *,
+    stateless: bool,
+) -> None:
+    """A fork's checkpoint is one of its thread's, checked before anything is written: 404
+    for an unknown one (where the reference starts the run from an empty state), for an
+    unknown or another user's thread, and for a stateless run (its new thread has none)."""
+    given = body.checkpoint.thread_id if body.checkpoint is not None else None
+    if given not in (None, thread_id):
+        raise InvalidPayloadError(
+            f"checkpoint.thread_id is {validation.shown(given)}, but the run's thread is "
+            f"{thread_id!r}: a run forks from a checkpoint of its own thread"
+        )
+    if stateless:
+        raise CheckpointNotFoundError(
+            f"checkpoint {fork_from} not found: a stateless run starts a new thread, which has "
+            "no checkpoint to fork from"
+        )
+    view = await api.manager.get_thread(thread_id, user_id=user)
+    if view is None:
+        raise ThreadNotFoundError(f"thread {thread_id} not found")
+    from runqueue.langgraph.forks import require_checkpoint  # a graph's: LangGraph is here
+
+    await asyncio.to_thread(require_checkpoint, api.manager.sync.store, thread_id, fork_from)
+
+
 async def create_run(
     api: ApiContext, thread_id: str, body: RunCreate, user: str | None, *, stateless: bool
 ) -> RunRecord:
@@ -141,10 +232,13 @@ async def create_run(
     await check_runs_in_flight(api, user)
     name = api.manager.assistant_name(body.assistant_id)
     task = api.manager.sync.app.tasks[name]
+    kwargs = run_kwargs(task, body)
+    if "checkpoint_id" in kwargs and task.takes_run_fields:
+        await check_fork(api, thread_id, body, kwargs["checkpoint_id"], user, stateless=stateless)
     return await api.manager.create_or_reject(
         thread_id,
         name,
-        kwargs=run_kwargs(task, body),
+        kwargs=kwargs,
         metadata=body.metadata,
         multitask_strategy=body.multitask_strategy,
         on_disconnect=body.on_disconnect,

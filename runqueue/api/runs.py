@@ -225,8 +225,9 @@ async def join_run_stream(
     """The run's events after Last-Event-ID (none: from its first), live, through `end`;
     with stream_mode, a graph run's events of those modes only."""
     run = await run_of_user(api, thread_id, run_id, user)
-    if last_event_id:
-        cursor(last_event_id)  # 422 for an id no stream gave
+    # 422 for an id no stream gave; "-1" (the SDKs' whole replay) is a fresh stream, `metadata`
+    # first, as the reference replays it.
+    after = last_event_id if last_event_id and cursor(last_event_id) is not None else None
     wanted = [mode for mode in stream_mode or [] if mode]  # the SDK sends stream_mode= for None
     unknown = [mode for mode in wanted if mode not in GRAPH_MODES]
     if unknown:
@@ -237,7 +238,7 @@ async def join_run_stream(
     task = api.manager.sync.app.tasks.get(run.assistant_id)
     if wanted and getattr(task, "takes_run_fields", False):
         modes = {GRAPH_MODES[mode] for mode in wanted}
-    return _stream(api, run, last_event_id or None, cancel_on_disconnect, user, modes)
+    return _stream(api, run, after, cancel_on_disconnect, user, modes)
 
 
 @router.post(

@@ -33,8 +33,6 @@ Json = dict[str, Any]
 # The fields the official SDK may send that runqueue cannot honour: accepted only when unset
 # or at their default, refused (422, naming the field) otherwise. docs/api.md lists them.
 UNSUPPORTED_RUN_FIELDS = (
-    "checkpoint",
-    "checkpoint_id",
     "webhook",
     "after_seconds",
     "feedback_keys",
@@ -197,6 +195,17 @@ class Command(Strict):
     goto: Any = None
 
 
+class CheckpointGiven(Strict):
+    """A run's `checkpoint`: a thread state's `checkpoint` object, as the SDKs send it back to
+    fork from it (the JS client's useStream on an edit or a branch). `thread_id`, when given,
+    is the run's thread; only the root graph's checkpoints (`checkpoint_ns` "")."""
+
+    checkpoint_id: str | None = None
+    checkpoint_ns: str = ""
+    thread_id: str | None = None
+    checkpoint_map: Json | None = None
+
+
 class RunCreate(Strict):
     """POST /threads/{thread_id}/runs (and /stream, /wait, and the stateless /runs)."""
 
@@ -221,9 +230,10 @@ class RunCreate(Strict):
     stream_resumable: bool = False  # every run's stream is resumable: nothing to ask for
     strict_resume: bool | None = None
     langsmith_tracer: Any = None
-    # The SDK's other fields, refused unless unset (see UNSUPPORTED_RUN_FIELDS).
-    checkpoint: Json | None = None
+    # A fork: the checkpoint of the thread the run starts from (run_creation.fork_point).
+    checkpoint: CheckpointGiven | None = None
     checkpoint_id: str | None = None
+    # The SDK's other fields, refused unless unset (see UNSUPPORTED_RUN_FIELDS).
     webhook: str | None = None
     after_seconds: float | None = None
     feedback_keys: list[str] | None = None
@@ -255,6 +265,8 @@ class RunCreate(Strict):
                 ("stream_subgraphs", not self.stream_subgraphs),
                 ("durability", self.durability in (None, "sync")),
                 ("checkpoint_during", self.checkpoint_during in (None, True)),
+                ("checkpoint", self.checkpoint is None or not self.checkpoint.checkpoint_id),
+                ("checkpoint_id", not self.checkpoint_id),
             )
             if not unset
         ]

@@ -26,6 +26,7 @@ from runqueue.errors import InvalidEventError, RunQueueError
 from runqueue.langgraph.checkpointer import Fence, RunCheckpointer
 from runqueue.langgraph.events import event_data, event_name, events_data, jsonable, stream_modes
 from runqueue.langgraph.factories import build_for_run
+from runqueue.langgraph.forks import arequire_checkpoint, fork_configurable
 from runqueue.langgraph.graph_loop import GraphLoop
 from runqueue.langgraph.run_options import astream_arguments, filtered_context
 from runqueue.worker.run_context import RunContext
@@ -72,7 +73,8 @@ def run_graph(
     chunks, return the thread's values (with `__interrupt__` when it stopped at an
     interrupt(), as LangGraph's invoke() returns them)."""
     fence = Fence(context.run_id, context.claim_token, context.write_timeout)
-    run_config = _run_config(context, config)
+    fork_from = options.get("checkpoint_id")
+    run_config = _run_config(context, config, fork_from)
     modes = stream_modes(stream_mode)
     subgraphs = bool(options.get("stream_subgraphs"))
     payload = _command(command) if command else input
@@ -84,6 +86,8 @@ def run_graph(
                 graph = await build_for_run(name, source, run_config, stack)
                 checkpointer = RunCheckpointer(context.store, fence, executor=runner.writes)
                 graph = graph.copy(update={"checkpointer": checkpointer})
+                if fork_from is not None:
+                    await arequire_checkpoint(checkpointer, run_config)
                 arguments = astream_arguments(options)
                 if "context" in arguments:
                     arguments["context"] = filtered_context(graph, arguments["context"])
@@ -231,12 +235,16 @@ def _command(command: dict[str, Any]) -> Command:
     return Command(**command)
 
 
-def _run_config(context: RunContext, config: dict[str, Any] | None) -> dict[str, Any]:
-    """The caller's config, with the run's thread and, in every checkpoint's metadata, the
-    run that wrote it."""
+def _run_config(
+    context: RunContext, config: dict[str, Any] | None, fork_from: str | None = None
+) -> dict[str, Any]:
+    """The caller's config, with the run's thread (and, for a fork, the checkpoint it starts
+    from) and, in every checkpoint's metadata, the run that wrote it."""
     config = dict(config or {})
     configurable = dict(config.get("configurable") or {})
     configurable["thread_id"] = context.thread_id
+    if fork_from is not None:
+        configurable.update(fork_configurable(context.thread_id, fork_from.lower()))
     config["configurable"] = configurable
     config["metadata"] = {
         **(config.get("metadata") or {}),

@@ -7,7 +7,9 @@ into Pregel.astream()'s keyword arguments when it executes.
 - `interrupt_before`, `interrupt_after`: static breakpoints, "*" or a list of node names;
 - `stream_subgraphs`: whether subgraphs' chunks are streamed (`updates|sub:<task id>`);
 - `durability`: when checkpoints are written: `sync` (before the next step starts),
-  `async` (while it runs), `exit` (only when the run ends).
+  `async` (while it runs), `exit` (only when the run ends);
+- `checkpoint_id`: a fork: the run starts from that checkpoint of its thread, not from the
+  newest (runqueue.langgraph.forks).
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ RUN_OPTIONS: tuple[str, ...] = (
     "interrupt_after",
     "stream_subgraphs",
     "durability",
+    "checkpoint_id",
 )
 DURABILITIES = ("sync", "async", "exit")
 ALL_NODES = "*"  # LangGraph's `All`: every node is a breakpoint
@@ -58,6 +61,8 @@ def check_run_options(kwargs: Mapping[str, Any]) -> None:
         raise InvalidPayloadError(
             f"durability must be one of {', '.join(DURABILITIES)}, not {durability!r}"
         )
+    if kwargs.get("checkpoint_id") is not None:
+        validation.checkpoint_id("checkpoint_id", kwargs["checkpoint_id"])
 
 
 def astream_arguments(kwargs: Mapping[str, Any]) -> dict[str, Any]:

@@ -110,9 +110,14 @@ def _id(seq: int | None) -> str | None:
     return None if seq is None else str(seq)
 
 
+FROM_THE_START = "-1"  # the SDKs' Last-Event-ID for a whole replay
+
+
 def cursor(after: str | int | None) -> int | None:
-    """A reader's `after` (an event id it was given) as a number; None: from the start."""
-    if after is None:
+    """A reader's `after` (an event id it was given) as a number; None: from the start, also
+    for "-1", what the official clients send to replay a run's stream whole (the JS client's
+    useStream, rejoining a run after a page reload)."""
+    if after is None or (isinstance(after, str) and after.strip() == FROM_THE_START):
         return None
     if isinstance(after, bool) or not isinstance(after, str | int):
         raise InvalidCursorError(f"invalid stream cursor {after!r} (an event id such as '42')")

@@ -64,8 +64,8 @@ def test_what_a_run_cannot_take_is_refused_naming_it(server, keys, api_backend) 
         (GRAPH, {"context": {"checkpoint_id": "1ef"}}, "context.checkpoint_id is set by"),
         (
             GRAPH,
-            {"config": {"configurable": {"checkpoint_id": "1ef"}}},
-            "config.configurable.checkpoint_id is set by",
+            {"config": {"configurable": {"checkpoint_map": {}}}},
+            "config.configurable.checkpoint_map is set by",
         ),
         (GRAPH, {"feedback_keys": ["score"]}, "feedback_keys"),
     ]

@@ -142,3 +142,8 @@ def test_stream_of_an_unknown_run_is_an_error_not_a_hang(manager):
     with pytest.raises(InvalidCursorError):
         list(manager.stream(run.run_id, after="0-5; DROP"))
     manager.cancel(run.run_id)
+    manager.join(run.run_id, timeout=30)
+    # "-1", the official clients' Last-Event-ID for a whole replay: from the start.
+    assert list(manager.stream(run.run_id, after="-1")) == list(manager.stream(run.run_id))
+    with pytest.raises(InvalidCursorError):
+        list(manager.stream(run.run_id, after="-2"))

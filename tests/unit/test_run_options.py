@@ -68,6 +68,7 @@ def test_the_run_options_are_the_graph_kwargs_besides_the_runs_own():
         "interrupt_after",
         "stream_subgraphs",
         "durability",
+        "checkpoint_id",
     )
 
 
