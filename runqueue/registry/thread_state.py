@@ -150,29 +150,25 @@ class ThreadStateRegistry(RegistryBase):
         )
 
     def _assistant_of(self, thread_id: str, *, must_exist: bool = False) -> RunTask | None:
-        """The assistant that keeps the thread's state: its latest run's, else the one its
-        metadata names; None if neither. UnknownAssistantError if this app does not
-        register it; ThreadNotFoundError (`must_exist`) for an unknown thread."""
+        """The assistant that keeps the thread's state: its latest run's (UnknownAssistantError
+        if this app does not register it), else the first registered one its metadata names
+        (`assistant_id`, then `graph_id`: the reference stamps a UUID and the graph's name);
+        None if neither. ThreadNotFoundError (`must_exist`) for an unknown thread."""
         latest = self.queries.list_by_thread(thread_id, user_id=None, status=None, limit=1)
-        if latest:
-            name: Any = latest[0].assistant_id
-            source = "latest run"
-        else:
+        if not latest:
             view = self.store.get_thread(thread_id, None)
-            if view is None:
-                if must_exist:
-                    raise ThreadNotFoundError(f"thread {thread_id} not found")
-                return None
-            metadata = view.thread.metadata or {}
-            name = metadata.get("assistant_id") or metadata.get("graph_id")
-            if not isinstance(name, str):
-                return None
-            source = "metadata"
-        task = self.app.tasks.get(name)
+            if view is None and must_exist:
+                raise ThreadNotFoundError(f"thread {thread_id} not found")
+            metadata = (view.thread.metadata or {}) if view is not None else {}
+            named = (metadata.get(key) for key in ("assistant_id", "graph_id"))
+            found = (self.app.tasks.get(name) for name in named if isinstance(name, str))
+            return next((task for task in found if isinstance(task, RunTask)), None)
+        task = self.app.tasks.get(latest[0].assistant_id)
         if not isinstance(task, RunTask):
             raise UnknownAssistantError(
-                f"thread {thread_id}'s {source} names assistant {validation.shown(name)}, which "
-                "this app does not register: its state cannot be read or written here"
+                f"thread {thread_id}'s latest run is of assistant "
+                f"{validation.shown(latest[0].assistant_id)}, which this app does not register: "
+                "its state cannot be read or written here"
             )
         return task
 

@@ -52,6 +52,13 @@ def test_updates_and_history_on_sqlite(manager: SyncRunManager) -> None:
     with pytest.raises(ThreadNotFoundError):
         manager.update_state("no-such-thread", {"steps": ["x"]})
 
+    # As the reference stamps a thread: a UUID assistant_id (not registered here), and the
+    # graph's name: the first registered one is the thread's graph.
+    uuid_named = {"assistant_id": "fe096781-5601-53d2-b2f6-0d3403f7e9ca", "graph_id": "agent"}
+    manager.create_thread("stamped", metadata=uuid_named)
+    assert manager.update_state("stamped", {"steps": ["a"]}).thread_id == "stamped"
+    assert manager.state("stamped").values == {"steps": ["a"]}
+
     manager.create_thread("t1", metadata={"graph_id": "agent"})
     first = manager.update_state("t1", {"steps": ["one"]}, as_node="work")
     second = manager.update_state("t1", {"steps": ["two"]}, as_node="review")
