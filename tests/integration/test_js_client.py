@@ -38,6 +38,9 @@ CHAT = ["human: first", "ai: you said first", "human: second", "ai: you said sec
 EDITED = [*CHAT[:2], "human: second, edited", "ai: you said second, edited"]
 
 Job = tuple[str, ...]  # (server, script, *arguments)
+# The hook's packages (tests/js/package.json): the latest release, and 2.0.0 (deprecated on npm,
+# an older build) whose hook sends the thread head's `checkpoint` with every submit.
+HOOKS = ["@langchain/langgraph-sdk", "langgraph-sdk-2"]
 
 
 def node() -> str:
@@ -103,7 +106,9 @@ def node_runs(request: pytest.FixtureRequest, servers: Servers) -> Iterator[Node
         for item in selected
     }
     servers_wanted = [server for server in SERVERS if server in wanted]
-    jobs: list[Job] = [(server, "use_stream.mjs") for server in servers_wanted]
+    jobs: list[Job] = [
+        (server, "use_stream.mjs", package) for package in HOOKS for server in servers_wanted
+    ]
     if "runqueue" in wanted:
         jobs.append(("runqueue", "client_scenarios.mjs", "ttl", TTL_SECONDS))
     jobs += [
@@ -273,8 +278,9 @@ def test_ttl_expiry_sweeps_the_thread_on_runqueue(node_runs):
     assert observed["swept_within_s"] <= 20
 
 
-def test_use_stream_hook_submit_reload_branch_and_rejoin(node_runs, server):
-    observed = node_runs.observed(server, "use_stream.mjs")
+@pytest.mark.parametrize("package", HOOKS)
+def test_use_stream_hook_submit_reload_branch_and_rejoin(node_runs, server, package):
+    observed = node_runs.observed(server, "use_stream.mjs", package)
     assert (observed["hook_errors"], observed["refused"]) == ([], [])
 
     submitted = observed["submitted"]
@@ -285,6 +291,8 @@ def test_use_stream_hook_submit_reload_branch_and_rejoin(node_runs, server):
         assert run["stream_resumable"] is True and run["stream_subgraphs"] is True
         assert run["on_disconnect"] == "continue"
     assert submitted["storage_left"] == []  # a finished run's id leaves sessionStorage
+    if package == "langgraph-sdk-2":  # its second submit continues from the head's checkpoint
+        assert [run["checkpoint"] for run in runs] == [False, True]
 
     # A reload reads the thread's history, and only that: there is no run to rejoin.
     assert observed["reloaded"] == {

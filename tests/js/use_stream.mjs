@@ -2,8 +2,11 @@
 // react-test-renderer and the options chat front ends use (fetchStateHistory, reconnectOnMount,
 // submits with streamSubgraphs and streamResumable), on the `chat` graph of tests/api_graphs.py:
 //
-//   node use_stream.mjs URL API_KEY|none
+//   node use_stream.mjs URL API_KEY|none [PACKAGE]
 //
+// PACKAGE is the client package to take the hook from: @langchain/langgraph-sdk (the latest,
+// the default) or langgraph-sdk-2 (2.0.0, an alias in package.json: the release whose hook
+// sends the thread head's checkpoint with every submit).
 // submit twice; reload the page (unmount, mount a fresh hook on the same threadId) and find the
 // thread as it was; branch an earlier message and switch between the branches; submit a slow
 // run, reload while it runs, and rejoin it. Prints ONE JSON line with what it observed (with
@@ -13,10 +16,10 @@
 // reload aborts, as a browser does; sessionStorage outlives the page, as in a browser tab.
 import React from "react";
 import TestRenderer from "react-test-renderer";
-import { Client } from "@langchain/langgraph-sdk";
-import { useStream } from "@langchain/langgraph-sdk/react";
 
-const [url, key] = process.argv.slice(2);
+const [url, key, sdk = "@langchain/langgraph-sdk"] = process.argv.slice(2);
+const { Client } = await import(sdk);
+const { useStream } = await import(`${sdk}/react`);
 const apiKey = key === "none" ? null : key;
 const observed = {};
 let current = "start";
