@@ -44,6 +44,13 @@ class AbortAction(enum.StrEnum):
     rollback = "rollback"  # stop; checkpoints of the run are deleted
 
 
+class PruneStrategy(enum.StrEnum):
+    """What pruning a thread (POST /threads/prune, or its ttl running out) does to it."""
+
+    delete = "delete"  # the thread goes, with its runs, their history, streams and state
+    keep_latest = "keep_latest"  # the thread stays, with its latest checkpoint alone
+
+
 class DispatchState(enum.StrEnum):
     held = "held"  # waits behind another run of its thread; not in the broker
     queued = "queued"  # should be in the broker; published again if never claimed
@@ -92,6 +99,15 @@ class RunEvent:
 
 
 @dataclass(frozen=True)
+class ThreadTtl:
+    """A thread's time to live: once idle this long (no run in flight, none created or ended,
+    no update), the maintenance pass prunes it with `strategy`."""
+
+    strategy: PruneStrategy
+    minutes: float
+
+
+@dataclass(frozen=True)
 class ThreadRecord:
     """A thread: the key that orders its runs."""
 
@@ -100,6 +116,7 @@ class ThreadRecord:
     metadata: dict[str, Any]
     created_at: datetime
     updated_at: datetime
+    ttl: ThreadTtl | None = None  # None: kept until deleted
 
 
 class ThreadStatus(enum.StrEnum):
@@ -123,7 +140,7 @@ class Checkpoint:
 
     checkpoint_id: int
     thread_id: str
-    run_id: str
+    run_id: str | None  # None: copied from another thread (POST /threads/{id}/copy)
     values: Any
     created_at: datetime
 

@@ -9,7 +9,9 @@ from sqlalchemy import (
     JSON,
     BigInteger,
     Boolean,
+    CheckConstraint,
     DateTime,
+    Double,
     ForeignKey,
     Index,
     Integer,
@@ -22,12 +24,16 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from runqueue.records import PruneStrategy
+
 JSONType = JSON().with_variant(JSONB(), "postgresql")
 # SQLite only autoincrements an INTEGER PRIMARY KEY.
 AutoId = BigInteger().with_variant(Integer(), "sqlite")
 Timestamp = DateTime(timezone=True)
 
 ONE_RUNNING_PER_THREAD = "status = 'running'"
+# A thread's ttl strategy is one of PruneStrategy's values (migration 0010 writes the same).
+TTL_STRATEGIES = f"ttl_strategy IN ({', '.join(repr(s.value) for s in PruneStrategy)})"
 
 
 class Base(DeclarativeBase):
@@ -42,8 +48,22 @@ class Thread(Base):
     metadata_: Mapped[dict[str, Any]] = mapped_column("metadata", JSONType, default=dict)
     created_at: Mapped[datetime] = mapped_column(Timestamp)
     updated_at: Mapped[datetime] = mapped_column(Timestamp)
+    # Its time to live (POST /threads `ttl`): pruned with ttl_strategy once idle ttl_minutes;
+    # ttl_swept_at: when keep_latest last pruned it (swept again only after new activity).
+    ttl_strategy: Mapped[str | None] = mapped_column(String(16))
+    ttl_minutes: Mapped[float | None] = mapped_column(Double)
+    ttl_swept_at: Mapped[datetime | None] = mapped_column(Timestamp)
 
-    __table_args__ = (Index("threads_user_created", "user_id", "created_at"),)
+    __table_args__ = (
+        Index("threads_user_created", "user_id", "created_at"),
+        Index(
+            "threads_ttl",
+            "ttl_minutes",
+            postgresql_where=text("ttl_minutes IS NOT NULL"),
+            sqlite_where=text("ttl_minutes IS NOT NULL"),
+        ),
+        CheckConstraint(TTL_STRATEGIES, name="threads_ttl_strategy"),
+    )
 
 
 class ApiKey(Base):
@@ -153,7 +173,8 @@ class CheckpointRow(Base):
 
     checkpoint_id: Mapped[int] = mapped_column(AutoId, primary_key=True, autoincrement=True)
     thread_id: Mapped[str] = mapped_column(ForeignKey("threads.thread_id", ondelete="CASCADE"))
-    run_id: Mapped[str] = mapped_column(ForeignKey("runs.run_id", ondelete="CASCADE"))
+    # NULL: copied from another thread (migration 0010), whose runs the copy does not have.
+    run_id: Mapped[str | None] = mapped_column(ForeignKey("runs.run_id", ondelete="CASCADE"))
     values: Mapped[Any] = mapped_column(JSONType)
     created_at: Mapped[datetime] = mapped_column(Timestamp)
 

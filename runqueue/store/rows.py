@@ -13,10 +13,12 @@ from runqueue.records import (
     Checkpoint,
     DisconnectMode,
     MultitaskStrategy,
+    PruneStrategy,
     RunEvent,
     RunRecord,
     RunStatus,
     ThreadRecord,
+    ThreadTtl,
 )
 from runqueue.store.models import CheckpointRow, Run, RunEventRow, Thread
 
@@ -85,7 +87,15 @@ def thread_record(row: Row[Any]) -> ThreadRecord:
         metadata=m["metadata"] or {},
         created_at=aware(m["created_at"]),
         updated_at=aware(m["updated_at"]),
+        ttl=thread_ttl(m),
     )
+
+
+def thread_ttl(m: Mapping[str, Any]) -> ThreadTtl | None:
+    minutes = m.get("ttl_minutes")
+    if minutes is None:
+        return None
+    return ThreadTtl(PruneStrategy(m.get("ttl_strategy") or PruneStrategy.delete), minutes)
 
 
 def checkpoint(row: Row[Any]) -> Checkpoint:

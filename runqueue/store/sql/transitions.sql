@@ -3,8 +3,9 @@
 -- statements inside are the Python ones of runqueue/store/decisions.py and claims.py (which
 -- SQLite keeps), with the same guards, in the same order (the thread lock first).
 --
--- Migrations install this text (0007 first); this file is the one to read. To change a
--- function, change it here and add a migration that installs the new text:
+-- Migrations install this text (0007 first; 0010 the create again); this file is the one
+-- to read. To change a function, change it here and add a migration that installs the new
+-- text:
 -- tests/integration/test_sql_functions.py proves the latest migration installs exactly
 -- what this file does. The `outcome` texts are the store's enums, CreateOutcome
 -- (store/functions.py) and ClaimOutcome (store/claims.py).
@@ -83,6 +84,13 @@ BEGIN
     -- create into an existing thread only (if_not_exists=reject) does not.
     IF p_create_thread THEN
         UPDATE threads SET updated_at = v_now WHERE thread_id = p_thread_id;
+    END IF;
+    -- A thread with nothing in flight names the graph of its newest run, as the reference
+    -- server stamps it: what its state is read with once it has no run (a copy of it).
+    IF v_first.run_id IS NULL THEN
+        UPDATE threads SET metadata = metadata
+            || jsonb_build_object('graph_id', p_assistant_id, 'assistant_id', p_assistant_id)
+            WHERE thread_id = p_thread_id;
     END IF;
     INSERT INTO runs (
         run_id, thread_id, assistant_id, user_id, status, multitask_strategy, on_disconnect,
