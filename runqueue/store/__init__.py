@@ -11,6 +11,7 @@ from runqueue.store.effects import Effects, NewRun, RunEnding
 from runqueue.store.graph_writes import GraphWrite, LentConnection
 from runqueue.store.queries import RunQueries
 from runqueue.store.stream_rows import StreamRefusal, StreamRows
+from runqueue.store.thread_retention import Pruned, PruneOutcome
 from runqueue.store.transactions import INFLIGHT, PENDING
 
 __all__ = [
@@ -21,6 +22,8 @@ __all__ = [
     "GraphWrite",
     "LentConnection",
     "NewRun",
+    "PruneOutcome",
+    "Pruned",
     "RunEnding",
     "RunQueries",
     "RunStore",

@@ -122,6 +122,8 @@ class RunStore(
         )
         strategy = new.multitask_strategy
         inflight = self._inflight(conn, new.thread_id)
+        if not inflight:
+            self.name_graph(conn, new.thread_id, new.assistant_id)
         busy = any(holds_thread(row) for row in inflight)
         if check_strategy and strategy is not None:
             on_busy = ON_BUSY_THREAD[strategy]

@@ -1,4 +1,6 @@
-"""Threads as the HTTP API sees them: created on their own, searched, deleted with their runs.
+"""Threads as the HTTP API sees them: created on their own, searched and counted, their
+metadata merged, deleted with their runs (copies and pruning: thread_copies.py,
+thread_retention.py).
 
 A thread's status is not stored: it is read from its runs in the same statement (busy while a
 run is pending or running, else what its latest run says), so it can never disagree with them.
@@ -13,30 +15,31 @@ from typing import Any
 from sqlalchemy import (
     ColumnElement,
     Connection,
+    Select,
+    String,
     and_,
+    bindparam,
     case,
-    delete,
     exists,
     func,
-    inspect,
     literal,
     select,
-    text,
     type_coerce,
+    union_all,
+    update,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from runqueue.errors import ThreadBusyError, ThreadExistsError
-from runqueue.records import ThreadRecord, ThreadStatus, ThreadView
+from runqueue.records import ThreadRecord, ThreadStatus, ThreadTtl, ThreadView
 from runqueue.store.models import Run, Thread
 from runqueue.store.rows import THREAD_COLUMNS, thread_record
-from runqueue.store.transactions import IS_INFLIGHT, StoreBase, db_now
+from runqueue.store.thread_copies import ThreadCopies
+from runqueue.store.thread_retention import ThreadRetention, delete_thread_rows
+from runqueue.store.transactions import IS_INFLIGHT, db_now
 
-# LangGraph's savers keep a thread's graph state under its thread_id (their setup() makes
-# these tables; they may be absent where the extra was never installed).
-GRAPH_STATE_TABLES = ("checkpoint_writes", "checkpoint_blobs", "checkpoints", "writes")
 INSERT_THREAD = {
     dialect: insert_for(Thread.__table__)
     .values(created_at=db_now(), updated_at=db_now())
@@ -116,18 +119,71 @@ def metadata_contains(dialect: str, wanted: dict[str, Any]) -> list[ColumnElemen
     return [_sqlite_has(key, value) for key, value in wanted.items()]
 
 
-class ThreadStatements(StoreBase):
-    """Creating, reading, searching and deleting threads."""
+def merged_metadata(dialect: str, patch: dict[str, Any]) -> ColumnElement[Any]:
+    """The thread's metadata with `patch`'s keys set over it, top level only (a nested object
+    is replaced, null is stored as null), as the reference server merges a PATCH.
+    PostgreSQL: JSONB `||`. SQLite: the entries of both, rebuilt (json_patch would merge
+    nested objects and drop nulls)."""
+    if dialect == "postgresql":
+        given = bindparam("metadata_patch", patch, type_=JSONB)
+        return type_coerce(Thread.metadata_, JSONB).op("||")(given)
+    given = bindparam("metadata_patch", json.dumps(patch), type_=String)
+    kept = func.json_each(Thread.metadata_).table_valued("key", "value", "type").alias("kept")
+    added = func.json_each(given).table_valued("key", "value", "type").alias("added")
+    entries = union_all(
+        select(kept.c.key, kept.c.value, kept.c.type)
+        .where(kept.c.key.not_in(select(added.c.key)))
+        .correlate(Thread),
+        select(added.c.key, added.c.value, added.c.type),
+    ).subquery()
+    kind = entries.c.type
+    value = case(
+        (kind.in_(["object", "array"]), func.json(entries.c.value)),
+        (kind.in_(["true", "false", "null"]), func.json(kind)),
+        else_=entries.c.value,
+    )
+    merged = func.json_group_object(entries.c.key, value)
+    return select(func.coalesce(merged, "{}")).scalar_subquery()
+
+
+def graph_named(dialect: str, assistant_id: str) -> ColumnElement[Any]:
+    """The thread's metadata naming the graph of a run created on it (`graph_id` and
+    `assistant_id`, both the assistant's name here), as the reference server stamps them."""
+    if dialect == "postgresql":
+        return type_coerce(Thread.metadata_, JSONB).op("||")(
+            func.jsonb_build_object("graph_id", assistant_id, "assistant_id", assistant_id)
+        )
+    return func.json_set(
+        Thread.metadata_, "$.graph_id", assistant_id, "$.assistant_id", assistant_id
+    )
+
+
+def ttl_values(ttl: ThreadTtl | None) -> dict[str, Any]:
+    return dict(
+        ttl_strategy=ttl.strategy.value if ttl is not None else None,
+        ttl_minutes=ttl.minutes if ttl is not None else None,
+    )
+
+
+class ThreadStatements(ThreadCopies, ThreadRetention):
+    """Creating, reading, searching, counting, updating and deleting threads."""
 
     def create_thread(
-        self, thread_id: str, user_id: str | None, metadata: dict[str, Any], *, if_exists: str
+        self,
+        thread_id: str,
+        user_id: str | None,
+        metadata: dict[str, Any],
+        *,
+        if_exists: str,
+        ttl: ThreadTtl | None = None,
     ) -> ThreadRecord:
         """A new thread; if one exists: ThreadExistsError (`raise`), or the existing one
-        (`do_nothing`), unless it is another user's (ThreadExistsError: it cannot be used)."""
+        (`do_nothing`, its ttl unchanged), unless it is another user's (ThreadExistsError:
+        it cannot be used)."""
         with self.transaction() as conn:
             row = conn.execute(
                 INSERT_THREAD[conn.dialect.name],
-                dict(thread_id=thread_id, user_id=user_id, metadata=metadata),
+                dict(thread_id=thread_id, user_id=user_id, metadata=metadata, **ttl_values(ttl)),
             ).first()
             if row is not None:
                 return thread_record(row)
@@ -143,9 +199,59 @@ class ThreadStatements(StoreBase):
         row = conn.execute(query).first()
         return None if row is None else thread_record(row)
 
+    def patch_thread(
+        self,
+        thread_id: str,
+        user_id: str | None,
+        metadata: dict[str, Any],
+        ttl: ThreadTtl | None,
+    ) -> ThreadRecord | None:
+        """Merge `metadata` into the thread's (top-level keys), set its ttl if given, and
+        touch updated_at, in one guarded UPDATE; None if there is no such thread of this
+        user's (None: any user's)."""
+        with self.transaction() as conn:
+            values: dict[Any, Any] = {Thread.updated_at: db_now()}
+            if metadata:
+                values[Thread.metadata_] = merged_metadata(conn.dialect.name, metadata)
+            if ttl is not None:
+                values |= {getattr(Thread, key): value for key, value in ttl_values(ttl).items()}
+            query = update(Thread).where(Thread.thread_id == thread_id)
+            if user_id is not None:
+                query = query.where(Thread.user_id == user_id)
+            row = conn.execute(query.values(values).returning(*THREAD_COLUMNS)).first()
+        return None if row is None else thread_record(row)
+
+    def name_graph(self, conn: Connection, thread_id: str, assistant_id: str) -> None:
+        """Stamp the thread's metadata with the graph of a run created on it while nothing
+        was in flight (the caller holds the thread lock; PostgreSQL's runqueue_create_run
+        does the same)."""
+        conn.execute(
+            update(Thread)
+            .where(Thread.thread_id == thread_id)
+            .values(metadata_=graph_named(conn.dialect.name, assistant_id))
+        )
+
     def get_thread(self, thread_id: str, user_id: str | None) -> ThreadView | None:
         views = self.search_threads(user_id=user_id, ids=[thread_id], limit=1)
         return views[0] if views else None
+
+    def _filtered(
+        self,
+        dialect: str,
+        user_id: str | None,
+        metadata: dict[str, Any] | None,
+        ids: Sequence[str] | None,
+    ) -> Select[Any]:
+        """The threads a search or count considers, each with its status (thread_status)."""
+        status_column = status_expression(dialect).label("thread_status")
+        inner = select(*THREAD_COLUMNS, status_column)
+        if user_id is not None:
+            inner = inner.where(Thread.user_id == user_id)
+        if ids is not None:
+            inner = inner.where(Thread.thread_id.in_(list(ids)))
+        for condition in metadata_contains(dialect, metadata or {}):
+            inner = inner.where(condition)
+        return inner
 
     def search_threads(
         self,
@@ -162,16 +268,7 @@ class ThreadStatements(StoreBase):
         """Threads with their status, newest first unless `sort_by` / `descending` say
         otherwise (thread_id, status, created_at or updated_at; ties by thread id)."""
         with self.reading() as conn:
-            dialect = conn.dialect.name
-            status_column = status_expression(dialect).label("thread_status")
-            inner = select(*THREAD_COLUMNS, status_column)
-            if user_id is not None:
-                inner = inner.where(Thread.user_id == user_id)
-            if ids is not None:
-                inner = inner.where(Thread.thread_id.in_(list(ids)))
-            for condition in metadata_contains(dialect, metadata or {}):
-                inner = inner.where(condition)
-            threads = inner.subquery()
+            threads = self._filtered(conn.dialect.name, user_id, metadata, ids).subquery()
             query = select(threads)
             if status is not None:
                 query = query.where(threads.c.thread_status == status.value)
@@ -187,6 +284,21 @@ class ThreadStatements(StoreBase):
                 for row in conn.execute(query)
             ]
 
+    def count_threads(
+        self,
+        *,
+        user_id: str | None,
+        metadata: dict[str, Any] | None = None,
+        status: ThreadStatus | None = None,
+    ) -> int:
+        """How many threads search_threads() would find with these filters, unpaged."""
+        with self.reading() as conn:
+            threads = self._filtered(conn.dialect.name, user_id, metadata, None).subquery()
+            query = select(func.count()).select_from(threads)
+            if status is not None:
+                query = query.where(threads.c.thread_status == status.value)
+            return conn.execute(query).scalar_one()
+
     def delete_thread(self, thread_id: str, user_id: str | None) -> list[str]:
         """Delete a thread with its runs (their history and checkpoints) and its graph
         state; the ids of the deleted runs, whose streams the caller deletes. Refused with
@@ -198,15 +310,4 @@ class ThreadStatements(StoreBase):
                 raise ThreadBusyError(
                     f"thread {thread_id} has a run in flight: cancel it first, then delete"
                 )
-            run_ids = list(
-                conn.execute(delete(Run).where(Run.thread_id == thread_id).returning(Run.run_id))
-                .scalars()
-                .all()
-            )
-            present = set(inspect(conn).get_table_names())
-            for table in GRAPH_STATE_TABLES:
-                if table in present:
-                    statement = text(f"DELETE FROM {table} WHERE thread_id = :thread_id")
-                    conn.execute(statement, {"thread_id": thread_id})
-            conn.execute(delete(Thread).where(Thread.thread_id == thread_id))
-        return run_ids
+            return delete_thread_rows(conn, thread_id)
