@@ -23,11 +23,13 @@ from runqueue.records import (
     AbortAction,
     DisconnectMode,
     MultitaskStrategy,
+    PruneStrategy,
     RunEvent,
     RunRecord,
     RunStatus,
     StreamEvent,
     ThreadState,
+    ThreadTtl,
 )
 from runqueue.registry import RunManager, RunOptions, RunRequest, SyncRunManager
 from runqueue.settings import Settings
@@ -47,6 +49,7 @@ __all__ = [
     "InvalidAssistantNameError",
     "InvalidRunIdError",
     "MultitaskStrategy",
+    "PruneStrategy",
     "RunCancelledError",
     "RunContext",
     "RunEvent",
@@ -66,6 +69,7 @@ __all__ = [
     "StreamEvent",
     "SyncRunManager",
     "ThreadState",
+    "ThreadTtl",
     "UnknownAssistantError",
     "UnsupportedStrategyError",
     "assistant",

@@ -15,6 +15,14 @@ from __future__ import annotations
 from runqueue.registry.async_manager import RunManager
 from runqueue.registry.requests import RunOptions, RunRequest
 from runqueue.registry.sync_manager import SyncRunManager
-from runqueue.registry.threads import MAX_PAGE
+from runqueue.registry.threads import MAX_PAGE, MAX_PRUNE_THREADS, MAX_TTL_MINUTES
 
-__all__ = ["MAX_PAGE", "RunManager", "RunOptions", "RunRequest", "SyncRunManager"]
+__all__ = [
+    "MAX_PAGE",
+    "MAX_PRUNE_THREADS",
+    "MAX_TTL_MINUTES",
+    "RunManager",
+    "RunOptions",
+    "RunRequest",
+    "SyncRunManager",
+]

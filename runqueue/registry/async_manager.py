@@ -60,6 +60,10 @@ class RunManager:
     get_thread = _in_thread(SyncRunManager.get_thread)
     search_threads = _in_thread(SyncRunManager.search_threads)
     delete_thread = _in_thread(SyncRunManager.delete_thread)
+    count_threads = _in_thread(SyncRunManager.count_threads)
+    patch_thread = _in_thread(SyncRunManager.patch_thread)
+    copy_thread = _in_thread(SyncRunManager.copy_thread)
+    prune_threads = _in_thread(SyncRunManager.prune_threads)
     set_status = _in_thread(SyncRunManager.set_status)
     cancel = _in_thread(SyncRunManager.cancel)
 

@@ -1,17 +1,56 @@
-"""Threads on their own: created, read, searched, deleted with their runs and streams."""
+"""Threads on their own: created, read, searched and counted, updated, copied, deleted or
+pruned with their runs and streams."""
 
 from __future__ import annotations
 
+import math
 import uuid
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from runqueue import validation
 from runqueue.errors import InvalidPayloadError, StreamUnavailableError, ThreadNotFoundError
-from runqueue.records import ThreadRecord, ThreadStatus, ThreadView
+from runqueue.records import PruneStrategy, ThreadRecord, ThreadStatus, ThreadTtl, ThreadView
 from runqueue.registry.base import RegistryBase, logger
+from runqueue.store import PruneOutcome
 
 THREAD_SORT_KEYS = ("thread_id", "status", "created_at", "updated_at")
 MAX_PAGE = 2**31 - 1  # a larger limit or offset overflows the databases' integers
+MAX_TTL_MINUTES = 100 * 365 * 24 * 60  # a century: any longer is "never"
+MAX_PRUNE_THREADS = 1000  # thread ids one prune may name
+
+
+def prune_strategy(value: Any) -> PruneStrategy:
+    try:
+        return PruneStrategy(value)
+    except ValueError:
+        choices = " or ".join(s.value for s in PruneStrategy)
+        raise InvalidPayloadError(
+            f"invalid strategy {validation.shown(value)} ({choices})"
+        ) from None
+
+
+def thread_ttl(value: ThreadTtl | Mapping[str, Any] | float | None) -> ThreadTtl | None:
+    """A thread's ttl as callers give it: a ThreadTtl, minutes (strategy `delete`, as the
+    SDK sends a number), or the API's {"strategy", "ttl"} (minutes; no `ttl`: none)."""
+    if value is None or isinstance(value, ThreadTtl):
+        minutes, strategy = (value.minutes, value.strategy) if value else (None, None)
+    elif isinstance(value, Mapping):
+        unknown = sorted(set(value) - {"strategy", "ttl"})
+        if unknown:
+            raise InvalidPayloadError(f"ttl has no field {unknown[0]!r} (strategy, ttl)")
+        minutes, strategy = value.get("ttl"), value.get("strategy", PruneStrategy.delete)
+    else:
+        minutes, strategy = value, PruneStrategy.delete
+    if minutes is None:
+        return None
+    if isinstance(minutes, bool) or not isinstance(minutes, int | float):
+        raise InvalidPayloadError(
+            f"ttl must be a number of minutes, not {validation.shown(minutes)}"
+        )
+    if not (math.isfinite(minutes) and 0 <= minutes <= MAX_TTL_MINUTES):
+        raise InvalidPayloadError(f"ttl must be between 0 and {MAX_TTL_MINUTES} minutes")
+    return ThreadTtl(prune_strategy(strategy), float(minutes))
 
 
 class ThreadRegistry(RegistryBase):
@@ -24,9 +63,11 @@ class ThreadRegistry(RegistryBase):
         metadata: dict[str, Any] | None = None,
         if_exists: str = "raise",
         user_id: str | None = None,
+        ttl: ThreadTtl | Mapping[str, Any] | float | None = None,
     ) -> ThreadRecord:
         """A new thread (a UUID if no id is given). If it exists: ThreadExistsError
-        (`raise`), or the existing thread (`do_nothing`) if it is this user's."""
+        (`raise`), or the existing thread (`do_nothing`) if it is this user's. `ttl`: once
+        idle that many minutes the maintenance pass prunes it (thread_ttl())."""
         if if_exists not in ("raise", "do_nothing"):
             raise InvalidPayloadError(f"invalid if_exists {if_exists!r} (raise or do_nothing)")
         return self.store.create_thread(
@@ -34,6 +75,7 @@ class ThreadRegistry(RegistryBase):
             validation.user_id(user_id),
             self._json_object("metadata", metadata),
             if_exists=if_exists,
+            ttl=thread_ttl(ttl),
         )
 
     def _json_object(self, name: str, value: Any) -> dict[str, Any]:
@@ -81,13 +123,91 @@ class ThreadRegistry(RegistryBase):
             descending=sort_order == "desc",
         )
 
+    def count_threads(
+        self,
+        *,
+        user_id: str | None = None,
+        metadata: dict[str, Any] | None = None,
+        status: ThreadStatus | str | None = None,
+    ) -> int:
+        """How many threads search_threads() finds with these filters."""
+        return self.store.count_threads(
+            user_id=validation.user_id(user_id),
+            metadata=self._json_object("metadata", metadata),
+            status=validation.thread_status(status) if status is not None else None,
+        )
+
+    def patch_thread(
+        self,
+        thread_id: str,
+        *,
+        metadata: dict[str, Any] | None = None,
+        ttl: ThreadTtl | Mapping[str, Any] | float | None = None,
+        user_id: str | None = None,
+    ) -> ThreadRecord:
+        """Merge `metadata` into the thread's (its top-level keys replace the thread's), set
+        its ttl if given, and touch its updated_at. ThreadNotFoundError if there is no such
+        thread of this user's."""
+        patched = None
+        if validation.is_thread_id(thread_id):
+            patched = self.store.patch_thread(
+                thread_id,
+                validation.user_id(user_id),
+                self._json_object("metadata", metadata),
+                thread_ttl(ttl),
+            )
+        if patched is None:
+            raise ThreadNotFoundError(f"thread {thread_id} not found")
+        return patched
+
+    def copy_thread(self, thread_id: str, *, user_id: str | None = None) -> ThreadRecord:
+        """A new thread (a UUID) with this one's metadata, state and history, and no runs.
+        ThreadNotFoundError if there is no such thread of this user's; ThreadBusyError while
+        a run of it is in flight."""
+        if not validation.is_thread_id(thread_id):
+            raise ThreadNotFoundError(f"thread {thread_id} not found")
+        copy = self.store.copy_thread(thread_id, str(uuid.uuid4()), validation.user_id(user_id))
+        logger.info(
+            "thread %s copied to %s",
+            thread_id,
+            copy.thread_id,
+            extra={"thread_id": copy.thread_id, "action": "thread_copied"},
+        )
+        return copy
+
+    def prune_threads(
+        self,
+        thread_ids: Iterable[str],
+        *,
+        strategy: PruneStrategy | str = PruneStrategy.delete,
+        user_id: str | None = None,
+    ) -> int:
+        """Prune these threads: delete them (`delete`), or keep each with its latest
+        checkpoint only (`keep_latest`); each in a transaction of its own. A thread with a
+        run in flight, unknown or another user's is left out. How many were pruned."""
+        strategy = prune_strategy(strategy)
+        ids = list(dict.fromkeys(validation.thread_id(i) for i in thread_ids))
+        if len(ids) > MAX_PRUNE_THREADS:
+            raise InvalidPayloadError(f"at most {MAX_PRUNE_THREADS} thread ids per prune")
+        user_id = validation.user_id(user_id)
+        pruned = 0
+        for thread_id in ids:
+            outcome = self.store.prune_thread(thread_id, strategy, user_id)
+            self._forget_streams(outcome.run_ids)
+            pruned += outcome.outcome is PruneOutcome.pruned
+        return pruned
+
     def delete_thread(self, thread_id: str, *, user_id: str | None = None) -> None:
         """Delete the thread, its runs, their history and its graph state. ThreadBusyError
         while a run is in flight (cancel it first); ThreadNotFoundError if there is no such
         thread of this user's."""
         if not validation.is_thread_id(thread_id):
             raise ThreadNotFoundError(f"no thread {thread_id}")
-        for run_id in self.store.delete_thread(thread_id, validation.user_id(user_id)):
+        self._forget_streams(self.store.delete_thread(thread_id, validation.user_id(user_id)))
+
+    def _forget_streams(self, run_ids: list[str]) -> None:
+        """Delete the streams of runs just deleted."""
+        for run_id in run_ids:
             try:
                 self.runtime.stream.delete(run_id)
             except StreamUnavailableError as exc:  # it expires on its own (ended: retention)
