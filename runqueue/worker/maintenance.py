@@ -1,5 +1,5 @@
 """Background duties of the fleet: relay unpublished runs, reap runs whose worker died, delete
-expired run streams.
+expired run streams, prune threads whose ttl ran out.
 
 Every worker runs this loop in its main process, started and stopped with the worker as a
 Celery bootstep (MaintenanceStep); the maintenance lock (a row taken with a guarded UPDATE
@@ -22,6 +22,7 @@ from runqueue.runtime import Runtime
 from runqueue.store import RunQueries
 from runqueue.worker import poison
 from runqueue.worker.retries import RetryPolicy
+from runqueue.worker.thread_sweep import sweep_expired_threads
 
 logger = logging.getLogger(__name__)
 
@@ -87,12 +88,13 @@ def _requeue_lost(runtime: Runtime, run: RunRecord, token: str, policy: RetryPol
 def run_once(app: Celery, runtime: Runtime) -> tuple[int, int]:
     """One maintenance pass: (runs relayed, runs reaped). Streams past their retention are
     deleted too, where the transport does not expire them itself (the database), the
-    ledger of graph writes of runs that can no longer be rolled back, and the rows of
-    workers gone for a week."""
+    ledger of graph writes of runs that can no longer be rolled back, the rows of workers
+    gone for a week, and threads whose ttl ran out (thread_sweep.py)."""
     relayed, reaped = relay(app, runtime), reap(app, runtime)
     runtime.stream.purge_expired()
     runtime.store.purge_graph_writes()
     runtime.store.forget_gone_workers()
+    sweep_expired_threads(runtime)
     return relayed, reaped
 
 
