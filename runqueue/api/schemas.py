@@ -9,8 +9,14 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
-from runqueue.records import MultitaskStrategy, RunRecord, ThreadState, ThreadView
-from runqueue.registry import MAX_PAGE
+from runqueue.records import (
+    MultitaskStrategy,
+    PruneStrategy,
+    RunRecord,
+    ThreadState,
+    ThreadView,
+)
+from runqueue.registry import MAX_PAGE, MAX_TTL_MINUTES
 
 # The enum's values, in its order: a new strategy is accepted, and listed in /openapi.json,
 # with no change here (a Literal, not the enum, keeps the schema inline as it has always been).
@@ -28,6 +34,7 @@ StreamModeName = Literal[
 ]
 RunStatusName = Literal["pending", "running", "success", "error", "timeout", "interrupted"]
 ThreadStatusName = Literal["idle", "busy", "interrupted", "error"]
+PruneStrategyName = Literal[tuple(strategy.value for strategy in PruneStrategy)]
 Json = dict[str, Any]
 
 # The fields the official SDK may send that runqueue cannot honour: accepted only when unset
@@ -93,14 +100,21 @@ class AssistantSearch(SearchBody):
 # -- threads --------------------------------------------------------------------------------
 
 
+class ThreadTtlBody(Strict):
+    """A thread's time to live: pruned with `strategy` once idle `ttl` minutes."""
+
+    strategy: PruneStrategyName = "delete"
+    ttl: float | None = Field(None, ge=0, le=MAX_TTL_MINUTES, allow_inf_nan=False)
+
+
 class ThreadCreate(Strict):
     thread_id: str | None = Field(None, max_length=128)
     metadata: Json | None = None
     if_exists: Literal["raise", "do_nothing"] = "raise"
-    ttl: Any = None
+    ttl: ThreadTtlBody | None = None
     supersteps: Any = None
 
-    _refused = refused_when_set("ttl", "supersteps")
+    _refused = refused_when_set("supersteps")
 
 
 class Thread(BaseModel):

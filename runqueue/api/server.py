@@ -21,7 +21,14 @@ from contextlib import asynccontextmanager
 from celery import Celery
 from fastapi import FastAPI
 
-from runqueue.api import assistants, runs, thread_state, thread_stream, threads
+from runqueue.api import (
+    assistants,
+    runs,
+    thread_changes,
+    thread_state,
+    thread_stream,
+    threads,
+)
 from runqueue.api.access_log import install_query_string_mask
 from runqueue.api.context import ApiContext
 from runqueue.api.errors import install_error_handlers
@@ -77,6 +84,7 @@ def create_api(app: Celery | None = None, settings: Settings | None = None) -> F
     api.include_router(assistants.router)
     api.include_router(threads.router)
     api.include_router(thread_state.router)
+    api.include_router(thread_changes.router)
     api.include_router(runs.router)
     api.include_router(thread_stream.router)
 

@@ -57,7 +57,11 @@ async def create_thread(
 ) -> Thread:
     thread_id = addressable(body.thread_id) if body.thread_id is not None else None
     record = await api.manager.create_thread(
-        thread_id, metadata=body.metadata, if_exists=body.if_exists, user_id=user
+        thread_id,
+        metadata=body.metadata,
+        if_exists=body.if_exists,
+        user_id=user,
+        ttl=body.ttl.model_dump() if body.ttl is not None else None,
     )
     view = await thread_of_user(api, record.thread_id, user)
     return Thread.of(view, await state_of(api, record.thread_id))
