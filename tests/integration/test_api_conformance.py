@@ -24,6 +24,7 @@ import pytest
 from langgraph_sdk import get_client
 from langgraph_sdk.client import LangGraphClient
 
+from runqueue.settings import Settings
 from tests.api_support import API_APP, ServerProcess, api_server, free_port
 from tests.conftest import require_services
 from tests.support import (
@@ -404,6 +405,7 @@ class Servers:
     reference: str
     runqueue: str
     api_key: str
+    settings: Settings  # runqueue's: its database and broker, for tests that look inside
 
 
 def reference_server(tmp_path: Path) -> ServerProcess:
@@ -451,7 +453,8 @@ def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Servers]:
             stops.append(api.stop)
             api.start()
             starting.result()
-        yield Servers(reference.url, api.url, created.stdout.strip().splitlines()[-1])
+        key = created.stdout.strip().splitlines()[-1]
+        yield Servers(reference.url, api.url, key, backend.settings)
     finally:
         for stop in reversed(stops):
             stop()
