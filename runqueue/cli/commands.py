@@ -394,8 +394,9 @@ def demo(
 @main.command()
 @click.pass_obj
 def reap(state: CliState) -> None:
-    """One maintenance pass: publish runs that never left, reap runs whose worker died
-    (for cron or a Kubernetes CronJob; workers also do this themselves)."""
+    """One maintenance pass: publish runs that never left, reap runs whose worker died,
+    prune threads whose ttl ran out (for cron or a Kubernetes CronJob; workers also do
+    this themselves)."""
     from runqueue.celery.app import runtime_of
     from runqueue.worker.maintenance import run_once
 

@@ -10,6 +10,7 @@ server (sharing its processes keeps the suite fast)."""
 
 from __future__ import annotations
 
+import subprocess
 import time
 import uuid
 from collections.abc import Iterator
@@ -20,7 +21,7 @@ from sqlalchemy import func, select, text
 from runqueue import RunStatus
 from runqueue.store.models import CheckpointRow, Run, RunEventRow, Thread
 from runqueue.store.thread_retention import graph_tables
-from tests.support import Backend, make_backend, wait_until
+from tests.support import Backend, as_process, make_backend, settings_env, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -84,6 +85,36 @@ def test_expired_threads_are_swept_and_nothing_else(manager, worker) -> None:  #
 
 def test_a_copy_has_every_row_of_the_state_and_prune_cuts_it(manager, worker) -> None:  # noqa: ANN001
     copy_scenario(manager)
+
+
+def test_prune_threads_on_the_command_line(backend, manager, worker) -> None:  # noqa: ANN001
+    busy = new_thread(manager)
+    in_flight = manager.create(busy, "steps", kwargs={"steps": 100, "delay": 0.05})
+    done = new_thread(manager)
+    run(manager, done, "echo")
+    command = ["runqueue", "prune-threads", done, busy, "no-such-thread"]
+    pruned = subprocess.run(
+        as_process(command),
+        env=settings_env(backend.settings),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert pruned.returncode == 0, pruned.stderr
+    assert pruned.stdout.strip() == (
+        "pruned 1 thread of 3 (delete); 2 left out (a run in flight, or no such thread)"
+    )
+    assert manager.get_thread(done) is None and rows(manager, done)["runs"] == 0
+    assert manager.get_thread(busy) is not None
+    manager.cancel(in_flight.run_id)
+    refused = subprocess.run(
+        as_process(["runqueue", "prune-threads", done, "--strategy", "archive"]),
+        env=settings_env(backend.settings),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert refused.returncode == 2 and "delete or keep_latest" in refused.stderr
 
 
 def sweep_scenario(manager) -> None:  # noqa: ANN001
