@@ -185,6 +185,8 @@ class ThreadRegistry(RegistryBase):
         """Prune these threads: delete them (`delete`), or keep each with its latest
         checkpoint only (`keep_latest`); each in a transaction of its own. A thread with a
         run in flight, unknown or another user's is left out. How many were pruned."""
+        if isinstance(thread_ids, str):  # its characters would be taken for thread ids
+            raise InvalidPayloadError("thread_ids must be a list of thread ids, not one string")
         strategy = prune_strategy(strategy)
         ids = list(dict.fromkeys(validation.thread_id(i) for i in thread_ids))
         if len(ids) > MAX_PRUNE_THREADS:

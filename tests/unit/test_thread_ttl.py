@@ -10,7 +10,14 @@ import math
 import pytest
 from pydantic import ValidationError
 
-from runqueue import InvalidPayloadError, PruneStrategy, ThreadTtl
+from runqueue import (
+    InvalidPayloadError,
+    PruneStrategy,
+    Settings,
+    SyncRunManager,
+    ThreadTtl,
+    create_app,
+)
 from runqueue.api.schemas import ThreadCreate
 from runqueue.api.thread_schemas import ThreadPrune
 from runqueue.registry.threads import MAX_TTL_MINUTES, prune_strategy, thread_ttl
@@ -54,6 +61,12 @@ def test_a_ttl_as_callers_give_it(given, expected):
 def test_a_malformed_ttl_is_refused_with_a_sentence(given, message):
     with pytest.raises(InvalidPayloadError, match=message):
         thread_ttl(given)
+
+
+def test_prune_refuses_one_string_for_its_list_of_ids(tmp_path):
+    manager = SyncRunManager(create_app(Settings(data_dir=tmp_path)))
+    with pytest.raises(InvalidPayloadError, match="not one string"):
+        manager.prune_threads("t1")  # would be read as the threads "t" and "1"
 
 
 def test_the_strategies_come_from_one_enum():
