@@ -29,7 +29,8 @@ from sqlalchemy import Column, DateTime, Table, literal, select, update
 from runqueue import FencedOffError, RunStatus, Settings
 from runqueue.langgraph import RunCheckpointer
 from runqueue.langgraph.checkpointer import Fence
-from runqueue.records import AbortAction, MultitaskStrategy
+from runqueue.records import AbortAction, MultitaskStrategy, PruneStrategy, ThreadTtl
+from runqueue.store import PruneOutcome
 from runqueue.store.database import migrate, sqlite_path
 from runqueue.store.decisions import NewRun, RunStore
 from runqueue.store.models import Base, MaintenanceLock, Run
@@ -49,6 +50,7 @@ LOCK_SECONDS = 20.0  # its maintenance lock
 RETENTION = 50.0  # its SQL stream's retention
 SLACK = 1.0  # seconds: SQLite's clock has milliseconds; the rest is exact
 SKEW = 3600  # seconds the writer's clock is off, either way
+KEEP_LATEST = PruneStrategy.keep_latest
 
 
 def _new(thread_id: str, strategy: str = "reject") -> NewRun:
@@ -120,6 +122,13 @@ def write_everything(database_url: str) -> None:
     key, _secret = store.create_api_key("alice")
     assert store.revoke_api_key(key.key_id)
     store.create_thread(f"{prefix}-six", None, {}, if_exists="raise")
+    # Thread ttls: due or not by the database's clock, whatever this process's says; a
+    # keep_latest sweep records when it pruned (ttl_swept_at).
+    due, not_yet = f"{prefix}-seven", f"{prefix}-eight"
+    store.create_thread(due, None, {}, if_exists="raise", ttl=ThreadTtl(KEEP_LATEST, 0.0))
+    store.create_thread(not_yet, None, {}, if_exists="raise", ttl=ThreadTtl(KEEP_LATEST, 30.0))
+    assert set(store.expired_threads(1000)) & {due, not_yet} == {due}
+    assert store.sweep_thread(due).outcome is PruneOutcome.pruned
     print(
         json.dumps({"time": time.time(), "runs": runs, "key_created": key.created_at.isoformat()})
     )
