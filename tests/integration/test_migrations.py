@@ -10,6 +10,7 @@ from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
+from sqlalchemy import inspect as sa_inspect
 from sqlalchemy import select, text
 from sqlalchemy.exc import IntegrityError
 
@@ -122,3 +123,40 @@ def test_the_deployment_migration_gives_one_id_and_makes_queued_runs_due(backend
     assert due == [0]
     with pytest.raises(IntegrityError), get_engine(database_url).begin() as conn:
         conn.execute(text("INSERT INTO deployment (singleton, deployment_id) VALUES (2, 'other')"))
+
+
+def test_the_thread_retention_migration_keeps_checkpoints_and_their_cascade(backend, database_url):
+    """0010: run_checkpoints is rebuilt on SQLite (run_id may be NULL): its rows stay, and
+    deleting a run still deletes its checkpoints; the downgrade drops the copies' rows (no
+    run) and the ttl columns."""
+    settings = backend.settings.with_overrides(database_url=database_url)
+    config = alembic_config(settings)
+    command.upgrade(config, "0009")
+    manager = SyncRunManager(create_app(settings, name="migration-0010"))
+    register_with_journal(manager.app)
+    run = manager.create_or_reject("before-0010", "echo")
+    assert manager.set_status(run.run_id, "success")  # no worker here: ended by hand
+    with get_engine(database_url).begin() as conn:
+        conn.execute(
+            text(
+                'INSERT INTO run_checkpoints (thread_id, run_id, "values", created_at) '
+                "VALUES ('before-0010', :run, '{\"n\": 1}', CURRENT_TIMESTAMP)"
+            ),
+            {"run": run.run_id},
+        )
+    command.upgrade(config, "head")
+    assert [c.values for c in manager.checkpoints("before-0010")] == [{"n": 1}]
+    copy = manager.copy_thread("before-0010")
+    assert [c.run_id for c in manager.checkpoints(copy.thread_id)] == [None]
+    with get_engine(database_url).begin() as conn:
+        conn.execute(text("DELETE FROM runs WHERE run_id = :run"), {"run": run.run_id})
+    assert manager.checkpoints("before-0010") == []  # ON DELETE CASCADE survived the rebuild
+    assert len(manager.checkpoints(copy.thread_id)) == 1
+
+    command.downgrade(config, "0009")
+    with get_engine(database_url).connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM run_checkpoints")).scalar_one() == 0
+        columns = {c["name"] for c in sa_inspect(conn).get_columns("threads")}
+    assert not columns & {"ttl_strategy", "ttl_minutes", "ttl_swept_at"}
+    command.upgrade(config, "head")
+    assert schema_drift(database_url) == []
