@@ -23,6 +23,7 @@ from sqlalchemy import (
     exists,
     func,
     literal,
+    not_,
     select,
     type_coerce,
     union_all,
@@ -223,12 +224,14 @@ class ThreadStatements(ThreadCopies, ThreadRetention):
 
     def name_graph(self, conn: Connection, thread_id: str, assistant_id: str) -> None:
         """Stamp the thread's metadata with the graph of a run created on it while nothing
-        was in flight (the caller holds the thread lock; PostgreSQL's runqueue_create_run
-        does the same)."""
+        was in flight, unless it names that one already (the caller holds the thread lock;
+        PostgreSQL's runqueue_create_run does the same)."""
+        dialect = conn.dialect.name
+        named = {"graph_id": assistant_id, "assistant_id": assistant_id}
         conn.execute(
             update(Thread)
-            .where(Thread.thread_id == thread_id)
-            .values(metadata_=graph_named(conn.dialect.name, assistant_id))
+            .where(Thread.thread_id == thread_id, not_(and_(*metadata_contains(dialect, named))))
+            .values(metadata_=graph_named(dialect, assistant_id))
         )
 
     def get_thread(self, thread_id: str, user_id: str | None) -> ThreadView | None:

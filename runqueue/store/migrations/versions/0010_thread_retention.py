@@ -92,7 +92,8 @@ BEGIN
     IF v_first.run_id IS NULL THEN
         UPDATE threads SET metadata = metadata
             || jsonb_build_object('graph_id', p_assistant_id, 'assistant_id', p_assistant_id)
-            WHERE thread_id = p_thread_id;
+            WHERE thread_id = p_thread_id AND NOT metadata
+                @> jsonb_build_object('graph_id', p_assistant_id, 'assistant_id', p_assistant_id);
     END IF;
     INSERT INTO runs (
         run_id, thread_id, assistant_id, user_id, status, multitask_strategy, on_disconnect,
