@@ -28,7 +28,11 @@ from tests.integration.test_api_conformance import (
     settle_thread,
     start_busy_run,
 )
-from tests.integration.test_thread_retention import copy_scenario, sweep_scenario
+from tests.integration.test_thread_retention import (
+    copy_scenario,
+    delta_scenario,
+    sweep_scenario,
+)
 from tests.support import as_process, settings_env
 from workers.assistants import register_with_journal
 
@@ -239,6 +243,10 @@ def test_postgres_threads_expire_through_a_workers_maintenance_pass(manager) -> 
 
 def test_postgres_copies_and_prunes_keep_or_cut_every_row(manager) -> None:  # noqa: ANN001
     copy_scenario(manager)
+
+
+def test_postgres_keep_latest_leaves_a_delta_channel_graph_whole(manager) -> None:  # noqa: ANN001
+    delta_scenario(manager)
 
 
 def test_ttl_is_stored_as_given_and_refused_when_malformed(servers: Servers, manager) -> None:  # noqa: ANN001, F811

@@ -87,6 +87,29 @@ def test_a_copy_has_every_row_of_the_state_and_prune_cuts_it(manager, worker) ->
     copy_scenario(manager)
 
 
+def test_keep_latest_leaves_a_delta_channel_graph_whole(manager) -> None:  # noqa: ANN001
+    delta_scenario(manager)
+
+
+def delta_scenario(manager) -> None:  # noqa: ANN001
+    """A graph whose checkpoints mark a DeltaChannel rebuilds its latest value from the older
+    ones: keep_latest leaves it whole (not counted), as LangGraph's own prune refuses it."""
+    thread_id = new_thread(manager)
+    postgres = manager.store.engine.dialect.name == "postgresql"
+    as_json = "CAST({} AS jsonb)" if postgres else "CAST({} AS BLOB)"  # each saver's column
+    insert = text(
+        "INSERT INTO checkpoints (thread_id, checkpoint_ns, checkpoint_id, checkpoint, "
+        f"metadata) VALUES (:t, '', :id, {as_json.format(':c')}, {as_json.format(':m')})"
+    )
+    with manager.store.transaction() as conn:
+        for n, metadata in enumerate(('{"step": 1}', '{"counters_since_delta_snapshot": {}}')):
+            conn.execute(insert, {"t": thread_id, "id": f"1ef-{n}", "c": "{}", "m": metadata})
+    assert manager.prune_threads([thread_id], strategy="keep_latest") == 0
+    assert graph_heads(manager, thread_id) == [("", 2)]
+    assert manager.prune_threads([thread_id], strategy="delete") == 1
+    assert rows(manager, thread_id)["checkpoints"] == 0
+
+
 def test_prune_threads_on_the_command_line(backend, manager, worker) -> None:  # noqa: ANN001
     busy = new_thread(manager)
     in_flight = manager.create(busy, "steps", kwargs={"steps": 100, "delay": 0.05})
