@@ -96,37 +96,36 @@ async def stamped(client: LangGraphClient, t: Transcript) -> None:
     t.note("run.stamps_metadata", (sorted(metadata), metadata["graph_id"], metadata["team"]))
 
 
-def copied(with_history: bool) -> Any:
-    async def scenario(client: LangGraphClient, t: Transcript) -> None:
-        tid = (await client.threads.create(metadata={"team": "a"}))["thread_id"]
-        await client.runs.wait(tid, GRAPH, input={"ask": True})  # stops at its interrupt
-        source = await client.threads.get(tid)
-        copy = await client.threads.copy(tid)
-        cid = copy["thread_id"]
-        t.note("copy.thread", (cid != tid, copy["status"], copy["metadata"] == source["metadata"]))
-        t.note("copy.runs", await client.runs.list(cid))
-        state, copied_state = (
-            await client.threads.get_state(tid),
-            await client.threads.get_state(cid),
-        )
-        for key in ("values", "next", "checkpoint"):  # the checkpoint: its id, the copy's thread
-            mine = copied_state[key]
-            theirs = {**state[key], "thread_id": cid} if key == "checkpoint" else state[key]
-            t.note(f"copy.state.{key}", mine == theirs)
-        t.note("copy.state.interrupts", [i["value"] for i in copied_state["interrupts"]])
-        if with_history:
-            ids = [
-                [s["checkpoint"]["checkpoint_id"] for s in await client.threads.get_history(x)]
-                for x in (tid, cid)
-            ]
-            t.note("copy.history", (len(ids[0]) > 1, ids[0] == ids[1]))
-        resumed = await client.runs.wait(cid, GRAPH, command={"resume": "yes"})
-        t.note("copy.resumed", resumed)
-        t.note("copy.source_kept", (await client.threads.get_state(tid))["next"])
-        response = await client.http.client.post(f"/threads/{uuid.uuid4()}/copy")
-        t.note("copy.unknown", error_shape(response))
-
-    return scenario
+async def copied(client: LangGraphClient, t: Transcript) -> None:
+    tid = (await client.threads.create(metadata={"team": "a"}))["thread_id"]
+    await client.runs.wait(tid, GRAPH, input={"ask": True})  # stops at its interrupt
+    source = await client.threads.get(tid)
+    copy = await client.threads.copy(tid)
+    cid = copy["thread_id"]
+    t.note("copy.thread", (cid != tid, copy["status"], copy["metadata"] == source["metadata"]))
+    t.note("copy.runs", await client.runs.list(cid))
+    state, copied_state = (
+        await client.threads.get_state(tid),
+        await client.threads.get_state(cid),
+    )
+    for key in ("values", "next", "checkpoint"):  # the checkpoint: its id, the copy's thread
+        mine = copied_state[key]
+        theirs = {**state[key], "thread_id": cid} if key == "checkpoint" else state[key]
+        t.note(f"copy.state.{key}", mine == theirs)
+    t.note("copy.state.interrupts", [i["value"] for i in copied_state["interrupts"]])
+    histories = [
+        [
+            (s["checkpoint"]["checkpoint_id"], s["values"], s["next"])
+            for s in await client.threads.get_history(x, limit=100)
+        ]
+        for x in (tid, cid)
+    ]
+    t.note("copy.history", (len(histories[0]), histories[0] == histories[1]))
+    resumed = await client.runs.wait(cid, GRAPH, command={"resume": "yes"})
+    t.note("copy.resumed", resumed)
+    t.note("copy.source_kept", (await client.threads.get_state(tid))["next"])
+    response = await client.http.client.post(f"/threads/{uuid.uuid4()}/copy")
+    t.note("copy.unknown", error_shape(response))
 
 
 async def copied_while_busy(client: LangGraphClient, t: Transcript) -> None:
@@ -164,27 +163,17 @@ async def pruned(client: LangGraphClient, t: Transcript) -> None:
         t.note(f"prune.{name}", error_shape(await raw.post("/threads/prune", json=body)))
 
 
-def has_history(url: str, api_key: str) -> bool:
-    """Whether runqueue serves GET /threads/{id}/history yet (another part of issue 27): the
-    copy's history is compared once it does."""
-    paths = httpx.get(f"{url}/openapi.json", headers={"x-api-key": api_key}, timeout=10)
-    return "/threads/{thread_id}/history" in paths.json()["paths"]
-
-
-async def transcript(client: LangGraphClient, with_history: bool) -> list[tuple[str, Any]]:
-    scenarios = [patched, counted, stamped, copied(with_history), copied_while_busy, pruned]
+async def transcript(client: LangGraphClient) -> list[tuple[str, Any]]:
+    scenarios = [patched, counted, stamped, copied, copied_while_busy, pruned]
     parts = [Transcript() for _ in scenarios]
     await asyncio.gather(*(s(client, p) for s, p in zip(scenarios, parts, strict=True)))
     return [item for part in parts for item in part.items]
 
 
 async def both(servers: Servers) -> tuple[list[tuple[str, Any]], list[tuple[str, Any]]]:  # noqa: F811
-    with_history = has_history(servers.runqueue, servers.api_key)
     reference = get_client(url=servers.reference, api_key=None)
     runqueue = get_client(url=servers.runqueue, api_key=servers.api_key)
-    return await asyncio.gather(
-        transcript(reference, with_history), transcript(runqueue, with_history)
-    )
+    return await asyncio.gather(transcript(reference), transcript(runqueue))
 
 
 def test_thread_endpoints_answer_as_the_reference_servers_do(servers: Servers) -> None:  # noqa: F811
