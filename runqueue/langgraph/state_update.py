@@ -19,9 +19,8 @@ from langgraph.checkpoint.base import (
     CheckpointTuple,
 )
 from langgraph.checkpoint.postgres import PostgresSaver
-from langgraph.errors import InvalidUpdateError
 
-from runqueue.errors import CheckpointNotFoundError, InvalidStateUpdateError
+from runqueue.errors import CheckpointNotFoundError, InvalidStateUpdateError, RunQueueError
 from runqueue.langgraph.checkpointer import official_saver, setup_checkpointer
 from runqueue.langgraph.thread_history import graph_config
 from runqueue.records import CheckpointRef
@@ -29,6 +28,15 @@ from runqueue.store import LentConnection, RunStore
 
 if TYPE_CHECKING:
     from langgraph.pregel import Pregel
+
+
+class _SaverFailed(Exception):
+    """The saver's own call failed (the database): raised as it is, never as the graph's
+    refusal of the update."""
+
+    def __init__(self, error: Exception):
+        super().__init__(str(error))
+        self.error = error
 
 
 class LentCheckpointer(BaseCheckpointSaver[str]):
@@ -43,7 +51,10 @@ class LentCheckpointer(BaseCheckpointSaver[str]):
         return official_saver(self.lent, self.serde)
 
     def get_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
-        return self._saver().get_tuple(config)
+        try:
+            return self._saver().get_tuple(config)
+        except Exception as error:
+            raise _SaverFailed(error) from error
 
     def list(
         self,
@@ -53,7 +64,11 @@ class LentCheckpointer(BaseCheckpointSaver[str]):
         before: RunnableConfig | None = None,
         limit: int | None = None,
     ) -> Iterator[CheckpointTuple]:
-        return iter(list(self._saver().list(config, filter=filter, before=before, limit=limit)))
+        try:
+            found = list(self._saver().list(config, filter=filter, before=before, limit=limit))
+        except Exception as error:
+            raise _SaverFailed(error) from error
+        return iter(found)
 
     def put(
         self,
@@ -62,7 +77,10 @@ class LentCheckpointer(BaseCheckpointSaver[str]):
         metadata: CheckpointMetadata,
         new_versions: ChannelVersions,
     ) -> RunnableConfig:
-        return self._saver().put(config, checkpoint, metadata, new_versions)
+        try:
+            return self._saver().put(config, checkpoint, metadata, new_versions)
+        except Exception as error:
+            raise _SaverFailed(error) from error
 
     def put_writes(
         self,
@@ -71,7 +89,10 @@ class LentCheckpointer(BaseCheckpointSaver[str]):
         task_id: str,
         task_path: str = "",
     ) -> None:
-        self._saver().put_writes(config, writes, task_id, task_path)
+        try:
+            self._saver().put_writes(config, writes, task_id, task_path)
+        except Exception as error:
+            raise _SaverFailed(error) from error
 
     def get_next_version(self, current: str | None, channel: None) -> str:
         # The versions every runqueue checkpointer writes (RunCheckpointer's).
@@ -93,18 +114,31 @@ def update_graph_state(
     LangGraph picks), after its latest checkpoint or the one `checkpoint` names. Returns the
     checkpoint written. ThreadBusyError while a run of the thread is in flight,
     CheckpointNotFoundError, InvalidStateUpdateError: nothing written."""
+    unknown = sorted(set(values) - set(graph.channels)) if isinstance(values, dict) else []
+    if unknown:  # LangGraph would write an empty update: refused as a run's input is
+        keys = sorted(k for k in graph.channels if not k.startswith(("__", "branch:")))
+        raise InvalidStateUpdateError(
+            f"values.{unknown[0]}: not a key of the graph's state ({', '.join(keys)})"
+        )
     setup_checkpointer(store)
     config = graph_config(thread_id, checkpoint)
     config["metadata"] = {"thread_id": thread_id, "assistant_id": assistant_id}
     with store.thread_update(thread_id, user_id) as lent:
         writer = graph.copy(update={"checkpointer": LentCheckpointer(lent)})
-        named = config["configurable"].get("checkpoint_id")
-        if named is not None and writer.checkpointer.get_tuple(config) is None:
-            raise CheckpointNotFoundError(f"thread {thread_id} has no checkpoint {named}")
         try:
+            named = config["configurable"].get("checkpoint_id")
+            if named is not None and writer.checkpointer.get_tuple(config) is None:
+                raise CheckpointNotFoundError(f"thread {thread_id} has no checkpoint {named}")
             written = writer.update_state(config, values, as_node=as_node)
-        except (InvalidUpdateError, ValueError) as error:
-            raise InvalidStateUpdateError(f"state update refused by the graph: {error}") from None
+        except _SaverFailed as failed:  # the database's error, as every store call raises it
+            raise failed.error from None
+        except RunQueueError:
+            raise
+        except Exception as error:  # noqa: BLE001 - the graph refused the values: an unknown
+            # node, or a reducer given what it cannot take (TypeError, ValueError, ...)
+            raise InvalidStateUpdateError(
+                f"state update refused by the graph: {type(error).__name__}: {error}"
+            ) from None
     configurable = written["configurable"]
     return CheckpointRef(
         thread_id=thread_id,

@@ -22,6 +22,7 @@ from runqueue.worker.task import RunTask
 
 CHECKPOINT_ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,127}")  # LangGraph's: UUIDs
 CHECKPOINT_NS_PATTERN = re.compile(r"[^\x00-\x1f]{0,1000}")
+METADATA_KEY_PATTERN = re.compile(r"[A-Za-z0-9_-]{1,128}")  # filtered alike on both databases
 MAX_HISTORY = 1000  # the most checkpoints one history read returns, as the reference server
 CheckpointArgument = CheckpointRef | dict[str, Any] | None
 CHECKPOINT_FIELDS = frozenset({"thread_id", "checkpoint_id", "checkpoint_ns", "checkpoint_map"})
@@ -85,6 +86,11 @@ class ThreadStateRegistry(RegistryBase):
         if before is not None and (older is None or older.checkpoint_id is None):
             raise InvalidPayloadError("before must name a checkpoint_id")
         wanted = self._json_argument("metadata", metadata) if metadata is not None else None
+        for key in wanted or {}:
+            if not METADATA_KEY_PATTERN.fullmatch(key):  # SQLite's saver refuses, or reads a
+                raise InvalidPayloadError(  # dotted key as a path where PostgreSQL does not
+                    f"metadata filter key {validation.shown(key)}: letters, digits, _ and - only"
+                )
         task = self._assistant_of(thread_id)
         if task is None:
             return []
@@ -190,6 +196,8 @@ def checkpoint_of(thread_id: str, checkpoint: CheckpointArgument) -> CheckpointR
             f"checkpoint.thread_id is {validation.shown(given)}, not this thread ({thread_id})"
         )
     checkpoint_id = checkpoint.get("checkpoint_id")
+    if isinstance(checkpoint_id, str) and validation.UUID_PATTERN.fullmatch(checkpoint_id.lower()):
+        checkpoint_id = checkpoint_id.lower()  # as LangGraph writes them, and as forks read them
     if checkpoint_id is not None and not (
         isinstance(checkpoint_id, str) and CHECKPOINT_ID_PATTERN.fullmatch(checkpoint_id)
     ):

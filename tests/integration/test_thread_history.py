@@ -203,6 +203,9 @@ def test_update_refusals_leave_the_history_as_it_was(server, keys, api) -> None:
             {"values": {}, "checkpoint": {"checkpoint_id": "1f000000-0000-6000-8000-000000000000"}},
         ),
         "unknown field": (422, {"values": {}, "bogus": 1}),
+        # A reducer given what it cannot take (operator.add of a list and a str: TypeError).
+        "a value the reducer refuses": (422, {"values": {"steps": "x"}, "as_node": "work"}),
+        "a key the state does not have": (422, {"values": {"stpes": ["x"]}, "as_node": "work"}),
     }
     for name, (code, body) in refusals.items():
         response = api.post(f"/threads/{tid}/state", json=body)
@@ -211,6 +214,10 @@ def test_update_refusals_leave_the_history_as_it_was(server, keys, api) -> None:
         assert bob.post(f"/threads/{tid}/state", json={"values": {}}).status_code == 404
         assert bob.post(f"/threads/{tid}/history", json={}).status_code == 404
     assert api.post("/threads/no-such-thread/history", json={}).status_code == 404
+    # A metadata key both databases' savers filter alike, or 422 (SQLite's refuses "a b").
+    for key in ("a b", "source.x", "it's"):
+        answer = api.post(f"/threads/{tid}/history", json={"metadata": {key: 1}})
+        assert (answer.status_code, key in answer.json()["detail"]) == (422, True), key
 
     run = api.post(
         f"/threads/{tid}/runs", json={"assistant_id": AGENT, "input": {"seconds": 1}}
