@@ -95,6 +95,16 @@ class GraphTask(RunTask):
         self._check_breakpoints(kwargs)
         self._check_input(kwargs.get("input"))
 
+    def check_fork_point(self, thread_id: str, kwargs: dict[str, Any]) -> None:
+        """A fork (run option `checkpoint_id`) names a checkpoint its thread has:
+        CheckpointNotFoundError otherwise, before anything is written (the attempt looks
+        again when it starts: a rollback may delete it in between)."""
+        fork_from = kwargs.get("checkpoint_id")
+        if fork_from is not None:
+            from runqueue.langgraph.forks import require_checkpoint
+
+            require_checkpoint(runtime_of(self.app).store, thread_id, fork_from)
+
     def _check_breakpoints(self, kwargs: dict[str, Any]) -> None:
         """interrupt_before/after naming nodes the graph has (a misspelt breakpoint would
         never fire): checked when the graph can be built here, as the input is."""

@@ -62,6 +62,7 @@ class SyncRunManager(RequestChecks, RunReading, RunJoining, ThreadRegistry, Thre
             method = "create_or_reject" if check_strategy else "create"
             raise TypeError(f"{method}() got an unexpected keyword argument {unexpected[0]!r}")
         new = self._new_run(thread_id, assistant_id, options)
+        self.app.tasks[new.assistant_id].check_fork_point(new.thread_id, new.kwargs or {})
         self._unserved.warn_if_unserved(new.assistant_id)
         run, effects = self.store.create_run(new, check_strategy=check_strategy)
         self._after_create(effects, [run])
@@ -81,7 +82,9 @@ class SyncRunManager(RequestChecks, RunReading, RunJoining, ThreadRegistry, Thre
         news = []
         for index, request in enumerate(requests):
             try:
-                news.append(self._new_run_of(request))
+                new = self._new_run_of(request)
+                self.app.tasks[new.assistant_id].check_fork_point(new.thread_id, new.kwargs or {})
+                news.append(new)
             except RunQueueError as error:
                 raise at_request(index, error) from None
         for assistant_id in dict.fromkeys(new.assistant_id for new in news):

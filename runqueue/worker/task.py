@@ -63,6 +63,11 @@ class RunTask(Task):
     # (`@assistant(app, refused_kwargs=frozenset({"journal"}))`).
     refused_kwargs: frozenset[str] = frozenset()
 
+    def check_fork_point(self, thread_id: str, kwargs: dict[str, Any]) -> None:
+        """A run that starts from one of its thread's checkpoints finds it there (a graph's
+        fork: runqueue.langgraph). It reads the database, so the creating methods check it,
+        not validate_many(). A plain assistant takes no fork point (check_kwargs refuses it)."""
+
     def check_kwargs(self, thread_id: str, kwargs: dict[str, Any]) -> None:
         """Check a run's kwargs when it is created (InvalidPayloadError): a plain assistant
         takes a JSON object whose keys are not the message's own arguments (the worker

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from runqueue import RunManager, SyncRunManager, create_app
+from runqueue import RunManager, RunRequest, SyncRunManager, create_app
 from runqueue.errors import (
     CheckpointNotFoundError,
     InvalidPayloadError,
@@ -70,6 +70,8 @@ def test_updates_and_history_on_sqlite(manager: SyncRunManager) -> None:
     assert states[0].values == {"steps": ["one", "two"]} and states[0].next == ("respond",)
     assert manager.state("t1") == states[0]
     assert manager.state_at("t1", first.checkpoint_id).values == {"steps": ["one"]}
+    # A UUID in capitals is the same checkpoint (as a fork reads it).
+    assert manager.state_at("t1", first.checkpoint_id.upper()).values == {"steps": ["one"]}
     assert manager.history("t1", limit=1, before=second.checkpoint_id) == states[1:]
     with pytest.raises(CheckpointNotFoundError):
         manager.state_at("t1", "1f000000-0000-6000-8000-000000000000")
@@ -104,3 +106,22 @@ def test_updates_and_history_on_sqlite(manager: SyncRunManager) -> None:
         assert at.parent_checkpoint_id == fourth.checkpoint_id
 
     asyncio.run(twins())
+
+
+def test_a_library_fork_names_a_checkpoint_of_its_own_thread(manager: SyncRunManager) -> None:
+    """The registry looks for a fork's checkpoint when the run is created, for library callers
+    as for the HTTP API: another thread's checkpoint is refused, nothing written."""
+    manager.create_thread("fork-source", metadata={"graph_id": "agent"})
+    source = manager.update_state("fork-source", {"steps": ["one"]}, as_node="work")
+    manager.create_thread("fork-other", metadata={"graph_id": "agent"})
+    for create in (manager.create, manager.create_or_reject):
+        with pytest.raises(CheckpointNotFoundError, match="fork-other"):
+            create("fork-other", "agent", kwargs={"checkpoint_id": source.checkpoint_id})
+    with pytest.raises(CheckpointNotFoundError):
+        manager.create_many(
+            [RunRequest("fork-other", "agent", kwargs={"checkpoint_id": source.checkpoint_id})]
+        )
+    assert manager.list_by_thread("fork-other") == []
+    run = manager.create("fork-source", "agent", kwargs={"checkpoint_id": source.checkpoint_id})
+    assert run.kwargs == {"checkpoint_id": source.checkpoint_id}
+    manager.cancel(run.run_id)
