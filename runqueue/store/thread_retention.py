@@ -12,7 +12,6 @@ ttl_minutes by the database's clock (last_activity()).
 from __future__ import annotations
 
 import enum
-import logging
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -34,8 +33,6 @@ from sqlalchemy import (
 from runqueue.records import PruneStrategy
 from runqueue.store.models import CheckpointRow, Run, Thread
 from runqueue.store.transactions import IS_INFLIGHT, StoreBase, db_now, db_now_plus
-
-logger = logging.getLogger(__name__)
 
 # LangGraph's savers keep a thread's graph state under its thread_id (their setup() makes
 # these tables; they may be absent where the extra was never installed). `writes` is the

@@ -11,7 +11,6 @@ import uuid
 from typing import Any
 
 import pytest
-from langgraph_sdk import get_client
 from langgraph_sdk.client import LangGraphClient
 from langgraph_sdk.schema import StreamPart
 
@@ -20,8 +19,10 @@ from tests.integration.test_api_conformance import (
     Known,
     Servers,
     Transcript,
+    assert_conformant,
     error_shape,
     servers,  # noqa: F401 - the module fixture: the reference and runqueue, side by side
+    transcripts,
 )
 
 pytestmark = pytest.mark.integration
@@ -183,29 +184,5 @@ async def transcript(client: LangGraphClient) -> list[tuple[str, Any]]:
     return [item for part in parts for item in part.items]
 
 
-async def both(servers: Servers) -> tuple[list[tuple[str, Any]], list[tuple[str, Any]]]:  # noqa: F811
-    reference = get_client(url=servers.reference, api_key=None)
-    runqueue = get_client(url=servers.runqueue, api_key=servers.api_key)
-    return await asyncio.gather(transcript(reference), transcript(runqueue))
-
-
 def test_forks_and_the_thread_stream_answer_as_the_reference_does(servers: Servers) -> None:  # noqa: F811
-    reference, runqueue = asyncio.run(both(servers))
-    assert [name for name, _ in runqueue] == [name for name, _ in reference]
-    differences = {
-        name: (theirs, ours)
-        for (name, theirs), (_, ours) in zip(reference, runqueue, strict=True)
-        if theirs != ours
-    }
-    for name, (theirs, ours) in differences.items():  # shown when the test fails
-        print(f"{name}:\n  reference: {theirs!r}\n  runqueue:  {ours!r}")
-    unexpected = {n: d for n, d in differences.items() if n not in KNOWN_DIFFERENCES}
-    changed = {
-        name: differences.get(name)
-        for name, known in KNOWN_DIFFERENCES.items()
-        if differences.get(name) != (known.reference, known.runqueue)
-    }
-    assert not unexpected and not changed, (
-        f"runqueue differs from the reference (reference, runqueue): {unexpected}; "
-        f"known differences that no longer occur as listed (None: equal now): {changed}"
-    )
+    assert_conformant(*transcripts(servers, transcript), KNOWN_DIFFERENCES)

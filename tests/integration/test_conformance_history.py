@@ -10,17 +10,18 @@ import asyncio
 from typing import Any
 
 import pytest
-from langgraph_sdk import get_client
 from langgraph_sdk.client import LangGraphClient
 
-from tests.integration.test_api_conformance import (  # noqa: F401 - servers: the fixture
+from tests.integration.test_api_conformance import (
     GRAPH,
     Known,
     Servers,
     Transcript,
+    assert_conformant,
     error_shape,
-    servers,
+    servers,  # noqa: F401 - the module fixture: the reference and runqueue, side by side
     start_busy_run,
+    transcripts,
     without_ids,
 )
 
@@ -178,32 +179,9 @@ async def transcript(client: LangGraphClient) -> list[tuple[str, Any]]:
     return [item for part in parts for item in part.items]
 
 
-async def both(servers: Servers) -> tuple[list[tuple[str, Any]], list[tuple[str, Any]]]:  # noqa: F811
-    reference = get_client(url=servers.reference, api_key=None)
-    runqueue = get_client(url=servers.runqueue, api_key=servers.api_key)
-    return await asyncio.gather(transcript(reference), transcript(runqueue))
-
-
 def test_history_and_time_travel_as_the_reference_server(servers: Servers) -> None:  # noqa: F811
-    reference, runqueue = asyncio.run(both(servers))
-    assert [name for name, _ in runqueue] == [name for name, _ in reference]
-    differences = {
-        name: (theirs, ours)
-        for (name, theirs), (_, ours) in zip(reference, runqueue, strict=True)
-        if theirs != ours
-    }
-    for name, (theirs, ours) in differences.items():  # shown when the test fails
-        print(f"{name}:\n  reference: {theirs!r}\n  runqueue:  {ours!r}")
-    unexpected = {n: d for n, d in differences.items() if n not in HISTORY_DIFFERENCES}
-    changed = {
-        name: differences.get(name)
-        for name, known in HISTORY_DIFFERENCES.items()
-        if differences.get(name) != (known.reference, known.runqueue)
-    }
-    assert not unexpected and not changed, (
-        f"runqueue differs from the reference (reference, runqueue): {unexpected}; "
-        f"known differences that no longer occur as listed (None: equal now): {changed}"
-    )
+    reference, runqueue = transcripts(servers, transcript)
+    assert_conformant(reference, runqueue, HISTORY_DIFFERENCES)
     # The scenarios observed what they meant to: these hold on both servers.
     observed = dict(runqueue)
     assert observed["history.linear"] and observed["interrupted.history.linear"]

@@ -23,10 +23,12 @@ from tests.integration.test_api_conformance import (
     Known,
     Servers,
     Transcript,
+    assert_conformant,
     error_shape,
     servers,  # noqa: F401 - the module's fixture: the reference and runqueue, side by side
     settle_thread,
     start_busy_run,
+    transcripts,
 )
 from tests.integration.test_thread_retention import (
     copy_scenario,
@@ -170,32 +172,8 @@ async def transcript(client: LangGraphClient) -> list[tuple[str, Any]]:
     return [item for part in parts for item in part.items]
 
 
-async def both(servers: Servers) -> tuple[list[tuple[str, Any]], list[tuple[str, Any]]]:  # noqa: F811
-    reference = get_client(url=servers.reference, api_key=None)
-    runqueue = get_client(url=servers.runqueue, api_key=servers.api_key)
-    return await asyncio.gather(transcript(reference), transcript(runqueue))
-
-
 def test_thread_endpoints_answer_as_the_reference_servers_do(servers: Servers) -> None:  # noqa: F811
-    reference, runqueue = asyncio.run(both(servers))
-    assert [name for name, _ in runqueue] == [name for name, _ in reference]
-    differences = {
-        name: (theirs, ours)
-        for (name, theirs), (_, ours) in zip(reference, runqueue, strict=True)
-        if theirs != ours
-    }
-    for name, (theirs, ours) in differences.items():  # shown when the test fails
-        print(f"{name}:\n  reference: {theirs!r}\n  runqueue:  {ours!r}")
-    unexpected = {n: d for n, d in differences.items() if n not in KNOWN_DIFFERENCES}
-    changed = {
-        name: differences.get(name)
-        for name, known in KNOWN_DIFFERENCES.items()
-        if differences.get(name) != (known.reference, known.runqueue)
-    }
-    assert not unexpected and not changed, (
-        f"runqueue differs from the reference (reference, runqueue): {unexpected}; "
-        f"known differences that no longer occur as listed (None: equal now): {changed}"
-    )
+    assert_conformant(*transcripts(servers, transcript), KNOWN_DIFFERENCES)
 
 
 # -- runqueue alone, on the same processes --------------------------------------------------
