@@ -199,6 +199,15 @@ class ThreadRetention(StoreBase):
             query = select(Thread.thread_id).where(due(conn.dialect.name)).limit(limit)
             return list(conn.execute(query).scalars())
 
+    def set_aside(self, thread_id: str) -> None:
+        """An expired thread whose prune failed: not due again before its next activity (as
+        after a keep_latest prune), so that it cannot take a place in every pass's batch and
+        hold up the sweep of the others."""
+        with self.transaction() as conn:
+            conn.execute(
+                update(Thread).where(Thread.thread_id == thread_id).values(ttl_swept_at=db_now())
+            )
+
     def sweep_thread(self, thread_id: str) -> Pruned:
         """Prune an expired thread with its ttl's strategy, if it is still due once locked
         (a run created or a PATCH since it was found makes it `missing`)."""

@@ -29,11 +29,12 @@ def sweep_expired_threads(runtime: Runtime, limit: int = SWEEP_BATCH) -> int:
             raise  # the pass ends here; the next one tries again
         except Exception as exc:  # noqa: BLE001 - this thread alone: the rest go on
             logger.warning(
-                "thread %s expired; not pruned: %s",
+                "thread %s expired; not pruned, set aside until its next activity: %s",
                 thread_id,
                 exc,
                 extra={"thread_id": thread_id, "action": "thread_expiry_failed"},
             )
+            _set_aside(runtime, thread_id)
             continue
         if pruned.outcome is PruneOutcome.kept_whole:
             logger.warning(
@@ -59,3 +60,12 @@ def sweep_expired_threads(runtime: Runtime, limit: int = SWEEP_BATCH) -> int:
             extra={"thread_id": thread_id, "action": "thread_expired"},
         )
     return swept
+
+
+def _set_aside(runtime: Runtime, thread_id: str) -> None:
+    """A thread that failed to prune is not due again until it changes: retried at every pass,
+    a hundred such threads would fill the batch and no other thread would ever be swept."""
+    try:
+        runtime.store.set_aside(thread_id)
+    except Exception as exc:  # noqa: BLE001 - the database: the next pass tries again
+        logger.warning("thread %s not set aside: %s", thread_id, exc)

@@ -254,3 +254,37 @@ def graph_history(manager, thread_id: str) -> list[tuple[str, dict, dict]]:  # n
         (c.config["configurable"]["checkpoint_id"], c.checkpoint["channel_values"], c.metadata)
         for c in listed
     ]
+
+
+def test_a_thread_whose_prune_fails_is_set_aside_and_the_others_are_swept(
+    tmp_path, monkeypatch
+) -> None:  # noqa: ANN001
+    """One thread that cannot be pruned (its prune made to fail here) is set aside until its
+    next activity: it cannot fill every pass's batch and hold up the sweep of the others."""
+    from runqueue.worker.thread_sweep import sweep_expired_threads
+
+    backend = make_backend("embedded", tmp_path)  # no worker: this test's passes alone
+    try:
+        manager = backend.manager()
+        failing, other = (new_thread(manager, ttl=TTL_MINUTES) for _ in range(2))
+        wait_until(
+            lambda: {failing, other} <= set(manager.store.expired_threads(100)),
+            timeout=10,
+            message="both threads to expire",
+        )
+        sweep = manager.store.sweep_thread
+
+        def failing_sweep(thread_id: str):  # noqa: ANN202
+            if thread_id == failing:
+                raise RuntimeError("this thread's prune fails")
+            return sweep(thread_id)
+
+        monkeypatch.setattr(manager.store, "sweep_thread", failing_sweep)
+        assert sweep_expired_threads(manager.runtime, limit=100) == 1
+        assert manager.get_thread(other) is None
+        assert manager.get_thread(failing) is not None
+        assert failing not in manager.store.expired_threads(100)  # not tried at every pass
+        manager.patch_thread(failing, metadata={"touched": True})  # activity: due again later
+        wait_until(lambda: failing in manager.store.expired_threads(100), timeout=10)
+    finally:
+        backend.close()
