@@ -196,7 +196,15 @@ class ThreadRegistry(RegistryBase):
         for thread_id in ids:
             outcome = self.store.prune_thread(thread_id, strategy, user_id)
             self._forget_streams(outcome.run_ids)
-            pruned += outcome.outcome is PruneOutcome.pruned
+            if outcome.outcome is PruneOutcome.pruned:
+                pruned += 1
+                logger.info(  # as the sweep and a copy log theirs: a deletion leaves a line
+                    "thread %s pruned (%s), %d runs deleted",
+                    thread_id,
+                    strategy.value,
+                    len(outcome.run_ids),
+                    extra={"thread_id": thread_id, "action": "thread_pruned"},
+                )
         return pruned
 
     def delete_thread(self, thread_id: str, *, user_id: str | None = None) -> None:
