@@ -32,7 +32,7 @@ from sqlalchemy import (
 
 from runqueue.records import PruneStrategy
 from runqueue.store.models import CheckpointRow, Run, Thread
-from runqueue.store.transactions import IS_INFLIGHT, StoreBase, db_now, db_now_plus
+from runqueue.store.transactions import IS_INFLIGHT, StoreBase, db_now_plus
 
 # LangGraph's savers keep a thread's graph state under its thread_id (their setup() makes
 # these tables; they may be absent where the extra was never installed). `writes` is the
@@ -185,6 +185,18 @@ def _keep_latest_graph_rows(conn: Connection, thread_id: str, tables: set[str]) 
         )
 
 
+def _mark_swept(conn: Connection, thread_id: str) -> None:
+    """The thread is done with until it changes: its ttl_swept_at is the last activity the
+    sweep saw, not the time of the sweep, so that a change whose statement began before the
+    sweep's commit (blocked on the thread's lock, its updated_at earlier than that commit)
+    still makes it due again."""
+    conn.execute(
+        update(Thread)
+        .where(Thread.thread_id == thread_id)
+        .values(ttl_swept_at=last_activity(conn.dialect.name))
+    )
+
+
 class ThreadRetention(StoreBase):
     """Pruning threads, one transaction each, and finding those whose ttl ran out."""
 
@@ -204,9 +216,7 @@ class ThreadRetention(StoreBase):
         after a keep_latest prune), so that it cannot take a place in every pass's batch and
         hold up the sweep of the others."""
         with self.transaction() as conn:
-            conn.execute(
-                update(Thread).where(Thread.thread_id == thread_id).values(ttl_swept_at=db_now())
-            )
+            _mark_swept(conn, thread_id)
 
     def sweep_thread(self, thread_id: str) -> Pruned:
         """Prune an expired thread with its ttl's strategy, if it is still due once locked
@@ -249,9 +259,7 @@ class ThreadRetention(StoreBase):
             return Pruned(PruneOutcome.pruned, delete_thread_rows(conn, thread_id), strategy)
         kept = keep_latest_rows(conn, thread_id)
         if expired_only:  # done for this stretch of idleness: due again after new activity
-            conn.execute(
-                update(Thread).where(Thread.thread_id == thread_id).values(ttl_swept_at=db_now())
-            )
+            _mark_swept(conn, thread_id)
         if not kept:
             return Pruned(PruneOutcome.kept_whole)
         return Pruned(PruneOutcome.pruned, strategy=strategy)
