@@ -9,7 +9,13 @@ from fastapi import APIRouter
 from runqueue import validation
 from runqueue.api.context import Api
 from runqueue.api.schemas import ERROR_RESPONSES, Thread
-from runqueue.api.thread_schemas import ThreadCount, ThreadPatch, ThreadPrune, ThreadsPruned
+from runqueue.api.thread_schemas import (
+    ThreadCopy,
+    ThreadCount,
+    ThreadPatch,
+    ThreadPrune,
+    ThreadsPruned,
+)
 from runqueue.api.threads import state_of, thread_of_user
 from runqueue.api.users import User
 
@@ -47,9 +53,11 @@ async def patch_thread(*, thread_id: str, body: ThreadPatch, api: Api, user: Use
 
 
 @router.post("/threads/{thread_id}/copy", response_model=Thread)
-async def copy_thread(*, thread_id: str, api: Api, user: User) -> Thread:
+async def copy_thread(
+    *, thread_id: str, body: ThreadCopy | None = None, api: Api, user: User
+) -> Thread:
     """A new thread with this one's metadata, state and history (no runs). 409 while a run
-    of it is in flight: a copy is taken between runs."""
+    of it is in flight: a copy is taken between runs. The body, if any, is empty."""
     validation.thread_id(thread_id)
     copy = await api.manager.copy_thread(thread_id, user_id=user)
     view = await thread_of_user(api, copy.thread_id, user)

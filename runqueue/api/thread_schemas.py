@@ -1,5 +1,5 @@
-"""The bodies of PATCH /threads/{id}, POST /threads/count and POST /threads/prune, with the
-reference server's field names (POST /threads/{id}/copy takes none)."""
+"""The bodies of PATCH /threads/{id}, POST /threads/count, POST /threads/{id}/copy and POST
+/threads/prune, with the reference server's field names."""
 
 from __future__ import annotations
 
@@ -18,7 +18,12 @@ from runqueue.registry import MAX_PRUNE_THREADS
 
 class ThreadPatch(Strict):
     metadata: Json = Field(default_factory=dict)  # merged: its keys replace the thread's
-    ttl: ThreadTtlBody | None = None  # replaces the thread's ttl
+    ttl: ThreadTtlBody | None = None  # replaces the thread's ttl; null: left as it is
+
+
+class ThreadCopy(Strict):
+    """No field: a copy takes nothing but the thread, and a field it does not know is
+    refused (422), as every body's."""
 
 
 class ThreadCount(Strict):

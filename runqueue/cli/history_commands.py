@@ -72,7 +72,10 @@ def history(state: CliState, thread_id: str, limit: int, before: str | None, as_
     manager = state.manager()
     if manager.get_thread(thread_id) is None:
         raise CliError(f"no thread {thread_id}")
-    states = manager.history(thread_id, limit=limit, before=before)
+    from runqueue.cli.run_commands import naming_the_app
+
+    with naming_the_app(state):  # a project's graph: the app comes from --config
+        states = manager.history(thread_id, limit=limit, before=before)
     if as_json:
         print_json(states)
         return
@@ -83,4 +86,5 @@ def history(state: CliState, thread_id: str, limit: int, before: str | None, as_
     )
     out.print(first_that_fits(out, layouts))
     if len(states) == limit:
-        note(out, f"the latest {plural(limit, 'checkpoint')}; --limit shows more")
+        older = f" older than {before}" if before else ""
+        note(out, f"the latest {plural(limit, 'checkpoint')}{older}; --limit shows more")

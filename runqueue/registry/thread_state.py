@@ -93,7 +93,11 @@ class ThreadStateRegistry(RegistryBase):
                 )
         task = self._assistant_of(thread_id)
         if task is None:
+            if older is not None:
+                _no_state(thread_id, older)  # CheckpointNotFoundError: none to be older than
             return []
+        if older is not None:  # LangGraph compares ids as text: an unknown one is no error
+            task.thread_state(thread_id, checkpoint=older)  # CheckpointNotFoundError (404)
         return task.thread_history(
             thread_id,
             limit=limit,
@@ -123,6 +127,12 @@ class ThreadStateRegistry(RegistryBase):
         if checkpoint is None and checkpoint_id is not None:
             checkpoint = {"checkpoint_id": checkpoint_id}
         wanted = checkpoint_of(thread_id, checkpoint)
+        named = checkpoint_of(thread_id, {"checkpoint_id": checkpoint_id or None})
+        if named is not None and named.checkpoint_id != getattr(wanted, "checkpoint_id", None):
+            raise InvalidPayloadError(
+                "checkpoint_id, checkpoint.checkpoint_id: two different checkpoints given; an "
+                "update is written after one"
+            )
         if values is not None:
             self._json_argument("values", {"values": values})
         if as_node is not None and not isinstance(as_node, str):

@@ -261,6 +261,9 @@ def test_another_users_thread_is_no_thread_to_patch_copy_count_or_prune(
         pruned = bob.post("/threads/prune", json={"thread_ids": [tid]})
         assert pruned.json() == {"pruned_count": 0}
         assert alice.get(f"/threads/{tid}").json()["metadata"] == {"marker": marker}
+        unknown_field = alice.post(f"/threads/{tid}/copy", json={"foo": 1})  # as every body's
+        assert unknown_field.status_code == 422 and "foo" in unknown_field.text
+        assert alice.post(f"/threads/{tid}/copy", json={}).status_code == 200
     copy = manager.copy_thread(tid, user_id="alice")  # the library names the user itself
     assert manager.get_thread(copy.thread_id, user_id="alice") is not None
     assert manager.prune_threads([tid, copy.thread_id], user_id="bob") == 0

@@ -79,6 +79,18 @@ def test_updates_and_history_on_sqlite(manager: SyncRunManager) -> None:
         manager.update_state("t1", {"steps": ["x"]}, as_node="no-such-node")
     with pytest.raises(InvalidPayloadError):
         manager.history("t1", limit=0)
+    # `before` a checkpoint the thread does not have: not found (LangGraph compares ids as
+    # text, and answered the whole history or none).
+    for unknown in ("1f000000-0000-6000-8000-000000000000", "00000000-0000-0000-0000-000000000000"):
+        with pytest.raises(CheckpointNotFoundError):
+            manager.history("t1", before=unknown)
+    with pytest.raises(InvalidPayloadError, match="two different checkpoints"):
+        manager.update_state(
+            "t1",
+            {"steps": ["x"]},
+            checkpoint={"checkpoint_id": first.checkpoint_id},
+            checkpoint_id=second.checkpoint_id,
+        )
 
     # After an older checkpoint: a new head, whose parent is that one.
     third = manager.update_state("t1", {"steps": ["three"]}, checkpoint_id=first.checkpoint_id)

@@ -270,6 +270,11 @@ def test_a_plain_assistants_history_is_its_checkpoints(api, api_backend) -> None
     assert all(cid in table.stdout for cid in ids(states)) and runs[0] in table.stdout
     missing = cli("no-such-thread")
     assert missing.returncode == 1 and missing.stderr.strip() == "error: no thread no-such-thread"
+    # Before a checkpoint the thread does not have: one line, not an empty or whole history.
+    unknown = cli(tid, "--before", "999999")
+    assert unknown.returncode == 1 and unknown.stderr.startswith("error: "), unknown.stderr
+    assert "999999" in unknown.stderr and len(unknown.stderr.splitlines()) == 1
+    assert api.post(f"/threads/{tid}/history", json={"before": "999999"}).status_code == 404
 
 
 def test_updates_racing_runs_leave_one_line_and_never_land_inside_a_run(  # noqa: ANN001
