@@ -171,6 +171,7 @@ def sweep_scenario(manager) -> None:  # noqa: ANN001
     manager.patch_thread(busy, ttl=TTL_MINUTES)
     wait_until(lambda: manager.get_thread(gone) is None, 15, message="the expired thread's sweep")
     swept_after = time.monotonic() - started
+    print(f"ttl sweep: gone {swept_after - TTL_MINUTES * 60:.2f}s after expiry")
     wait_until(lambda: graph_heads(manager, kept) == [("", 1)], 5, message="keep_latest")
 
     assert swept_after + 0.1 >= TTL_MINUTES * 60  # not before it expired
