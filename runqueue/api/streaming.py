@@ -33,7 +33,8 @@ PING_SECONDS = 15.0
 METADATA_ID = "0"  # the run stream numbers its own events from 1
 
 
-def _frame(event: str, data: Any, event_id: str | None) -> ServerSentEvent:
+def sse_frame(event: str, data: Any, event_id: str | None) -> ServerSentEvent:
+    """One event as SSE, its data compact JSON (the run stream's and the thread stream's)."""
     text = json.dumps(data, separators=(",", ":"), ensure_ascii=False)
     return ServerSentEvent(data=text, event=event, id=event_id)
 
@@ -65,14 +66,14 @@ def stream_response(
         if last_event_id is None:
             # Id 0: a client cut off right after it resumes from the run's first event.
             metadata = {"run_id": run.run_id, "thread_id": run.thread_id}
-            yield _frame("metadata", metadata, METADATA_ID)
+            yield sse_frame("metadata", metadata, METADATA_ID)
         try:
             async for event in manager.stream(run.run_id, after=last_event_id):
                 if event.event == "metadata":
                     continue
                 if modes is not None and not _wanted(event, modes):
                     continue
-                yield _frame(event.event, event.data, event.id)
+                yield sse_frame(event.event, event.data, event.id)
         except RunQueueError as exc:
             # The stream's store went away (Redis down): close without `end` or `error`, which
             # would tell the client the run ended. The SDK asks the run's status, sees it

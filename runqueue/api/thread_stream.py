@@ -10,7 +10,6 @@ run's modes, none of them a thread stream mode); the reference ignores it, and s
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import AsyncIterator
 
@@ -21,7 +20,7 @@ from runqueue import validation
 from runqueue.api.context import Api
 from runqueue.api.runs import HOLDS_A_STREAM, SSE_RESPONSE, TOO_MANY
 from runqueue.api.schemas import ERROR_RESPONSES
-from runqueue.api.streaming import PING_SECONDS
+from runqueue.api.streaming import PING_SECONDS, sse_frame
 from runqueue.api.thread_follower import (
     RUN_MODES,
     THREAD_STREAM_MODES,
@@ -32,7 +31,6 @@ from runqueue.api.thread_follower import (
 from runqueue.api.threads import thread_of_user
 from runqueue.api.users import User
 from runqueue.errors import InvalidPayloadError, RunQueueError
-from runqueue.records import StreamEvent
 
 logger = logging.getLogger(__name__)
 
@@ -52,18 +50,13 @@ def thread_stream_modes(given: str | None) -> frozenset[str]:
     return frozenset(names or [RUN_MODES])
 
 
-def _frame(event: StreamEvent) -> ServerSentEvent:
-    text = json.dumps(event.data, separators=(",", ":"), ensure_ascii=False)
-    return ServerSentEvent(data=text, event=event.event, id=event.id)
-
-
 async def _frames(
     follower: ThreadFollower, modes: frozenset[str]
 ) -> AsyncIterator[ServerSentEvent]:
     try:
         async for event in follower.events():
             if wanted(event, modes):
-                yield _frame(event)
+                yield sse_frame(event.event, event.data, event.id)
     except RunQueueError as exc:
         # The thread was deleted, or a run's stream cannot be read (Redis down): close. The
         # client reconnects with its Last-Event-ID and resumes after it.

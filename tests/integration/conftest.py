@@ -9,16 +9,19 @@ from pathlib import Path
 
 import pytest
 
+from runqueue import Settings
 from tests.api_support import API_APP, ServerProcess, api_server
 from tests.conftest import require_services
 from tests.support import Backend, WorkerProcess, as_process, make_backend, settings_env
 
 
-def create_key(backend: Backend, user: str) -> str:
-    """`runqueue api-key create USER`: the key is all it prints on stdout."""
+def create_key(backend: Backend | Settings, user: str) -> str:
+    """`runqueue api-key create USER` on this backend (or these settings): the key is all it
+    prints on stdout."""
+    settings = backend.settings if isinstance(backend, Backend) else backend
     done = subprocess.run(
         as_process(["runqueue", "api-key", "create", user]),
-        env=settings_env(backend.settings),
+        env=settings_env(settings),
         capture_output=True,
         text=True,
         check=True,

@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
-import subprocess
 import sys
 import time
 import uuid
@@ -27,13 +26,12 @@ from langgraph_sdk.client import LangGraphClient
 from runqueue.settings import Settings
 from tests.api_support import API_APP, ServerProcess, api_server, free_port
 from tests.conftest import require_services
+from tests.integration.conftest import create_key
 from tests.support import (
     REPO_ROOT,
     WorkerProcess,
-    as_process,
     checkout_path,
     make_backend,
-    settings_env,
 )
 
 pytestmark = pytest.mark.integration
@@ -441,19 +439,11 @@ def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Servers]:
             worker = WorkerProcess(backend.settings, tmp_path / "worker.log", concurrency=8)
             stops.append(worker.stop)
             worker.start()
-            created = subprocess.run(
-                as_process(["runqueue", "api-key", "create", "alice"]),
-                env=settings_env(backend.settings),
-                capture_output=True,
-                text=True,
-                check=True,
-                timeout=60,
-            )
+            key = create_key(backend, "alice")
             api = api_server(backend.settings, tmp_path / "api.log")
             stops.append(api.stop)
             api.start()
             starting.result()
-        key = created.stdout.strip().splitlines()[-1]
         yield Servers(reference.url, api.url, key, backend.settings)
     finally:
         for stop in reversed(stops):

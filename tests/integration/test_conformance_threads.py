@@ -8,7 +8,6 @@ for the deliberate differences below, each of which must still occur."""
 from __future__ import annotations
 
 import asyncio
-import subprocess
 import uuid
 from typing import Any
 
@@ -18,6 +17,7 @@ from langgraph_sdk import get_client
 from langgraph_sdk.client import LangGraphClient
 
 from runqueue import PruneStrategy, SyncRunManager, ThreadTtl, create_app
+from tests.integration.conftest import create_key
 from tests.integration.test_api_conformance import (
     GRAPH,
     Known,
@@ -35,7 +35,6 @@ from tests.integration.test_thread_retention import (
     delta_scenario,
     sweep_scenario,
 )
-from tests.support import as_process, settings_env
 from workers.assistants import register_with_journal
 
 pytestmark = pytest.mark.integration
@@ -185,15 +184,7 @@ def test_thread_endpoints_answer_as_the_reference_servers_do(servers: Servers) -
 @pytest.fixture(scope="module")
 def bob_key(servers: Servers) -> str:  # noqa: F811
     """A second user's key: what one user may do to another's threads."""
-    created = subprocess.run(
-        as_process(["runqueue", "api-key", "create", "bob"]),
-        env=settings_env(servers.settings),
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=60,
-    )
-    return created.stdout.strip().splitlines()[-1]
+    return create_key(servers.settings, "bob")
 
 
 @pytest.fixture(scope="module")
