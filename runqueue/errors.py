@@ -115,6 +115,18 @@ class ThreadNotFoundError(RunQueueError):
     http_status = 404
 
 
+class CronNotFoundError(RunQueueError):
+    """No cron with that id."""
+
+    http_status = 404
+
+
+class EmptyChangeError(InvalidPayloadError):
+    """Nothing to change: the request gave no field."""
+
+    http_status = 400  # as the reference server answers an empty PATCH of a cron
+
+
 class CheckpointNotFoundError(RunQueueError):
     """No checkpoint with that id in the thread: a fork, a state read or a state update
     names an existing one."""

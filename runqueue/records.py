@@ -227,3 +227,48 @@ class WorkerRecord:
     started_at: datetime
     heartbeat_at: datetime
     stopped_at: datetime | None = None
+
+
+class CronCompletion(enum.StrEnum):
+    """What a stateless cron's fire does with the new thread once its run has ended."""
+
+    delete = "delete"  # the thread (with its run) is deleted by the scheduler's pass
+    keep = "keep"  # the thread stays; the caller cleans it up
+
+
+@dataclass(frozen=True)
+class CronRecord:
+    """A cron: a run created on `schedule` (croniter syntax, in `timezone`) until end_time.
+    thread_id None: stateless, each fire on a new thread (on_run_completed says its fate)."""
+
+    cron_id: str
+    assistant_id: str
+    thread_id: str | None
+    user_id: str | None
+    schedule: str
+    timezone: str | None
+    end_time: datetime | None
+    enabled: bool
+    on_run_completed: CronCompletion | None
+    payload: dict[str, Any]  # the request as given (input, config, context, ...)
+    kwargs: dict[str, Any]  # the kwargs each fired run gets
+    metadata: dict[str, Any]
+    multitask_strategy: MultitaskStrategy | None
+    webhook: str | None
+    next_run_date: datetime | None  # the next tick the scheduler fires; None: no more
+    created_at: datetime
+    updated_at: datetime
+
+
+@dataclass(frozen=True)
+class CronFire:
+    """One tick of a cron, fired once across the fleet (cron_fires: one row per cron and
+    tick): the run it created, or why none (refused: its thread was busy under reject)."""
+
+    cron_id: str
+    tick: datetime
+    fired_at: datetime
+    thread_id: str
+    run_id: str | None
+    outcome: str  # "created" or "refused"
+    detail: str | None = None

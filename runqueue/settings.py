@@ -85,6 +85,12 @@ class Settings:
     api_max_runs_in_flight_per_user: int = 100
     shutdown_grace_seconds: float = 20.0  # SIGTERM: running runs may finish this long
     ready_timeout: float = 30.0  # a starting worker waits this long for database and broker
+    # Crons: every worker's scheduler looks for due ticks this often (seconds); "off": this
+    # worker schedules nothing. A tick more than cron_misfire_grace_seconds late (every
+    # scheduler was down) is collapsed: only the latest missed tick fires, once.
+    cron_scheduler: str = "on"
+    cron_interval: float = 1.0
+    cron_misfire_grace_seconds: float = 60.0
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "data_dir", Path(self.data_dir).expanduser())
@@ -152,6 +158,13 @@ class Settings:
             raise SettingsError("shutdown_grace_seconds must be zero or more (and finite)")
         if not 0 < self.ready_timeout < float("inf"):
             raise SettingsError("ready_timeout must be positive (and finite)")
+        if self.cron_scheduler not in ("on", "off"):
+            raise SettingsError(
+                f"cron_scheduler must be 'on' or 'off', not {self.cron_scheduler!r}"
+            )
+        for name in ("cron_interval", "cron_misfire_grace_seconds"):
+            if not 0 < getattr(self, name) < float("inf"):
+                raise SettingsError(f"{name} must be positive (and finite)")
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None, **overrides: object) -> Settings:

@@ -23,6 +23,7 @@ from fastapi import FastAPI
 
 from runqueue.api import (
     assistants,
+    crons,
     runs,
     thread_changes,
     thread_state,
@@ -85,6 +86,7 @@ def create_api(app: Celery | None = None, settings: Settings | None = None) -> F
     api.include_router(threads.router)
     api.include_router(thread_state.router)
     api.include_router(thread_changes.router)
+    api.include_router(crons.router)  # before runs: /runs/crons is not a run
     api.include_router(runs.router)
     api.include_router(thread_stream.router)
 

@@ -66,6 +66,14 @@ class RunManager:
     prune_threads = _in_thread(SyncRunManager.prune_threads)
     set_status = _in_thread(SyncRunManager.set_status)
     cancel = _in_thread(SyncRunManager.cancel)
+    create_cron = _in_thread(SyncRunManager.create_cron)
+    get_cron = _in_thread(SyncRunManager.get_cron)
+    search_crons = _in_thread(SyncRunManager.search_crons)
+    count_crons = _in_thread(SyncRunManager.count_crons)
+    update_cron = _in_thread(SyncRunManager.update_cron)
+    delete_cron = _in_thread(SyncRunManager.delete_cron)
+    cron_fires = _in_thread(SyncRunManager.cron_fires)
+    cron_of_run = _in_thread(SyncRunManager.cron_of_run)
 
     def assistants(self) -> list[str]:
         """Names of the registered assistants. Not a coroutine, like assistant_name(): both

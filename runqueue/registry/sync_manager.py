@@ -17,6 +17,7 @@ from runqueue.errors import InvalidStatusError, RunQueueError, StreamUnavailable
 from runqueue.records import AbortAction, RunRecord, RunStatus
 from runqueue.registry.base import logger
 from runqueue.registry.checks import RequestChecks
+from runqueue.registry.crons import CronRegistry
 from runqueue.registry.joining import RunJoining
 from runqueue.registry.reading import RunReading
 from runqueue.registry.requests import RunOptions, RunRequest, at_request
@@ -27,7 +28,9 @@ from runqueue.settings import Settings
 from runqueue.store import INFLIGHT, Effects
 
 
-class SyncRunManager(RequestChecks, RunReading, RunJoining, ThreadRegistry, ThreadStateRegistry):
+class SyncRunManager(
+    RequestChecks, RunReading, RunJoining, ThreadRegistry, ThreadStateRegistry, CronRegistry
+):
     """The registry for scripts and Celery code; every method is one or two transactions."""
 
     def __init__(self, app: Celery | None = None, settings: Settings | None = None):

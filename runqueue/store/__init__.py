@@ -5,6 +5,8 @@ The names below are the store's public face; the rest of runqueue imports them f
 never from the modules inside."""
 
 from runqueue.store.claims import ClaimOutcome
+from runqueue.store.cron_schedules import check_schedule, check_timezone
+from runqueue.store.crons import CRON_SORT_KEYS, NewCron
 from runqueue.store.database import migrate, require_current_schema, require_database
 from runqueue.store.decisions import RunStore
 from runqueue.store.effects import Effects, NewRun, RunEnding
@@ -17,10 +19,12 @@ from runqueue.store.transactions import INFLIGHT, PENDING
 __all__ = [
     "INFLIGHT",
     "PENDING",
+    "CRON_SORT_KEYS",
     "ClaimOutcome",
     "Effects",
     "GraphWrite",
     "LentConnection",
+    "NewCron",
     "NewRun",
     "PruneOutcome",
     "Pruned",
@@ -29,6 +33,8 @@ __all__ = [
     "RunStore",
     "StreamRefusal",
     "StreamRows",
+    "check_schedule",
+    "check_timezone",
     "migrate",
     "require_current_schema",
     "require_database",

@@ -17,6 +17,7 @@ from runqueue.errors import ConflictError, RunQueueError, ThreadNotFoundError
 from runqueue.records import AbortAction, RunRecord, RunStatus
 from runqueue.store.api_keys import ApiKeyStatements
 from runqueue.store.claims import LEASE_OVER, ExecutionStatements
+from runqueue.store.cron_fires import CronFireStatements
 from runqueue.store.effects import Effects, NewRun, RunEnding, thread_busy
 from runqueue.store.fleet import FleetStatements
 from runqueue.store.functions import TransitionFunctions
@@ -73,6 +74,7 @@ class RunStore(
     ApiKeyStatements,
     FleetStatements,
     MaintenanceLockStatements,
+    CronFireStatements,
 ):
     """The SQL side of runqueue, bound to one database URL."""
 

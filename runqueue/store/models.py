@@ -289,3 +289,63 @@ class Deployment(Base):
 
     singleton: Mapped[int] = mapped_column(Integer, primary_key=True)  # 1: one row, ever
     deployment_id: Mapped[str] = mapped_column(String(32))
+
+
+class CronRow(Base):
+    """A cron (POST /runs/crons, /threads/{id}/runs/crons): a run made on its schedule.
+    next_fire_at is the tick the scheduler fires next (NULL: no more, end_time passed)."""
+
+    __tablename__ = "crons"
+
+    cron_id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    assistant_id: Mapped[str] = mapped_column(String(200))
+    # A thread's cron goes with its thread; NULL: stateless, a new thread each fire.
+    thread_id: Mapped[str | None] = mapped_column(
+        ForeignKey("threads.thread_id", ondelete="CASCADE")
+    )
+    user_id: Mapped[str | None] = mapped_column(String(128))
+    schedule: Mapped[str] = mapped_column(String(200))
+    timezone: Mapped[str | None] = mapped_column(String(64))
+    end_time: Mapped[datetime | None] = mapped_column(Timestamp)
+    enabled: Mapped[bool] = mapped_column(Boolean)
+    on_run_completed: Mapped[str | None] = mapped_column(String(16))
+    payload: Mapped[dict[str, Any]] = mapped_column(JSONType)
+    kwargs: Mapped[dict[str, Any]] = mapped_column(JSONType)
+    metadata_: Mapped[dict[str, Any]] = mapped_column("metadata", JSONType)
+    multitask_strategy: Mapped[str | None] = mapped_column(String(16))
+    webhook: Mapped[str | None] = mapped_column(Text)
+    next_fire_at: Mapped[datetime | None] = mapped_column(Timestamp)
+    created_at: Mapped[datetime] = mapped_column(Timestamp)
+    updated_at: Mapped[datetime] = mapped_column(Timestamp)
+
+    __table_args__ = (
+        Index(
+            "crons_due",
+            "next_fire_at",
+            postgresql_where=text("enabled"),
+            sqlite_where=text("enabled"),
+        ),
+        Index("crons_user_created", "user_id", "created_at"),
+        Index("crons_thread", "thread_id"),
+    )
+
+
+class CronFireRow(Base):
+    """One row per cron and tick: the primary key is the exactly-once. The scheduler inserts
+    it in the same transaction as the run it fires, so a tick is fired once, or not at all."""
+
+    __tablename__ = "cron_fires"
+
+    cron_id: Mapped[str] = mapped_column(
+        ForeignKey("crons.cron_id", ondelete="CASCADE"), primary_key=True
+    )
+    tick: Mapped[datetime] = mapped_column(Timestamp, primary_key=True)
+    fired_at: Mapped[datetime] = mapped_column(Timestamp)
+    thread_id: Mapped[str] = mapped_column(String(128))
+    run_id: Mapped[str | None] = mapped_column(String(36))  # NULL: refused (thread busy)
+    outcome: Mapped[str] = mapped_column(String(16))
+    detail: Mapped[str | None] = mapped_column(Text)
+    # on_run_completed "delete": set once the scheduler deleted the fire's thread.
+    thread_deleted: Mapped[bool] = mapped_column(Boolean, server_default=false())
+
+    __table_args__ = (Index("cron_fires_run", "run_id"),)
