@@ -136,11 +136,14 @@ def show(state: CliState, run_id: str, as_json: bool) -> None:
     run = resolve_run(queries, run_id)
     events = queries.events(run.run_id)
     reason = pending_reason(state, run)
+    fire = queries.store.fire_of_run(run.run_id)  # the cron tick that fired it, if any
     if as_json:
-        print_json({**json_value(run), "pending_reason": reason, "events": events})
+        print_json({**json_value(run), "pending_reason": reason, "cron": fire, "events": events})
         return
     out = console()
     out.print(run_table(run))
+    if fire is not None:
+        out.print(f"fired by cron {fire.cron_id} at its tick {fire.tick.isoformat()}")
     if reason:
         out.print(f"pending: {escape(reason)}")
     out.print(events_table(events))
