@@ -19,7 +19,7 @@ from runqueue.api.cron_schemas import (
     run_body,
 )
 from runqueue.api.run_creation import check_nesting, run_kwargs
-from runqueue.api.schemas import ERROR_RESPONSES, Json
+from runqueue.api.schemas import ERROR_RESPONSES, ErrorBody, Json
 from runqueue.api.threads import thread_of_user
 from runqueue.api.users import User
 from runqueue.errors import CronNotFoundError, EmptyChangeError
@@ -85,7 +85,7 @@ async def get_cron(*, cron_id: str, api: Api, user: User) -> Cron:
     return Cron.of(await _cron_of_user(api, cron_id, user))
 
 
-@router.patch("/runs/crons/{cron_id}", response_model=Cron)
+@router.patch("/runs/crons/{cron_id}", response_model=Cron, responses={400: {"model": ErrorBody}})
 async def patch_cron(*, cron_id: str, body: CronPatch, api: Api, user: User) -> Cron:
     """Change what the body gives; a new schedule, timezone, end_time or enabled moves the
     next tick to the first one from now."""

@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from runqueue import validation
-from runqueue.errors import CronNotFoundError, InvalidPayloadError
+from runqueue.errors import CronNotFoundError, InvalidPayloadError, RunQueueError
 from runqueue.records import CronCompletion, CronFire, CronRecord, MultitaskStrategy
 from runqueue.registry.base import RegistryBase
 from runqueue.store import CRON_SORT_KEYS, NewCron, check_schedule, check_timezone
@@ -42,6 +42,7 @@ def checked_webhook(value: Any) -> str | None:
         not isinstance(value, str)
         or not value.startswith(("http://", "https://"))
         or len(value) > MAX_WEBHOOK_LENGTH
+        or not value.isprintable()
     ):
         raise InvalidPayloadError(f"webhook must be an http(s) URL, not {validation.shown(value)}")
     return value
@@ -59,6 +60,25 @@ def completion(value: Any, thread_id: str | None) -> str | None:
         raise InvalidPayloadError(
             f"invalid on_run_completed {validation.shown(value)} (delete or keep)"
         ) from None
+
+
+def is_cron_id(value: Any) -> bool:
+    """A cron id is a UUID, as create_cron makes them."""
+    try:
+        return isinstance(value, str) and str(uuid.UUID(value)) == value.lower()
+    except ValueError:
+        return False
+
+
+def _nameable(assistant_id: str | None, thread_id: str | None) -> bool:
+    """Whether search filters can match a cron at all: an assistant or thread id no cron
+    could have (malformed, a NUL) finds none, without asking the database."""
+    if assistant_id is not None:
+        try:
+            validation.assistant_name(assistant_id)
+        except RunQueueError:
+            return False
+    return thread_id is None or validation.is_thread_id(thread_id)
 
 
 class CronRegistry(RegistryBase):
@@ -119,8 +139,8 @@ class CronRegistry(RegistryBase):
         return value
 
     def get_cron(self, cron_id: str, *, user_id: str | None = None) -> CronRecord | None:
-        """The cron; None for an unknown id, or another user's cron."""
-        if not isinstance(cron_id, str) or not 0 < len(cron_id) <= 36:
+        """The cron; None for an unknown or malformed id, or another user's cron."""
+        if not is_cron_id(cron_id):
             return None
         return self.store.get_cron(cron_id, validation.user_id(user_id))
 
@@ -142,12 +162,15 @@ class CronRegistry(RegistryBase):
             raise InvalidPayloadError(
                 f"invalid sort_by {validation.shown(sort_by)} ({', '.join(CRON_SORT_KEYS)})"
             )
+        metadata = self._filter(metadata)
+        if not _nameable(assistant_id, thread_id):
+            return []
         return self.store.search_crons(
             user_id=validation.user_id(user_id),
             assistant_id=assistant_id,
             thread_id=thread_id,
             enabled=enabled,
-            metadata=self._filter(metadata),
+            metadata=metadata,
             limit=validation.page_limit(limit),
             offset=validation.page_limit(offset),
             sort_by=sort_by,
@@ -169,11 +192,14 @@ class CronRegistry(RegistryBase):
         user_id: str | None = None,
     ) -> int:
         """How many crons search_crons() would find with these filters, unpaged."""
+        metadata = self._filter(metadata)
+        if not _nameable(assistant_id, thread_id):
+            return 0
         return self.store.count_crons(
             user_id=validation.user_id(user_id),
             assistant_id=assistant_id,
             thread_id=thread_id,
-            metadata=self._filter(metadata),
+            metadata=metadata,
         )
 
     def update_cron(
