@@ -26,7 +26,7 @@ JS = REPO_ROOT / "tests" / "js"
 SERVERS = ["reference", "runqueue"]
 SCENARIOS = [
     *("create", "stream_history", "history", "update_state", "fork", "copy", "reconnect"),
-    *("thread_stream", "count", "prune", "ttl"),
+    *("thread_stream", "count", "prune", "ttl", "crons"),
 ]
 TTL_SECONDS = "20"  # how long the ttl scenario waits for runqueue's sweep
 # Node processes at a time. Each scenario has threads of its own (and count and prune their own
@@ -321,3 +321,24 @@ def test_use_stream_hook_submit_reload_branch_and_rejoin(node_runs, server, pack
     assert not [r for r in rejoined["requests"] if r["call"].startswith("POST")]
     assert (rejoined["run"], rejoined["storage_left"]) == ("success", [])
     assert rejoined["runs"] == ["success"] * 4
+
+
+def test_the_crons_client(scenario):
+    assert scenario("crons") == {
+        "stateless": {
+            "thread_id": None,
+            "on_run_completed": "keep",
+            "enabled": True,
+            "schedule": "0 0 1 1 *",
+            "next_is_new_year": True,
+            "marked": True,
+        },
+        "threaded": {"same_thread": True, "on_run_completed": None, "timezone": "Europe/Paris"},
+        "count": 2,
+        "of_thread": [True],
+        "updated": {"enabled": False, "schedule": "0 0 2 1 *"},
+        "disabled": [True],
+        "after_delete": 0,
+        "delete_again": 404,
+        "bad_schedule": 422,
+    }

@@ -481,6 +481,66 @@ const scenarios = {
     observed.swept_within_s = Math.ceil((Date.now() - started) / 1000);
     observed.kept = await step("threads.get.kept", () => statusOf(c.threads.get(kept.thread_id)));
   },
+
+  /** The crons client: create (stateless) and createForThread, search, count, update,
+   * delete, on schedules that do not fire during the test (the fires: test_api_crons.py). */
+  async crons() {
+    const c = client();
+    const mark = marker();
+    const thread = await step("threads.create", () => c.threads.create());
+    const stateless = await step("crons.create", () =>
+      c.crons.create(AGENT, {
+        schedule: "0 0 1 1 *",
+        input: {},
+        metadata: { mark },
+        onRunCompleted: "keep",
+      }),
+    );
+    const next = new Date(stateless.next_run_date);
+    observed.stateless = {
+      thread_id: stateless.thread_id,
+      on_run_completed: stateless.on_run_completed,
+      enabled: stateless.enabled,
+      schedule: stateless.schedule,
+      next_is_new_year: next.getUTCMonth() === 0 && next.getUTCDate() === 1,
+      marked: stateless.metadata?.mark === mark,
+    };
+    const threaded = await step("crons.createForThread", () =>
+      c.crons.createForThread(thread.thread_id, AGENT, {
+        schedule: "30 9 * * 1",
+        input: {},
+        metadata: { mark },
+        timezone: "Europe/Paris",
+      }),
+    );
+    observed.threaded = {
+      same_thread: threaded.thread_id === thread.thread_id,
+      on_run_completed: threaded.on_run_completed,
+      timezone: threaded.timezone,
+    };
+    observed.count = await step("crons.count", () => c.crons.count({ metadata: { mark } }));
+    observed.of_thread = await step("crons.search.thread", async () =>
+      (await c.crons.search({ threadId: thread.thread_id })).map((x) => x.cron_id === threaded.cron_id),
+    );
+    const updated = await step("crons.update", () =>
+      c.crons.update(stateless.cron_id, { enabled: false, schedule: "0 0 2 1 *" }),
+    );
+    observed.updated = { enabled: updated.enabled, schedule: updated.schedule };
+    observed.disabled = await step("crons.search.enabled", async () =>
+      (await c.crons.search({ metadata: { mark }, enabled: false })).map(
+        (x) => x.cron_id === stateless.cron_id,
+      ),
+    );
+    await step("crons.delete", () => c.crons.delete(stateless.cron_id));
+    await step("crons.delete", () => c.crons.delete(threaded.cron_id));
+    observed.after_delete = await step("crons.count", () => c.crons.count({ metadata: { mark } }));
+    observed.delete_again = await step("crons.delete.again", () =>
+      statusOf(c.crons.delete(stateless.cron_id)),
+    );
+    observed.bad_schedule = await step("crons.create.bad", () =>
+      statusOf(c.crons.create(AGENT, { schedule: "every minute" })),
+    );
+  },
 };
 
 try {
