@@ -81,26 +81,34 @@ class CronFireStatements(CronStatements):
     """The scheduler's statements: which crons are due, fire one tick, delete the threads of
     fired runs whose cron says `delete`. RunStore provides _create_in (decisions.py)."""
 
-    def due_crons(self, limit: int) -> list[str]:
-        """Enabled crons whose next tick is due by the database's clock, most overdue first."""
+    def due_crons(self, limit: int) -> list[tuple[str, str | None]]:
+        """(cron, its thread) of enabled crons whose next tick is due by the database's
+        clock, most overdue first."""
         with self.reading() as conn:
-            return list(
-                conn.execute(
-                    select(CronRow.cron_id)
-                    .where(CronRow.enabled, CronRow.next_fire_at <= db_now())
-                    .order_by(CronRow.next_fire_at)
-                    .limit(limit)
-                ).scalars()
-            )
+            rows = conn.execute(
+                select(CronRow.cron_id, CronRow.thread_id)
+                .where(CronRow.enabled, CronRow.next_fire_at <= db_now())
+                .order_by(CronRow.next_fire_at)
+                .limit(limit)
+            ).all()
+        return [(row.cron_id, row.thread_id) for row in rows]
 
     def fire_cron(
-        self, cron_id: str, misfire_grace: float
+        self, cron_id: str, thread_id: str | None, misfire_grace: float
     ) -> tuple[CronFire | None, RunRecord | None, Effects]:
         """Fire the cron's due tick in one transaction: its fire row, its run (the strategy
         applied on a busy thread), its next tick. The fire and its run; None: not due,
-        locked by another scheduler, or the tick already fired (no run: refused)."""
+        locked by another scheduler, the tick already fired, or the cron's thread gone (no
+        run: refused). A thread's cron takes the thread's lock before the cron's row, in
+        the order a thread's deletion takes them (the thread, then its crons, cascaded), so
+        the two never deadlock."""
         effects = Effects()
         with self.transaction() as conn:
+            if thread_id is not None:
+                try:
+                    self.lock_thread(conn, thread_id, None, create=False)
+                except ThreadNotFoundError:
+                    return None, None, effects  # deleted: its crons went with it
             row = conn.execute(
                 select(*CRON_COLUMNS, db_now().label("now"))
                 .where(

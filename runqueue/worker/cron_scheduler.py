@@ -28,23 +28,27 @@ def fire_due(app: Celery, runtime: Runtime, limit: int = CRON_BATCH) -> list[Cro
     """Fire every due tick this scheduler wins (the others are another's); the fires. A
     cron late by several ticks (within the misfire grace) fires them one after another."""
     fires: list[CronFire] = []
-    for cron_id in runtime.store.due_crons(limit):
+    for cron_id, thread_id in runtime.store.due_crons(limit):
         for _ in range(TICKS_PER_PASS):
-            fire = _fire_one(app, runtime, cron_id)
+            fire = _fire_one(app, runtime, cron_id, thread_id)
             if fire is None:
                 break
             fires.append(fire)
     return fires
 
 
-def _fire_one(app: Celery, runtime: Runtime, cron_id: str) -> CronFire | None:
+def _fire_one(
+    app: Celery, runtime: Runtime, cron_id: str, thread_id: str | None
+) -> CronFire | None:
     """Fire the cron's due tick, then publish what the transaction decided."""
     settings = runtime.settings
     try:
-        fire, run, effects = runtime.store.fire_cron(cron_id, settings.cron_misfire_grace_seconds)
+        fire, run, effects = runtime.store.fire_cron(
+            cron_id, thread_id, settings.cron_misfire_grace_seconds
+        )
     except DatabaseUnavailableError:
         raise  # the pass ends here; the next one tries again
-    except Exception as exc:  # noqa: BLE001 - this cron alone (a deadlock): the rest go on
+    except Exception as exc:  # noqa: BLE001 - this cron alone: the rest go on
         logger.warning(
             "cron %s not fired this pass: %s",
             cron_id,

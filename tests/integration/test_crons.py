@@ -7,6 +7,7 @@ clients, tests/integration/test_api_crons.py."""
 
 from __future__ import annotations
 
+import json
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -22,7 +23,7 @@ from runqueue.errors import (
     UnknownAssistantError,
 )
 from runqueue.worker.cron_scheduler import fire_due
-from tests.support import wait_until
+from tests.support import checkout_path, run_cli, settings_env, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -206,3 +207,43 @@ def test_a_stateless_fires_thread_is_deleted_or_kept(manager, start_worker) -> N
     finally:
         manager.delete_cron(deleting.cron_id)
         manager.delete_cron(keeping.cron_id)
+
+
+def test_deleting_a_thread_deletes_its_crons(manager) -> None:  # noqa: ANN001
+    thread = manager.create_thread(f"cron-gone-{uuid.uuid4().hex[:8]}").thread_id
+    cron = manager.create_cron("noop", schedule=EVERY_SECOND, thread_id=thread)
+    fire = wait_until(lambda: fire_due(manager.app, manager.runtime), timeout=5)[0]
+    manager.cancel(fire.run_id)
+    manager.delete_thread(thread)
+    assert manager.get_cron(cron.cron_id) is None
+    assert manager.cron_fires(cron.cron_id) == []
+    time.sleep(1.1)
+    assert fire_due(manager.app, manager.runtime) == []
+
+
+def test_the_cli_lists_crons_with_next_fires_and_show_names_a_runs_cron(backend, manager) -> None:  # noqa: ANN001
+    env = settings_env(backend.settings) | checkout_path()
+    made = run_cli(env, "crons", "create", "echo", "* * * * * *", "--kwargs", '{"n": 3}',
+                   "--on-run-completed", "keep")  # fmt: skip
+    assert made.returncode == 0, made.stderr
+    cron_id = made.stdout.split()[0]
+    try:
+        fire = wait_until(lambda: fire_due(manager.app, manager.runtime), timeout=5)[0]
+        listed = run_cli(env, "crons", "--json")
+        assert listed.returncode == 0, listed.stderr
+        (entry,) = [e for e in json.loads(listed.stdout) if e["cron"]["cron_id"] == cron_id]
+        assert entry["latest_fire"]["run_id"] == fire.run_id
+        assert datetime.fromisoformat(entry["cron"]["next_run_date"]) > fire.tick
+        table = run_cli(env, "crons")
+        assert cron_id in table.stdout and "next fire (UTC)" in table.stdout
+        shown = run_cli(env, "show", fire.run_id)
+        assert f"fired by cron {cron_id} at its tick {fire.tick.isoformat()}" in shown.stdout
+        assert run_cli(env, "crons", "disable", cron_id).returncode == 0
+        assert manager.get_cron(cron_id).enabled is False
+        bad = run_cli(env, "crons", "create", "echo", "not a schedule")
+        assert bad.returncode == 1 and bad.stderr.startswith("error: invalid cron schedule")
+        assert len(bad.stderr.strip().splitlines()) == 1
+    finally:
+        assert run_cli(env, "crons", "delete", cron_id).returncode == 0
+    gone = run_cli(env, "crons", "delete", cron_id)
+    assert gone.returncode == 1 and "not found" in gone.stderr
