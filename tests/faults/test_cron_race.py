@@ -1,17 +1,21 @@
-"""Crons, exactly once across the fleet: three workers' schedulers (every 0.2 s) race on 20
-crons firing every second, on PostgreSQL + Redis; one worker is SIGKILLed with its pool
-children (whatever fire its scheduler had in flight rolls back) and started again. Every
-tick from each cron's first to its end_time is fired exactly once, each fire made exactly
-one run, and no run exists that a fire did not make."""
+"""Crons, exactly once across the fleet, on PostgreSQL + Redis. Three workers' schedulers
+(every 0.2 s) race on 20 crons firing every second; one worker is SIGKILLed with its pool
+children and started again: every tick from each cron's first to its end_time is fired
+exactly once, each fire made exactly one run, and no run exists that a fire did not make.
+And a scheduler SIGKILLed inside its fire transaction (fire row and run written, not
+committed) fired nothing: another scheduler fires that same tick."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import time
 from datetime import timedelta
 
 from sqlalchemy import text
 
 from tests.faults import faultkit
+from tests.support import REPO_ROOT, checkout_path, settings_env
 
 CRONS = 20
 EVERY_SECOND = "* * * * * *"
@@ -73,3 +77,64 @@ def test_three_schedulers_racing_fire_every_tick_once(shared_backend, workers, r
         lag_p50_s=lags[len(lags) // 2],
         lag_max_s=lags[-1],
     )
+
+
+# A scheduler stopped inside its fire transaction: the fire row and the run are written, not
+# committed. It prints the run's id, then waits to be killed.
+STALLED_SCHEDULER = """
+import sys, time
+from runqueue import Settings
+from runqueue.store import RunStore
+
+original = RunStore._create_in
+
+def stalled(self, conn, new, check_strategy, effects):
+    run = original(self, conn, new, check_strategy, effects)
+    print("mid-fire", new.run_id, flush=True)
+    time.sleep(600)
+
+RunStore._create_in = stalled
+settings = Settings.from_env()
+RunStore(settings.database_url).fire_cron(sys.argv[1], None, 60.0)
+"""
+
+
+def test_a_scheduler_killed_mid_fire_fired_nothing_and_another_fires_the_tick(
+    shared_backend, report
+):  # noqa: ANN001
+    settings = shared_backend.settings
+    manager = faultkit.manager_for(settings)
+    cron = manager.create_cron("noop", schedule=EVERY_SECOND, on_run_completed="keep")
+    time.sleep(1.2)  # its first tick is due
+    stalled = subprocess.Popen(
+        [sys.executable, "-c", STALLED_SCHEDULER, cron.cron_id],
+        env=settings_env(settings) | checkout_path(),
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=REPO_ROOT,
+    )
+    try:
+        line = stalled.stdout.readline().split()
+        assert line[:1] == ["mid-fire"], line
+        lost_run = line[1]
+        # Mid-fire: another scheduler finds the cron locked, and fires nothing meanwhile.
+        assert manager.store.fire_cron(cron.cron_id, None, 60.0)[0] is None
+        stalled.kill()  # SIGKILL
+        stalled.wait()
+        killed_at = time.monotonic()
+        fire = faultkit.wait_for(
+            lambda: manager.store.fire_cron(cron.cron_id, None, 60.0)[0],
+            timeout=10,
+            message="the tick fired by another scheduler",
+        )
+        refired_after = time.monotonic() - killed_at
+    finally:
+        if stalled.poll() is None:
+            stalled.kill()
+            stalled.wait()
+    assert fire.tick == cron.next_run_date  # the very tick the killed scheduler had taken
+    assert manager.get(lost_run) is None  # its run was never committed
+    assert manager.get(fire.run_id) is not None
+    fires = manager.cron_fires(cron.cron_id)
+    assert [(f.tick, f.run_id) for f in fires] == [(fire.tick, fire.run_id)]
+    report("cron-killed-mid-fire", fires=len(fires), refired_after_s=refired_after)
