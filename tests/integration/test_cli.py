@@ -272,7 +272,8 @@ def test_json_of_runs_show_and_threads(env, worker, manager):
     ) == [r for r in every if r["status"] == "error"]
 
     shown = json.loads(runqueue(env, "show", run_id, "--json").stdout)
-    assert {k: v for k, v in shown.items() if k not in ("events", "pending_reason")} == run
+    assert {k: v for k, v in shown.items() if k not in ("events", "pending_reason", "cron")} == run
+    assert shown["cron"] is None  # no cron fired it (tests/integration/test_crons.py: one did)
     assert [event["status"] for event in shown["events"]][-3:] == ["pending", "running", "success"]
     assert shown["pending_reason"] is None
     assert all(datetime.fromisoformat(event["at"]) for event in shown["events"])
