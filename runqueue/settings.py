@@ -85,6 +85,11 @@ class Settings:
     api_max_runs_in_flight_per_user: int = 100
     shutdown_grace_seconds: float = 20.0  # SIGTERM: running runs may finish this long
     ready_timeout: float = 30.0  # a starting worker waits this long for database and broker
+    # The Store's semantic search (docs/operations.md): "module:function" naming an embedding
+    # function (a list of texts -> a list of vectors of store_embed_dims floats); empty: off.
+    store_embed: str = ""
+    store_embed_dims: int = 0  # the vectors' length; required with store_embed
+    store_embed_fields: str = "$"  # comma-separated JSON paths of a value that are embedded
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "data_dir", Path(self.data_dir).expanduser())
@@ -152,6 +157,11 @@ class Settings:
             raise SettingsError("shutdown_grace_seconds must be zero or more (and finite)")
         if not 0 < self.ready_timeout < float("inf"):
             raise SettingsError("ready_timeout must be positive (and finite)")
+        if self.store_embed and (":" not in self.store_embed or self.store_embed_dims <= 0):
+            raise SettingsError(
+                "store_embed must name module:function, with store_embed_dims positive "
+                f"(got {self.store_embed!r}, {self.store_embed_dims})"
+            )
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None, **overrides: object) -> Settings:
