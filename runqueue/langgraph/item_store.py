@@ -29,8 +29,8 @@ from runqueue.runtime import Runtime
 from runqueue.settings import Settings
 from runqueue.store import LentConnection, RunQueries, RunStore
 
-# (pid, database URL) whose store tables this process set up
-_done: set[tuple[int, str]] = set()
+# (pid, database URL, with vectors) whose store tables this process set up
+_done: set[tuple[int, str, bool]] = set()
 _done_lock = threading.Lock()
 TTL = {"refresh_on_read": True}  # a read (get, search) refreshes an item's ttl, as the reference
 
@@ -91,7 +91,7 @@ def index_config(settings: Settings) -> dict[str, Any] | None:
 def setup_item_store(store: RunStore, index: dict[str, Any] | None = None) -> None:
     """Create or upgrade the official store's tables (and its vector tables, with `index`)
     with its own setup(): once per process and database (runqueue migrate runs it too)."""
-    key = (os.getpid(), store.database_url)
+    key = (os.getpid(), store.database_url, index is not None)
     if key in _done:
         return
     with _done_lock:
