@@ -27,6 +27,7 @@ SERVERS = ["reference", "runqueue"]
 SCENARIOS = [
     *("create", "stream_history", "history", "update_state", "fork", "copy", "reconnect"),
     *("thread_stream", "count", "prune", "ttl"),
+    "memory",  # the Store (tests/store_graphs.py)
 ]
 TTL_SECONDS = "20"  # how long the ttl scenario waits for runqueue's sweep
 # Node processes at a time. Each scenario has threads of its own (and count and prune their own
@@ -321,3 +322,14 @@ def test_use_stream_hook_submit_reload_branch_and_rejoin(node_runs, server, pack
     assert not [r for r in rejoined["requests"] if r["call"].startswith("POST")]
     assert (rejoined["run"], rejoined["storage_left"]) == ("success", [])
     assert rejoined["runs"] == ["success"] * 4
+
+
+def test_a_graph_remembers_across_threads_through_the_store(scenario):
+    assert scenario("memory") == {
+        "remembered": {"color": "violet", "confirmed": True},
+        "recalled": {"color": "violet", "confirmed": True},
+        "item": {"namespace": ["preferences"], "value": {"color": "violet"}},
+        "found": [[2, "note", {"text": "hi"}]],
+        "listed": 1,
+        "deleted": None,
+    }
