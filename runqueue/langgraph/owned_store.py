@@ -24,6 +24,7 @@ from langgraph.store.base import (
     Op,
     PutOp,
     Result,
+    SearchItem,
     SearchOp,
 )
 
@@ -88,9 +89,24 @@ class OwnedStore(BaseStore):
 
     @staticmethod
     def _out(result: Any, prefix: tuple[str, ...]) -> Any:
-        if isinstance(result, Item):
-            result.namespace = tuple(result.namespace[len(prefix) :])
-            return result
+        if isinstance(result, Item):  # a copy: a store may hand out the item it keeps
+            namespace = tuple(result.namespace[len(prefix) :])
+            if isinstance(result, SearchItem):
+                return SearchItem(
+                    namespace,
+                    result.key,
+                    result.value,
+                    result.created_at,
+                    result.updated_at,
+                    result.score,
+                )
+            return Item(
+                value=result.value,
+                key=result.key,
+                namespace=namespace,
+                created_at=result.created_at,
+                updated_at=result.updated_at,
+            )
         if isinstance(result, list):
             return [OwnedStore._out(each, prefix) for each in result]
         if isinstance(result, tuple):  # a namespace
