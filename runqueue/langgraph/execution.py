@@ -87,9 +87,8 @@ def run_graph(
             async with contextlib.AsyncExitStack() as stack:
                 graph = await build_for_run(name, source, run_config, stack)
                 checkpointer = RunCheckpointer(context.store, fence, executor=runner.writes)
-                graph = graph.copy(update={"checkpointer": checkpointer})
-                if item_store is not None:  # LangGraph's Store: runtime.store, get_store()
-                    graph = graph.copy(update={"store": item_store})
+                stores = {} if item_store is None else {"store": item_store}  # get_store()
+                graph = graph.copy(update={"checkpointer": checkpointer, **stores})
                 if fork_from is not None:
                     await arequire_checkpoint(checkpointer, run_config)
                 arguments = astream_arguments(options)
