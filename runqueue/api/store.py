@@ -11,12 +11,13 @@ from fastapi import APIRouter, Depends, Request, Response
 from pydantic import Field
 
 from runqueue.api.context import ApiContext
-from runqueue.api.schemas import ERROR_RESPONSES, Strict
+from runqueue.api.schemas import ERROR_RESPONSES, ErrorBody, Strict
 from runqueue.api.users import User
 from runqueue.errors import StoreKeyMissingError
 from runqueue.registry.store_items import StoreItems
 
-router = APIRouter(tags=["store"], responses=ERROR_RESPONSES)
+# 400: an empty namespace on a put, no key on a get, as the reference answers them.
+router = APIRouter(tags=["store"], responses={**ERROR_RESPONSES, 400: {"model": ErrorBody}})
 
 
 def store_items(request: Request) -> StoreItems:

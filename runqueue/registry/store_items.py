@@ -23,6 +23,7 @@ from runqueue.errors import (
     InvalidNamespaceError,
     InvalidPayloadError,
     StoreKeyMissingError,
+    first_line,
 )
 from runqueue.registry.base import RegistryBase
 from runqueue.registry.threads import MAX_PAGE
@@ -40,10 +41,10 @@ def namespace_of(value: Any, *, allow_empty: bool = True) -> Namespace:
     if not isinstance(value, list | tuple):
         raise InvalidNamespaceError("a store namespace must be a list of labels")
     for label in value:
-        if not isinstance(label, str) or not label or "." in label:
+        if not isinstance(label, str) or not label or "." in label or not _storable(label):
             raise InvalidNamespaceError(
                 f"namespace label {validation.shown(label)} must be a non-empty string "
-                "without periods"
+                "without periods (nor NUL characters or lone surrogates)"
             )
     if not value and not allow_empty:
         raise EmptyNamespaceError()
@@ -83,8 +84,7 @@ class StoreItems(RegistryBase):
     ) -> None:
         """Store or replace the item; `ttl` in minutes (None: kept until deleted)."""
         checked = namespace_of(namespace, allow_empty=False)
-        if not isinstance(key, str) or not key:
-            raise StoreKeyMissingError()
+        key = _key(key)
         if not isinstance(value, dict):
             raise InvalidPayloadError("an item's value must be a JSON object")
         value = validation.json_object(
@@ -108,16 +108,12 @@ class StoreItems(RegistryBase):
     ) -> Item | None:
         """The item, or None: none there, or only another user's."""
         checked = namespace_of(namespace)
-        if not isinstance(key, str) or not key:
-            raise StoreKeyMissingError()
-        return self._store(user_id).get(checked, key, refresh_ttl=refresh_ttl)
+        return self._store(user_id).get(checked, _key(key), refresh_ttl=refresh_ttl)
 
     def delete(self, namespace: Any, key: Any, *, user_id: str | None = None) -> None:
         """Delete the item if there is one (no error if there is none)."""
         checked = namespace_of(namespace)
-        if not isinstance(key, str) or not key:
-            raise StoreKeyMissingError()
-        self._store(user_id).delete(checked, key)
+        self._store(user_id).delete(checked, _key(key))
 
     def search(
         self,
@@ -138,16 +134,19 @@ class StoreItems(RegistryBase):
             filter = validation.json_object(
                 "filter", filter, self.settings.max_payload_bytes, self.settings.max_json_depth
             )
-        if query is not None and not isinstance(query, str):
-            raise InvalidPayloadError("query must be a string")
-        return self._store(user_id).search(
-            checked,
-            query=query,
-            filter=filter or None,
-            limit=limit,
-            offset=offset,
-            refresh_ttl=refresh_ttl,
-        )
+        if query is not None and (not isinstance(query, str) or not _storable(query)):
+            raise InvalidPayloadError("query must be a string (no NUL, no lone surrogate)")
+        try:
+            return self._store(user_id).search(
+                checked,
+                query=query,
+                filter=filter or None,
+                limit=limit,
+                offset=offset,
+                refresh_ttl=refresh_ttl,
+            )
+        except ValueError as refused:  # the official store's own check of the filter
+            raise InvalidPayloadError(f"filter: {first_line(refused)}") from None
 
     def list_namespaces(
         self,
@@ -192,3 +191,22 @@ class StoreItems(RegistryBase):
 
 def _strings(value: Any) -> bool:
     return isinstance(value, list) and all(isinstance(each, str) for each in value)
+
+
+def _storable(text: str) -> bool:
+    """Text both databases take: no NUL, valid UTF-8 (no lone surrogate)."""
+    if "\x00" in text:
+        return False
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _key(key: Any) -> str:
+    if not isinstance(key, str) or not key:
+        raise StoreKeyMissingError()
+    if not _storable(key):
+        raise InvalidPayloadError("an item's key cannot hold a NUL character or a lone surrogate")
+    return key
