@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import subprocess
 import time
 import uuid
 from collections.abc import Iterator
@@ -29,7 +30,7 @@ from runqueue.store import RunStore
 from tests.api_support import API_APP, ServerProcess, api_server
 from tests.conftest import require_services
 from tests.integration.conftest import create_key
-from tests.support import Backend, WorkerProcess, make_backend
+from tests.support import Backend, WorkerProcess, as_process, make_backend, settings_env
 
 pytestmark = pytest.mark.integration
 
@@ -218,3 +219,37 @@ def test_semantic_search_answers_the_nearest_item_first(store_backend) -> None: 
     assert [item.key for item in found][0] == "sea"
     assert found[0].score is not None and found[0].score >= max(i.score or 0 for i in found)
     assert items.search(namespace, query="ocean", user_id="bob") == []
+
+
+def runqueue_cli(backend: Backend, *arguments: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        as_process(["runqueue", *arguments]),
+        env=settings_env(backend.settings),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_the_command_line_lists_namespaces_and_items(store_backend, store_server, users) -> None:  # noqa: ANN001
+    async def put() -> None:
+        sdk = get_client(url=store_server.url, api_key=users["alice"])
+        await sdk.store.put_item(["cli", "x"], "k", {"v": 1})
+
+    asyncio.run(put())
+    listed = runqueue_cli(
+        store_backend, "store", "namespaces", "--user", "alice", "--prefix", "cli"
+    )
+    assert (listed.returncode, listed.stdout) == (0, "cli.x\n")
+    # Without --user, the store as it is: Alice's namespace under her prefix.
+    listed = runqueue_cli(store_backend, "store", "namespaces", "--prefix", "users.alice.cli")
+    assert (listed.returncode, listed.stdout) == (0, "users.alice.cli.x\n")
+    shown = runqueue_cli(store_backend, "store", "items", "cli", "--user", "alice")
+    assert (shown.returncode, shown.stdout) == (0, 'cli.x  k  {"v": 1}\n')
+    assert runqueue_cli(store_backend, "store", "items", "cli", "--user", "bob").stdout == ""
+    refused = runqueue_cli(store_backend, "store", "items", "a..b")
+    assert refused.returncode == 1 and refused.stdout == ""
+    assert refused.stderr.strip().splitlines() == [
+        "error: namespace label '' must be a non-empty string without periods (nor NUL "
+        "characters or lone surrogates)"
+    ]
