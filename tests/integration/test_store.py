@@ -25,6 +25,7 @@ import pytest
 from langgraph_sdk import get_client
 from sqlalchemy import text
 
+from runqueue import create_app
 from runqueue.registry.store_items import StoreItems
 from runqueue.store import RunStore
 from tests.api_support import API_APP, ServerProcess, api_server
@@ -211,7 +212,7 @@ def test_semantic_search_answers_the_nearest_item_first(store_backend) -> None: 
     settings = store_backend.settings.with_overrides(
         store_embed="tests.fake_embedding:embed", store_embed_dims=16, store_embed_fields="text"
     )
-    items = StoreItems(settings=settings)
+    items = StoreItems(create_app(settings, name=f"store-search-{uuid.uuid4().hex[:6]}"))
     namespace = ["docs", uuid.uuid4().hex[:8]]
     for key, words in [("fruit", "green apple"), ("sea", "blue ocean"), ("road", "fast car")]:
         items.put(namespace, key, {"text": words}, user_id="alice")
