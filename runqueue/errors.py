@@ -251,6 +251,24 @@ class DuplicateWorkerError(RunQueueError):
     http_status = 409
 
 
+class InvalidNamespaceError(RunQueueError):
+    """A store namespace is a list of non-empty labels (strings) without periods."""
+
+    http_status = 422
+
+
+class EmptyNamespaceError(RunQueueError):
+    """Namespace cannot be empty."""
+
+    http_status = 400  # as the reference server answers
+
+
+class StoreKeyMissingError(RunQueueError):
+    """Key is required."""
+
+    http_status = 400  # as the reference server answers
+
+
 def first_line(error: BaseException | str) -> str:
     """The first line of an error's text, or its type's name if it has none: one-line messages
     (the CLI, "database unavailable: ...") quote errors this way."""

@@ -91,6 +91,11 @@ class Settings:
     cron_scheduler: str = "on"
     cron_interval: float = 1.0
     cron_misfire_grace_seconds: float = 60.0
+    # The Store's semantic search (docs/operations.md): "module:function" naming an embedding
+    # function (a list of texts -> a list of vectors of store_embed_dims floats); empty: off.
+    store_embed: str = ""
+    store_embed_dims: int = 0  # the vectors' length; required with store_embed
+    store_embed_fields: str = "$"  # comma-separated JSON paths of a value that are embedded
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "data_dir", Path(self.data_dir).expanduser())
@@ -165,6 +170,11 @@ class Settings:
         for name in ("cron_interval", "cron_misfire_grace_seconds"):
             if not 0 < getattr(self, name) < float("inf"):
                 raise SettingsError(f"{name} must be positive (and finite)")
+        if self.store_embed and (":" not in self.store_embed or self.store_embed_dims <= 0):
+            raise SettingsError(
+                "store_embed must name module:function, with store_embed_dims positive "
+                f"(got {self.store_embed!r}, {self.store_embed_dims})"
+            )
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None, **overrides: object) -> Settings:

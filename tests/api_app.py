@@ -47,3 +47,12 @@ def _options():  # noqa: ANN202 - the run-option tests' graph (tests/option_grap
 
 
 langgraph_assistant(app, "options", _options)
+
+
+def _memory():  # noqa: ANN202 - the Store tests' graph (tests/store_graphs.py)
+    from tests.store_graphs import memory
+
+    return memory
+
+
+langgraph_assistant(app, "memory", _memory)

@@ -30,6 +30,7 @@ from runqueue.api import (
     thread_stream,
     threads,
 )
+from runqueue.api import store as store_routes
 from runqueue.api.access_log import install_query_string_mask
 from runqueue.api.context import ApiContext
 from runqueue.api.errors import install_error_handlers
@@ -89,6 +90,7 @@ def create_api(app: Celery | None = None, settings: Settings | None = None) -> F
     api.include_router(crons.router)  # before runs: /runs/crons is not a run
     api.include_router(runs.router)
     api.include_router(thread_stream.router)
+    api.include_router(store_routes.router)
 
     @api.get("/ok", tags=["meta"])
     async def ok() -> dict[str, bool]:

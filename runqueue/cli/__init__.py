@@ -7,6 +7,7 @@ from runqueue.cli import (
     flower_commands,  # noqa: F401  (registers flower)
     history_commands,  # noqa: F401  (registers history)
     run_commands,  # noqa: F401  (registers submit and cancel)
+    store_commands,  # noqa: F401  (registers store namespaces and store items)
     thread_commands,  # noqa: F401  (registers prune-threads)
     views,  # noqa: F401  (registers runs, show, threads and assistants)
 )

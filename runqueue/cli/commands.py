@@ -240,6 +240,10 @@ def migrate(state: CliState) -> None:
         pass
     else:
         setup_checkpointer(RunStore(state.settings.database_url))
+        from runqueue.langgraph.item_store import index_config, setup_item_store
+
+        # The Store's tables too (its vector tables when store_embed is set), by its setup().
+        setup_item_store(RunStore(state.settings.database_url), index_config(state.settings))
     where = redact_url(state.settings.database_url)
     if migration.created:
         click.echo(f"created the schema at {where}: revision {migration.after}")

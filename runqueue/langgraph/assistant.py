@@ -354,6 +354,8 @@ def _run(self: GraphTask, context: RunContext, /, **kwargs: Any) -> Any:
     registering it on several apps registers the same callable. (`context` is positional
     only: a run's kwargs have a `context` of their own, LangGraph's runtime context.)"""
     from runqueue.langgraph.execution import run_graph
+    from runqueue.langgraph.item_store import store_for_run
 
     self.refuse_state_keys(kwargs)
-    return run_graph(self.name, self.graph_for_runs(), context, **kwargs)
+    item_store = store_for_run(runtime_of(self.app), context.run_id)
+    return run_graph(self.name, self.graph_for_runs(), context, item_store=item_store, **kwargs)

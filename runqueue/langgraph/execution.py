@@ -67,11 +67,13 @@ def run_graph(
     config: dict[str, Any] | None = None,
     stream_mode: str | list[str] | None = None,
     command: dict[str, Any] | None = None,
+    item_store: Any = None,
     **options: Any,
 ) -> Any:
     """Run the graph assistant `name` (its registered `source`) for one attempt: stream its
     chunks, return the thread's values (with `__interrupt__` when it stopped at an
-    interrupt(), as LangGraph's invoke() returns them)."""
+    interrupt(), as LangGraph's invoke() returns them). `item_store`: the BaseStore its
+    nodes get (runqueue.langgraph.item_store.store_for_run)."""
     fence = Fence(context.run_id, context.claim_token, context.write_timeout)
     fork_from = options.get("checkpoint_id")
     run_config = _run_config(context, config, fork_from)
@@ -85,7 +87,8 @@ def run_graph(
             async with contextlib.AsyncExitStack() as stack:
                 graph = await build_for_run(name, source, run_config, stack)
                 checkpointer = RunCheckpointer(context.store, fence, executor=runner.writes)
-                graph = graph.copy(update={"checkpointer": checkpointer})
+                stores = {} if item_store is None else {"store": item_store}  # get_store()
+                graph = graph.copy(update={"checkpointer": checkpointer, **stores})
                 if fork_from is not None:
                     await arequire_checkpoint(checkpointer, run_config)
                 arguments = astream_arguments(options)

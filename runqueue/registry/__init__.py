@@ -7,13 +7,15 @@ loop. One module per job: requests.py (what a caller asks for), checks.py (a req
 before anything is written), unserved.py (the warning for an assistant no worker serves),
 reading.py, joining.py, threads.py, thread_state.py (a thread's state, history and state
 updates), sync_manager.py (SyncRunManager: creating, cancelling, finishing; every status
-write a caller makes), async_manager.py (RunManager).
+write a caller makes), async_manager.py (RunManager), store_items.py (StoreItems: the Store
+per user).
 """
 
 from __future__ import annotations
 
 from runqueue.registry.async_manager import RunManager
 from runqueue.registry.requests import RunOptions, RunRequest
+from runqueue.registry.store_items import StoreItems
 from runqueue.registry.sync_manager import SyncRunManager
 from runqueue.registry.threads import MAX_PAGE, MAX_PRUNE_THREADS, MAX_TTL_MINUTES
 
@@ -24,5 +26,6 @@ __all__ = [
     "RunManager",
     "RunOptions",
     "RunRequest",
+    "StoreItems",
     "SyncRunManager",
 ]

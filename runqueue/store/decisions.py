@@ -22,6 +22,7 @@ from runqueue.store.effects import Effects, NewRun, RunEnding, thread_busy
 from runqueue.store.fleet import FleetStatements
 from runqueue.store.functions import TransitionFunctions
 from runqueue.store.graph_writes import GraphWriteStatements, delete_graph_writes
+from runqueue.store.items import ItemStatements
 from runqueue.store.maintenance_lock import MaintenanceLockStatements
 from runqueue.store.models import CheckpointRow, Run
 from runqueue.store.outbox import OutboxStatements
@@ -75,6 +76,7 @@ class RunStore(
     FleetStatements,
     MaintenanceLockStatements,
     CronFireStatements,
+    ItemStatements,
 ):
     """The SQL side of runqueue, bound to one database URL."""
 

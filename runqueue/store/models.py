@@ -213,9 +213,15 @@ LANGGRAPH_TABLES = frozenset(
 )
 
 
+# The official LangGraph Store's tables (runqueue/store/items.py); its setup() makes them.
+LANGGRAPH_STORE_TABLES = frozenset(
+    {"store", "store_migrations", "store_vectors", "vector_migrations"}
+)
+
+
 def runqueue_owns(obj, name, type_, reflected, compare_to) -> bool:  # noqa: ANN001
     """Alembic's include_object: LangGraph's tables are left to its savers' setup()."""
-    return not (type_ == "table" and name in LANGGRAPH_TABLES)
+    return not (type_ == "table" and name in LANGGRAPH_TABLES | LANGGRAPH_STORE_TABLES)
 
 
 class MaintenanceLock(Base):

@@ -95,6 +95,7 @@ def run_once(app: Celery, runtime: Runtime) -> tuple[int, int]:
     runtime.store.purge_graph_writes()
     runtime.store.forget_gone_workers()
     sweep_expired_threads(runtime)
+    runtime.store.sweep_expired_items()  # the Store's items whose ttl ran out (store/items.py)
     return relayed, reaped
 
 

@@ -27,6 +27,7 @@ SERVERS = ["reference", "runqueue"]
 SCENARIOS = [
     *("create", "stream_history", "history", "update_state", "fork", "copy", "reconnect"),
     *("thread_stream", "count", "prune", "ttl", "crons"),
+    "memory",  # the Store (tests/store_graphs.py)
 ]
 TTL_SECONDS = "20"  # how long the ttl scenario waits for runqueue's sweep
 # Node processes at a time. Each scenario has threads of its own (and count and prune their own
@@ -341,4 +342,15 @@ def test_the_crons_client(scenario):
         "after_delete": 0,
         "delete_again": 404,
         "bad_schedule": 422,
+    }
+
+
+def test_a_graph_remembers_across_threads_through_the_store(scenario):
+    assert scenario("memory") == {
+        "remembered": {"color": "violet", "confirmed": True},
+        "recalled": {"color": "violet", "confirmed": True},
+        "item": {"namespace": ["preferences"], "value": {"color": "violet"}},
+        "found": [[2, "note", {"text": "hi"}]],
+        "listed": 1,
+        "deleted": None,
     }

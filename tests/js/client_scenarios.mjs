@@ -541,6 +541,35 @@ const scenarios = {
       statusOf(c.crons.create(AGENT, { schedule: "every minute" })),
     );
   },
+  /** The Store (tests/store_graphs.py `memory`): a preference remembered in one thread is
+   * recalled in another, and read, searched, listed and deleted through client.store. */
+  async memory() {
+    const c = client();
+    const mark = marker();
+    const first = await step("threads.create", () => c.threads.create());
+    const remembered = await step("runs.wait.remember", () =>
+      c.runs.wait(first.thread_id, "memory", { input: { remember: "violet" } }),
+    );
+    const second = await step("threads.create", () => c.threads.create());
+    const recalled = await step("runs.wait.recall", () =>
+      c.runs.wait(second.thread_id, "memory", { input: {} }),
+    );
+    observed.remembered = { color: remembered.color, confirmed: remembered.confirmed };
+    observed.recalled = { color: recalled.color, confirmed: recalled.confirmed };
+    const item = await step("store.getItem", () => c.store.getItem(["preferences"], "color"));
+    observed.item = { namespace: item?.namespace, value: item?.value };
+    await step("store.putItem", () => c.store.putItem(["js", mark], "note", { text: "hi" }));
+    const found = await step("store.searchItems", () =>
+      c.store.searchItems(["js", mark], { filter: { text: "hi" } }),
+    );
+    observed.found = found.items.map((i) => [i.namespace.length, i.key, i.value]);
+    const listed = await step("store.listNamespaces", () =>
+      c.store.listNamespaces({ prefix: ["js", mark] }),
+    );
+    observed.listed = listed.namespaces.length;
+    await step("store.deleteItem", () => c.store.deleteItem(["js", mark], "note"));
+    observed.deleted = await step("store.getItem.deleted", () => c.store.getItem(["js", mark], "note"));
+  },
 };
 
 try {
