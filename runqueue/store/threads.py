@@ -89,11 +89,11 @@ def status_expression(dialect: str) -> ColumnElement[str]:
 INT64 = 2**63
 
 
-def _sqlite_has(key: str, value: Any) -> ColumnElement[bool]:
+def _sqlite_has(key: str, value: Any, column: Any = Thread.metadata_) -> ColumnElement[bool]:
     """SQLite: the metadata has `key` (any characters: matched as json_each's key, never
     parsed as a path) with this value. Numbers compare by value (1 matches 1.0, as JSONB
     does); objects and arrays must be equal, not merely contain it (docs/api.md)."""
-    entry = func.json_each(Thread.metadata_).table_valued("key", "value", "type").alias()
+    entry = func.json_each(column).table_valued("key", "value", "type").alias()
     if value is None or isinstance(value, bool):
         kind = "null" if value is None else ("true" if value else "false")
         matches = entry.c.type == kind
@@ -110,14 +110,17 @@ def _sqlite_has(key: str, value: Any) -> ColumnElement[bool]:
     return exists().where(entry.c.key == key, matches)
 
 
-def metadata_contains(dialect: str, wanted: dict[str, Any]) -> list[ColumnElement[bool]]:
-    """Conditions: the thread's metadata holds every key of `wanted` with its value.
-    PostgreSQL: JSONB containment (@>). SQLite: per top-level key (see _sqlite_has)."""
+def metadata_contains(
+    dialect: str, wanted: dict[str, Any], column: Any = Thread.metadata_
+) -> list[ColumnElement[bool]]:
+    """Conditions: the thread's metadata (or another JSON `column`) holds every key of
+    `wanted` with its value. PostgreSQL: JSONB containment (@>). SQLite: per top-level key
+    (see _sqlite_has)."""
     if not wanted:
         return []
     if dialect == "postgresql":
-        return [type_coerce(Thread.metadata_, JSONB).contains(wanted)]
-    return [_sqlite_has(key, value) for key, value in wanted.items()]
+        return [type_coerce(column, JSONB).contains(wanted)]
+    return [_sqlite_has(key, value, column) for key, value in wanted.items()]
 
 
 def merged_metadata(dialect: str, patch: dict[str, Any]) -> ColumnElement[Any]:
