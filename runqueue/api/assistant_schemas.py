@@ -3,9 +3,10 @@ server's field names."""
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Literal
 
-from pydantic import Field
+from pydantic import BaseModel, Field
 
 from runqueue.api.schemas import Assistant, Json, Strict
 from runqueue.records import AssistantRecord
@@ -46,6 +47,35 @@ class AssistantVersionsSearch(Strict):
 
 class AssistantVersionChange(Strict):
     version: int = Field(ge=1)
+
+
+class AssistantVersion(BaseModel):
+    """One version of an assistant, as the reference lists it (no updated_at: a version
+    is never changed)."""
+
+    assistant_id: str
+    version: int
+    graph_id: str
+    config: Json
+    context: Json
+    metadata: Json
+    created_at: datetime
+    name: str
+    description: str | None = None
+
+
+def version_body(record: AssistantRecord) -> AssistantVersion:
+    return AssistantVersion(
+        assistant_id=record.assistant_id,
+        version=record.version,
+        graph_id=record.graph_id,
+        config=record.config,
+        context=record.context,
+        metadata=record.metadata,
+        created_at=record.created_at,
+        name=record.name,
+        description=record.description,
+    )
 
 
 def assistant_body(record: AssistantRecord) -> Assistant:

@@ -19,9 +19,11 @@ from runqueue.api.assistant_schemas import (
     AssistantCount,
     AssistantCreate,
     AssistantPatch,
+    AssistantVersion,
     AssistantVersionChange,
     AssistantVersionsSearch,
     assistant_body,
+    version_body,
 )
 from runqueue.api.context import Api, ApiContext
 from runqueue.api.schemas import ERROR_RESPONSES, Assistant, AssistantSearch
@@ -124,15 +126,15 @@ async def delete_assistant(
     return Response(status_code=204)
 
 
-@router.post("/assistants/{assistant_id}/versions", response_model=list[Assistant])
+@router.post("/assistants/{assistant_id}/versions", response_model=list[AssistantVersion])
 async def assistant_versions(
     *, assistant_id: str, body: AssistantVersionsSearch, api: Api, user: User
-) -> list[Assistant]:
+) -> list[AssistantVersion]:
     _check_nesting(api, metadata=body.metadata)
     found = await api.manager.assistant_versions(
         assistant_id, metadata=body.metadata, limit=body.limit, offset=body.offset, user_id=user
     )
-    return [assistant_body(record) for record in found]
+    return [version_body(record) for record in found]
 
 
 @router.post("/assistants/{assistant_id}/latest", response_model=Assistant)

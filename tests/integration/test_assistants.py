@@ -90,7 +90,8 @@ def test_a_user_sees_and_changes_only_its_own_assistants(server, keys) -> None: 
         marker = uuid.uuid4().hex
         made = await alice.assistants.create(AGENT, metadata={"marker": marker})
         aid = made["assistant_id"]
-        assert [a["assistant_id"] for a in await alice.assistants.search(metadata={"marker": marker})] == [aid]
+        found = await alice.assistants.search(metadata={"marker": marker})
+        assert [a["assistant_id"] for a in found] == [aid]
         assert await bob.assistants.search(metadata={"marker": marker}) == []
         assert await bob.assistants.count(metadata={"marker": marker}) == 0
         for call in (
