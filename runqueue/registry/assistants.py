@@ -78,6 +78,13 @@ def with_assistant(assistant: AssistantRecord, kwargs: dict[str, Any]) -> dict[s
     return kwargs
 
 
+def _text(name: str, value: str | None) -> str | None:
+    """A name, description or name filter a database can store: no NUL character."""
+    if value is not None and (not isinstance(value, str) or "\x00" in value):
+        raise InvalidPayloadError(f"{name} must be text without a NUL character")
+    return value
+
+
 class AssistantRegistry(RegistryBase):
     """Assistants: the registered ones' defaults, and the stored ones with their versions."""
 
@@ -228,7 +235,8 @@ class AssistantRegistry(RegistryBase):
             if if_exists == "do_nothing":
                 return self._default(self._defaults()[assistant_id])
             raise DefaultAssistantError(f"assistant {assistant_id} already exists (a default)")
-        fields |= {"name": name or "Untitled", "description": description}
+        fields |= {"name": _text("name", name) or "Untitled"}
+        fields["description"] = _text("description", description)
         fields["context"] = fields["context"] or {}
         fields["metadata"] = fields["metadata"] or {}
         return self.store.put_assistant(assistant_id, user_id, fields, if_exists=if_exists)
@@ -263,7 +271,7 @@ class AssistantRegistry(RegistryBase):
         stored = self._stored_id(assistant_id)
         checked_graph = self._graph(graph_id) if graph_id is not None else None
         changes = self._fields(config, context, metadata, graph_id=checked_graph)
-        changes |= {"name": name, "description": description}
+        changes |= {"name": _text("name", name), "description": _text("description", description)}
         return self.store.patch_assistant(stored, user_id, changes)
 
     def set_assistant_version(
@@ -290,6 +298,7 @@ class AssistantRegistry(RegistryBase):
         user_id: str | None = None,
     ) -> list[AssistantRecord]:
         """The assistant's versions, newest first (a default has its one)."""
+        _, metadata = self._filters(None, metadata)
         name = self._default_named(assistant_id)
         if name is not None:
             default = self._default(name)
@@ -322,6 +331,7 @@ class AssistantRegistry(RegistryBase):
         if sort_by not in (None, *SORT_BY):
             raise InvalidPayloadError(f"sort_by must be one of {', '.join(SORT_BY)}")
         graphs = self._searched_graphs(graph_id)
+        name, metadata = self._filters(name, metadata)
         sort = sort_by or "created_at"
         descending = (sort_order or "desc").lower() != "asc"
         defaults = [
@@ -353,11 +363,17 @@ class AssistantRegistry(RegistryBase):
     ) -> int:
         """How many assistants search_assistants would find over every page."""
         graphs = self._searched_graphs(graph_id)
+        name, metadata = self._filters(name, metadata)
         defaults = sum(_matches(self._default(g), name, metadata) for g in graphs)
         graph_ids = [g for g in graphs if self.app.tasks[g].takes_run_fields]
         return defaults + self.store.count_assistants(
             user_id, graph_ids, name=name, metadata=metadata
         )
+
+    def _filters(self, name: str | None, metadata: Any) -> tuple[str | None, dict[str, Any]]:
+        """A search's name and metadata filters checked (NUL, size, nesting)."""
+        limit, depth = self.settings.max_payload_bytes, self.settings.max_json_depth
+        return _text("name", name), validation.json_object("metadata", metadata, limit, depth)
 
     def _searched_graphs(self, graph_id: str | None) -> list[str]:
         if graph_id is None:

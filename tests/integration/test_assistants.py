@@ -172,3 +172,36 @@ def test_the_python_api_runs_a_stored_assistant(tmp_path) -> None:
     assert manager.count_assistants(graph_id=OPTIONS) == 2  # the default and this one
     manager.delete_assistant(made.assistant_id)
     assert manager.count_assistants(graph_id=OPTIONS) == 1
+
+
+def test_a_thread_naming_an_assistant_by_id_keeps_resolving(server, keys) -> None:  # noqa: ANN001
+    """A thread with no run whose metadata names a default's id or a stored assistant's (as
+    the reference stamps it) is read and updated with that assistant's graph."""
+
+    async def scenario() -> None:
+        sdk = client(server, keys["alice"])
+        made = await sdk.assistants.create(AGENT)
+        for named in (default_assistant_id(AGENT), made["assistant_id"]):
+            thread = await sdk.threads.create(metadata={"assistant_id": named})
+            tid = thread["thread_id"]
+            await sdk.threads.update_state(tid, {"steps": ["typed"]}, as_node="work")
+            state = await sdk.threads.get_state(tid)
+            assert (state["values"]["steps"], state["next"]) == (["typed"], ["review"])
+
+    asyncio.run(scenario())
+
+
+def test_text_a_database_cannot_store_is_refused(server, keys) -> None:  # noqa: ANN001
+    async def scenario() -> None:
+        raw = client(server, keys["alice"]).http.client
+        for path, body in (
+            ("/assistants/count", {"metadata": {"\u0000": 1}}),
+            ("/assistants/search", {"name": "a\u0000"}),
+            ("/assistants", {"graph_id": AGENT, "name": "a\u0000"}),
+            ("/assistants", {"graph_id": AGENT, "metadata": {"k": "\u0000"}}),
+        ):
+            response = await raw.post(path, json=body)
+            assert response.status_code == 422, (path, response.text)
+            assert "NUL" in response.json()["detail"]
+
+    asyncio.run(scenario())
