@@ -205,3 +205,22 @@ def test_text_a_database_cannot_store_is_refused(server, keys) -> None:  # noqa:
             assert "NUL" in response.json()["detail"]
 
     asyncio.run(scenario())
+
+
+def test_concurrent_patches_each_make_a_version(server, keys) -> None:  # noqa: ANN001
+    """Twelve PATCHes at once: twelve versions, numbered 2..13 with none lost or doubled
+    (the assistant's row is locked while a version is numbered)."""
+
+    async def scenario() -> None:
+        sdk = client(server, keys["alice"])
+        aid = (await sdk.assistants.create(OPTIONS))["assistant_id"]
+        patched = await asyncio.gather(
+            *(sdk.assistants.update(aid, context={"tone": f"t{n}"}) for n in range(12))
+        )
+        assert sorted(p["version"] for p in patched) == list(range(2, 14))
+        versions = await sdk.assistants.get_versions(aid, limit=100)
+        assert [v["version"] for v in versions] == list(range(13, 0, -1))
+        newest = next(p for p in patched if p["version"] == 13)
+        assert (await sdk.assistants.get(aid))["context"] == newest["context"]
+
+    asyncio.run(scenario())
