@@ -12,7 +12,7 @@ import pytest
 from langgraph_sdk import get_client
 from langgraph_sdk.errors import ConflictError, NotFoundError
 
-from runqueue import Settings, SyncRunManager, create_app
+from runqueue import RunRequest, Settings, SyncRunManager, create_app
 from runqueue.registry.assistants import default_assistant_id
 from tests.api_support import ServerProcess
 
@@ -167,6 +167,11 @@ def test_the_python_api_runs_a_stored_assistant(tmp_path) -> None:
     assert run.kwargs["context"] == {"tone": "v1"}
     assert run.kwargs["config"]["configurable"] == {"tone": "v1"}
     assert run.kwargs["config"]["metadata"]["assistant_version"] == 1
+    by_default_id = RunRequest("t-2", default_assistant_id(OPTIONS), kwargs={"input": {}})
+    (created,) = manager.create_many([by_default_id])  # a default's id names its graph
+    assert created.assistant_id == OPTIONS and "metadata" not in (
+        created.kwargs.get("config") or {}
+    )
     found = manager.search_assistants(metadata={"k": 1})
     assert [a.version for a in found] == []  # version 1 is active: its metadata has no k
     assert manager.count_assistants(graph_id=OPTIONS) == 2  # the default and this one
