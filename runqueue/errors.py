@@ -287,3 +287,22 @@ def describe(error: BaseException) -> str:
 def plural(count: int, noun: str, many: str | None = None) -> str:
     """`1 run`, `2 runs` (`many`: an irregular plural): every message that counts says it so."""
     return f"{count} {noun if count == 1 else many or noun + 's'}"
+
+
+class AssistantNotFoundError(UnknownAssistantError):
+    """No assistant with that id."""
+
+
+class AssistantExistsError(ConflictError):
+    """An assistant with that id already exists."""
+
+
+class DefaultAssistantError(ConflictError):
+    """A registered graph's default assistant is read-only: create an assistant of the graph
+    to configure it."""
+
+
+class InvalidAssistantConfigError(InvalidPayloadError):
+    """An assistant's config and context disagree: give config.configurable or context."""
+
+    http_status = 400  # as the reference server answers

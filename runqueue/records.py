@@ -272,3 +272,22 @@ class CronFire:
     run_id: str | None
     outcome: str  # "created" or "refused"
     detail: str | None = None
+
+
+@dataclass(frozen=True)
+class AssistantRecord:
+    """An assistant: a graph with its config, context and metadata, at one version. A stored
+    one is its active version (`version`); a registered graph's default is version 1."""
+
+    assistant_id: str  # a UUID (a default's: uuid5 of its graph's name, as the reference's)
+    graph_id: str  # the registered graph (or Celery task) it runs
+    name: str
+    description: str | None
+    config: dict[str, Any]
+    context: dict[str, Any]
+    metadata: dict[str, Any]
+    version: int  # the active version (versions count from 1)
+    created_at: datetime
+    updated_at: datetime
+    user_id: str | None = None  # its owner (None: every user's, as a default is)
+    default: bool = False  # a registered graph's default assistant: read-only

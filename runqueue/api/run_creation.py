@@ -17,6 +17,7 @@ from runqueue.errors import (
     plural,
 )
 from runqueue.records import RunRecord
+from runqueue.registry.assistants import with_assistant
 from runqueue.worker.task import RunTask
 
 # The LangGraph stream modes runqueue's graphs stream. `messages-tuple` is LangGraph's own
@@ -228,9 +229,11 @@ async def create_run(
     validation.thread_id(thread_id)
     check_nesting(body, api.settings.max_json_depth)
     await check_runs_in_flight(api, user)
-    name = api.manager.assistant_name(body.assistant_id)
+    name, assistant = await api.manager.assistant_for_run(body.assistant_id, user_id=user)
     task = api.manager.sync.app.tasks[name]
     kwargs = run_kwargs(task, body)
+    if assistant is not None:  # its version's config and context under the run's own
+        kwargs = with_assistant(assistant, kwargs)
     if "checkpoint_id" in kwargs and task.takes_run_fields:
         await check_fork(api, thread_id, body, kwargs["checkpoint_id"], user, stateless=stateless)
     return await api.manager.create_or_reject(

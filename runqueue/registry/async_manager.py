@@ -10,7 +10,7 @@ from typing import Any, Concatenate, ParamSpec, TypeVar
 from celery import Celery
 
 from runqueue import validation
-from runqueue.records import RunRecord, StreamEvent
+from runqueue.records import AssistantRecord, RunRecord, StreamEvent
 from runqueue.registry.sync_manager import SyncRunManager
 from runqueue.settings import Settings
 
@@ -74,6 +74,14 @@ class RunManager:
     delete_cron = _in_thread(SyncRunManager.delete_cron)
     cron_fires = _in_thread(SyncRunManager.cron_fires)
     cron_of_run = _in_thread(SyncRunManager.cron_of_run)
+    get_assistant = _in_thread(SyncRunManager.get_assistant)
+    create_assistant = _in_thread(SyncRunManager.create_assistant)
+    patch_assistant = _in_thread(SyncRunManager.patch_assistant)
+    set_assistant_version = _in_thread(SyncRunManager.set_assistant_version)
+    delete_assistant = _in_thread(SyncRunManager.delete_assistant)
+    assistant_versions = _in_thread(SyncRunManager.assistant_versions)
+    search_assistants = _in_thread(SyncRunManager.search_assistants)
+    count_assistants = _in_thread(SyncRunManager.count_assistants)
 
     def assistants(self) -> list[str]:
         """Names of the registered assistants. Not a coroutine, like assistant_name(): both
@@ -84,6 +92,16 @@ class RunManager:
         """The registered assistant a run names (the default if None); UnknownAssistantError
         if this app registers none by that name."""
         return self.sync.assistant_name(assistant_id)
+
+    async def assistant_for_run(
+        self, assistant_id: str | None, *, user_id: str | None = None
+    ) -> tuple[str, AssistantRecord | None]:
+        """What a run on `assistant_id` runs: the registered name, and the stored assistant
+        whose config it gets (None: a default, or a name). A thread and a read only for what
+        may be a stored assistant's id: a run by name costs what it did."""
+        if not self.sync._names_stored(assistant_id):
+            return self.sync.assistant_for_run(assistant_id, user_id=user_id)
+        return await asyncio.to_thread(self.sync.assistant_for_run, assistant_id, user_id=user_id)
 
     async def join(self, run_id: str, *, timeout: float = 60.0) -> RunRecord:
         """Wait until the run reaches a final status; TimeoutError if it does not in time.

@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from runqueue import validation
 from runqueue.errors import RunQueueError, UnknownAssistantError
 from runqueue.records import DisconnectMode, MultitaskStrategy
+from runqueue.registry.assistants import as_uuid, default_assistant_id
 from runqueue.registry.base import RegistryBase
 from runqueue.registry.requests import RunOptions, RunRequest
 from runqueue.store import NewRun
@@ -59,12 +60,16 @@ class RequestChecks(RegistryBase):
         return self._new_run(request.thread_id, request.assistant_id, request.options())
 
     def assistant_name(self, assistant_id: str | None) -> str:
-        """The registered assistant a run names (the default if None); UnknownAssistantError
-        if this app registers none by that name."""
+        """The registered assistant a run names (the default if None; a default assistant's
+        id names its graph); UnknownAssistantError if this app registers none by that name."""
         name = assistant_id or self.settings.default_assistant
         if not name:
             raise UnknownAssistantError("no assistant_id given and no default assistant is set")
         task = self.app.tasks.get(name)
+        if not isinstance(task, RunTask) and as_uuid(name) is not None:  # a default's id
+            defaults = {default_assistant_id(known): known for known in self.assistants()}
+            name = defaults.get(as_uuid(name), name)
+            task = self.app.tasks.get(name)
         if not isinstance(task, RunTask):
             known = ", ".join(self.assistants()) or "none"
             raise UnknownAssistantError(f"unknown assistant {name!r} (registered: {known})")

@@ -15,6 +15,7 @@ from runqueue.celery import task_events
 from runqueue.celery.dispatch import apply_effects
 from runqueue.errors import InvalidStatusError, RunQueueError, StreamUnavailableError
 from runqueue.records import AbortAction, RunRecord, RunStatus
+from runqueue.registry.assistants import AssistantRegistry
 from runqueue.registry.base import logger
 from runqueue.registry.checks import RequestChecks
 from runqueue.registry.crons import CronRegistry
@@ -29,7 +30,13 @@ from runqueue.store import INFLIGHT, Effects
 
 
 class SyncRunManager(
-    RequestChecks, RunReading, RunJoining, ThreadRegistry, ThreadStateRegistry, CronRegistry
+    RequestChecks,
+    RunReading,
+    RunJoining,
+    ThreadRegistry,
+    ThreadStateRegistry,
+    AssistantRegistry,
+    CronRegistry,
 ):
     """The registry for scripts and Celery code; every method is one or two transactions."""
 
@@ -64,6 +71,7 @@ class SyncRunManager(
         if unexpected:
             method = "create_or_reject" if check_strategy else "create"
             raise TypeError(f"{method}() got an unexpected keyword argument {unexpected[0]!r}")
+        assistant_id, options = self._on_assistant(assistant_id, options)  # type: ignore[assignment]
         new = self._new_run(thread_id, assistant_id, options)
         self.app.tasks[new.assistant_id].check_fork_point(new.thread_id, new.kwargs or {})
         self._unserved.warn_if_unserved(new.assistant_id)

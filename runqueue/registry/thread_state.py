@@ -17,6 +17,7 @@ from runqueue.errors import (
     UnknownAssistantError,
 )
 from runqueue.records import CheckpointRef, ThreadState
+from runqueue.registry.assistants import as_uuid, default_assistant_id
 from runqueue.registry.base import RegistryBase, logger
 from runqueue.worker.task import RunTask
 
@@ -177,7 +178,7 @@ class ThreadStateRegistry(RegistryBase):
                 raise ThreadNotFoundError(f"thread {thread_id} not found")
             metadata = (view.thread.metadata or {}) if view is not None else {}
             named = (metadata.get(key) for key in ("assistant_id", "graph_id"))
-            found = (self.app.tasks.get(name) for name in named if isinstance(name, str))
+            found = (self.app.tasks.get(graph_of(self, n)) for n in named if isinstance(n, str))
             return next((task for task in found if isinstance(task, RunTask)), None)
         task = self.app.tasks.get(latest[0].assistant_id)
         if not isinstance(task, RunTask):
@@ -187,6 +188,21 @@ class ThreadStateRegistry(RegistryBase):
                 "its state cannot be read or written here"
             )
         return task
+
+
+def graph_of(registry: ThreadStateRegistry, named: str) -> str:
+    """The registered name a thread's metadata means: itself, the graph of a default
+    assistant's id (uuid5 of the name) or of a stored assistant's (one read)."""
+    if named in registry.app.tasks:
+        return named
+    canonical = as_uuid(named)
+    if canonical is None:
+        return named
+    defaults = {default_assistant_id(name): name for name in registry.app.tasks}
+    if canonical in defaults:
+        return defaults[canonical]
+    stored = registry.store.get_assistant(canonical, None)
+    return stored.graph_id if stored is not None else named
 
 
 def checkpoint_of(thread_id: str, checkpoint: CheckpointArgument) -> CheckpointRef | None:

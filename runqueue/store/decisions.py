@@ -16,6 +16,7 @@ from sqlalchemy import Connection, bindparam, delete, insert, update
 from runqueue.errors import ConflictError, RunQueueError, ThreadNotFoundError
 from runqueue.records import AbortAction, RunRecord, RunStatus
 from runqueue.store.api_keys import ApiKeyStatements
+from runqueue.store.assistants import AssistantStatements
 from runqueue.store.claims import LEASE_OVER, ExecutionStatements
 from runqueue.store.cron_fires import CronFireStatements
 from runqueue.store.effects import Effects, NewRun, RunEnding, thread_busy
@@ -77,6 +78,7 @@ class RunStore(
     MaintenanceLockStatements,
     CronFireStatements,
     ItemStatements,
+    AssistantStatements,
 ):
     """The SQL side of runqueue, bound to one database URL."""
 

@@ -355,3 +355,46 @@ class CronFireRow(Base):
     thread_deleted: Mapped[bool] = mapped_column(Boolean, server_default=false())
 
     __table_args__ = (Index("cron_fires_run", "run_id"),)
+
+
+class AssistantRow(Base):
+    """An assistant made with POST /assistants: its active version's fields (migration 0015).
+    Registered graphs' default assistants are not stored (runqueue/registry/assistants.py)."""
+
+    __tablename__ = "assistants"
+
+    assistant_id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    graph_id: Mapped[str] = mapped_column(String(255))
+    user_id: Mapped[str | None] = mapped_column(String(128))  # its owner (None: auth off)
+    name: Mapped[str] = mapped_column(Text)
+    description: Mapped[str | None] = mapped_column(Text)
+    config: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
+    context: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
+    metadata_: Mapped[dict[str, Any]] = mapped_column("metadata", JSONType, default=dict)
+    version: Mapped[int] = mapped_column(Integer)  # the active one, in assistant_versions
+    created_at: Mapped[datetime] = mapped_column(Timestamp)
+    updated_at: Mapped[datetime] = mapped_column(Timestamp)
+
+    __table_args__ = (
+        Index("assistants_user_created", "user_id", "created_at"),
+        Index("assistants_graph", "graph_id"),
+    )
+
+
+class AssistantVersionRow(Base):
+    """Every version of a stored assistant, as it was written: a PATCH adds one, POST
+    .../latest makes one active again. Deleted with its assistant."""
+
+    __tablename__ = "assistant_versions"
+
+    assistant_id: Mapped[str] = mapped_column(
+        ForeignKey("assistants.assistant_id", ondelete="CASCADE"), primary_key=True
+    )
+    version: Mapped[int] = mapped_column(Integer, primary_key=True)
+    graph_id: Mapped[str] = mapped_column(String(255))
+    name: Mapped[str] = mapped_column(Text)
+    description: Mapped[str | None] = mapped_column(Text)
+    config: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
+    context: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
+    metadata_: Mapped[dict[str, Any]] = mapped_column("metadata", JSONType, default=dict)
+    created_at: Mapped[datetime] = mapped_column(Timestamp)

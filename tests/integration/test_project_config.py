@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 from langgraph_sdk import get_client
 
+from runqueue.registry.assistants import default_assistant_id
 from tests.api_support import ServerProcess, api_server
 from tests.conftest import BACKENDS, require_services
 from tests.support import REPO_ROOT, Backend, WorkerProcess, make_backend, settings_env
@@ -96,8 +97,10 @@ def test_the_api_lists_and_the_worker_serves_exactly_the_declared_graphs(
         return await get_client(url=project_server.url).assistants.search(limit=100)
 
     assistants = asyncio.run(listed())
-    assert sorted(a["assistant_id"] for a in assistants) == DECLARED
-    described = {a["assistant_id"]: a.get("description") for a in assistants}
+    assert sorted(a["graph_id"] for a in assistants) == DECLARED
+    # each graph's default assistant, its id derived as the reference derives it
+    assert all(a["assistant_id"] == default_assistant_id(a["graph_id"]) for a in assistants)
+    described = {a["graph_id"]: a.get("description") for a in assistants}
     assert described["counter"] == "Counts the letters of a name."
     # The queues the worker consumes: one per declared graph (<queue>.<deployment>.<graph>).
     line = re.search(r"consuming the queues of 5 assistants: (.*)", project_worker.log())
