@@ -85,6 +85,19 @@ class Settings:
     api_max_runs_in_flight_per_user: int = 100
     shutdown_grace_seconds: float = 20.0  # SIGTERM: running runs may finish this long
     ready_timeout: float = 30.0  # a starting worker waits this long for database and broker
+    # Completion webhooks (runqueue/webhooks.py, docs/operations.md "Webhooks"): the HMAC
+    # secret (empty: sent unsigned), hosts a webhook may reach despite the address checks
+    # (comma-separated: "127.0.0.1,hooks.internal"), one POST's time limit, how long a
+    # delivery is retried (from the run's end), the backoff between attempts (doubling from
+    # the first, capped), how long a worker's claim on a delivery lasts, how often it looks.
+    webhook_secret: str = ""
+    webhook_allowed_hosts: str = ""
+    webhook_timeout: float = 10.0
+    webhook_retry_for: float = 3600.0
+    webhook_backoff_initial: float = 1.0
+    webhook_backoff_max: float = 300.0
+    webhook_lease_seconds: float = 60.0
+    webhook_poll_interval: float = 1.0
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "data_dir", Path(self.data_dir).expanduser())
@@ -152,6 +165,18 @@ class Settings:
             raise SettingsError("shutdown_grace_seconds must be zero or more (and finite)")
         if not 0 < self.ready_timeout < float("inf"):
             raise SettingsError("ready_timeout must be positive (and finite)")
+        for name in ("webhook_timeout", "webhook_backoff_initial", "webhook_poll_interval"):
+            if not 0 < getattr(self, name) < float("inf"):
+                raise SettingsError(f"{name} must be positive (and finite)")
+        if not 0 <= self.webhook_retry_for < float("inf"):
+            raise SettingsError("webhook_retry_for must be zero or more (and finite)")
+        if self.webhook_backoff_max < self.webhook_backoff_initial:
+            raise SettingsError("webhook_backoff_max must be at least webhook_backoff_initial")
+        if self.webhook_lease_seconds <= self.webhook_timeout:
+            raise SettingsError(
+                "webhook_lease_seconds must be longer than webhook_timeout: a delivery's "
+                "claim must outlast its POST, or two workers could send it at once"
+            )
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None, **overrides: object) -> Settings:

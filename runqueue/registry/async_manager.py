@@ -66,6 +66,7 @@ class RunManager:
     prune_threads = _in_thread(SyncRunManager.prune_threads)
     set_status = _in_thread(SyncRunManager.set_status)
     cancel = _in_thread(SyncRunManager.cancel)
+    webhook_delivery = _in_thread(SyncRunManager.webhook_delivery)
 
     def assistants(self) -> list[str]:
         """Names of the registered assistants. Not a coroutine, like assistant_name(): both

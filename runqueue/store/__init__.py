@@ -13,11 +13,13 @@ from runqueue.store.queries import RunQueries
 from runqueue.store.stream_rows import StreamRefusal, StreamRows
 from runqueue.store.thread_retention import Pruned, PruneOutcome
 from runqueue.store.transactions import INFLIGHT, PENDING
+from runqueue.store.webhook_deliveries import ClaimedDelivery, WebhookDeliveries
 
 __all__ = [
     "INFLIGHT",
     "PENDING",
     "ClaimOutcome",
+    "ClaimedDelivery",
     "Effects",
     "GraphWrite",
     "LentConnection",
@@ -29,6 +31,7 @@ __all__ = [
     "RunStore",
     "StreamRefusal",
     "StreamRows",
+    "WebhookDeliveries",
     "migrate",
     "require_current_schema",
     "require_database",
