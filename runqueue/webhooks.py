@@ -103,8 +103,9 @@ def blocked_reason(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> st
         ("link-local IP range", address.is_link_local),
         ("multicast IP range", address.is_multicast),
         ("unspecified address", address.is_unspecified),
+        ("reserved IP range", address.is_reserved),
         ("private IP range", address.is_private or address in SHARED_ADDRESS_SPACE),
-        ("reserved IP range", address.is_reserved or not address.is_global),
+        ("reserved IP range", not address.is_global),
     ):
         if hit:
             return reason
@@ -150,7 +151,7 @@ def resolve(url: str, allowed: frozenset[str] | str = frozenset()) -> Target:
         raise WebhookRefusedError("webhook URL must be http:// or https://")
     host = (parts.hostname or "").lower()
     if not host:
-        raise WebhookRefusedError(f"Invalid webhook hostname {host!r}")
+        raise WebhookRefusedError(f"invalid webhook hostname {host!r}")
     port = port or (443 if scheme == "https" else 80)
     if host in allowed:
         return Target(scheme, host, port, _addresses(host, port), allowed=True)
@@ -171,7 +172,7 @@ def _addresses(host: str, port: int) -> tuple[str, ...]:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except (socket.gaierror, UnicodeError):
         raise WebhookUnresolvedError(
-            f"Webhook host blocked: DNS resolution failed ({host})"
+            f"webhook host blocked: DNS resolution failed ({host})"
         ) from None
     addresses = tuple(dict.fromkeys(str(info[4][0]).partition("%")[0] for info in infos))
     if not addresses:
@@ -181,7 +182,7 @@ def _addresses(host: str, port: int) -> tuple[str, ...]:
 
 def _blocked(reason: str, where: str) -> WebhookRefusedError:
     return WebhookRefusedError(
-        f"Webhook host blocked: {reason} ({where}); RUNQUEUE_WEBHOOK_ALLOWED_HOSTS opens exceptions"
+        f"webhook host blocked: {reason} ({where}); RUNQUEUE_WEBHOOK_ALLOWED_HOSTS opens exceptions"
     )
 
 
