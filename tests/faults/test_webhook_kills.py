@@ -84,14 +84,12 @@ def test_the_api_and_the_delivering_worker_killed_mid_delivery_lose_no_webhook(
         assert held_history[0].worker != held_history[1].worker
         assert [a.outcome for a in manager.webhook_delivery(queued).history] == ["delivered"]
         assert len(receiver.of_run(held)) == 2 and len(receiver.of_run(queued)) == 1
-        print(
-            report(
-                "webhook_deliverer_killed",
-                lease_s=LEASE,
-                recovered_after_kill_s=round(recovered_s, 2),
-                posts=len(receiver.received),
-                acknowledged=2,
-            )
+        report(
+            "webhook_deliverer_killed",
+            lease_s=LEASE,
+            recovered_after_kill_s=round(recovered_s, 2),
+            posts=len(receiver.received),
+            acknowledged=2,
         )
     finally:
         for process in (second, first):
