@@ -36,17 +36,16 @@ WHEN = (
     "NEW.webhook IS NOT NULL AND OLD.status IN ('pending', 'running') "
     "AND NEW.status IN ('success', 'error', 'timeout', 'interrupted')"
 )
-INSERT = (
-    "INSERT INTO webhook_deliveries (run_id, url, state, attempts, created_at, next_attempt_at) "
-    "VALUES (NEW.run_id, NEW.webhook, 'pending', 0, {now}, {now})"
-)
 
-POSTGRESQL_FUNCTION = f"""
-CREATE OR REPLACE FUNCTION runqueue_webhook_outbox() RETURNS trigger
+# runqueue/store/sql/webhooks.sql holds the same text (tests/integration/test_sql_functions.py).
+POSTGRESQL_FUNCTION = """
+CREATE FUNCTION runqueue_webhook_outbox() RETURNS trigger
 LANGUAGE plpgsql AS $$
 BEGIN
-    {INSERT.format(now=NOW["postgresql"])}
-    ON CONFLICT (run_id) DO NOTHING;
+    INSERT INTO webhook_deliveries (run_id, url, state, attempts, created_at, next_attempt_at)
+        VALUES (NEW.run_id, NEW.webhook, 'pending', 0, statement_timestamp(),
+                statement_timestamp())
+        ON CONFLICT (run_id) DO NOTHING;
     RETURN NULL;
 END;
 $$
@@ -60,7 +59,9 @@ SQLITE_TRIGGER = f"""
 CREATE TRIGGER runs_webhook_outbox AFTER UPDATE OF status ON runs
 FOR EACH ROW WHEN {WHEN}
 BEGIN
-    {INSERT.replace("INSERT INTO", "INSERT OR IGNORE INTO").format(now=NOW["sqlite"])};
+    INSERT OR IGNORE INTO webhook_deliveries
+        (run_id, url, state, attempts, created_at, next_attempt_at)
+        VALUES (NEW.run_id, NEW.webhook, 'pending', 0, {NOW["sqlite"]}, {NOW["sqlite"]});
 END
 """
 
