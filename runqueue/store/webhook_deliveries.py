@@ -13,6 +13,7 @@ import dataclasses
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import Connection, and_, case, or_, select, update
 
@@ -64,9 +65,12 @@ class WebhookDeliveries:
     def claim(self, worker: str, lease_seconds: float, retry_for: float) -> ClaimedDelivery | None:
         """Take the most overdue pending delivery whose lease is free (none, or expired: its
         deliverer died), count the attempt and record it as `sending`; an earlier attempt
-        still `sending` was lost with its worker. None: nothing is due."""
-        free = or_(Delivery.c.lease_expires_at.is_(None), Delivery.c.lease_expires_at <= db_now())
-        due = and_(Delivery.c.state == PENDING, Delivery.c.next_attempt_at <= db_now(), free)
+        still `sending` was lost with its worker. None: nothing is due. Looked for first in a
+        read-only transaction, so an idle poll never takes SQLite's write lock."""
+        due = _due()
+        with self.store.reading() as conn:
+            if conn.execute(select(Delivery.c.run_id).where(due).limit(1)).first() is None:
+                return None
         oldest = (
             select(Delivery.c.run_id)
             .where(due)
@@ -192,6 +196,12 @@ class WebhookDeliveries:
                 for a in attempts
             ],
         )
+
+
+def _due() -> Any:
+    """A pending delivery whose time has come and whose lease is free (none, or expired)."""
+    free = or_(Delivery.c.lease_expires_at.is_(None), Delivery.c.lease_expires_at <= db_now())
+    return and_(Delivery.c.state == PENDING, Delivery.c.next_attempt_at <= db_now(), free)
 
 
 def _aware(value: datetime) -> datetime:

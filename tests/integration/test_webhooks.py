@@ -8,13 +8,16 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from sqlalchemy import text
 
 from runqueue.errors import ConflictError, WebhookRefusedError
 from runqueue.records import RunStatus
-from runqueue.registry import SyncRunManager
+from runqueue.registry import RunRequest, SyncRunManager
+from runqueue.store.database import get_engine
 from runqueue.webhooks import WebhookState
 from tests.conftest import BACKENDS, require_services
 from tests.support import (
@@ -233,3 +236,35 @@ def test_runqueue_show_lists_the_attempts(
     ]
     table = run_cli(env, "show", run_id)
     assert "webhook delivered" in table.stdout and "retry" in table.stdout
+
+
+def test_the_reaper_and_a_batch_create_record_their_webhooks_too(
+    hooks: SyncRunManager, receiver: Receiver
+) -> None:
+    """The reaper's final write (a lease run out) records the delivery like any other; a batch
+    (create_many: pipelined on PostgreSQL) stores each request's webhook in its transaction."""
+    lost = hooks.create_or_reject(
+        "wh-reaped", "steps", kwargs={"steps": 100, "delay": 0.1}, webhook=receiver.url
+    )
+    wait_until(lambda: hooks.get(lost.run_id).status is RunStatus.running, message="running")
+    with get_engine(hooks.settings.database_url).begin() as conn:  # as if its worker died
+        conn.execute(
+            text("UPDATE runs SET lease_expires_at = :past WHERE run_id = :run"),
+            {"past": datetime(2000, 1, 1, tzinfo=UTC), "run": lost.run_id},
+        )
+    reaped = hooks.join(lost.run_id, timeout=30)  # the worker's maintenance pass reaps it
+    assert reaped.status is RunStatus.error and "lease expired" in (reaped.error or "")
+    assert settled(hooks, lost.run_id).state is WebhookState.delivered
+    assert [p.body["status"] for p in receiver.of_run(lost.run_id)] == ["error"]
+
+    batch = hooks.create_many(
+        [RunRequest(f"wh-batch-{n}", "echo", webhook=receiver.url) for n in range(3)]
+        + [RunRequest("wh-batch-none", "echo")]
+    )
+    assert [run.webhook for run in batch] == [receiver.url] * 3 + [None]
+    for run in batch:
+        hooks.join(run.run_id, timeout=30)
+    for run in batch[:3]:
+        assert settled(hooks, run.run_id).state is WebhookState.delivered
+        assert len(receiver.of_run(run.run_id)) == 1
+    assert hooks.webhook_delivery(batch[3].run_id) is None and not receiver.of_run(batch[3].run_id)

@@ -209,3 +209,19 @@ def test_webhook_settings_are_read_from_the_environment() -> None:
     )
     assert settings.webhook_secret == "k" and settings.webhook_retry_for == 60.0
     assert webhooks.allowed_hosts(settings.webhook_allowed_hosts) == {"127.0.0.1", "hooks.internal"}
+
+
+def test_the_documented_verification_snippet_accepts_a_signed_delivery() -> None:
+    """docs/operations.md's receiver snippet, run as written, against our signature."""
+    from tests.support import REPO_ROOT
+
+    text = (REPO_ROOT / "docs" / "operations.md").read_text()
+    webhooks_section = text.split("## Webhooks", 1)[1]
+    snippet = webhooks_section.split("```python\n", 1)[1].split("```", 1)[0]
+    scope: dict = {}
+    exec(snippet, scope)  # noqa: S102 - the docs' own code
+    raw = b'{"run_id": "r", "status": "success"}'
+    headers = webhooks.signed_headers("k", "r", raw)
+    assert scope["verify"]("k", headers, raw)
+    assert not scope["verify"]("k", headers, raw.replace(b"success", b"error"))
+    assert not scope["verify"]("other", headers, raw)
