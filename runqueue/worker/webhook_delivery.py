@@ -113,7 +113,11 @@ def deliver_one(runtime: Runtime, worker: str) -> bool:
     if run is None:  # deleted since: nothing to send
         outcome = SendOutcome(delivered=False, retry=False, error="the run was deleted")
     else:
-        outcome = send(settings, run, claimed.url, claimed.run_id)
+        try:
+            outcome = send(settings, run, claimed.url, claimed.run_id)
+        except Exception as exc:  # recorded, so that backoff and the give-up time apply
+            logger.exception("webhook of run %s: unexpected failure", claimed.run_id)
+            outcome = SendOutcome(delivered=False, retry=True, error=f"{type(exc).__name__}")
     _record(outbox, claimed, outcome, settings, int((time.monotonic() - started) * 1000), run)
     return True
 
