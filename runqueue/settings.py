@@ -88,7 +88,7 @@ class Settings:
     # Completion webhooks (runqueue/webhooks.py, docs/operations.md "Webhooks"): the HMAC
     # secret (empty: sent unsigned), hosts a webhook may reach despite the address checks
     # (comma-separated: "127.0.0.1,hooks.internal"), one POST's time limit, how long a
-    # delivery is retried (from the run's end), the backoff between attempts (doubling from
+    # delivery is retried (from its first attempt), the backoff between attempts (doubling from
     # the first, capped), how long a worker's claim on a delivery lasts, how often it looks.
     webhook_secret: str = ""
     webhook_allowed_hosts: str = ""
