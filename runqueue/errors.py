@@ -52,6 +52,15 @@ class InvalidKwargsError(InvalidPayloadError):
         self.field = field  # the argument or input key at fault ("message", "input.topic")
 
 
+class WebhookRefusedError(InvalidPayloadError):
+    """The webhook URL is refused: not http(s), or its host is, or resolves to, an address
+    no webhook may reach (RUNQUEUE_WEBHOOK_ALLOWED_HOSTS opens exceptions)."""
+
+
+class WebhookUnresolvedError(WebhookRefusedError):
+    """The webhook's host does not resolve (now: at send time it may again later)."""
+
+
 class InvalidAssistantNameError(RunQueueError, ValueError):
     """An assistant's name that cannot name its broker queue (runqueue.celery.routing)."""
 

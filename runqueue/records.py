@@ -80,6 +80,7 @@ class RunRecord:
     abort_action: AbortAction | None
     attempt: int
     worker_losses: int = 0  # deliveries or attempts that took their worker down
+    webhook: str | None = None  # POSTed the run once it is final (runqueue/webhooks.py)
 
     @property
     def is_final(self) -> bool:

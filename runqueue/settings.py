@@ -96,6 +96,19 @@ class Settings:
     store_embed: str = ""
     store_embed_dims: int = 0  # the vectors' length; required with store_embed
     store_embed_fields: str = "$"  # comma-separated JSON paths of a value that are embedded
+    # Completion webhooks (runqueue/webhooks.py, docs/operations.md "Webhooks"): the HMAC
+    # secret (empty: sent unsigned), hosts a webhook may reach despite the address checks
+    # (comma-separated: "127.0.0.1,hooks.internal"), one POST's time limit, how long a
+    # delivery is retried (from its first attempt), the backoff between attempts (doubling from
+    # the first, capped), how long a worker's claim on a delivery lasts, how often it looks.
+    webhook_secret: str = ""
+    webhook_allowed_hosts: str = ""
+    webhook_timeout: float = 10.0
+    webhook_retry_for: float = 3600.0
+    webhook_backoff_initial: float = 1.0
+    webhook_backoff_max: float = 300.0
+    webhook_lease_seconds: float = 60.0
+    webhook_poll_interval: float = 1.0
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "data_dir", Path(self.data_dir).expanduser())
@@ -174,6 +187,18 @@ class Settings:
             raise SettingsError(
                 "store_embed must name module:function, with store_embed_dims positive "
                 f"(got {self.store_embed!r}, {self.store_embed_dims})"
+            )
+        for name in ("webhook_timeout", "webhook_backoff_initial", "webhook_poll_interval"):
+            if not 0 < getattr(self, name) < float("inf"):
+                raise SettingsError(f"{name} must be positive (and finite)")
+        if not 0 <= self.webhook_retry_for < float("inf"):
+            raise SettingsError("webhook_retry_for must be zero or more (and finite)")
+        if self.webhook_backoff_max < self.webhook_backoff_initial:
+            raise SettingsError("webhook_backoff_max must be at least webhook_backoff_initial")
+        if self.webhook_lease_seconds <= self.webhook_timeout:
+            raise SettingsError(
+                "webhook_lease_seconds must be longer than webhook_timeout: a delivery's "
+                "claim must outlast its POST, or two workers could send it at once"
             )
 
     @classmethod

@@ -40,7 +40,6 @@ Json = dict[str, Any]
 # The fields the official SDK may send that runqueue cannot honour: accepted only when unset
 # or at their default, refused (422, naming the field) otherwise. docs/api.md lists them.
 UNSUPPORTED_RUN_FIELDS = (
-    "webhook",
     "after_seconds",
     "feedback_keys",
 )

@@ -17,6 +17,7 @@ from rich.table import Table
 from rich.text import Text
 
 from runqueue.records import RunEvent, RunRecord, RunStatus, ThreadRecord
+from runqueue.webhooks import WebhookDelivery
 
 STATUS_STYLES = {
     RunStatus.pending: "yellow",
@@ -193,6 +194,26 @@ def events_table(events: Iterable[RunEvent]) -> Table:
             status_text(event.status),
             escape(event.worker or "-"),
             escape(event.detail or ""),
+        )
+    return table
+
+
+def webhook_table(delivery: WebhookDelivery) -> Table:
+    """A run's webhook delivery: its state, then one row per POST, oldest first."""
+    when = delivery.delivered_at or delivery.next_attempt_at
+    title = f"webhook {delivery.state.value}" + (f" ({when.isoformat()})" if when else "")
+    table = Table(title=escape(title), caption=escape(delivery.url))
+    for column in ("attempt", "started", "worker", "outcome", "status", "ms", "error"):
+        table.add_column(column, overflow="fold")
+    for attempt in delivery.history:
+        table.add_row(
+            str(attempt.attempt),
+            attempt.started_at.isoformat(),
+            escape(attempt.worker or "-"),
+            attempt.outcome,
+            str(attempt.status_code or "-"),
+            str(attempt.duration_ms if attempt.duration_ms is not None else "-"),
+            escape(attempt.error or ""),
         )
     return table
 

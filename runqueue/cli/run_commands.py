@@ -29,6 +29,7 @@ NOT_WITH_FROM = {
     "kwargs_json": "--kwargs",
     "wait": "--wait",
     "timeout": "--timeout",
+    "webhook": "--webhook",
 }
 
 
@@ -161,6 +162,11 @@ def resolve_run(queries, value: str) -> RunRecord:  # noqa: ANN001
     type=click.File("rb"),
     help="Many runs from a JSON Lines file (- for stdin), instead of --thread and --kwargs.",
 )
+@click.option(
+    "--webhook",
+    metavar="URL",
+    help="POST the run to URL once it is final (signed; docs/operations.md, Webhooks).",
+)
 @click.pass_context
 def submit(
     ctx: click.Context,
@@ -171,6 +177,7 @@ def submit(
     wait: bool,
     timeout: float,
     from_file: IO[bytes] | None,
+    webhook: str | None,
 ) -> None:
     """Create a run of ASSISTANT, or many (--from).
 
@@ -182,7 +189,7 @@ def submit(
 
     With --from FILE: one run per line of FILE, a JSON object of RunRequest's fields
     (thread_id required; assistant_id, kwargs, metadata, multitask_strategy, on_disconnect,
-    follow_up_to_run_id, user_id, if_not_exists, own_thread). ASSISTANT and --strategy fill
+    follow_up_to_run_id, user_id, if_not_exists, own_thread, webhook). ASSISTANT and --strategy fill
     in a line that gives none; blank lines are skipped. Every line is checked before anything
     is written: a file with any bad line submits nothing (each is reported as `line N:
     reason`, exit 1). Then the runs are created 1,000 per transaction, each thread's strategy
@@ -213,7 +220,7 @@ def submit(
     problem = broker_problem(manager.app)
     with registry_warnings() as warnings, naming_the_app(state):  # notes once the run exists
         run = manager.create_or_reject(
-            thread_id, assistant, kwargs=kwargs, multitask_strategy=strategy
+            thread_id, assistant, kwargs=kwargs, multitask_strategy=strategy, webhook=webhook
         )
     say_notes(warnings, problem, f"run {run.run_id} is kept ({run.status.value}) and is")
     timed_out = False

@@ -130,15 +130,27 @@ def show(state: CliState, run_id: str, as_json: bool) -> None:
 
     RUN_ID: a full run id, or a unique prefix of one (as `runs` shows in a narrow
     terminal). A pending run also says why it has not started."""
-    from runqueue.cli.render import console, events_table, json_value, print_json, run_table
+    from runqueue.cli.render import (
+        console,
+        events_table,
+        json_value,
+        print_json,
+        run_table,
+        webhook_table,
+    )
+    from runqueue.store import WebhookDeliveries
 
     queries = state.queries()
     run = resolve_run(queries, run_id)
     events = queries.events(run.run_id)
     reason = pending_reason(state, run)
     fire = queries.store.fire_of_run(run.run_id)  # the cron tick that fired it, if any
+    delivery = WebhookDeliveries(queries.store).get(run.run_id) if run.webhook else None
     if as_json:
-        print_json({**json_value(run), "pending_reason": reason, "cron": fire, "events": events})
+        print_json(
+            {**json_value(run), "pending_reason": reason, "cron": fire, "events": events}
+            | ({"webhook_delivery": json_value(delivery)} if run.webhook else {})
+        )
         return
     out = console()
     out.print(run_table(run))
@@ -147,6 +159,10 @@ def show(state: CliState, run_id: str, as_json: bool) -> None:
     if reason:
         out.print(f"pending: {escape(reason)}")
     out.print(events_table(events))
+    if delivery is not None:
+        out.print(webhook_table(delivery))
+    elif run.webhook:
+        out.print(f"webhook: {escape(run.webhook)} (sent once the run is final)")
 
 
 def pending_reason(state: CliState, run: RunRecord) -> str | None:

@@ -82,6 +82,7 @@ class RunManager:
     assistant_versions = _in_thread(SyncRunManager.assistant_versions)
     search_assistants = _in_thread(SyncRunManager.search_assistants)
     count_assistants = _in_thread(SyncRunManager.count_assistants)
+    webhook_delivery = _in_thread(SyncRunManager.webhook_delivery)
 
     def assistants(self) -> list[str]:
         """Names of the registered assistants. Not a coroutine, like assistant_name(): both

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from runqueue import validation
+from runqueue import validation, webhooks
 from runqueue.errors import RunQueueError, UnknownAssistantError
 from runqueue.records import DisconnectMode, MultitaskStrategy
 from runqueue.registry.assistants import as_uuid, default_assistant_id
@@ -52,9 +52,16 @@ class RequestChecks(RegistryBase):
             follow_up_to_run_id=validation.run_id(follow_up_to) if follow_up_to else None,
             create_thread=validation.if_not_exists(options.get("if_not_exists", "create")),
             own_thread=bool(options.get("own_thread", False)),
+            webhook=self._webhook(options.get("webhook")),
         )
         self.app.tasks[new.assistant_id].check_kwargs(new.thread_id, new.kwargs or {})
         return new
+
+    def _webhook(self, url: str | None) -> str | None:
+        """The webhook URL checked against the settings' allowed hosts (None: none)."""
+        if url is None:
+            return None
+        return webhooks.check_url(url, self.settings.webhook_allowed_hosts)
 
     def _new_run_of(self, request: RunRequest) -> NewRun:
         return self._new_run(request.thread_id, request.assistant_id, request.options())

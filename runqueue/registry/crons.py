@@ -8,14 +8,13 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
-from runqueue import validation
+from runqueue import validation, webhooks
 from runqueue.errors import CronNotFoundError, InvalidPayloadError, RunQueueError
 from runqueue.records import CronCompletion, CronFire, CronRecord, MultitaskStrategy
 from runqueue.registry.base import RegistryBase
 from runqueue.store import CRON_SORT_KEYS, NewCron, check_schedule, check_timezone
 from runqueue.worker.task import RunTask
 
-MAX_WEBHOOK_LENGTH = 2048
 _UNSET: Any = object()  # update_cron: "leave end_time as it is" (None clears it)
 
 
@@ -31,21 +30,6 @@ def checked_end_time(value: Any) -> datetime | None:
     if not isinstance(value, datetime):
         raise InvalidPayloadError(f"end_time must be a datetime, not {validation.shown(value)}")
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value
-
-
-def checked_webhook(value: Any) -> str | None:
-    """The URL a fired run's end is posted to: stored as given (an http(s) URL); the
-    webhooks' own checks (runqueue's delivery) apply when runs take one."""
-    if value is None:
-        return None
-    if (
-        not isinstance(value, str)
-        or not value.startswith(("http://", "https://"))
-        or len(value) > MAX_WEBHOOK_LENGTH
-        or not value.isprintable()
-    ):
-        raise InvalidPayloadError(f"webhook must be an http(s) URL, not {validation.shown(value)}")
-    return value
 
 
 def completion(value: Any, thread_id: str | None) -> str | None:
@@ -83,6 +67,11 @@ def _nameable(assistant_id: str | None, thread_id: str | None) -> bool:
 
 class CronRegistry(RegistryBase):
     """The cron methods; another user's cron reads as no cron."""
+
+    def _cron_webhook(self, url: str | None) -> str | None:
+        """The cron's webhook, checked as a run's is (runqueue.webhooks: an http(s) URL that
+        no address check refuses, or an allowed host): its fired runs carry it."""
+        return None if url is None else webhooks.check_url(url, self.settings.webhook_allowed_hosts)
 
     def create_cron(
         self,
@@ -128,7 +117,7 @@ class CronRegistry(RegistryBase):
             kwargs=kwargs,
             metadata=validation.json_object("metadata", metadata, limit, depth),
             multitask_strategy=validation.strategy(multitask_strategy).value,
-            webhook=checked_webhook(webhook),
+            webhook=self._cron_webhook(webhook),
         )
         return self.store.create_cron(new)
 
@@ -243,7 +232,7 @@ class CronRegistry(RegistryBase):
         if on_run_completed is not None:
             changes["on_run_completed"] = completion(on_run_completed, current.thread_id)
         if webhook is not None:
-            changes["webhook"] = checked_webhook(webhook)
+            changes["webhook"] = self._cron_webhook(webhook)
         if payload is not None:
             changes["payload"] = validation.json_object("payload", payload, limit, depth)
         updated = self.store.update_cron(current.cron_id, validation.user_id(user_id), changes)

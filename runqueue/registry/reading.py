@@ -12,10 +12,19 @@ from runqueue.records import (
     WorkerRecord,
 )
 from runqueue.registry.base import RegistryBase
+from runqueue.store import WebhookDeliveries
+from runqueue.webhooks import WebhookDelivery
 
 
 class RunReading(RegistryBase):
     """The registry's reads; a malformed id is refused before any query."""
+
+    def webhook_delivery(self, run_id: str) -> WebhookDelivery | None:
+        """The run's webhook delivery with its attempts; None until the run with a webhook
+        is final (or for a run without one, or an unknown or malformed id)."""
+        if not validation.is_run_id(run_id):
+            return None
+        return WebhookDeliveries(self.store).get(validation.run_id(run_id))
 
     def get(self, run_id: str, *, user_id: str | None = None) -> RunRecord | None:
         """The run; None for an unknown or malformed id, or another user's run."""

@@ -25,6 +25,7 @@ class RunOptions(TypedDict, total=False):
     user_id: str | None
     if_not_exists: str  # "create" (the default): a new thread id makes a thread; "reject"
     own_thread: bool  # True: the thread must be new or user_id's (the HTTP API's isolation)
+    webhook: str | None  # a URL POSTed the run once it is final (runqueue/webhooks.py)
 
 
 @dataclass(frozen=True)
@@ -41,6 +42,7 @@ class RunRequest:
     user_id: str | None = None
     if_not_exists: str = "create"
     own_thread: bool = False
+    webhook: str | None = None
 
     @classmethod
     def from_json(cls, value: Any) -> RunRequest:
@@ -74,6 +76,7 @@ class RunRequest:
             user_id=self.user_id,
             if_not_exists=self.if_not_exists,
             own_thread=self.own_thread,
+            webhook=self.webhook,
         )
 
 

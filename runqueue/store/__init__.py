@@ -15,12 +15,14 @@ from runqueue.store.queries import RunQueries
 from runqueue.store.stream_rows import StreamRefusal, StreamRows
 from runqueue.store.thread_retention import Pruned, PruneOutcome
 from runqueue.store.transactions import INFLIGHT, PENDING
+from runqueue.store.webhook_deliveries import ClaimedDelivery, WebhookDeliveries
 
 __all__ = [
     "INFLIGHT",
     "PENDING",
     "CRON_SORT_KEYS",
     "ClaimOutcome",
+    "ClaimedDelivery",
     "Effects",
     "GraphWrite",
     "LentConnection",
@@ -35,6 +37,7 @@ __all__ = [
     "StreamRows",
     "check_schedule",
     "check_timezone",
+    "WebhookDeliveries",
     "migrate",
     "require_current_schema",
     "require_database",

@@ -56,11 +56,8 @@ def cron_fire(row: Row[Any]) -> CronFire:
 
 def fired_run(cron: CronRecord, run_id: str, thread_id: str) -> NewRun:
     """The run a fire creates: the cron's kwargs, metadata and strategy, its user's, on its
-    thread (which must still exist) or on a new one. The one place a fired run is made: the
-    cron's `webhook` reaches it here once runs take one (NewRun.webhook)."""
-    extra: dict[str, Any] = {}
-    if cron.webhook and "webhook" in NewRun.__dataclass_fields__:
-        extra["webhook"] = cron.webhook
+    thread (which must still exist) or on a new one, with the cron's webhook (checked when
+    the cron was made or changed). The one place a fired run is made."""
     return NewRun(
         run_id=run_id,
         thread_id=thread_id,
@@ -73,7 +70,7 @@ def fired_run(cron: CronRecord, run_id: str, thread_id: str) -> NewRun:
         follow_up_to_run_id=None,
         create_thread=cron.thread_id is None,
         own_thread=True,
-        **extra,
+        webhook=cron.webhook,
     )
 
 

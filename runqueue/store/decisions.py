@@ -86,11 +86,16 @@ class RunStore(
         """Apply the thread's strategy and record the run, in one thread-locked transaction.
         ConflictError (reject) or ThreadNotFoundError, with nothing written."""
         effects = Effects()
-        if self.has_functions:
+        if self.has_functions and new.webhook is None:
             with self.single_statement() as conn:
                 run = self._create_by_function(conn, new, check_strategy, effects)
             if run is not None:
                 return run, effects
+        elif self.has_functions:  # the webhook is a second statement: one transaction
+            with self.transaction() as conn:
+                run = self._create_by_function(conn, new, check_strategy, effects)
+                run = run or self._create_in(conn, new, check_strategy, effects)
+            return run, effects
         with self.transaction() as conn:
             run = self._create_in(conn, new, check_strategy, effects)
         return run, effects
@@ -156,6 +161,7 @@ class RunStore(
             follow_up_to_run_id=new.follow_up_to_run_id,
             publish_count=0,
             attempt=0,
+            webhook=new.webhook,
         )
         if state == QUEUED:
             values["republish_in"] = self._republish_in(0)

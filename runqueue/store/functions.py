@@ -29,6 +29,7 @@ from runqueue.store.models import JSONType
 from runqueue.store.rows import RUN_COLUMNS, run_record, run_record_of
 from runqueue.store.strategies import ON_BUSY_THREAD, OnBusyThread
 from runqueue.store.transactions import QUEUED, StoreBase
+from runqueue.store.webhook_deliveries import with_webhook
 
 
 class CreateOutcome(enum.StrEnum):
@@ -133,7 +134,7 @@ class TransitionFunctions(StoreBase):
         """_create_in as one call of runqueue_create_run (PostgreSQL). None: the strategy
         must cancel runs in flight, which the statements do (_create_in), nothing written."""
         row = conn.execute(CREATE_RUN, self._create_params(new, check_strategy)).one()
-        return self._created(row._mapping, new, effects)
+        return with_webhook(conn, self._created(row._mapping, new, effects), new)
 
     def _create_params(self, new: NewRun, check_strategy: bool) -> dict[str, Any]:
         return dict(
@@ -208,6 +209,7 @@ class TransitionFunctions(StoreBase):
                     continue
                 # cancel_first: its thread is locked and passed the checks; the statements
                 # cancel its runs in flight and insert it, in this same transaction.
+                run = with_webhook(conn, run, new)
                 outcomes[index] = run or self._create_in(conn, new, check_strategy, effects)
             start = end
         # Published in the order requested, as on SQLite, not in the order of thread ids.

@@ -111,6 +111,9 @@ class Run(Base):
     # Deliveries and attempts of this run that took their worker down (a pool child that
     # died before its claim, a lease that expired): Settings.max_worker_losses ends it.
     worker_losses: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # The URL POSTed the run once it is final (migration 0012: a trigger records the delivery
+    # in webhook_deliveries in the transaction that writes the final status).
+    webhook: Mapped[str | None] = mapped_column(Text)
 
     __table_args__ = (
         # The invariant: at most one running run per thread, on every backend.
@@ -398,3 +401,52 @@ class AssistantVersionRow(Base):
     context: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
     metadata_: Mapped[dict[str, Any]] = mapped_column("metadata", JSONType, default=dict)
     created_at: Mapped[datetime] = mapped_column(Timestamp)
+
+
+class WebhookDeliveryRow(Base):
+    """A run's webhook to deliver: the outbox row the trigger `runs_webhook_outbox` inserts
+    when the run reaches a final status (migration 0012), claimed by one worker at a time
+    (lease_token, lease_expires_at) until it is delivered or failed."""
+
+    __tablename__ = "webhook_deliveries"
+
+    run_id: Mapped[str] = mapped_column(
+        ForeignKey("runs.run_id", ondelete="CASCADE"), primary_key=True
+    )
+    url: Mapped[str] = mapped_column(Text)
+    state: Mapped[str] = mapped_column(String(16))  # pending | delivered | failed
+    attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    created_at: Mapped[datetime] = mapped_column(Timestamp)  # when the run ended
+    next_attempt_at: Mapped[datetime | None] = mapped_column(Timestamp)
+    give_up_at: Mapped[datetime | None] = mapped_column(Timestamp)  # set at the first claim
+    lease_token: Mapped[str | None] = mapped_column(String(36))  # the claiming worker's
+    lease_expires_at: Mapped[datetime | None] = mapped_column(Timestamp)
+    worker: Mapped[str | None] = mapped_column(String(255))  # the last claimant
+    delivered_at: Mapped[datetime | None] = mapped_column(Timestamp)
+    last_error: Mapped[str | None] = mapped_column(Text)
+
+    __table_args__ = (
+        Index(
+            "webhook_deliveries_due",
+            "next_attempt_at",
+            postgresql_where=text("state = 'pending'"),
+            sqlite_where=text("state = 'pending'"),
+        ),
+    )
+
+
+class WebhookAttemptRow(Base):
+    """One POST of a run's webhook: written when it starts (`sending`), then its outcome."""
+
+    __tablename__ = "webhook_attempts"
+
+    run_id: Mapped[str] = mapped_column(
+        ForeignKey("webhook_deliveries.run_id", ondelete="CASCADE"), primary_key=True
+    )
+    attempt: Mapped[int] = mapped_column(Integer, primary_key=True)
+    started_at: Mapped[datetime] = mapped_column(Timestamp)
+    worker: Mapped[str | None] = mapped_column(String(255))
+    outcome: Mapped[str] = mapped_column(String(16))  # sending|delivered|retry|failed|lost
+    status_code: Mapped[int | None] = mapped_column(Integer)
+    error: Mapped[str | None] = mapped_column(Text)
+    duration_ms: Mapped[int | None] = mapped_column(Integer)

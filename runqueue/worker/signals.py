@@ -37,6 +37,7 @@ from runqueue.worker.maintenance import MaintenanceStep
 from runqueue.worker.pool_recycle import PoolRecycleStep
 from runqueue.worker.pool_stop import PoolStopStep
 from runqueue.worker.task import RunTask
+from runqueue.worker.webhook_delivery import WebhookStep
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -253,3 +254,4 @@ def _on_worker_init(sender: Any = None, **_: Any) -> None:
         sender.app.steps["consumer"].add(BrokerWatchStep)  # republish what a broker lost
         sender.app.steps["worker"].add(PoolRecycleStep)  # cancelled runs' children
         sender.app.steps["worker"].add(PoolStopStep)  # the embedded pool's prompt stop
+        sender.app.steps["worker"].add(WebhookStep)  # completion webhooks delivered

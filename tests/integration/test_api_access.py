@@ -139,7 +139,7 @@ def bad_requests(tid: str, rid: str) -> list[tuple[str, str, str, object, dict]]
         ("unknown stream mode", "POST", runs, {"assistant_id": AGENT, "stream_mode": "x"}, {}),
         ("unserved stream mode", "POST", runs, {"assistant_id": AGENT, "stream_mode": "tools"}, {}),
         ("unknown on_disconnect", "POST", runs, {"assistant_id": AGENT, "on_disconnect": "x"}, {}),
-        ("unsupported field", "POST", runs, {"assistant_id": AGENT, "webhook": "http://x"}, {}),
+        ("unresolvable webhook", "POST", runs, {"assistant_id": AGENT, "webhook": "http://x"}, {}),
         ("bad command", "POST", runs, {"assistant_id": AGENT, "command": {"resume": None}}, {}),
         (
             "input and command",

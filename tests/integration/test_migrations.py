@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import subprocess
+import uuid
 from collections.abc import Iterator
 
 import pytest
@@ -134,22 +135,38 @@ def test_the_thread_retention_migration_keeps_checkpoints_and_their_cascade(back
     command.upgrade(config, "0009")
     manager = SyncRunManager(create_app(settings, name="migration-0010"))
     register_with_journal(manager.app)
-    run = manager.create_or_reject("before-0010", "echo")
-    assert manager.set_status(run.run_id, "success")  # no worker here: ended by hand
+    # A finished run as 0009's schema holds it, written by hand: today's code writes columns
+    # later migrations add.
+    run_id = str(uuid.uuid4())
     with get_engine(database_url).begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO threads (thread_id, metadata, created_at, updated_at) "
+                "VALUES ('before-0010', '{}', CURRENT_TIMESTAMP, CURRENT_TIMESTAMP)"
+            )
+        )
+        conn.execute(
+            text(
+                "INSERT INTO runs (run_id, thread_id, assistant_id, status, on_disconnect, "
+                "metadata, kwargs, created_at, updated_at, dispatch_state, publish_count, "
+                "attempt, worker_losses) VALUES (:run, 'before-0010', 'echo', 'success', "
+                "'continue', '{}', '{}', CURRENT_TIMESTAMP, CURRENT_TIMESTAMP, 'queued', 1, 1, 0)"
+            ),
+            {"run": run_id},
+        )
         conn.execute(
             text(
                 'INSERT INTO run_checkpoints (thread_id, run_id, "values", created_at) '
                 "VALUES ('before-0010', :run, '{\"n\": 1}', CURRENT_TIMESTAMP)"
             ),
-            {"run": run.run_id},
+            {"run": run_id},
         )
     command.upgrade(config, "head")
     assert [c.values for c in manager.checkpoints("before-0010")] == [{"n": 1}]
     copy = manager.copy_thread("before-0010")
     assert [c.run_id for c in manager.checkpoints(copy.thread_id)] == [None]
     with get_engine(database_url).begin() as conn:
-        conn.execute(text("DELETE FROM runs WHERE run_id = :run"), {"run": run.run_id})
+        conn.execute(text("DELETE FROM runs WHERE run_id = :run"), {"run": run_id})
     assert manager.checkpoints("before-0010") == []  # ON DELETE CASCADE survived the rebuild
     assert len(manager.checkpoints(copy.thread_id)) == 1
 
