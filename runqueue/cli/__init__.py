@@ -2,8 +2,8 @@
 
 from runqueue.cli import (
     api_commands,  # noqa: F401  (registers serve and api-key)
-    cron_commands,  # noqa: F401  (registers crons)
     assistant_commands,  # noqa: F401  (registers assistant)
+    cron_commands,  # noqa: F401  (registers crons)
     fleet_commands,  # noqa: F401  (registers workers and health)
     flower_commands,  # noqa: F401  (registers flower)
     history_commands,  # noqa: F401  (registers history)
