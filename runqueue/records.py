@@ -80,6 +80,7 @@ class RunRecord:
     abort_action: AbortAction | None
     attempt: int
     worker_losses: int = 0  # deliveries or attempts that took their worker down
+    due_at: datetime | None = None  # a delayed run: it starts no earlier (None: at once)
 
     @property
     def is_final(self) -> bool:

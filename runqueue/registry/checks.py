@@ -51,6 +51,7 @@ class RequestChecks(RegistryBase):
             follow_up_to_run_id=validation.run_id(follow_up_to) if follow_up_to else None,
             create_thread=validation.if_not_exists(options.get("if_not_exists", "create")),
             own_thread=bool(options.get("own_thread", False)),
+            after_seconds=validation.after_seconds(options.get("after")),
         )
         self.app.tasks[new.assistant_id].check_kwargs(new.thread_id, new.kwargs or {})
         return new

@@ -15,7 +15,7 @@ class RunOptions(TypedDict, total=False):
     """The keyword options of create() and create_or_reject(), on both managers. Left out:
     on_disconnect "continue", no metadata, no kwargs, multitask_strategy "reject", no
     follow-up run, no user, if_not_exists "create", own_thread False (runs of several
-    users may share a thread)."""
+    users may share a thread), after None (not delayed)."""
 
     on_disconnect: DisconnectMode | str
     metadata: dict[str, Any] | None
@@ -25,6 +25,7 @@ class RunOptions(TypedDict, total=False):
     user_id: str | None
     if_not_exists: str  # "create" (the default): a new thread id makes a thread; "reject"
     own_thread: bool  # True: the thread must be new or user_id's (the HTTP API's isolation)
+    after: float | None  # seconds: a delayed run, due this long after its creation
 
 
 @dataclass(frozen=True)
@@ -41,6 +42,7 @@ class RunRequest:
     user_id: str | None = None
     if_not_exists: str = "create"
     own_thread: bool = False
+    after: float | None = None  # seconds: a delayed run
 
     @classmethod
     def from_json(cls, value: Any) -> RunRequest:
@@ -74,6 +76,7 @@ class RunRequest:
             user_id=self.user_id,
             if_not_exists=self.if_not_exists,
             own_thread=self.own_thread,
+            after=self.after,
         )
 
 

@@ -25,6 +25,7 @@ class NewRun:
     follow_up_to_run_id: str | None
     create_thread: bool = True  # False: ThreadNotFoundError unless the thread exists
     own_thread: bool = False  # True: ThreadNotFoundError if the thread is another user's
+    after_seconds: float | None = None  # a delayed run: due this long after its creation
 
 
 @dataclass(frozen=True)

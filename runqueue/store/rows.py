@@ -64,6 +64,7 @@ def run_record_of(m: Mapping[str, Any]) -> RunRecord:
         abort_action=AbortAction(m["abort_action"]) if m["abort_action"] else None,
         attempt=m["attempt"],
         worker_losses=m["worker_losses"],
+        due_at=aware(m["due_at"]),
     )
 
 
