@@ -139,8 +139,9 @@ class ExecutionStatements(StoreBase):
                     return Claim(ClaimOutcome.claimed, run_record(row), values)
                 # Not claimed: say why, from the same transaction.
                 run = conn.execute(
-                    select(Run.status, Run.dispatch_state, (Run.due_at > db_now()).label("early"))
-                    .where(Run.run_id == run_id)
+                    select(
+                        Run.status, Run.dispatch_state, (Run.due_at > db_now()).label("early")
+                    ).where(Run.run_id == run_id)
                 ).first()
         except IntegrityError:
             # The partial unique index refused a second running run of the thread.

@@ -31,9 +31,10 @@ class DueRunStatements(StoreBase):
 
     def claim_due_publishes(self, limit: int = 500) -> list[RunRecord]:
         """Claim the publish of delayed runs that fell due (by the database's clock), oldest
-        due first: each is marked published (`dispatched_at` now, the relay's republish timer
-        started, as at a create's first publish) and returned for the caller to publish. The UPDATE is guarded by
-        `dispatched_at IS NULL`: two workers racing on a run, one wins it, the other's
+        due first: each is marked published (`dispatched_at` now, the relay's republish
+        timer started, as at a create's first publish) and returned for the caller to
+        publish. The UPDATE is guarded by `dispatched_at IS NULL`: two workers racing on a
+        run, one wins it, the other's
         statement does not match it again (PostgreSQL re-checks the guard on the committed
         row; SKIP LOCKED lets it take other runs meanwhile; SQLite's write lock serializes)."""
         due = (

@@ -245,7 +245,6 @@ $$;
 """
 
 
-
 def upgrade() -> None:
     op.add_column("runs", sa.Column("due_at", sa.DateTime(timezone=True)))
     op.create_index(
