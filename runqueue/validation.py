@@ -168,15 +168,15 @@ MAX_AFTER_SECONDS = 366 * 24 * 3600.0  # a delayed run starts within a year
 
 
 def after_seconds(value: Any) -> float | None:
-    """A delayed run's delay in seconds (None or 0: not delayed); InvalidPayloadError unless
-    a finite number from 0 to MAX_AFTER_SECONDS (a year)."""
+    """A delayed run's delay in seconds (None, 0 or negative: not delayed, as the reference
+    server takes them); InvalidPayloadError unless a number up to MAX_AFTER_SECONDS."""
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise InvalidPayloadError(f"invalid after_seconds {shown(value)} (a number of seconds)")
-    if not 0 <= value <= MAX_AFTER_SECONDS:  # NaN fails both comparisons
+    if not value <= MAX_AFTER_SECONDS:  # NaN fails it too
         raise InvalidPayloadError(
-            f"invalid after_seconds {shown(value)} (0 to {MAX_AFTER_SECONDS:.0f} seconds)"
+            f"invalid after_seconds {shown(value)} (at most {MAX_AFTER_SECONDS:.0f} seconds)"
         )
     return float(value) if value > 0 else None
 

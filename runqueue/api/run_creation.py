@@ -243,4 +243,5 @@ async def create_run(
         user_id=user,
         if_not_exists="create" if stateless else body.if_not_exists,
         own_thread=True,
+        after=body.after_seconds,
     )

@@ -41,7 +41,6 @@ Json = dict[str, Any]
 # or at their default, refused (422, naming the field) otherwise. docs/api.md lists them.
 UNSUPPORTED_RUN_FIELDS = (
     "webhook",
-    "after_seconds",
     "feedback_keys",
 )
 Breakpoints = Literal["*"] | list[str]  # LangGraph's All ("*": every node), or node names
@@ -247,9 +246,11 @@ class RunCreate(Strict):
     # A fork: the checkpoint of the thread the run starts from (run_creation.fork_point).
     checkpoint: CheckpointGiven | None = None
     checkpoint_id: str | None = None
+    # A delayed run: it starts no earlier than this many seconds after its creation (a
+    # number, as the reference's; 0, negative or null: at once). docs/api.md.
+    after_seconds: float | None = None
     # The SDK's other fields, refused unless unset (see UNSUPPORTED_RUN_FIELDS).
     webhook: str | None = None
-    after_seconds: float | None = None
     feedback_keys: list[str] | None = None
 
     def unsupported(self) -> list[str]:
@@ -310,7 +311,8 @@ class Run(BaseModel):
             run_id=run.run_id,
             thread_id=run.thread_id,
             assistant_id=run.assistant_id,
-            created_at=run.created_at,
+            # As the reference's: a delayed run's created_at is its due time (docs/api.md).
+            created_at=run.due_at or run.created_at,
             updated_at=run.updated_at,
             status=run.status.value,
             metadata=run.metadata,

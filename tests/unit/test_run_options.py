@@ -329,5 +329,5 @@ def test_a_celery_assistant_refuses_the_graph_options_naming_them():
 
 
 def test_what_is_still_refused_names_itself():
-    with pytest.raises(InvalidPayloadError, match="webhook, after_seconds"):
-        _kwargs(webhook="http://example.invalid/hook", after_seconds=5)
+    with pytest.raises(InvalidPayloadError, match="webhook, feedback_keys"):
+        _kwargs(webhook="http://example.invalid/hook", feedback_keys=["score"])
