@@ -83,6 +83,7 @@ def test_from_json_takes_every_field():
         "user_id": "alice",
         "if_not_exists": "reject",
         "own_thread": True,
+        "after": 2.5,
     }
     assert dataclasses.asdict(RunRequest.from_json(value)) == value
 
