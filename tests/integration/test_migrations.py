@@ -131,11 +131,14 @@ def test_the_thread_retention_migration_keeps_checkpoints_and_their_cascade(back
     run) and the ttl columns."""
     settings = backend.settings.with_overrides(database_url=database_url)
     config = alembic_config(settings)
-    command.upgrade(config, "0009")
+    # The run is made by today's code at head (whose statements name today's columns), then
+    # the schema goes back to 0009 under it.
+    command.upgrade(config, "head")
     manager = SyncRunManager(create_app(settings, name="migration-0010"))
     register_with_journal(manager.app)
     run = manager.create_or_reject("before-0010", "echo")
     assert manager.set_status(run.run_id, "success")  # no worker here: ended by hand
+    command.downgrade(config, "0009")
     with get_engine(database_url).begin() as conn:
         conn.execute(
             text(
