@@ -63,10 +63,10 @@ STARTED_P99_BOUND = {"embedded": 1.0}
 
 
 def test_500_delayed_runs_start_no_earlier_than_due_and_promptly_after(backend, journal, tmp_path):
-    """The acceptance scenario: 500 runs due 0-3 s from now (embedded: 60). Every run starts once and never
-    before due (the database's guard and the assistant's own clock), and the fleet publishes
-    each promptly when due (its first publish: republish_after is long here, so the relay
-    never republishes). How long after due each started is printed: it is the fleet's
+    """The acceptance scenario: 500 runs due 0-3 s from now (embedded: 60). Every run starts
+    once and never before due (the database's guard and the assistant's own clock), and the
+    fleet publishes each promptly when due (its first publish: republish_after is long here,
+    so the relay never republishes). How long after due each started is printed: it is the fleet's
     throughput too, which this 2-core machine bounds (see the FIGURE line)."""
     fleet = make_backend(backend.name, tmp_path, republish_after=600.0)
     workers = [
