@@ -54,7 +54,7 @@ def percentile(values: list[float], fraction: float) -> float:
 
 # The acceptance's 500 runs on PostgreSQL + Redis; the embedded backend (SQLite's one write
 # lock, the filesystem broker: about 20 runs/s, docs/benchmarks.md) gets a load it can carry.
-RUNS_DUE = {"postgres_redis": 500, "embedded": 60}
+RUNS_DUE = {"postgres_redis": 500, "embedded": 30}
 # started - due, p99, where the fleet of the test (2 workers x 2 children on this 2-core
 # machine) can carry the load: PostgreSQL + Redis runs about 170 runs/s idle (docs/
 # benchmarks.md), the 500 runs in 3 s ask for that much, so their start lag is the
@@ -156,22 +156,27 @@ def test_a_worker_restart_in_the_middle_loses_no_delayed_run(own_backend, journa
         worker.stop()
     assert all(run.status is RunStatus.success for run in final.values())
     assert all(run.started_at >= run.due_at for run in final.values())
-    assert journal.starts() == {run.run_id: 1 for run in runs}
+    # Once each, but for a run the warm shutdown caught mid-body: handed back, pending
+    # again, it runs once more (an attempt each; docs/operations.md, "The fleet").
+    assert journal.starts() == {run.run_id: run.attempt for run in final.values()}
+    handed_back = sum(run.attempt - 1 for run in final.values())
     gap = sum(stopping < run.due_at.timestamp() < restarted for run in final.values())
     print(
         f"FIGURE delayed runs ({own_backend.name}): 60 runs, {gap} fell due in the "
-        f"{restarted - stopping:.1f} s without a live worker; none lost, none twice"
+        f"{restarted - stopping:.1f} s without a live worker; none lost; "
+        f"{handed_back} handed back at the shutdown and run again"
     )
     assert gap > 0
 
 
 def test_a_delayed_run_cancelled_before_due_never_runs(backend, manager, journal, worker):
+    # Due in 3 s: the creates and cancels are done well before, even on a loaded machine.
     delayed = [
-        manager.create_or_reject(new_thread(), "echo", kwargs={"journal": str(journal)}, after=1.0)
+        manager.create_or_reject(new_thread(), "echo", kwargs={"journal": str(journal)}, after=3.0)
         for _ in range(5)
     ]
     control = manager.create_or_reject(
-        new_thread(), "echo", kwargs={"journal": str(journal)}, after=1.0
+        new_thread(), "echo", kwargs={"journal": str(journal)}, after=3.0
     )
     assert all(manager.cancel(run.run_id) for run in delayed)
     wait_final(manager, [control.run_id])
@@ -183,12 +188,14 @@ def test_a_delayed_run_cancelled_before_due_never_runs(backend, manager, journal
 
 
 def test_a_stray_early_delivery_does_not_start_a_delayed_run(backend, manager, journal, worker):
-    run = manager.create_or_reject(new_thread(), "echo", kwargs={"journal": str(journal)}, after=2)
+    run = manager.create_or_reject(new_thread(), "echo", kwargs={"journal": str(journal)}, after=5)
     assert publish(manager.app, manager.runtime, run)  # a message before due: the claim refuses
     time.sleep(1.0)
+    looked_at = time.time()
     assert journal.first(run.run_id) is None
     assert manager.get(run.run_id).status is RunStatus.pending
     final = wait_final(manager, [run.run_id])[run.run_id]
+    assert looked_at < final.due_at.timestamp()  # the look above was before due
     assert final.status is RunStatus.success
     assert journal.first(run.run_id)["time"] >= final.due_at.timestamp() - CLOCK_SLACK
     assert journal.starts()[run.run_id] == 1
