@@ -7,15 +7,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import (
-    BaseModel,
-    ConfigDict,
-    Field,
-    StrictFloat,
-    StrictInt,
-    ValidationInfo,
-    field_validator,
-)
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 from runqueue.records import (
     MultitaskStrategy,
@@ -256,7 +248,7 @@ class RunCreate(Strict):
     checkpoint_id: str | None = None
     # A delayed run: it starts no earlier than this many seconds after its creation (a
     # number, as the reference's: null or a boolean is refused; 0 or negative: at once).
-    after_seconds: StrictFloat | StrictInt = 0
+    after_seconds: float = Field(0, strict=True)
     # The SDK's other fields, refused unless unset (see UNSUPPORTED_RUN_FIELDS).
     webhook: str | None = None
     feedback_keys: list[str] | None = None
