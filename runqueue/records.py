@@ -81,6 +81,7 @@ class RunRecord:
     attempt: int
     worker_losses: int = 0  # deliveries or attempts that took their worker down
     webhook: str | None = None  # POSTed the run once it is final (runqueue/webhooks.py)
+    due_at: datetime | None = None  # a delayed run: it starts no earlier (None: at once)
 
     @property
     def is_final(self) -> bool:

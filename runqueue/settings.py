@@ -56,6 +56,9 @@ class Settings:
     # is never handed to the fleet forever. 1 to MAX_WORKER_LOSSES; it cannot be turned off.
     max_worker_losses: int = 3
     maintenance_interval: float = 2.0  # how often a worker relays/reaps
+    # A worker's due-run loop sleeps until the next delayed run falls due, and at most this
+    # long: how soon a new delayed run due sooner than every other is seen (docs/api.md).
+    due_poll_interval: float = 0.5
     filesystem_polling_interval: float = 0.1  # seconds, filesystem broker only
     status_write_timeout: float = 120.0  # a worker retries a status write this long (backoff)
     broker_visibility_timeout: float = 3600.0  # redis: an unacked run is redelivered after this
@@ -200,6 +203,8 @@ class Settings:
                 "webhook_lease_seconds must be longer than webhook_timeout: a delivery's "
                 "claim must outlast its POST, or two workers could send it at once"
             )
+        if not 0 < self.due_poll_interval < float("inf"):
+            raise SettingsError("due_poll_interval must be positive (and finite)")
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None, **overrides: object) -> Settings:

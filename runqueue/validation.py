@@ -164,6 +164,23 @@ def if_not_exists(value: Any) -> bool:
     return value == "create"
 
 
+MAX_AFTER_SECONDS = 366 * 24 * 3600.0  # a delayed run starts within a year
+
+
+def after_seconds(value: Any) -> float | None:
+    """A delayed run's delay in seconds (None, 0 or negative: not delayed, as the reference
+    server takes them); InvalidPayloadError unless a number up to MAX_AFTER_SECONDS."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise InvalidPayloadError(f"invalid after_seconds {shown(value)} (a number of seconds)")
+    if not value <= MAX_AFTER_SECONDS:  # NaN fails it too
+        raise InvalidPayloadError(
+            f"invalid after_seconds {shown(value)} (at most {MAX_AFTER_SECONDS:.0f} seconds)"
+        )
+    return float(value) if value > 0 else None
+
+
 def thread_status(value: Any) -> ThreadStatus:
     return _status_of(ThreadStatus, "thread status", value)
 

@@ -247,4 +247,5 @@ async def create_run(
         if_not_exists="create" if stateless else body.if_not_exists,
         own_thread=True,
         webhook=body.webhook,
+        after=body.after_seconds,
     )

@@ -39,10 +39,7 @@ Json = dict[str, Any]
 
 # The fields the official SDK may send that runqueue cannot honour: accepted only when unset
 # or at their default, refused (422, naming the field) otherwise. docs/api.md lists them.
-UNSUPPORTED_RUN_FIELDS = (
-    "after_seconds",
-    "feedback_keys",
-)
+UNSUPPORTED_RUN_FIELDS = ("feedback_keys",)
 Breakpoints = Literal["*"] | list[str]  # LangGraph's All ("*": every node), or node names
 
 
@@ -246,9 +243,11 @@ class RunCreate(Strict):
     # A fork: the checkpoint of the thread the run starts from (run_creation.fork_point).
     checkpoint: CheckpointGiven | None = None
     checkpoint_id: str | None = None
+    # A delayed run: it starts no earlier than this many seconds after its creation (a
+    # number, as the reference's: null or a boolean is refused; 0 or negative: at once).
+    after_seconds: float = Field(0, strict=True)
     # The SDK's other fields, refused unless unset (see UNSUPPORTED_RUN_FIELDS).
     webhook: str | None = None
-    after_seconds: float | None = None
     feedback_keys: list[str] | None = None
 
     def unsupported(self) -> list[str]:
@@ -309,7 +308,8 @@ class Run(BaseModel):
             run_id=run.run_id,
             thread_id=run.thread_id,
             assistant_id=run.assistant_id,
-            created_at=run.created_at,
+            # As the reference's: a delayed run's created_at is its due time (docs/api.md).
+            created_at=run.due_at or run.created_at,
             updated_at=run.updated_at,
             status=run.status.value,
             metadata=run.metadata,

@@ -97,16 +97,20 @@ def send(app: Celery, event_type: str, run_id: str, **fields: Any) -> None:
 
 def announce_held(app: Celery, run: RunRecord, payloads: str) -> None:
     """A held run is not published, so Celery sends no task-sent: send it, so that Flower
-    lists the run (PENDING, its thread marked held) from the moment it exists."""
+    lists the run (PENDING, its thread marked held) from the moment it exists. A delayed
+    run (not published before its due time) is listed the same way, marked delayed, with
+    its due time as the task's ETA."""
+    due = run.due_at.isoformat() if run.due_at is not None else None
+    mark = f"delayed until {due}" if due is not None else "held"
     send(
         app,
         "task-sent",
         run.run_id,
         name=run.assistant_id,
-        args=f"{thread_label(run.thread_id)} (held)",
+        args=f"{thread_label(run.thread_id)} ({mark})",
         kwargs=kwargs_label(run.kwargs, payloads),
         retries=0,
-        eta=None,
+        eta=due,
         expires=None,
         timestamp=run.created_at.timestamp(),
     )

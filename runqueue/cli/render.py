@@ -146,7 +146,9 @@ def runs_table(
             "assistant": run.assistant_id,
             "strategy": run.multitask_strategy.value if run.multitask_strategy else "-",
             "status": status_text(run.status),
-            "duration": duration(run, now),
+            "duration": duration(run, now)
+            if run.due_at is None or run.started_at is not None or run.is_final
+            else f"due {clock(run.due_at)}",
         }
         row = ([] if "thread" in hide else [escape(run.thread_id)]) + [run_id]
         row += [cells[column] for column in columns]
@@ -171,6 +173,7 @@ def run_table(run: RunRecord) -> Table:
         ("attempt", str(run.attempt)),
         ("worker losses", str(run.worker_losses)),
         ("created", run.created_at.isoformat()),
+        ("due", run.due_at.isoformat() if run.due_at else "-"),
         ("started", run.started_at.isoformat() if run.started_at else "-"),
         ("ended", run.ended_at.isoformat() if run.ended_at else "-"),
         ("duration", duration(run)),

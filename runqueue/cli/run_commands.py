@@ -30,6 +30,7 @@ NOT_WITH_FROM = {
     "wait": "--wait",
     "timeout": "--timeout",
     "webhook": "--webhook",
+    "after": "--after",
 }
 
 
@@ -148,6 +149,12 @@ def resolve_run(queries, value: str) -> RunRecord:  # noqa: ANN001
     show_default=True,
     help="Keyword arguments: a JSON object, @FILE (read from a file) or - (read from stdin).",
 )
+@click.option(
+    "--after",
+    type=click.FloatRange(min=0),
+    help="Delay: the run starts no earlier than SECONDS from now (pending until then).",
+    metavar="SECONDS",
+)
 @click.option("--wait", is_flag=True, help="Wait for the final status.")
 @click.option(
     "--timeout",
@@ -174,6 +181,7 @@ def submit(
     thread_id: str | None,
     strategy: MultitaskStrategy,
     kwargs_json: str,
+    after: float | None,
     wait: bool,
     timeout: float,
     from_file: IO[bytes] | None,
@@ -185,12 +193,13 @@ def submit(
     run as JSON. With the broker down the run is still kept, as the library keeps it: the
     relay of any worker publishes it once the broker is back (a note on stderr says so;
     exit 0). With --wait: exit 3 if the run ended but not in success, 4 if it had not ended
-    within --timeout (it goes on).
+    within --timeout (it goes on). With --after SECONDS the run is delayed: kept pending
+    with its due time (`due_at` in the JSON), published when due.
 
     With --from FILE: one run per line of FILE, a JSON object of RunRequest's fields
     (thread_id required; assistant_id, kwargs, metadata, multitask_strategy, on_disconnect,
-    follow_up_to_run_id, user_id, if_not_exists, own_thread, webhook). ASSISTANT and --strategy fill
-    in a line that gives none; blank lines are skipped. Every line is checked before anything
+    follow_up_to_run_id, user_id, if_not_exists, own_thread, webhook, after). ASSISTANT and
+    --strategy fill in a line that gives none; blank lines are skipped. Every line is checked before anything
     is written: a file with any bad line submits nothing (each is reported as `line N:
     reason`, exit 1). Then the runs are created 1,000 per transaction, each thread's strategy
     applied in file order, and published in pipelined rounds; stdout gets one JSON line per
@@ -220,7 +229,12 @@ def submit(
     problem = broker_problem(manager.app)
     with registry_warnings() as warnings, naming_the_app(state):  # notes once the run exists
         run = manager.create_or_reject(
-            thread_id, assistant, kwargs=kwargs, multitask_strategy=strategy, webhook=webhook
+            thread_id,
+            assistant,
+            kwargs=kwargs,
+            multitask_strategy=strategy,
+            webhook=webhook,
+            after=after,
         )
     say_notes(warnings, problem, f"run {run.run_id} is kept ({run.status.value}) and is")
     timed_out = False
@@ -239,6 +253,7 @@ def submit(
                 "result": run.result,
                 "error": run.error,
             }
+            | ({"due_at": run.due_at.isoformat()} if run.due_at is not None else {})
         )
     )
     if timed_out:

@@ -53,6 +53,7 @@ class RequestChecks(RegistryBase):
             create_thread=validation.if_not_exists(options.get("if_not_exists", "create")),
             own_thread=bool(options.get("own_thread", False)),
             webhook=self._webhook(options.get("webhook")),
+            after_seconds=validation.after_seconds(options.get("after")),
         )
         self.app.tasks[new.assistant_id].check_kwargs(new.thread_id, new.kwargs or {})
         return new

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 from runqueue import validation
 from runqueue.records import (
     Checkpoint,
@@ -86,9 +88,15 @@ class RunReading(RegistryBase):
         run = self.get(run_id)
         if run is None or run.status is not RunStatus.pending:
             return None
+        # A delayed run not due yet (this process's clock: a sentence, not a decision).
+        delayed = run.due_at is not None and run.due_at > datetime.now(UTC)
+        due = f"delayed until {run.due_at.isoformat()}" if delayed and run.due_at else None
         holder = self.store.thread_holder(run.run_id)
         if holder is not None:
-            return f"held behind run {holder[0]} ({holder[1]}) of its thread {run.thread_id}"
+            held = f"held behind run {holder[0]} ({holder[1]}) of its thread {run.thread_id}"
+            return f"{held}; {due}" if due else held
+        if due:
+            return f"{due} (published when due)"
         live = self.workers()
         serving = [worker.name for worker in live if run.assistant_id in worker.assistants]
         last = self.events(run.run_id)[-1]

@@ -15,7 +15,7 @@ class RunOptions(TypedDict, total=False):
     """The keyword options of create() and create_or_reject(), on both managers. Left out:
     on_disconnect "continue", no metadata, no kwargs, multitask_strategy "reject", no
     follow-up run, no user, if_not_exists "create", own_thread False (runs of several
-    users may share a thread)."""
+    users may share a thread), after None (not delayed)."""
 
     on_disconnect: DisconnectMode | str
     metadata: dict[str, Any] | None
@@ -26,6 +26,7 @@ class RunOptions(TypedDict, total=False):
     if_not_exists: str  # "create" (the default): a new thread id makes a thread; "reject"
     own_thread: bool  # True: the thread must be new or user_id's (the HTTP API's isolation)
     webhook: str | None  # a URL POSTed the run once it is final (runqueue/webhooks.py)
+    after: float | None  # seconds: a delayed run, due this long after its creation
 
 
 @dataclass(frozen=True)
@@ -43,6 +44,7 @@ class RunRequest:
     if_not_exists: str = "create"
     own_thread: bool = False
     webhook: str | None = None
+    after: float | None = None  # seconds: a delayed run
 
     @classmethod
     def from_json(cls, value: Any) -> RunRequest:
@@ -77,6 +79,7 @@ class RunRequest:
             if_not_exists=self.if_not_exists,
             own_thread=self.own_thread,
             webhook=self.webhook,
+            after=self.after,
         )
 
 

@@ -106,7 +106,8 @@ class SyncRunManager(
 
     def _after_create(self, effects: Effects, runs: list[RunRecord]) -> None:
         """After the commit: the effects, then a task-sent event for each new run that is
-        held behind its thread (not published, so only this tells Flower it exists). A run
+        held behind its thread or delayed (not published, so only this tells Flower it
+        exists). A run
         a later request of the same batch already interrupted is not published at all."""
         ended = {ending.run_id for ending in effects.ended}
         effects.publish = [run for run in effects.publish if run.run_id not in ended]

@@ -8,7 +8,7 @@ import enum
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import ColumnElement, exists, insert, select, update
+from sqlalchemy import ColumnElement, exists, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import aliased
 
@@ -65,6 +65,7 @@ class ClaimOutcome(enum.StrEnum):
     finished = "finished"  # already final: cancelled before it started, or a late duplicate
     running = "running"  # another delivery of the same run executes it now
     held = "held"  # parked behind the running run of its thread; released when that ends
+    not_due = "not_due"  # a delayed run before its due time (a stray early delivery)
     blocked = "blocked"  # another run of the thread runs now; claim_run parks it as held
 
 
@@ -107,6 +108,7 @@ class ExecutionStatements(StoreBase):
                         Run.status == PENDING,
                         Run.dispatch_state == QUEUED,
                         Run.abort_action.is_(None),
+                        or_(Run.due_at.is_(None), Run.due_at <= db_now()),
                         ~THREAD_HAS_A_RUNNING_RUN,
                     )
                     .values(
@@ -137,7 +139,9 @@ class ExecutionStatements(StoreBase):
                     return Claim(ClaimOutcome.claimed, run_record(row), values)
                 # Not claimed: say why, from the same transaction.
                 run = conn.execute(
-                    select(Run.status, Run.dispatch_state).where(Run.run_id == run_id)
+                    select(
+                        Run.status, Run.dispatch_state, (Run.due_at > db_now()).label("early")
+                    ).where(Run.run_id == run_id)
                 ).first()
         except IntegrityError:
             # The partial unique index refused a second running run of the thread.
@@ -148,6 +152,8 @@ class ExecutionStatements(StoreBase):
             return Claim(ClaimOutcome.running if run.status == RUNNING else ClaimOutcome.finished)
         if run.dispatch_state == HELD:
             return Claim(ClaimOutcome.held)
+        if run.early:
+            return Claim(ClaimOutcome.not_due)
         return Claim(ClaimOutcome.blocked)
 
     def _claim_by_function(

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, delete, insert, update
+from sqlalchemy import Connection, bindparam, case, delete, insert, update
 
 from runqueue.errors import ConflictError, RunQueueError, ThreadNotFoundError
 from runqueue.records import AbortAction, RunRecord, RunStatus
@@ -19,6 +19,7 @@ from runqueue.store.api_keys import ApiKeyStatements
 from runqueue.store.assistants import AssistantStatements
 from runqueue.store.claims import LEASE_OVER, ExecutionStatements
 from runqueue.store.cron_fires import CronFireStatements
+from runqueue.store.due_runs import DueRunStatements
 from runqueue.store.effects import Effects, NewRun, RunEnding, thread_busy
 from runqueue.store.fleet import FleetStatements
 from runqueue.store.functions import TransitionFunctions
@@ -43,8 +44,9 @@ from runqueue.store.transactions import (
 )
 
 # Built once, parameters bound per execution (keys are column names: `metadata`, and
-# `republish_in`: seconds until the relay publishes a queued run again). The times are the
-# database's, in the statement itself.
+# `republish_in`: seconds until the relay publishes a queued run again; `after_seconds`: a
+# delayed run's delay). The times are the database's, in the statement itself.
+DELAYED, HELD_DELAYED = "delayed", "held_delayed"
 INSERT_RUN = {
     QUEUED: insert(Run.__table__)
     .values(
@@ -64,13 +66,39 @@ INSERT_RUN = {
         next_publish_at=None,
     )
     .returning(*RUN_COLUMNS),
+    # A delayed run (after_seconds) on a free thread: queued, but left unpublished until its
+    # due time, when the due-run loop claims its publish (store/due_runs.py).
+    DELAYED: insert(Run.__table__)
+    .values(
+        created_at=db_now(),
+        updated_at=db_now(),
+        dispatch_state=QUEUED,
+        dispatched_at=None,
+        next_publish_at=db_now_plus(bindparam("after_seconds")),
+        due_at=db_now_plus(bindparam("after_seconds")),
+    )
+    .returning(*RUN_COLUMNS),
+    # A delayed run held behind its thread: its due time recorded, nothing to publish.
+    HELD_DELAYED: insert(Run.__table__)
+    .values(
+        created_at=db_now(),
+        updated_at=db_now(),
+        dispatch_state=HELD,
+        dispatched_at=None,
+        next_publish_at=None,
+        due_at=db_now_plus(bindparam("after_seconds")),
+    )
+    .returning(*RUN_COLUMNS),
 }
+# A released run that is not due yet stays unpublished until its due time (due-run loop).
+_NOT_DUE = Run.due_at > db_now()
 
 
 class RunStore(
     TransitionFunctions,
     ExecutionStatements,
     OutboxStatements,
+    DueRunStatements,
     GraphWriteStatements,
     ThreadStatements,
     ApiKeyStatements,
@@ -163,9 +191,13 @@ class RunStore(
             attempt=0,
             webhook=new.webhook,
         )
-        if state == QUEUED:
+        delayed = new.after_seconds is not None and new.after_seconds > 0
+        if delayed:
+            values["after_seconds"] = new.after_seconds
+        elif state == QUEUED:
             values["republish_in"] = self._republish_in(0)
-        row = conn.execute(INSERT_RUN[state], values).one()
+        statement = {QUEUED: DELAYED, HELD: HELD_DELAYED}[state] if delayed else state
+        row = conn.execute(INSERT_RUN[statement], values).one()
         self._record_event(
             conn,
             run_id=new.run_id,
@@ -174,7 +206,7 @@ class RunStore(
             detail=state,
         )
         run = run_record(row)
-        if state == QUEUED:
+        if state == QUEUED and not delayed:
             effects.publish.append(run)
         return run
 
@@ -348,14 +380,17 @@ class RunStore(
             .where(Run.run_id == inflight[0].run_id, Run.dispatch_state == HELD)
             .values(
                 dispatch_state=QUEUED,
-                dispatched_at=db_now(),
+                dispatched_at=case((_NOT_DUE, None), else_=db_now()),
                 updated_at=db_now(),
-                next_publish_at=db_now_plus(self._republish_in(0)),
+                next_publish_at=case(
+                    (_NOT_DUE, Run.due_at), else_=db_now_plus(self._republish_in(0))
+                ),
                 publish_count=0,
             )
             .returning(*RUN_COLUMNS)
         ).first()
-        return [] if row is None else [run_record(row)]
+        # Not due yet: queued unpublished; the due-run loop publishes it when due.
+        return [] if row is None or row.dispatched_at is None else [run_record(row)]
 
     def delete_finished_run(self, run_id: str) -> bool:
         """Delete a run that reached a final status, with its events and checkpoints."""

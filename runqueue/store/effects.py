@@ -26,6 +26,7 @@ class NewRun:
     create_thread: bool = True  # False: ThreadNotFoundError unless the thread exists
     own_thread: bool = False  # True: ThreadNotFoundError if the thread is another user's
     webhook: str | None = None  # checked (runqueue.webhooks.check_url); POSTed once final
+    after_seconds: float | None = None  # a delayed run: due this long after its creation
 
 
 @dataclass(frozen=True)

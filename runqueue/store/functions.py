@@ -54,7 +54,7 @@ CREATE_RUN_SQL = text(
     "FROM runqueue_create_run(:run_id, :thread_id, :assistant_id, :user_id, :strategy, "
     ":check_strategy, :on_disconnect, CAST(:metadata AS jsonb), CAST(:kwargs AS jsonb), "
     ":follow_up_to_run_id, :create_thread, :own_thread, "
-    "CAST(:republish_in AS double precision)) AS o"
+    "CAST(:republish_in AS double precision), CAST(:after_seconds AS double precision)) AS o"
 )
 
 CLAIM_RUN_SQL = text(
@@ -151,6 +151,7 @@ class TransitionFunctions(StoreBase):
             create_thread=new.create_thread,
             own_thread=new.own_thread,
             republish_in=self._republish_in(0),
+            after_seconds=new.after_seconds or 0.0,
         )
 
     @staticmethod
@@ -165,7 +166,8 @@ class TransitionFunctions(StoreBase):
         if outcome is CreateOutcome.cancel_first:
             return None
         run = run_record_of(row)
-        if row["dispatch_state"] == QUEUED:
+        # A delayed run is queued unpublished (dispatched_at NULL): the due-run loop's.
+        if row["dispatch_state"] == QUEUED and row["dispatched_at"] is not None:
             effects.publish.append(run)
         return run
 
@@ -240,7 +242,7 @@ class TransitionFunctions(StoreBase):
             row = conn.execute(FINISH_RUN, params).one()
         if not row.changed:
             return False, effects
-        if row.run_id is not None:
+        if row.run_id is not None and row.dispatched_at is not None:  # else not due yet
             effects.publish.append(run_record(row))
         error, detail = guard["error"], guard["detail"]
         effects.ended.append(RunEnding(run_id, status, error, error_type, detail or error))

@@ -32,6 +32,11 @@ AutoId = BigInteger().with_variant(Integer(), "sqlite")
 Timestamp = DateTime(timezone=True)
 
 ONE_RUNNING_PER_THREAD = "status = 'running'"
+# A delayed run waiting for its due time, not yet published (the due-run loop's rows).
+DELAYED_UNPUBLISHED = (
+    "status = 'pending' AND dispatch_state = 'queued' AND dispatched_at IS NULL "
+    "AND due_at IS NOT NULL"
+)
 # A thread's ttl strategy is one of PruneStrategy's values (migration 0010 writes the same).
 TTL_STRATEGIES = f"ttl_strategy IN ({', '.join(repr(s.value) for s in PruneStrategy)})"
 
@@ -114,6 +119,9 @@ class Run(Base):
     # The URL POSTed the run once it is final (migration 0012: a trigger records the delivery
     # in webhook_deliveries in the transaction that writes the final status).
     webhook: Mapped[str | None] = mapped_column(Text)
+    # A delayed run (after_seconds): not published, and not claimable, before this time
+    # (the database's clock). NULL: due at once.
+    due_at: Mapped[datetime | None] = mapped_column(Timestamp, nullable=True)
 
     __table_args__ = (
         # The invariant: at most one running run per thread, on every backend.
@@ -145,6 +153,12 @@ class Run(Base):
             sqlite_where=text("status = 'running'"),
         ),
         Index("runs_status_created", "status", "created_at"),
+        Index(  # delayed runs not yet published, by due time: the due-run loop's reads
+            "runs_delayed",
+            "next_publish_at",
+            postgresql_where=text(DELAYED_UNPUBLISHED),
+            sqlite_where=text(DELAYED_UNPUBLISHED),
+        ),
         Index(
             "runs_user_inflight",
             "user_id",
@@ -361,7 +375,7 @@ class CronFireRow(Base):
 
 
 class AssistantRow(Base):
-    """An assistant made with POST /assistants: its active version's fields (migration 0015).
+    """An assistant made with POST /assistants: its active version's fields (migration 0014).
     Registered graphs' default assistants are not stored (runqueue/registry/assistants.py)."""
 
     __tablename__ = "assistants"

@@ -1,4 +1,5 @@
-"""The outbox: queued runs the broker never got (or lost), and runs whose lease expired."""
+"""The outbox: queued runs the broker never got (or lost), and runs whose lease expired.
+(Delayed runs not yet published are published by the due-run loop: due_runs.py.)"""
 
 from __future__ import annotations
 
@@ -39,6 +40,9 @@ class OutboxStatements(StoreBase):
                     Run.status == PENDING,
                     Run.dispatch_state == QUEUED,
                     Run.next_publish_at <= db_now(),
+                    # A delayed run not yet published is the due-run loop's (due_runs.py),
+                    # whose guarded claim publishes it once across the fleet.
+                    ~(Run.due_at.is_not(None) & Run.dispatched_at.is_(None)),
                 )
                 .order_by(Run.next_publish_at)
                 .limit(limit)

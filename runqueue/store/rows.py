@@ -65,6 +65,7 @@ def run_record_of(m: Mapping[str, Any]) -> RunRecord:
         attempt=m["attempt"],
         worker_losses=m["worker_losses"],
         webhook=m.get("webhook"),
+        due_at=aware(m["due_at"]),
     )
 
 

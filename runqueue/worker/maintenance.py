@@ -21,6 +21,7 @@ from runqueue.records import RunRecord, RunStatus
 from runqueue.runtime import Runtime
 from runqueue.store import RunQueries
 from runqueue.worker import poison
+from runqueue.worker.due_runs import publish_due
 from runqueue.worker.retries import RetryPolicy
 from runqueue.worker.thread_sweep import sweep_expired_threads
 
@@ -88,9 +89,11 @@ def _requeue_lost(runtime: Runtime, run: RunRecord, token: str, policy: RetryPol
 def run_once(app: Celery, runtime: Runtime) -> tuple[int, int]:
     """One maintenance pass: (runs relayed, runs reaped). Streams past their retention are
     deleted too, where the transport does not expire them itself (the database), the
-    ledger of graph writes of runs that can no longer be rolled back, the rows of workers
+    ledger of graph writes of runs that can no longer be rolled back, delayed runs that
+    fell due (due_runs.py: every worker's own loop publishes them promptly; this pass
+    serves `runqueue reap`), the rows of workers
     gone for a week, and threads whose ttl ran out (thread_sweep.py)."""
-    relayed, reaped = relay(app, runtime), reap(app, runtime)
+    relayed, reaped = relay(app, runtime) + publish_due(app, runtime), reap(app, runtime)
     runtime.stream.purge_expired()
     runtime.store.purge_graph_writes()
     runtime.store.forget_gone_workers()

@@ -30,6 +30,7 @@ from runqueue.worker import poison, running, sigterm
 from runqueue.worker.attempt import RunHandedBackError
 from runqueue.worker.broker_watch import BrokerWatchStep
 from runqueue.worker.cron_scheduler import CronSchedulerStep
+from runqueue.worker.due_runs import DueRunStep
 from runqueue.worker.durability import persist
 from runqueue.worker.fencing import EXIT_LEASE_LOST, LeaseLostError
 from runqueue.worker.fleet import FleetStep
@@ -250,6 +251,7 @@ def _on_worker_init(sender: Any = None, **_: Any) -> None:
         task_events.use_worker_hostname(sender.hostname)
         sender.app.steps["worker"].add(MaintenanceStep)
         sender.app.steps["worker"].add(CronSchedulerStep)  # crons: every worker races
+        sender.app.steps["worker"].add(DueRunStep)  # delayed runs published when due
         sender.app.steps["worker"].add(FleetStep)  # readiness, the workers table, grace
         sender.app.steps["consumer"].add(BrokerWatchStep)  # republish what a broker lost
         sender.app.steps["worker"].add(PoolRecycleStep)  # cancelled runs' children

@@ -65,7 +65,7 @@ def test_a_file_with_bad_lines_names_each_and_submits_nothing(env, manager, tmp_
     assert "Traceback" not in result.stderr
     lines = result.stderr.strip().splitlines()
     assert lines[0].startswith("error: line 2: not JSON (Expecting property name")
-    assert lines[1].startswith("error: line 3: unknown field 'thred' (fields: assistant_id,")
+    assert lines[1].startswith("error: line 3: unknown field 'thred' (fields: after, assistant_id,")
     assert lines[2].startswith("error: line 5: unknown assistant 'nobody' (registered: ")
     assert lines[3] == "error: line 6: thread_id is required"
     assert lines[4].startswith("error: line 7: kwargs is not JSON-serializable")

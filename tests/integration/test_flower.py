@@ -215,6 +215,22 @@ def test_a_held_run_shows_at_once_then_runs(manager, runs, flower):
     assert task["args"] == f"thread={thread_id}"
 
 
+def test_a_delayed_run_shows_at_once_with_its_due_time_then_runs(manager, flower):
+    thread_id = _thread()
+    delayed = manager.create_or_reject(thread_id, "echo", after=3.0)
+    due = delayed.due_at.isoformat()
+
+    task = flower.task_in(delayed.run_id, "PENDING", timeout=5)
+    assert task["args"] == f"thread={thread_id} (delayed until {due})"
+    assert task["eta"] == due
+    assert manager.get(delayed.run_id).status is RunStatus.pending
+
+    run = manager.join(delayed.run_id, timeout=30)
+    assert run.status is RunStatus.success and run.started_at >= run.due_at
+    task = flower.task_in(delayed.run_id, "SUCCESS")
+    assert task["args"] == f"thread={thread_id}"
+
+
 def test_a_delivery_parked_behind_its_thread_is_retry_then_runs(
     manager, runs, flower, flower_worker
 ):

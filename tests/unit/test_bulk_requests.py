@@ -84,6 +84,7 @@ def test_from_json_takes_every_field():
         "if_not_exists": "reject",
         "own_thread": True,
         "webhook": "https://hooks.example.com/done",
+        "after": 2.5,
     }
     assert dataclasses.asdict(RunRequest.from_json(value)) == value
 

@@ -329,5 +329,8 @@ def test_a_celery_assistant_refuses_the_graph_options_naming_them():
 
 
 def test_what_is_still_refused_names_itself():
-    with pytest.raises(InvalidPayloadError, match="after_seconds, feedback_keys"):
-        _kwargs(webhook="http://example.invalid/hook", after_seconds=5, feedback_keys=["k"])
+    with pytest.raises(InvalidPayloadError, match="feedback_keys"):
+        _kwargs(feedback_keys=["score"])
+    # webhook and after_seconds are served: they are run options, not the assistant's kwargs.
+    assert _kwargs(CELERY, input={"a": 1}, webhook="http://example.invalid/hook") == {"a": 1}
+    assert _kwargs(CELERY, input={"a": 1}, after_seconds=5) == {"a": 1}

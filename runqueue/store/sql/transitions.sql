@@ -3,7 +3,7 @@
 -- statements inside are the Python ones of runqueue/store/decisions.py and claims.py (which
 -- SQLite keeps), with the same guards, in the same order (the thread lock first).
 --
--- Migrations install this text (0007 first; 0010 the create again); this file is the one
+-- Migrations install this text (0007 first; 0010 the create again; 0011 all three); this file is the one
 -- to read. To change a function, change it here and add a migration that installs the new
 -- text:
 -- tests/integration/test_sql_functions.py proves the latest migration installs exactly
@@ -24,12 +24,15 @@
 --   interrupt  -> cancel_first
 --   rollback   -> cancel_first
 --   enqueue    -> created, held behind them
+-- p_after_seconds > 0 (a delayed run): due_at is now + that; a queued one is left
+-- unpublished (dispatched_at NULL, next_publish_at = due_at) for the due-run loop.
 
 CREATE FUNCTION runqueue_create_run(
     p_run_id text, p_thread_id text, p_assistant_id text, p_user_id text,
     p_strategy text, p_check_strategy boolean, p_on_disconnect text,
     p_metadata jsonb, p_kwargs jsonb, p_follow_up_to_run_id text,
-    p_create_thread boolean, p_own_thread boolean, p_republish_in double precision)
+    p_create_thread boolean, p_own_thread boolean, p_republish_in double precision,
+    p_after_seconds double precision)
 RETURNS TABLE (outcome text, conflict_run_id text, conflict_status text, run runs)
 LANGUAGE plpgsql AS $$
 DECLARE
@@ -38,6 +41,7 @@ DECLARE
     v_busy boolean;
     v_state text;
     v_now timestamptz;
+    v_due timestamptz;
     r runs;
 BEGIN
     SELECT t.user_id INTO v_owner FROM threads t
@@ -80,6 +84,8 @@ BEGIN
         WHERE o.thread_id = p_thread_id AND o.status IN ('pending', 'running')
           AND (o.status = 'running' OR o.dispatch_state = 'queued'));
     v_state := CASE WHEN v_busy THEN 'held' ELSE 'queued' END;
+    v_due := CASE WHEN p_after_seconds > 0
+        THEN v_now + make_interval(secs => p_after_seconds) END;
     -- As lock_thread: the upsert of a create that may make the thread touches it; a
     -- create into an existing thread only (if_not_exists=reject) does not.
     IF p_create_thread THEN
@@ -96,13 +102,15 @@ BEGIN
     INSERT INTO runs (
         run_id, thread_id, assistant_id, user_id, status, multitask_strategy, on_disconnect,
         metadata, kwargs, follow_up_to_run_id, publish_count, attempt, created_at, updated_at,
-        dispatch_state, dispatched_at, next_publish_at)
+        dispatch_state, dispatched_at, next_publish_at, due_at)
     VALUES (
         p_run_id, p_thread_id, p_assistant_id, p_user_id, 'pending', p_strategy,
         p_on_disconnect, p_metadata, p_kwargs, p_follow_up_to_run_id, 0, 0, v_now, v_now,
         v_state,
-        CASE WHEN v_busy THEN NULL ELSE v_now END,
-        CASE WHEN v_busy THEN NULL ELSE v_now + make_interval(secs => p_republish_in) END)
+        CASE WHEN v_busy OR v_due IS NOT NULL THEN NULL ELSE v_now END,
+        CASE WHEN v_busy THEN NULL WHEN v_due IS NOT NULL THEN v_due
+             ELSE v_now + make_interval(secs => p_republish_in) END,
+        v_due)
     RETURNING * INTO r;
     INSERT INTO run_events (run_id, thread_id, status, at, worker, detail)
         VALUES (p_run_id, p_thread_id, 'pending', v_now, NULL, v_state);
@@ -112,8 +120,9 @@ $$;
 
 -- claim: pending -> running unless the thread runs another run; the history row and the
 -- thread's latest checkpoint in the same transaction. outcome (ClaimOutcome): claimed |
--- missing | finished | running | held | blocked. The partial unique index may still refuse
--- the UPDATE (unique_violation): the caller reads that as `blocked`.
+-- missing | finished | running | held | not_due | blocked. A delayed run is never claimed
+-- before its due_at (a stray early delivery: not_due). The partial unique index may still
+-- refuse the UPDATE (unique_violation): the caller reads that as `blocked`.
 CREATE FUNCTION runqueue_claim_run(
     p_run_id text, p_worker text, p_token text, p_lease_seconds double precision)
 RETURNS TABLE (outcome text, checkpoint_values jsonb, run runs)
@@ -122,6 +131,7 @@ DECLARE
     r runs;
     v_status text;
     v_dispatch_state text;
+    v_due timestamptz;
 BEGIN
     UPDATE runs SET
         status = 'running',
@@ -133,6 +143,7 @@ BEGIN
         lease_expires_at = statement_timestamp() + make_interval(secs => p_lease_seconds)
     WHERE runs.run_id = p_run_id AND runs.status = 'pending'
       AND runs.dispatch_state = 'queued' AND runs.abort_action IS NULL
+      AND (runs.due_at IS NULL OR runs.due_at <= statement_timestamp())
       AND NOT EXISTS (
           SELECT 1 FROM runs other_run
           WHERE other_run.thread_id = runs.thread_id AND other_run.status = 'running')
@@ -147,7 +158,7 @@ BEGIN
         RETURN;
     END IF;
     -- Not claimed: say why, from the same transaction.
-    SELECT o.status, o.dispatch_state INTO v_status, v_dispatch_state
+    SELECT o.status, o.dispatch_state, o.due_at INTO v_status, v_dispatch_state, v_due
         FROM runs o WHERE o.run_id = p_run_id;
     RETURN QUERY SELECT
         CASE
@@ -155,6 +166,7 @@ BEGIN
             WHEN v_status = 'running' THEN 'running'
             WHEN v_status <> 'pending' THEN 'finished'
             WHEN v_dispatch_state = 'held' THEN 'held'
+            WHEN v_due > statement_timestamp() THEN 'not_due'
             ELSE 'blocked'
         END,
         NULL::jsonb, NULL::runs;
@@ -164,7 +176,8 @@ $$;
 -- finish: a final status, guarded, its history row, and the release of the thread's
 -- oldest held run once nothing else holds the thread. changed false: already final, or the
 -- guard refused (token, worker, lease). released: the run queued now, for the caller to
--- publish (NULL: none).
+-- publish (NULL: none). A released delayed run that is not due yet is queued unpublished
+-- (dispatched_at NULL, next_publish_at = due_at): the due-run loop publishes it when due.
 CREATE FUNCTION runqueue_finish_run(
     p_run_id text, p_status text, p_token text, p_result jsonb, p_error text,
     p_worker text, p_detail text, p_from_statuses text[], p_claimed_by text,
@@ -217,9 +230,10 @@ BEGIN
     IF FOUND THEN
         UPDATE runs SET
             dispatch_state = 'queued',
-            dispatched_at = v_now,
+            dispatched_at = CASE WHEN runs.due_at > v_now THEN NULL ELSE v_now END,
             updated_at = v_now,
-            next_publish_at = v_now + make_interval(secs => p_republish_in),
+            next_publish_at = CASE WHEN runs.due_at > v_now THEN runs.due_at
+                ELSE v_now + make_interval(secs => p_republish_in) END,
             publish_count = 0
         WHERE runs.run_id = v_first.run_id AND runs.dispatch_state = 'held'
         RETURNING * INTO r;
