@@ -196,14 +196,14 @@ def submit(
     within --timeout (it goes on). With --after SECONDS the run is delayed: kept pending
     with its due time (`due_at` in the JSON), published when due.
 
-    With --from FILE: one run per line of FILE, a JSON object of RunRequest's fields
-    (thread_id required; assistant_id, kwargs, metadata, multitask_strategy, on_disconnect,
+    With --from FILE: one run per line of FILE, a JSON object of RunRequest's fields (thread_id
+    required; assistant_id, kwargs, metadata, multitask_strategy, on_disconnect,
     follow_up_to_run_id, user_id, if_not_exists, own_thread, webhook, after). ASSISTANT and
-    --strategy fill in a line that gives none; blank lines are skipped. Every line is checked before anything
-    is written: a file with any bad line submits nothing (each is reported as `line N:
-    reason`, exit 1). Then the runs are created 1,000 per transaction, each thread's strategy
-    applied in file order, and published in pipelined rounds; stdout gets one JSON line per
-    request (its run, or `refused` and why), stderr progress and a summary. A run its
+    --strategy fill in a line that gives none; blank lines are skipped. Every line is checked
+    before anything is written: a file with any bad line submits nothing (each is reported as
+    `line N: reason`, exit 1). Then the runs are created 1,000 per transaction, each thread's
+    strategy applied in file order, and published in pipelined rounds; stdout gets one JSON line
+    per request (its run, or `refused` and why), stderr progress and a summary. A run its
     thread's strategy refused is not written (exit 1, naming its line); the others are."""
     state: CliState = ctx.obj
     if from_file is not None:
