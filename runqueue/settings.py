@@ -179,11 +179,18 @@ class Settings:
             raise SettingsError("shutdown_grace_seconds must be zero or more (and finite)")
         if not 0 < self.ready_timeout < float("inf"):
             raise SettingsError("ready_timeout must be positive (and finite)")
+        self._check_background_duties()
+
+    def _check_background_duties(self) -> None:
+        """The bounds of the crons', delayed runs', webhooks' and the Store's settings."""
         if self.cron_scheduler not in ("on", "off"):
             raise SettingsError(
                 f"cron_scheduler must be 'on' or 'off', not {self.cron_scheduler!r}"
             )
-        for name in ("cron_interval", "cron_misfire_grace_seconds"):
+        for name in (
+            *("cron_interval", "cron_misfire_grace_seconds", "due_poll_interval"),
+            *("webhook_timeout", "webhook_backoff_initial", "webhook_poll_interval"),
+        ):
             if not 0 < getattr(self, name) < float("inf"):
                 raise SettingsError(f"{name} must be positive (and finite)")
         if self.store_embed and (":" not in self.store_embed or self.store_embed_dims <= 0):
@@ -191,9 +198,6 @@ class Settings:
                 "store_embed must name module:function, with store_embed_dims positive "
                 f"(got {self.store_embed!r}, {self.store_embed_dims})"
             )
-        for name in ("webhook_timeout", "webhook_backoff_initial", "webhook_poll_interval"):
-            if not 0 < getattr(self, name) < float("inf"):
-                raise SettingsError(f"{name} must be positive (and finite)")
         if not 0 <= self.webhook_retry_for < float("inf"):
             raise SettingsError("webhook_retry_for must be zero or more (and finite)")
         if self.webhook_backoff_max < self.webhook_backoff_initial:
@@ -203,8 +207,6 @@ class Settings:
                 "webhook_lease_seconds must be longer than webhook_timeout: a delivery's "
                 "claim must outlast its POST, or two workers could send it at once"
             )
-        if not 0 < self.due_poll_interval < float("inf"):
-            raise SettingsError("due_poll_interval must be positive (and finite)")
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None, **overrides: object) -> Settings:

@@ -10,7 +10,7 @@ import logging
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 import click
 
@@ -18,6 +18,9 @@ from runqueue import validation
 from runqueue.cli.commands import CliError, CliState, EnumChoice, main
 from runqueue.errors import BrokerUnavailableError, InvalidPayloadError, UnknownAssistantError
 from runqueue.records import AbortAction, MultitaskStrategy, RunRecord, RunStatus
+
+if TYPE_CHECKING:
+    from runqueue.registry import SyncRunManager
 
 # Loggers that warn when the broker is down (a publish, a revoke, a Flower event).
 BROKER_LOGGERS = ("runqueue.celery.dispatch", "runqueue.celery.task_events")
@@ -237,6 +240,12 @@ def submit(
             after=after,
         )
     say_notes(warnings, problem, f"run {run.run_id} is kept ({run.status.value}) and is")
+    print_submitted(manager, run, wait, timeout)
+
+
+def print_submitted(manager: SyncRunManager, run: RunRecord, wait: bool, timeout: float) -> None:
+    """The run as JSON (joined first with --wait); exit 4 if it had not ended in time, 3 if it
+    ended but not in success."""
     timed_out = False
     if wait:
         try:
