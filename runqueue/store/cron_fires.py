@@ -15,7 +15,7 @@ import uuid
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, Row, select, update
+from sqlalchemy import Connection, Row, exists, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -25,7 +25,7 @@ from runqueue.records import CronFire, CronRecord, RunRecord
 from runqueue.store.cron_schedules import latest_tick, next_tick, utc
 from runqueue.store.crons import CRON_COLUMNS, CronStatements, cron_record
 from runqueue.store.effects import Effects, NewRun
-from runqueue.store.models import CronFireRow, CronRow, Run
+from runqueue.store.models import CronFireRow, CronRow, Run, WebhookDeliveryRow
 from runqueue.store.rows import aware
 from runqueue.store.thread_retention import delete_thread_rows
 from runqueue.store.transactions import IS_INFLIGHT, db_now
@@ -181,7 +181,8 @@ class CronFireStatements(CronStatements):
 
     def finished_fire_threads(self, limit: int) -> list[tuple[str, datetime, str]]:
         """(cron, tick, thread) of fires whose cron says on_run_completed `delete`, whose run
-        has ended and whose thread is still there."""
+        has ended, its webhook (if any) delivered or failed, and whose thread is still there:
+        deleting the thread deletes its runs' deliveries, so a pending one waits."""
         with self.reading() as conn:
             rows = conn.execute(
                 select(CronFireRow.cron_id, CronFireRow.tick, CronFireRow.thread_id)
@@ -192,6 +193,10 @@ class CronFireStatements(CronStatements):
                     CronRow.thread_id.is_(None),
                     ~CronFireRow.thread_deleted,
                     ~IS_INFLIGHT,
+                    ~exists().where(
+                        WebhookDeliveryRow.run_id == CronFireRow.run_id,
+                        WebhookDeliveryRow.state == "pending",
+                    ),
                 )
                 .limit(limit)
             ).all()

@@ -268,3 +268,35 @@ def test_the_reaper_and_a_batch_create_record_their_webhooks_too(
         assert settled(hooks, run.run_id).state is WebhookState.delivered
         assert len(receiver.of_run(run.run_id)) == 1
     assert hooks.webhook_delivery(batch[3].run_id) is None and not receiver.of_run(batch[3].run_id)
+
+
+def test_a_crons_fired_runs_carry_its_webhook_and_their_threads_wait_for_it(
+    hook_backend: Backend, hooks: SyncRunManager, receiver: Receiver
+) -> None:
+    """A stateless cron's webhook reaches every run it fires; its threads (deleted once the run
+    ended, on_run_completed `delete`) are kept until the delivery is no longer pending: the
+    first POSTs fail (500) for longer than a scheduler pass, and the retry still finds its
+    delivery. A cron's webhook to an
+    address inside is refused at create, as a run's is."""
+    receiver.script = [500, 500, 500, 200]  # pending 1.4 s: past a scheduler pass (1 s)
+    cron = hooks.create_cron("echo", schedule="* * * * * *", webhook=receiver.url)
+    try:
+        wait_until(lambda: any(f.run_id for f in hooks.cron_fires(cron.cron_id)), timeout=20)
+    finally:
+        hooks.update_cron(cron.cron_id, enabled=False)
+    fired = [f for f in hooks.cron_fires(cron.cron_id) if f.run_id]
+    for fire in fired:
+        delivery = settled(hooks, fire.run_id)
+        assert delivery.state is WebhookState.delivered, delivery
+        assert receiver.of_run(fire.run_id)[-1].body["run_id"] == fire.run_id
+        assert receiver.of_run(fire.run_id)[-1].signed_by(SECRET)
+    assert [r.answered for r in receiver.received[:3]] == [500] * 3  # then retried
+    wait_until(
+        lambda: all(hooks.get_thread(f.thread_id) is None for f in fired),
+        timeout=20,
+        message="the fires' threads deleted once delivered",
+    )
+    hooks.delete_cron(cron.cron_id)
+    strict = hook_backend.manager(webhook_allowed_hosts="")
+    with pytest.raises(WebhookRefusedError, match="loopback"):
+        strict.create_cron("echo", schedule="* * * * *", webhook="http://127.0.0.1/")
