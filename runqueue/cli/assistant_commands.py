@@ -28,7 +28,7 @@ def _json_object(option: str, text: str | None) -> dict[str, Any] | None:
     return value
 
 
-def _table(records: list[AssistantRecord], title: str) -> Table:
+def table(records: list[AssistantRecord], title: str) -> Table:
     table = Table(title=title)
     for column in ("assistant", "graph", "name", "version", "updated (UTC)", "config"):
         table.add_column(column, overflow="fold")
@@ -50,7 +50,7 @@ def _show(records: list[AssistantRecord], title: str, as_json: bool) -> None:
     if as_json:
         print_json(records)
     else:
-        console().print(_table(records, title))
+        console().print(table(records, title))
 
 
 FIELDS = [

@@ -13,10 +13,11 @@ import click
 from rich.markup import escape
 
 from runqueue import validation
+from runqueue.cli import assistant_commands
 from runqueue.cli.commands import CliState, EnumChoice, main
 from runqueue.cli.run_commands import resolve_run
 from runqueue.errors import RunQueueError, plural
-from runqueue.records import RunRecord, RunStatus
+from runqueue.records import AssistantRecord, RunRecord, RunStatus
 from runqueue.worker.task import description_of
 
 SHORT_ID_MIN = 8  # characters of a shortened run id, at least
@@ -231,9 +232,11 @@ def assistant_entries(app) -> list[dict[str, Any]]:  # noqa: ANN001
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON array.")
 @click.pass_obj
 def assistants(state: CliState, as_json: bool) -> None:
-    """List the app's registered assistants.
+    """List the app's registered assistants, then the stored ones with their versions.
 
-    Name, kind (task or graph), options and description: the names `submit` takes."""
+    Name, kind (task or graph), options and description: the names `submit` takes. Then the
+    assistants made with `runqueue assistant create` / POST /assistants, each at its active
+    version (`runqueue assistant versions ID` lists them all). --json: the registered ones."""
     from runqueue.cli.render import assistants_table, console, print_json
 
     entries = assistant_entries(state.app())
@@ -244,3 +247,16 @@ def assistants(state: CliState, as_json: bool) -> None:
         click.echo(f"{state.settings.assistants_source} registers no assistant")
         return
     console().print(assistants_table(entries))
+    stored = stored_assistants(state)
+    if stored:
+        console().print(assistant_commands.table(stored, "stored assistants, active version"))
+
+
+def stored_assistants(state: CliState) -> list[AssistantRecord]:
+    """The stored assistants (not the defaults), or none when the database cannot say: the
+    registered ones above need no database."""
+    try:
+        found = state.manager().search_assistants(limit=1000)
+    except RunQueueError:
+        return []
+    return [record for record in found if not record.default]

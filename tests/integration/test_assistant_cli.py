@@ -4,6 +4,7 @@ set the active version back, list with versions; bad input is one line and exit 
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -45,6 +46,10 @@ def test_assistant_versions_from_the_command_line(tmp_path: Path) -> None:
     }
     table = runqueue(env, "assistant", "versions", aid)
     assert "(active: 1)" in table.stdout and "v3" in table.stdout
+    # `runqueue assistants`: the registered ones, then the stored ones at their active version.
+    listed = runqueue(env, "assistants").stdout
+    assert "stored assistants, active version" in listed
+    assert re.search(rf"{aid[:8]}.*\boptions\b.*\b1\b", listed), listed
 
     for args, expected in (
         (("assistant", "patch", default_assistant_id("options"), "--name", "x"), "read-only"),
