@@ -1,6 +1,7 @@
 """The one command: every scenario on each backend, runqueue and raw Celery side by side.
 
 python -m benchmarks [--quick [--peers]] [--backend embedded|postgres_redis|all] [--out FILE]
+python -m benchmarks delayed [--quick] [--runs N] [--rounds R]   (benchmarks/delayed.py)
 """
 
 from __future__ import annotations
@@ -379,6 +380,11 @@ def write_chart(report: dict[str, Any], path: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    arguments = sys.argv[1:] if argv is None else argv
+    if arguments[:1] == ["delayed"]:  # a benchmark of its own, with its own options
+        from benchmarks import delayed
+
+        return delayed.main(arguments[1:])
     parser = argparse.ArgumentParser(
         prog="python -m benchmarks", description=__doc__.splitlines()[0]
     )
