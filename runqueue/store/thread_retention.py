@@ -31,7 +31,7 @@ from sqlalchemy import (
 )
 
 from runqueue.records import PruneStrategy
-from runqueue.store.models import CheckpointRow, Run, Thread
+from runqueue.store.models import CheckpointRow, Run, Thread, WebhookDeliveryRow
 from runqueue.store.transactions import IS_INFLIGHT, StoreBase, db_now_plus
 
 # LangGraph's savers keep a thread's graph state under its thread_id (their setup() makes
@@ -96,14 +96,22 @@ def last_activity(dialect: str) -> ColumnElement[Any]:
 
 
 def due(dialect: str) -> ColumnElement[bool]:
-    """The thread's ttl ran out, it has no run in flight, and keep_latest has not pruned it
-    since its last activity."""
+    """The thread's ttl ran out, it has no run in flight nor a run whose webhook is still to
+    be delivered (deleting the run would delete its delivery), and keep_latest has not
+    pruned it since its last activity."""
     last = last_activity(dialect)
     return and_(
         Thread.ttl_minutes.is_not(None),
         last <= db_now_plus(-Thread.ttl_minutes * 60),
         or_(Thread.ttl_swept_at.is_(None), Thread.ttl_swept_at < last),
         not_(exists().where(Run.thread_id == Thread.thread_id, IS_INFLIGHT)),
+        not_(
+            exists().where(
+                Run.thread_id == Thread.thread_id,
+                WebhookDeliveryRow.run_id == Run.run_id,
+                WebhookDeliveryRow.state == "pending",
+            )
+        ),
     )
 
 

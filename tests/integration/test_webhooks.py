@@ -300,3 +300,28 @@ def test_a_crons_fired_runs_carry_its_webhook_and_their_threads_wait_for_it(
     strict = hook_backend.manager(webhook_allowed_hosts="")
     with pytest.raises(WebhookRefusedError, match="loopback"):
         strict.create_cron("echo", schedule="* * * * *", webhook="http://127.0.0.1/")
+
+
+def test_a_thread_whose_webhook_is_pending_outlives_its_ttl(
+    hook_backend: Backend, receiver: Receiver, tmp_path: Path
+) -> None:
+    """The ttl sweep deletes a thread's runs, and a run's pending delivery with it: a thread
+    whose run's webhook is still being retried waits, past its ttl, until it is delivered."""
+    sweeper = WorkerProcess(
+        hook_backend.settings.with_overrides(maintenance_interval=0.3), tmp_path / "sweeper.log"
+    ).start()
+    try:
+        manager = hook_backend.manager()
+        ttl_minutes = 0.02  # 1.2 s
+        thread = manager.create_thread(ttl=ttl_minutes).thread_id
+        receiver.script = [503] * 8 + [200]  # about 5 s of retries (backoff capped at 0.8 s)
+        run = manager.create_or_reject(thread, "echo", webhook=receiver.url)
+        manager.join(run.run_id, timeout=30)
+        wait_until(lambda: len(receiver.of_run(run.run_id)) >= 5, timeout=30)
+        # Its ttl ran out seconds ago, and the sweep (every 0.3 s) has passed many times.
+        assert manager.get_thread(thread) is not None
+        assert manager.webhook_delivery(run.run_id).state is WebhookState.pending
+        assert settled(manager, run.run_id).state is WebhookState.delivered
+        wait_until(lambda: manager.get_thread(thread) is None, timeout=20, message="swept")
+    finally:
+        sweeper.stop()
