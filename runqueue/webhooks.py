@@ -198,7 +198,7 @@ def body(run: RunRecord, sent_at: datetime | None = None) -> dict[str, Any]:
         "run_id": run.run_id,
         "thread_id": run.thread_id,
         "assistant_id": run.assistant_id,
-        "created_at": run.created_at.isoformat(),
+        "created_at": (run.due_at or run.created_at).isoformat(),  # as GET answers it
         "updated_at": run.updated_at.isoformat(),
         "status": run.status.value,
         "metadata": run.metadata,

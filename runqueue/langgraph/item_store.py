@@ -24,7 +24,7 @@ from langgraph.store.base import BaseStore, Op, Result
 from langgraph.store.postgres import PostgresStore
 from langgraph.store.sqlite import SqliteStore
 
-from runqueue.errors import SettingsError
+from runqueue.errors import RunNotFoundError, SettingsError
 from runqueue.runtime import Runtime
 from runqueue.settings import Settings
 from runqueue.store import LentConnection, RunQueries, RunStore
@@ -153,6 +153,8 @@ def store_for_run(runtime: Runtime, run_id: str) -> BaseStore:
 
     def owner() -> str | None:
         run = RunQueries(runtime.store).get(run_id)
-        return None if run is None else run.user_id
+        if run is None:  # never the whole store for want of an owner: fail closed
+            raise RunNotFoundError(f"run {run_id} not found: its store has no owner")
+        return run.user_id
 
     return OwnedStore(ItemStore.for_settings(runtime.store, runtime.settings), owner)

@@ -160,6 +160,9 @@ def test_the_body_has_the_reference_servers_fields() -> None:
     timed_out = webhooks.body(_run(RunStatus.timeout, error="over 5 s"))
     assert timed_out["error"] == {"error": "TimeoutError", "message": "over 5 s"}
     assert "error" not in webhooks.body(_run(RunStatus.interrupted))
+    # A delayed run's created_at is its due time, as GET answers it (and the reference's).
+    due = datetime(2026, 12, 7, 12, 0, 30, tzinfo=UTC)
+    assert webhooks.body(_run(RunStatus.success, due_at=due))["created_at"] == due.isoformat()
 
 
 def test_the_signature_is_hmac_sha256_over_timestamp_and_body() -> None:
