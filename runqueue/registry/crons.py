@@ -11,6 +11,7 @@ from typing import Any
 from runqueue import validation, webhooks
 from runqueue.errors import CronNotFoundError, InvalidPayloadError, RunQueueError
 from runqueue.records import CronCompletion, CronFire, CronRecord, MultitaskStrategy
+from runqueue.registry.assistants import with_assistant
 from runqueue.registry.base import RegistryBase
 from runqueue.store import CRON_SORT_KEYS, NewCron, check_schedule, check_timezone
 from runqueue.worker.task import RunTask
@@ -98,8 +99,12 @@ class CronRegistry(RegistryBase):
         limit, depth = self.settings.max_payload_bytes, self.settings.max_json_depth
         if thread_id is not None:
             thread_id = validation.thread_id(thread_id)
-        name = self.assistant_name(assistant_id)
+        # A stored assistant's active version is merged into the runs' kwargs now, as a run's
+        # create merges it (docs/api.md, "Crons"); a name or a default's id names its graph.
+        name, stored = self.assistant_for_run(assistant_id, user_id=user_id)  # type: ignore[attr-defined]
         kwargs = validation.json_object("kwargs", kwargs, limit, depth)
+        if stored is not None:
+            kwargs = with_assistant(stored, kwargs)
         task = self.app.tasks[name]
         assert isinstance(task, RunTask)
         task.check_kwargs(thread_id or "cron-check", kwargs)

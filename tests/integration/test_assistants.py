@@ -167,6 +167,10 @@ def test_the_python_api_runs_a_stored_assistant(tmp_path) -> None:
     assert run.kwargs["context"] == {"tone": "v1"}
     assert run.kwargs["config"]["configurable"] == {"tone": "v1"}
     assert run.kwargs["config"]["metadata"]["assistant_version"] == 1
+    # A cron on the stored assistant: its fired runs get the version active at its creation.
+    cron = manager.create_cron(made.assistant_id, schedule="0 0 1 1 *", kwargs={"input": {}})
+    assert cron.assistant_id == OPTIONS and cron.kwargs["context"] == {"tone": "v1"}
+    assert cron.kwargs["config"]["metadata"]["assistant_id"] == made.assistant_id
     by_default_id = RunRequest("t-2", default_assistant_id(OPTIONS), kwargs={"input": {}})
     (created,) = manager.create_many([by_default_id])  # a default's id names its graph
     assert created.assistant_id == OPTIONS and "metadata" not in (
