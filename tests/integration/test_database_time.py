@@ -2,13 +2,15 @@
 never the calling process's, and a lease that ran out by that clock ends the attempt's writes.
 
 A process whose clock is an hour off (under `faketime`) writes runs, leases, the relay's
-timers, the maintenance lock, the workers table, API keys, threads and a SQL stream: every
+timers, the maintenance lock, the workers table, API keys, threads, a SQL stream, a delayed
+run, a cron and its fire, an assistant's versions and webhook deliveries: every
 value is the database's now (plus the intended delay). On SQLite, the text db_now() writes is
 the very format SQLAlchemy stores, so values compare and order correctly whoever wrote them.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import re
@@ -31,12 +33,14 @@ from runqueue.langgraph import RunCheckpointer
 from runqueue.langgraph.checkpointer import Fence
 from runqueue.records import AbortAction, MultitaskStrategy, PruneStrategy, ThreadTtl
 from runqueue.store import PruneOutcome
+from runqueue.store.crons import NewCron
 from runqueue.store.database import migrate, sqlite_path
 from runqueue.store.decisions import NewRun, RunStore
 from runqueue.store.models import Base, MaintenanceLock, Run
 from runqueue.store.queries import RunQueries
 from runqueue.store.rows import aware
 from runqueue.store.transactions import db_now, db_now_plus
+from runqueue.store.webhook_deliveries import WebhookDeliveries
 from runqueue.stream.sql_transport import SqlStreamTransport
 from runqueue.validation import new_run_id
 from tests.conftest import require_services
@@ -50,6 +54,11 @@ LOCK_SECONDS = 20.0  # its maintenance lock
 RETENTION = 50.0  # its SQL stream's retention
 SLACK = 1.0  # seconds: SQLite's clock has milliseconds; the rest is exact
 SKEW = 3600  # seconds the writer's clock is off, either way
+DELAY = 25.0  # its delayed run's after_seconds
+HOOK_RETRY_IN = 15.0  # its webhook's second attempt, this long after the first
+HOOK_RETRY_FOR = 40.0  # how long its webhooks are retried (give_up_at)
+# What a caller gives as an instant, not a clock's reading: written as given.
+GIVEN_INSTANTS = {("crons", "end_time")}
 KEEP_LATEST = PruneStrategy.keep_latest
 
 
@@ -129,9 +138,59 @@ def write_everything(database_url: str) -> None:
     store.create_thread(not_yet, None, {}, if_exists="raise", ttl=ThreadTtl(KEEP_LATEST, 30.0))
     assert set(store.expired_threads(1000)) & {due, not_yet} == {due}
     assert store.sweep_thread(due).outcome is PruneOutcome.pruned
+    runs.update(write_the_platform_rows(store, prefix, create, claim))
     print(
         json.dumps({"time": time.time(), "runs": runs, "key_created": key.created_at.isoformat()})
     )
+
+
+def write_the_platform_rows(store: RunStore, prefix: str, create, claim) -> dict[str, str]:  # noqa: ANN001
+    """A delayed run, a cron and its fire, an assistant with two versions, webhook deliveries
+    (retried, delivered, claimed) and their attempts, from the skewed process."""
+    delayed = dataclasses.replace(_new(f"{prefix}-nine"), after_seconds=DELAY)
+    runs = {"delayed": store.create_run(delayed, check_strategy=True)[0].run_id}
+    cron = store.create_cron(
+        NewCron(
+            cron_id=str(uuid.uuid4()),
+            assistant_id="echo",
+            thread_id=None,
+            user_id=None,
+            schedule="* * * * * *",
+            timezone=None,
+            end_time=datetime(2099, 1, 1, tzinfo=UTC),
+            enabled=True,
+            on_run_completed="keep",
+            payload={},
+            kwargs={},
+            metadata={},
+            multitask_strategy="enqueue",
+            webhook=None,
+        )
+    )
+    deadline = time.monotonic() + 5  # its first tick is within a second (by the database);
+    while store.fire_cron(cron.cron_id, None, 60.0)[0] is None:  # no sleep: faketime breaks it
+        assert time.monotonic() < deadline, "the cron never fell due"
+    fields = dict(graph_id="echo", name="a", description=None, config={}, context={}, metadata={})
+    made = store.put_assistant(str(uuid.uuid4()), None, fields, if_exists="raise")
+    store.patch_assistant(made.assistant_id, None, {"name": "b"})
+    hooks = WebhookDeliveries(store)
+    for name in ("hook_retried", "hook_delivered", "hook_claimed"):
+        new = dataclasses.replace(_new(f"{prefix}-{name}"), webhook="http://hooks.example/x")
+        runs[name] = store.create_run(new, check_strategy=True)[0].run_id
+        assert store.finish_run(runs[name], RunStatus.success, token=claim(runs[name]))[0]
+        claimed = hooks.claim("skewed@host", LEASE, HOOK_RETRY_FOR)
+        assert claimed is not None and claimed.run_id == runs[name]
+        if name != "hook_claimed":
+            delivered = name == "hook_delivered"
+            hooks.record(
+                claimed,
+                delivered=delivered,
+                retry_in=None if delivered else HOOK_RETRY_IN,
+                status_code=200 if delivered else 503,
+                error=None,
+                duration_ms=1,
+            )
+    return runs
 
 
 @pytest.fixture
@@ -169,8 +228,19 @@ def _timestamps(store: RunStore) -> dict[tuple[str, str], list[tuple[dict, datet
 
 # Deadlines: (table, column) -> seconds after the write, per row (None: a record time).
 def _ahead(table: str, column: str, row: dict, runs: dict[str, str]) -> float:
-    if (table, column) == ("runs", "lease_expires_at"):
+    if (table, column) in (
+        ("runs", "lease_expires_at"),
+        ("webhook_deliveries", "lease_expires_at"),
+    ):
         return LEASE
+    if table == "runs" and column in ("due_at", "next_publish_at") and row["due_at"]:
+        return DELAY  # the delayed run: published by the due-run loop when due
+    if (table, column) == ("webhook_deliveries", "give_up_at"):
+        return HOOK_RETRY_FOR
+    if (table, column) == ("webhook_deliveries", "next_attempt_at"):
+        return HOOK_RETRY_IN if row["run_id"] == runs["hook_retried"] else 0.0
+    if (table, column) == ("crons", "next_fire_at"):
+        return 0.5  # the next whole second: within a second after the write
     if (table, column) == ("maintenance_locks", "expires_at"):
         return LOCK_SECONDS
     if (table, column) == ("run_streams", "expires_at"):
@@ -213,6 +283,8 @@ def test_a_process_an_hour_off_writes_the_databases_time(postgres_backend, skew)
     checked = 0
     timestamps = _timestamps(store)
     for (table, column), values in timestamps.items():
+        if (table, column) in GIVEN_INSTANTS:
+            continue
         for row, value in values:
             ahead = _ahead(table, column, row, runs)
             low = before + timedelta(seconds=ahead - SLACK)
