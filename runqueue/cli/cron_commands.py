@@ -58,8 +58,11 @@ def _print_table(listed: list[CronRecord], latest: dict[str, CronFire | None], l
     from runqueue.cli.render import console, note, short_time
 
     table = Table(title="crons")
-    for column in ("cron", "assistant", "thread", "schedule", "enabled", "next fire (UTC)",
-                   "latest fire"):  # fmt: skip
+    # The id whole on one line, whatever the width: it is what the other commands take.
+    table.add_column(
+        "cron", no_wrap=True, min_width=max((len(c.cron_id) for c in listed), default=4)
+    )
+    for column in ("assistant", "thread", "schedule", "enabled", "next fire (UTC)", "latest fire"):
         table.add_column(column, overflow="fold")
     for cron in listed:
         fire = latest[cron.cron_id]
