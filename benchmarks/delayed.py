@@ -289,6 +289,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="JSON results file")
     parser.add_argument("--workdir", type=Path, default=None, help="keep logs and files here")
     args = parser.parse_args(argv)
+    from benchmarks.run import machine  # run.py hands `delayed` to main(): imported here
+
     runs = args.runs or (50 if args.quick else 500)
     rounds = args.rounds or (1 if args.quick else 3)
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="runqueue-delayed-bench-"))
@@ -305,6 +307,7 @@ def main(argv: list[str] | None = None) -> int:
         "max_delay_seconds": args.max_delay,
         "concurrency": args.concurrency,
         "load_average_before": os.getloadavg(),
+        "machine": machine(),  # versions and the git commit, as the main command records
     }
     log(f"postgres_redis: {runs} delayed runs x {rounds} rounds, beside Celery ETA tasks")
     bench = Bench("postgres_redis", workdir / "postgres_redis", args.concurrency)
