@@ -236,7 +236,7 @@ def test_the_cli_lists_crons_with_next_fires_and_show_names_a_runs_cron(backend,
         (entry,) = [e for e in json.loads(listed.stdout) if e["cron"]["cron_id"] == cron_id]
         assert entry["latest_fire"]["run_id"] == fire.run_id
         assert datetime.fromisoformat(entry["cron"]["next_run_date"]) > fire.tick
-        table = run_cli(env, "crons")
+        table = run_cli(env | {"COLUMNS": "200"}, "crons")  # a wide terminal: every column whole
         assert cron_id in table.stdout and "next fire (UTC)" in table.stdout
         shown = run_cli(env, "show", fire.run_id)
         assert f"fired by cron {cron_id} at its tick {fire.tick.isoformat()}" in shown.stdout
