@@ -224,7 +224,8 @@ def test_deleting_a_thread_deletes_its_crons(manager) -> None:  # noqa: ANN001
 def test_the_cli_lists_crons_with_next_fires_and_show_names_a_runs_cron(backend, manager) -> None:  # noqa: ANN001
     if backend.name != "embedded":  # the commands call the same registry on both: one is enough
         pytest.skip("the CLI's cron commands run on the embedded backend (20 s a backend)")
-    env = settings_env(backend.settings) | checkout_path()
+    # A wide terminal: Rich wraps and shortens to 80 columns otherwise.
+    env = settings_env(backend.settings) | checkout_path() | {"COLUMNS": "200"}
     made = run_cli(env, "crons", "create", "echo", "* * * * * *", "--kwargs", '{"n": 3}',
                    "--on-run-completed", "keep")  # fmt: skip
     assert made.returncode == 0, made.stderr
@@ -236,7 +237,7 @@ def test_the_cli_lists_crons_with_next_fires_and_show_names_a_runs_cron(backend,
         (entry,) = [e for e in json.loads(listed.stdout) if e["cron"]["cron_id"] == cron_id]
         assert entry["latest_fire"]["run_id"] == fire.run_id
         assert datetime.fromisoformat(entry["cron"]["next_run_date"]) > fire.tick
-        table = run_cli(env | {"COLUMNS": "200"}, "crons")  # a wide terminal: every column whole
+        table = run_cli(env, "crons")
         assert cron_id in table.stdout and "next fire (UTC)" in table.stdout
         shown = run_cli(env, "show", fire.run_id)
         assert f"fired by cron {cron_id} at its tick {fire.tick.isoformat()}" in shown.stdout
