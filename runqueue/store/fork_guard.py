@@ -15,10 +15,12 @@ back to the pool; os.fork() waits until none is open, and new ones wait for the 
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import threading
 import time
+from collections.abc import Iterator
 from typing import Any
 
 from sqlalchemy import Engine, event
@@ -111,3 +113,14 @@ def _on_checkin(_dbapi_connection: Any, record: Any) -> None:
 
 def _on_invalidate(_dbapi_connection: Any, record: Any, _exception: Any) -> None:
     _on_checkin(_dbapi_connection, record)
+
+
+@contextlib.contextmanager
+def no_fork() -> Iterator[None]:
+    """A transaction SQLAlchemy does not see (a library's own BEGIN on the driver connection,
+    as the official SqliteStore's sweep): counted as the engine's are, so no fork inside it."""
+    thread = _gate.enter()
+    try:
+        yield
+    finally:
+        _gate.leave(thread)

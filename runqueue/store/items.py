@@ -21,6 +21,7 @@ from contextlib import contextmanager
 
 from sqlalchemy import inspect
 
+from runqueue.store import fork_guard  # noqa: E402
 from runqueue.store.database import unreachable_as_error
 from runqueue.store.graph_writes import LentConnection, _driver_errors_mapped, _lent
 from runqueue.store.transactions import StoreBase
@@ -58,6 +59,19 @@ class ItemStatements(StoreBase):
             self.__dict__["_item_tables"] = True
         return found
 
+    @staticmethod
+    def load_item_store_modules() -> None:
+        """Import the official stores now. The worker's main process calls this before its
+        pool forks: a child forked while another thread of its parent is importing a module
+        inherits that module's import lock, held for ever, and hangs when it imports the
+        module itself (the maintenance pass's first sweep imported LangGraph's store, and
+        langchain_core with it, while a graph run's child was being forked)."""
+        try:
+            import langgraph.store.postgres  # noqa: F401
+            import langgraph.store.sqlite  # noqa: F401
+        except ImportError:  # the langgraph extra is not installed: nothing to sweep
+            pass
+
     def sweep_expired_items(self) -> int:
         """Delete the store's items whose ttl ran out, with the official store's own
         sweep_ttl() (the maintenance pass calls this); 0 where LangGraph is not installed or
@@ -82,4 +96,5 @@ class ItemStatements(StoreBase):
             # transactions: the official sweep opens and commits its own.
             store = SqliteStore(conn.connection.driver_connection)
             store.is_setup = True
-            return store.sweep_ttl()
+            with fork_guard.no_fork():  # its own transaction: a child forked inside is stuck
+                return store.sweep_ttl()

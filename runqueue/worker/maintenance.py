@@ -110,6 +110,8 @@ class MaintenanceLoop(threading.Thread):
         self.app, self.runtime, self.holder = app, runtime, holder
         self.interval = runtime.settings.maintenance_interval
         self.stopped = threading.Event()
+        # Made before the pool forks: no import in this thread while a child is forked.
+        runtime.store.load_item_store_modules()
 
     def stop(self) -> None:
         """The pass under way finishes; no further pass starts."""
