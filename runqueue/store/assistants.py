@@ -58,6 +58,12 @@ INSERT_ASSISTANT = {"postgresql": pg_insert, "sqlite": sqlite_insert}
 
 
 def assistant_record(row: Any) -> AssistantRecord:
+    return _record(row, row.updated_at, row.user_id)
+
+
+def _record(row: Any, updated_at: Any, user_id: str | None) -> AssistantRecord:
+    """An assistant's or a version's row as a record (a version row has no updated_at or
+    owner of its own: the caller says them)."""
     return AssistantRecord(
         assistant_id=row.assistant_id,
         graph_id=row.graph_id,
@@ -68,8 +74,8 @@ def assistant_record(row: Any) -> AssistantRecord:
         metadata=row.metadata_ or {},
         version=row.version,
         created_at=aware(row.created_at),
-        updated_at=aware(row.updated_at),
-        user_id=row.user_id,
+        updated_at=aware(updated_at),
+        user_id=user_id,
     )
 
 
@@ -301,16 +307,4 @@ def _given(changes: dict[str, Any], name: str, current: Any) -> Any:
 
 def _version_record(current: AssistantRecord, row: Any) -> AssistantRecord:
     """A version as the reference lists it: its own fields and its creation time."""
-    return AssistantRecord(
-        assistant_id=row.assistant_id,
-        graph_id=row.graph_id,
-        name=row.name,
-        description=row.description,
-        config=row.config or {},
-        context=row.context or {},
-        metadata=row.metadata_ or {},
-        version=row.version,
-        created_at=aware(row.created_at),
-        updated_at=aware(row.created_at),
-        user_id=current.user_id,
-    )
+    return _record(row, row.created_at, current.user_id)
