@@ -8,7 +8,7 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
-from runqueue import validation, webhooks
+from runqueue import validation
 from runqueue.errors import CronNotFoundError, InvalidPayloadError, RunQueueError
 from runqueue.records import CronCompletion, CronFire, CronRecord, MultitaskStrategy
 from runqueue.registry.assistants import with_assistant
@@ -69,11 +69,6 @@ def _nameable(assistant_id: str | None, thread_id: str | None) -> bool:
 class CronRegistry(RegistryBase):
     """The cron methods; another user's cron reads as no cron."""
 
-    def _cron_webhook(self, url: str | None) -> str | None:
-        """The cron's webhook, checked as a run's is (runqueue.webhooks: an http(s) URL that
-        no address check refuses, or an allowed host): its fired runs carry it."""
-        return None if url is None else webhooks.check_url(url, self.settings.webhook_allowed_hosts)
-
     def create_cron(
         self,
         assistant_id: str | None,
@@ -122,7 +117,7 @@ class CronRegistry(RegistryBase):
             kwargs=kwargs,
             metadata=validation.json_object("metadata", metadata, limit, depth),
             multitask_strategy=validation.strategy(multitask_strategy).value,
-            webhook=self._cron_webhook(webhook),
+            webhook=self._webhook(webhook),  # type: ignore[attr-defined]  (RequestChecks')
         )
         return self.store.create_cron(new)
 
@@ -237,7 +232,7 @@ class CronRegistry(RegistryBase):
         if on_run_completed is not None:
             changes["on_run_completed"] = completion(on_run_completed, current.thread_id)
         if webhook is not None:
-            changes["webhook"] = self._cron_webhook(webhook)
+            changes["webhook"] = self._webhook(webhook)  # type: ignore[attr-defined]  (RequestChecks')
         if payload is not None:
             changes["payload"] = validation.json_object("payload", payload, limit, depth)
         updated = self.store.update_cron(current.cron_id, validation.user_id(user_id), changes)
